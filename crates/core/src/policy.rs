@@ -1,0 +1,727 @@
+//! Every rule about who may do what with which token, for how long, as pure functions.
+//!
+//! The permission table ([`org_role_grants`], [`workspace_role_grants`]) is the single
+//! source of truth; the server (API and console alike) asks these functions and never
+//! re-derives a rule on its own.
+
+use latchkey_proto::{OrgRole, Reason, Scope, TokenCreators, TokenState, TokenType, WorkspaceRole};
+use time::{Duration, OffsetDateTime};
+
+use crate::model::{InstanceSettings, StateContext, StoredState, TokenSettings};
+use crate::scopes::ScopeSet;
+
+/// Named permissions. Roles map to sets of them; scopes narrow what a token may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Permission {
+    /// Read a workspace's projects.
+    ReadProjects,
+    /// Create and delete projects.
+    WriteProjects,
+    /// Read a workspace's members.
+    ReadMembers,
+    /// Add, change and remove workspace members.
+    ManageMembers,
+    /// See token metadata (subject to visibility rules).
+    ReadApiToken,
+    /// Create one's own personal and legacy tokens (subject to `token_creators`).
+    CreatePersonalToken,
+    /// Revoke, restore, rotate and delete one's own tokens.
+    ManageOwnTokens,
+    /// Create workspace tokens (`client`, `frontend`, `admin`) and personal tokens for others.
+    CreateApiToken,
+    /// Revoke, restore, rotate and delete anyone's tokens.
+    ManageAnyToken,
+    /// Create, change and deactivate users.
+    ManageUsers,
+    /// Create workspaces.
+    ManageWorkspaces,
+    /// Read and change the org's token settings.
+    ManageTokenSettings,
+    /// Change instance-wide settings.
+    ManageInstance,
+    /// Read every audit event.
+    ReadAudit,
+    /// Call token introspection.
+    Introspect,
+}
+
+/// Org-level permissions of an org role. Org admins also act as admins of every workspace.
+pub fn org_role_grants(role: OrgRole, permission: Permission) -> bool {
+    use Permission::*;
+    match role {
+        OrgRole::Owner => true,
+        OrgRole::Admin => !matches!(permission, ManageInstance),
+        OrgRole::Member => false,
+    }
+}
+
+/// Workspace-level permissions of a workspace role.
+pub fn workspace_role_grants(role: WorkspaceRole, permission: Permission) -> bool {
+    use Permission::*;
+    match role {
+        WorkspaceRole::Admin => matches!(
+            permission,
+            ReadProjects
+                | WriteProjects
+                | ReadMembers
+                | ManageMembers
+                | ReadApiToken
+                | CreatePersonalToken
+                | ManageOwnTokens
+        ),
+        WorkspaceRole::Member => matches!(
+            permission,
+            ReadProjects
+                | WriteProjects
+                | ReadMembers
+                | ReadApiToken
+                | CreatePersonalToken
+                | ManageOwnTokens
+        ),
+        WorkspaceRole::Viewer => matches!(permission, ReadProjects),
+    }
+}
+
+/// The scope a token needs to exercise a permission.
+pub fn scope_for(permission: Permission) -> Scope {
+    use Permission::*;
+    match permission {
+        ReadProjects => Scope::ProjectsRead,
+        WriteProjects => Scope::ProjectsWrite,
+        ReadMembers => Scope::MembersRead,
+        ReadApiToken => Scope::TokensRead,
+        CreatePersonalToken | ManageOwnTokens | CreateApiToken | ManageAnyToken => {
+            Scope::TokensWrite
+        }
+        Introspect => Scope::Introspect,
+        ManageMembers | ManageUsers | ManageWorkspaces | ManageTokenSettings | ManageInstance
+        | ReadAudit => Scope::Admin,
+    }
+}
+
+/// Whether a user with these roles holds `permission` (in a workspace where they have
+/// `workspace_role`, or org-wide when `None`).
+pub fn user_may(
+    org_role: OrgRole,
+    workspace_role: Option<WorkspaceRole>,
+    permission: Permission,
+) -> bool {
+    org_role_grants(org_role, permission)
+        || workspace_role.is_some_and(|r| workspace_role_grants(r, permission))
+}
+
+/// What a user may do in a workspace, expressed as scopes: the ceiling for their tokens.
+pub fn user_scopes(org_role: OrgRole, workspace_role: Option<WorkspaceRole>) -> ScopeSet {
+    if org_role.is_org_admin() {
+        return ScopeSet::all();
+    }
+    let Some(role) = workspace_role else {
+        return ScopeSet::EMPTY;
+    };
+    [
+        Permission::ReadProjects,
+        Permission::WriteProjects,
+        Permission::ReadMembers,
+        Permission::ReadApiToken,
+        Permission::ManageOwnTokens,
+    ]
+    .into_iter()
+    .filter(|p| workspace_role_grants(role, *p))
+    .map(scope_for)
+    .collect()
+}
+
+/// Scopes a workspace token gets when the request names none.
+pub fn default_workspace_token_scopes(token_type: TokenType) -> ScopeSet {
+    match token_type {
+        TokenType::Admin => [
+            Scope::ProjectsRead,
+            Scope::ProjectsWrite,
+            Scope::TokensRead,
+            Scope::TokensWrite,
+            Scope::MembersRead,
+            Scope::Introspect,
+        ]
+        .into_iter()
+        .collect(),
+        _ => ScopeSet::EMPTY.with(Scope::ProjectsRead),
+    }
+}
+
+/// Why a create request is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CreateDenied {
+    /// The type is disabled in the org's settings.
+    #[error("{0} tokens are disabled in this organization")]
+    TypeDisabled(&'static str),
+    /// The caller's role does not allow it.
+    #[error("{0}")]
+    NotAllowed(&'static str),
+    /// Asked for scopes beyond the ceiling.
+    #[error("requested scopes exceed what the owner may do")]
+    ScopesExceed,
+    /// Project or environment binding on a type that has none.
+    #[error("only client and frontend tokens can be bound to projects or an environment")]
+    BindingNotAllowed,
+}
+
+/// Who is asking to create a token, and for whom.
+#[derive(Debug, Clone, Copy)]
+pub struct CreateContext {
+    /// Caller's org role.
+    pub actor_org_role: OrgRole,
+    /// Caller's role in the target workspace.
+    pub actor_workspace_role: Option<WorkspaceRole>,
+    /// Whether the token is for the caller (personal/legacy).
+    pub for_self: bool,
+    /// The intended owner's org role and workspace role (personal/legacy).
+    pub owner_roles: Option<(OrgRole, Option<WorkspaceRole>)>,
+}
+
+/// Checks whether a token of `token_type` may be created, and returns its scopes.
+pub fn check_create(
+    token_type: TokenType,
+    settings: &TokenSettings,
+    ctx: CreateContext,
+    requested_scopes: Option<ScopeSet>,
+    has_binding: bool,
+) -> Result<ScopeSet, CreateDenied> {
+    if !settings.is_enabled(token_type) {
+        return Err(CreateDenied::TypeDisabled(token_type.as_str()));
+    }
+    let actor_is_admin = ctx.actor_org_role.is_org_admin();
+    if has_binding && !matches!(token_type, TokenType::Client | TokenType::Frontend) {
+        return Err(CreateDenied::BindingNotAllowed);
+    }
+    let ceiling = if token_type.is_user_owned() {
+        if !ctx.for_self && !user_may(ctx.actor_org_role, None, Permission::CreateApiToken) {
+            return Err(CreateDenied::NotAllowed(
+                "only org admins create tokens for other users",
+            ));
+        }
+        if token_type == TokenType::Legacy && !ctx.for_self {
+            return Err(CreateDenied::NotAllowed(
+                "a legacy token can only be created by its owner",
+            ));
+        }
+        if ctx.for_self {
+            if !user_may(
+                ctx.actor_org_role,
+                ctx.actor_workspace_role,
+                Permission::CreatePersonalToken,
+            ) {
+                return Err(CreateDenied::NotAllowed(
+                    "your role in this workspace does not allow creating tokens",
+                ));
+            }
+            if settings.token_creators == TokenCreators::Admins && !actor_is_admin {
+                return Err(CreateDenied::NotAllowed(
+                    "only org admins may create tokens in this organization",
+                ));
+            }
+        }
+        let (owner_org, owner_ws) = ctx
+            .owner_roles
+            .unwrap_or((ctx.actor_org_role, ctx.actor_workspace_role));
+        let ceiling = user_scopes(owner_org, owner_ws);
+        if token_type == TokenType::Personal && ceiling.is_empty() {
+            return Err(CreateDenied::NotAllowed(
+                "the owner has no access to this workspace",
+            ));
+        }
+        ceiling
+    } else {
+        if !user_may(ctx.actor_org_role, None, Permission::CreateApiToken) {
+            return Err(CreateDenied::NotAllowed(
+                "only org admins create workspace tokens",
+            ));
+        }
+        ScopeSet::all()
+    };
+    let scopes = match requested_scopes {
+        Some(s) => s,
+        None if token_type.is_user_owned() => ceiling,
+        None => default_workspace_token_scopes(token_type),
+    };
+    if !ceiling.is_superset(scopes) {
+        return Err(CreateDenied::ScopesExceed);
+    }
+    Ok(scopes)
+}
+
+/// Whether `viewer` may see `token` in lists and by id.
+pub fn can_see_token(
+    viewer_id: &str,
+    viewer_org_role: OrgRole,
+    viewer_workspace_role: Option<WorkspaceRole>,
+    token_type: TokenType,
+    token_owner_id: Option<&str>,
+) -> bool {
+    if viewer_org_role.is_org_admin() {
+        return true;
+    }
+    match token_type {
+        TokenType::Personal | TokenType::Legacy => token_owner_id == Some(viewer_id),
+        TokenType::Client | TokenType::Frontend => matches!(
+            viewer_workspace_role,
+            Some(WorkspaceRole::Admin | WorkspaceRole::Member)
+        ),
+        TokenType::Admin => false,
+    }
+}
+
+/// Whether `actor` may revoke, restore, rotate or delete `token`.
+pub fn can_manage_token(
+    actor_id: &str,
+    actor_org_role: OrgRole,
+    token_type: TokenType,
+    token_owner_id: Option<&str>,
+) -> bool {
+    if user_may(actor_org_role, None, Permission::ManageAnyToken) {
+        return true;
+    }
+    token_type.is_user_owned() && token_owner_id == Some(actor_id)
+}
+
+/// Why a requested lifetime is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LifetimeError {
+    /// A field is invalid on its own (named).
+    #[error("{message}")]
+    InvalidField {
+        /// The field.
+        field: &'static str,
+        /// Why.
+        message: String,
+    },
+    /// Longer than the policy allows.
+    #[error("{0}")]
+    ExceedsPolicy(String),
+}
+
+/// A requested lifetime: days or an instant, at most one.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LifetimeRequest {
+    /// `expires_in_days`.
+    pub days: Option<i64>,
+    /// `expires_at`.
+    pub at: Option<OffsetDateTime>,
+}
+
+/// The longest a personal token may live under these settings.
+pub fn personal_ttl_days(settings: &TokenSettings, instance: &InstanceSettings) -> u32 {
+    settings
+        .personal_token_ttl_days
+        .unwrap_or(instance.default_token_lifetime_days)
+}
+
+/// Decides a new token's expiry: the policy's maximum, narrowed by the request and by the
+/// creating token's own expiry (`cap`); never silently clamped.
+pub fn resolve_expiry(
+    now: OffsetDateTime,
+    token_type: TokenType,
+    request: LifetimeRequest,
+    settings: &TokenSettings,
+    instance: &InstanceSettings,
+    cap: Option<OffsetDateTime>,
+) -> Result<Option<OffsetDateTime>, LifetimeError> {
+    let requested = match (request.days, request.at) {
+        (Some(_), Some(_)) => {
+            return Err(LifetimeError::InvalidField {
+                field: "expires_at",
+                message: "give expires_in_days or expires_at, not both".into(),
+            });
+        }
+        (Some(days), None) => {
+            if days < 1 || days > 36_500 {
+                return Err(LifetimeError::InvalidField {
+                    field: "expires_in_days",
+                    message: "expires_in_days must be a whole number of days from 1 to 36500"
+                        .into(),
+                });
+            }
+            Some(now + Duration::days(days))
+        }
+        (None, Some(at)) => {
+            if at <= now {
+                return Err(LifetimeError::InvalidField {
+                    field: "expires_at",
+                    message: "expires_at must be in the future".into(),
+                });
+            }
+            Some(crate::whole_seconds(at))
+        }
+        (None, None) => None,
+    };
+    if token_type == TokenType::Legacy {
+        if requested.is_some() {
+            return Err(LifetimeError::InvalidField {
+                field: if request.days.is_some() {
+                    "expires_in_days"
+                } else {
+                    "expires_at"
+                },
+                message: "legacy tokens never expire".into(),
+            });
+        }
+        return Ok(None);
+    }
+    let policy_max = (token_type == TokenType::Personal)
+        .then(|| now + Duration::days(i64::from(personal_ttl_days(settings, instance))));
+    let ceiling = match (policy_max, cap) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    match (requested, ceiling) {
+        (Some(r), Some(c)) if r > c => Err(LifetimeError::ExceedsPolicy(format!(
+            "the longest lifetime allowed here ends at {}",
+            c.format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default()
+        ))),
+        (Some(r), _) => Ok(Some(r)),
+        (None, c) => Ok(c),
+    }
+}
+
+/// The check of a known secret, in DESIGN.md's reason precedence:
+/// `expired` > `revoked` > `type_disabled` > `suspended`.
+pub fn check_token(
+    state: StoredState,
+    expires_at: Option<OffsetDateTime>,
+    secret_not_after: Option<OffsetDateTime>,
+    now: OffsetDateTime,
+    ctx: StateContext,
+) -> Result<(), Reason> {
+    if state == StoredState::Expired || expires_at.is_some_and(|e| e <= now) {
+        return Err(Reason::Expired);
+    }
+    if state == StoredState::Revoked || secret_not_after.is_some_and(|n| n <= now) {
+        return Err(Reason::Revoked);
+    }
+    if !ctx.type_enabled {
+        return Err(Reason::TypeDisabled);
+    }
+    if !ctx.owner_active {
+        return Err(Reason::Suspended);
+    }
+    Ok(())
+}
+
+/// The state shown in lists, derived from the stored one.
+pub fn visible_state(
+    state: StoredState,
+    expires_at: Option<OffsetDateTime>,
+    now: OffsetDateTime,
+    ctx: StateContext,
+) -> TokenState {
+    match check_token(state, expires_at, None, now, ctx) {
+        Ok(()) => TokenState::Active,
+        Err(Reason::Expired) => TokenState::Expired,
+        Err(Reason::Revoked) => TokenState::Revoked,
+        Err(Reason::TypeDisabled) => TokenState::TypeDisabled,
+        Err(_) => TokenState::Suspended,
+    }
+}
+
+/// Why a restore is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RestoreDenied {
+    /// Expired tokens stay expired.
+    #[error("the token has expired; expired tokens cannot be restored")]
+    Expired,
+    /// Leaked tokens must be rotated.
+    #[error("the token was reported leaked; rotate it instead of restoring it")]
+    Leaked,
+}
+
+/// Whether a revoked token may be re-approved now.
+pub fn check_restore(
+    state: StoredState,
+    expires_at: Option<OffsetDateTime>,
+    leaked: bool,
+    now: OffsetDateTime,
+) -> Result<(), RestoreDenied> {
+    if state == StoredState::Expired || expires_at.is_some_and(|e| e <= now) {
+        return Err(RestoreDenied::Expired);
+    }
+    if leaked {
+        return Err(RestoreDenied::Leaked);
+    }
+    Ok(())
+}
+
+/// The limits a new (or restored) token must fit in.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Limits {
+    /// Instance-wide cap on active tokens.
+    pub max_active_tokens: Option<u32>,
+    /// Per-user cap on active personal and legacy tokens, with the user it applies to.
+    pub max_tokens_per_user: Option<(String, u32)>,
+}
+
+/// The limits that apply to a token of `token_type` owned by `owner_id`.
+pub fn limits_for(
+    token_type: TokenType,
+    owner_id: Option<&str>,
+    settings: &TokenSettings,
+    instance: &InstanceSettings,
+) -> Limits {
+    Limits {
+        max_active_tokens: instance.max_active_tokens,
+        max_tokens_per_user: match (token_type.is_user_owned(), owner_id) {
+            (true, Some(owner)) => settings
+                .max_tokens_per_user
+                .map(|cap| (owner.to_owned(), cap)),
+            _ => None,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    const NOW: OffsetDateTime = datetime!(2027-01-01 00:00:00 UTC);
+    const OK: StateContext = StateContext {
+        owner_active: true,
+        type_enabled: true,
+    };
+
+    #[test]
+    fn personal_defaults_to_instance_ttl_and_refuses_longer() {
+        let s = TokenSettings::default();
+        let i = InstanceSettings::default();
+        let e = resolve_expiry(NOW, TokenType::Personal, LifetimeRequest::default(), &s, &i, None);
+        assert_eq!(e, Ok(Some(NOW + Duration::days(270))));
+        let e = resolve_expiry(
+            NOW,
+            TokenType::Personal,
+            LifetimeRequest { days: Some(271), at: None },
+            &s,
+            &i,
+            None,
+        );
+        assert!(matches!(e, Err(LifetimeError::ExceedsPolicy(_))));
+        let e = resolve_expiry(
+            NOW,
+            TokenType::Personal,
+            LifetimeRequest { days: Some(30), at: None },
+            &s,
+            &i,
+            None,
+        );
+        assert_eq!(e, Ok(Some(NOW + Duration::days(30))));
+    }
+
+    #[test]
+    fn org_ttl_overrides_instance_default() {
+        let s = TokenSettings {
+            personal_token_ttl_days: Some(7),
+            ..TokenSettings::default()
+        };
+        let i = InstanceSettings::default();
+        let e = resolve_expiry(NOW, TokenType::Personal, LifetimeRequest::default(), &s, &i, None);
+        assert_eq!(e, Ok(Some(NOW + Duration::days(7))));
+    }
+
+    #[test]
+    fn workspace_tokens_never_expire_unless_asked_and_legacy_never() {
+        let s = TokenSettings::default();
+        let i = InstanceSettings::default();
+        for t in [TokenType::Client, TokenType::Frontend, TokenType::Admin] {
+            assert_eq!(
+                resolve_expiry(NOW, t, LifetimeRequest::default(), &s, &i, None),
+                Ok(None)
+            );
+            assert_eq!(
+                resolve_expiry(
+                    NOW,
+                    t,
+                    LifetimeRequest { days: Some(5000), at: None },
+                    &s,
+                    &i,
+                    None
+                ),
+                Ok(Some(NOW + Duration::days(5000)))
+            );
+        }
+        assert_eq!(
+            resolve_expiry(NOW, TokenType::Legacy, LifetimeRequest::default(), &s, &i, None),
+            Ok(None)
+        );
+        assert!(
+            resolve_expiry(
+                NOW,
+                TokenType::Legacy,
+                LifetimeRequest { days: Some(1), at: None },
+                &s,
+                &i,
+                None
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn bad_lifetimes_name_their_field() {
+        let s = TokenSettings::default();
+        let i = InstanceSettings::default();
+        for (req, field) in [
+            (LifetimeRequest { days: Some(0), at: None }, "expires_in_days"),
+            (LifetimeRequest { days: Some(-3), at: None }, "expires_in_days"),
+            (LifetimeRequest { days: None, at: Some(NOW) }, "expires_at"),
+            (LifetimeRequest { days: Some(1), at: Some(NOW + Duration::days(1)) }, "expires_at"),
+        ] {
+            match resolve_expiry(NOW, TokenType::Personal, req, &s, &i, None) {
+                Err(LifetimeError::InvalidField { field: f, .. }) => assert_eq!(f, field),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn creating_token_caps_expiry() {
+        let s = TokenSettings::default();
+        let i = InstanceSettings::default();
+        let cap = NOW + Duration::days(3);
+        assert_eq!(
+            resolve_expiry(NOW, TokenType::Client, LifetimeRequest::default(), &s, &i, Some(cap)),
+            Ok(Some(cap))
+        );
+        assert!(
+            resolve_expiry(
+                NOW,
+                TokenType::Personal,
+                LifetimeRequest { days: Some(4), at: None },
+                &s,
+                &i,
+                Some(cap)
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn reason_precedence() {
+        let past = Some(NOW - Duration::seconds(1));
+        let all_bad = StateContext {
+            owner_active: false,
+            type_enabled: false,
+        };
+        assert_eq!(
+            check_token(StoredState::Revoked, past, past, NOW, all_bad),
+            Err(Reason::Expired)
+        );
+        assert_eq!(
+            check_token(StoredState::Revoked, None, None, NOW, all_bad),
+            Err(Reason::Revoked)
+        );
+        assert_eq!(
+            check_token(StoredState::Active, None, past, NOW, all_bad),
+            Err(Reason::Revoked)
+        );
+        assert_eq!(
+            check_token(StoredState::Active, None, None, NOW, all_bad),
+            Err(Reason::TypeDisabled)
+        );
+        assert_eq!(
+            check_token(
+                StoredState::Active,
+                None,
+                None,
+                NOW,
+                StateContext { owner_active: false, type_enabled: true }
+            ),
+            Err(Reason::Suspended)
+        );
+        assert_eq!(check_token(StoredState::Active, None, None, NOW, OK), Ok(()));
+        // Expiry is exclusive of the instant itself: at `expires_at` the token is dead.
+        assert_eq!(
+            check_token(StoredState::Active, Some(NOW), None, NOW, OK),
+            Err(Reason::Expired)
+        );
+    }
+
+    #[test]
+    fn visibility_rules() {
+        use OrgRole::*;
+        use WorkspaceRole as W;
+        assert!(can_see_token("u", Admin, None, TokenType::Admin, None));
+        assert!(!can_see_token("u", Member, Some(W::Admin), TokenType::Admin, None));
+        assert!(can_see_token("u", Member, Some(W::Member), TokenType::Client, None));
+        assert!(!can_see_token("u", Member, Some(W::Viewer), TokenType::Frontend, None));
+        assert!(can_see_token("u", Member, Some(W::Member), TokenType::Personal, Some("u")));
+        assert!(!can_see_token("u", Member, Some(W::Admin), TokenType::Personal, Some("v")));
+    }
+
+    #[test]
+    fn create_rules() {
+        let s = TokenSettings::default();
+        let member = CreateContext {
+            actor_org_role: OrgRole::Member,
+            actor_workspace_role: Some(WorkspaceRole::Member),
+            for_self: true,
+            owner_roles: None,
+        };
+        assert!(check_create(TokenType::Personal, &s, member, None, false).is_ok());
+        assert!(check_create(TokenType::Client, &s, member, None, false).is_err());
+        let viewer = CreateContext {
+            actor_workspace_role: Some(WorkspaceRole::Viewer),
+            ..member
+        };
+        assert!(check_create(TokenType::Personal, &s, viewer, None, false).is_err());
+        let admins_only = TokenSettings {
+            token_creators: TokenCreators::Admins,
+            ..TokenSettings::default()
+        };
+        assert!(check_create(TokenType::Personal, &admins_only, member, None, false).is_err());
+        let scopes = check_create(TokenType::Personal, &s, member, None, false).unwrap();
+        assert!(!scopes.contains(Scope::Admin));
+        assert_eq!(
+            check_create(
+                TokenType::Personal,
+                &s,
+                member,
+                Some(ScopeSet::EMPTY.with(Scope::Admin)),
+                false
+            ),
+            Err(CreateDenied::ScopesExceed)
+        );
+        let admin = CreateContext {
+            actor_org_role: OrgRole::Admin,
+            actor_workspace_role: None,
+            for_self: true,
+            owner_roles: None,
+        };
+        assert_eq!(
+            check_create(TokenType::Client, &s, admin, None, false),
+            Ok(ScopeSet::EMPTY.with(Scope::ProjectsRead))
+        );
+        assert_eq!(
+            check_create(TokenType::Personal, &s, admin, None, true),
+            Err(CreateDenied::BindingNotAllowed)
+        );
+        let disabled = TokenSettings {
+            enabled_types: 0,
+            ..TokenSettings::default()
+        };
+        assert!(matches!(
+            check_create(TokenType::Client, &disabled, admin, None, false),
+            Err(CreateDenied::TypeDisabled(_))
+        ));
+    }
+
+    #[test]
+    fn restore_rules() {
+        assert_eq!(check_restore(StoredState::Revoked, None, false, NOW), Ok(()));
+        assert_eq!(
+            check_restore(StoredState::Revoked, None, true, NOW),
+            Err(RestoreDenied::Leaked)
+        );
+        assert_eq!(
+            check_restore(StoredState::Revoked, Some(NOW), false, NOW),
+            Err(RestoreDenied::Expired)
+        );
+    }
+}

@@ -1,0 +1,255 @@
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+
+use crate::{OrgRole, Scope, TokenCreators, TokenType, WorkspaceRole};
+
+/// `POST /api/v1/session`.
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignInRequest {
+    /// Username.
+    pub username: String,
+    /// Password.
+    pub password: String,
+}
+
+impl std::fmt::Debug for SignInRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignInRequest")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+/// `POST /api/v1/users`.
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUserRequest {
+    /// Unique sign-in name (1–64 characters: letters, digits, `.`, `_`, `-`, `@`).
+    pub username: String,
+    /// At least 8 characters.
+    pub password: String,
+    /// Org role; default `member`.
+    #[serde(default = "default_org_role")]
+    pub role: OrgRole,
+    /// Name to show.
+    #[serde(default)]
+    pub display_name: Option<String>,
+    /// Contact address.
+    #[serde(default)]
+    pub email: Option<String>,
+}
+
+fn default_org_role() -> OrgRole {
+    OrgRole::Member
+}
+
+impl std::fmt::Debug for CreateUserRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreateUserRequest")
+            .field("username", &self.username)
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `PATCH /api/v1/users/{id}`: every field optional.
+#[derive(Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateUserRequest {
+    /// `false` deactivates (sessions end, tokens stop working); `true` reactivates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active: Option<bool>,
+    /// New org role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<OrgRole>,
+    /// New display name (`null` clears it).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::double_option"
+    )]
+    #[schema(value_type = Option<String>)]
+    pub display_name: Option<Option<String>>,
+    /// New email (`null` clears it).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::double_option"
+    )]
+    #[schema(value_type = Option<String>)]
+    pub email: Option<Option<String>>,
+    /// New password (at least 8 characters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+}
+
+impl std::fmt::Debug for UpdateUserRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpdateUserRequest")
+            .field("active", &self.active)
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `POST /api/v1/workspaces`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateWorkspaceRequest {
+    /// Unique in the org, 1–200 characters.
+    pub name: String,
+}
+
+/// `PUT /api/v1/workspaces/{ws}/members/{user}`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PutMemberRequest {
+    /// Role in the workspace.
+    pub role: WorkspaceRole,
+}
+
+/// `POST /api/v1/workspaces/{ws}/tokens`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTokenRequest {
+    /// Free text, 1–200 characters.
+    pub name: String,
+    /// Default `personal`.
+    #[serde(rename = "type", default = "default_token_type")]
+    pub token_type: TokenType,
+    /// Default: everything the owner may do (personal), `projects:read` (client,
+    /// frontend), every workspace right (admin).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<Vec<Scope>>,
+    /// Project ids to bind a client or frontend token to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub projects: Option<Vec<String>>,
+    /// Environment name to bind a client or frontend token to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
+    /// Lifetime in whole days (≥ 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_in_days: Option<i64>,
+    /// Expiry instant (RFC 3339, in the future).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
+    pub expires_at: Option<OffsetDateTime>,
+    /// For personal tokens: the owner (org admins may create for others).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner_id: Option<String>,
+}
+
+fn default_token_type() -> TokenType {
+    TokenType::Personal
+}
+
+impl CreateTokenRequest {
+    /// A request for a token of `token_type` named `name`, every option at its default.
+    pub fn new(name: impl Into<String>, token_type: TokenType) -> Self {
+        CreateTokenRequest {
+            name: name.into(),
+            token_type,
+            scopes: None,
+            projects: None,
+            environment: None,
+            expires_in_days: None,
+            expires_at: None,
+            owner_id: None,
+        }
+    }
+}
+
+/// `POST /api/v1/tokens/{id}/rotate` (the body is optional).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateTokenRequest {
+    /// Seconds the old secret keeps working (default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grace_seconds: Option<u64>,
+    /// New lifetime in days (default: keep the expiry).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_in_days: Option<i64>,
+    /// New expiry instant (default: keep the expiry).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
+    pub expires_at: Option<OffsetDateTime>,
+}
+
+/// `POST /api/v1/tokens/verify`.
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyRequest {
+    /// The secret to check.
+    pub token: String,
+}
+
+impl std::fmt::Debug for VerifyRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("VerifyRequest { token: <redacted> }")
+    }
+}
+
+/// `POST /projects` and `POST /api/v1/workspaces/{ws}/projects`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateProjectRequest {
+    /// 1–200 characters.
+    pub name: String,
+    /// Optional description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// `PATCH /api/v1/instance/settings`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateInstanceSettingsRequest {
+    /// `null` = unlimited.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::double_option"
+    )]
+    #[schema(value_type = Option<u32>)]
+    pub max_active_tokens: Option<Option<u32>>,
+    /// Days, ≥ 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_token_lifetime_days: Option<u32>,
+}
+
+/// `PATCH /api/v1/orgs/{org}/token-settings`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateTokenSettingsRequest {
+    /// Types that work.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled_types: Option<Vec<TokenType>>,
+    /// Days, ≥ 1; `null` = the instance default.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::double_option"
+    )]
+    #[schema(value_type = Option<u32>)]
+    pub personal_token_ttl_days: Option<Option<u32>>,
+    /// `null` = unlimited.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::double_option"
+    )]
+    #[schema(value_type = Option<u32>)]
+    pub max_tokens_per_user: Option<Option<u32>>,
+    /// Who may create their own personal tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_creators: Option<TokenCreators>,
+}

@@ -1,0 +1,545 @@
+//! The storage contract: the [`Store`] trait every backend implements, its error type, and
+//! (behind the `conformance` feature) the suite every backend must pass.
+//!
+//! Methods are atomic domain operations, not CRUD: each one that changes something takes
+//! the audit event describing the change and writes it in the same transaction, and bumps
+//! the change counter so other nodes (and this node's poller) see the change. Limits are
+//! checked inside the same transaction as the insert, so concurrent creates cannot
+//! overshoot them.
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+
+use async_trait::async_trait;
+use latchkey_core::policy::Limits;
+use latchkey_core::{
+    InstanceSettings, MembershipRecord, NewAuditEvent, OrgRecord, ProjectRecord, SecretHash,
+    SecretRecord, SessionRecord, TokenRecord, TokenSettings, UserRecord, WorkspaceRecord,
+};
+use latchkey_proto::{AuditEvent, OrgRole, TokenType, WorkspaceRole};
+use time::OffsetDateTime;
+
+/// Everything a store can report. Backends map their driver errors into these; no driver
+/// type crosses this boundary.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The object does not exist (the payload names what: `token`, `user`, ...).
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// A uniqueness rule or a state rule was hit (the payload explains, for the client).
+    #[error("{0}")]
+    Conflict(String),
+    /// A limit would be exceeded; nothing was changed.
+    #[error("limit {limit} ({value}) reached")]
+    LimitExceeded {
+        /// `max_active_tokens` or `max_tokens_per_user`.
+        limit: &'static str,
+        /// The limit's value.
+        value: u32,
+    },
+    /// The change would leave the org without an active owner.
+    #[error("the last active owner cannot be demoted or deactivated")]
+    LastOwner,
+    /// The store was initialised with another hash key.
+    #[error("this store was created with another hash key (key id {stored}); refusing to start")]
+    HashKeyMismatch {
+        /// The key id recorded in the store.
+        stored: String,
+    },
+    /// The database cannot be reached right now; retrying later may work.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else (a bug or corrupt data); details go to the log, not to clients.
+    #[error("store error: {0}")]
+    Internal(String),
+}
+
+/// Result of a store operation.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A page request: newest first, `limit` items after `cursor` (an id from a previous page).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageRequest {
+    /// 1..=200.
+    pub limit: u32,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+impl Default for PageRequest {
+    fn default() -> Self {
+        PageRequest {
+            limit: 50,
+            cursor: None,
+        }
+    }
+}
+
+impl PageRequest {
+    /// Every item up to `limit` (for internal callers that want "all", bounded).
+    pub fn first(limit: u32) -> Self {
+        PageRequest {
+            limit,
+            cursor: None,
+        }
+    }
+}
+
+/// A page of results; `next_cursor` is `Some` when more items follow.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Paged<T> {
+    /// Items, newest first.
+    pub items: Vec<T>,
+    /// Cursor for the next page.
+    pub next_cursor: Option<String>,
+}
+
+/// Which tokens to list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TokenFilter {
+    /// Only tokens acting in this workspace.
+    pub workspace_id: Option<String>,
+    /// Only tokens owned by this user.
+    pub owner_id: Option<String>,
+    /// Visibility for a caller who is not an org admin: their own personal and legacy
+    /// tokens, plus `client` and `frontend` tokens when `include_workspace_tokens`; never
+    /// `admin` tokens or other users' tokens.
+    pub visible_to: Option<String>,
+    /// See `visible_to`.
+    pub include_workspace_tokens: bool,
+    /// Only this type.
+    pub token_type: Option<TokenType>,
+}
+
+/// Which audit events to list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    /// Only events about this workspace.
+    pub workspace_id: Option<String>,
+    /// Only events by this actor.
+    pub actor_id: Option<String>,
+    /// Only events about this token (as target or as the actor's credential).
+    pub token_id: Option<String>,
+    /// Only this action.
+    pub action: Option<String>,
+    /// Only events at or after this instant.
+    pub since: Option<OffsetDateTime>,
+    /// Only events before this instant.
+    pub until: Option<OffsetDateTime>,
+    /// For non-admins: only events where this user is the actor or the subject.
+    pub involving_user: Option<String>,
+}
+
+/// A change to the partial update of a user.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserPatch {
+    /// Activate or deactivate (deactivation also ends all the user's sessions).
+    pub active: Option<bool>,
+    /// New org role.
+    pub role: Option<OrgRole>,
+    /// New display name (`Some(None)` clears).
+    pub display_name: Option<Option<String>>,
+    /// New email (`Some(None)` clears).
+    pub email: Option<Option<String>>,
+    /// New Argon2id PHC string (also ends all the user's sessions).
+    pub password_hash: Option<String>,
+}
+
+/// What changed, as read from the change feed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ChangeKind {
+    /// A token was created, changed or deleted (`id` is the token id).
+    Token,
+    /// A user's state, role or memberships changed (`id` is the user id).
+    User,
+    /// An org's token settings changed (`id` is the org id).
+    Org,
+    /// Instance settings changed (`id` is empty).
+    Instance,
+    /// JWT signing keys changed.
+    SigningKeys,
+}
+
+impl ChangeKind {
+    /// Column value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeKind::Token => "token",
+            ChangeKind::User => "user",
+            ChangeKind::Org => "org",
+            ChangeKind::Instance => "instance",
+            ChangeKind::SigningKeys => "signing_keys",
+        }
+    }
+
+    /// Parses a column value.
+    pub fn parse(text: &str) -> Option<ChangeKind> {
+        Some(match text {
+            "token" => ChangeKind::Token,
+            "user" => ChangeKind::User,
+            "org" => ChangeKind::Org,
+            "instance" => ChangeKind::Instance,
+            "signing_keys" => ChangeKind::SigningKeys,
+            _ => return None,
+        })
+    }
+}
+
+/// One entry of the change feed. Versions increase in commit order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// The change counter's value after this change's transaction.
+    pub version: i64,
+    /// What changed.
+    pub kind: ChangeKind,
+    /// Which object.
+    pub id: String,
+}
+
+/// One last-used observation, merged by the latest time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LastUsed {
+    /// Token.
+    pub token_id: String,
+    /// When.
+    pub at: OffsetDateTime,
+    /// From where.
+    pub ip: Option<String>,
+}
+
+/// Everything the first start creates, in one transaction guarded by a unique row so that
+/// concurrent first starts bootstrap exactly once.
+#[derive(Debug, Clone)]
+pub struct BootstrapPlan {
+    /// The organization.
+    pub org: OrgRecord,
+    /// "Workspace 1".
+    pub workspace: WorkspaceRecord,
+    /// The administrator (org role `owner`).
+    pub admin: UserRecord,
+    /// The administrator's role in the workspace (`admin`).
+    pub admin_workspace_role: WorkspaceRole,
+    /// The initial personal token.
+    pub token: TokenRecord,
+    /// Its secret's hash.
+    pub secret: SecretRecord,
+    /// Instance settings to start with.
+    pub instance: InstanceSettings,
+    /// The audit event.
+    pub event: NewAuditEvent,
+}
+
+/// The stored answer to a rotate carrying an `Idempotency-Key`, so a retry gets the same
+/// secret. `response` is encrypted by the caller; the store never sees the secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyRecord {
+    /// `Idempotency-Key` scoped by caller and route.
+    pub key: String,
+    /// Hash of the request (method, path, body) to detect a reused key.
+    pub request_hash: Vec<u8>,
+    /// The encrypted response.
+    pub response: Vec<u8>,
+    /// When stored; records older than 24 h are ignored and purged.
+    pub created_at: OffsetDateTime,
+}
+
+/// A JWT signing key; `private_key` is encrypted by the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SigningKeyRecord {
+    /// `kid`.
+    pub id: String,
+    /// Algorithm (`EdDSA`).
+    pub algorithm: String,
+    /// Public key bytes.
+    pub public_key: Vec<u8>,
+    /// Encrypted private key.
+    pub private_key: Vec<u8>,
+    /// When created.
+    pub created_at: OffsetDateTime,
+    /// No longer used to sign after this instant.
+    pub retire_at: OffsetDateTime,
+    /// Removed from the JWKS after this instant.
+    pub expires_at: OffsetDateTime,
+}
+
+/// The storage contract. See the crate docs for the rules every method follows.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // --- lifecycle -------------------------------------------------------------------
+
+    /// Applies pending migrations.
+    async fn migrate(&self) -> StoreResult<()>;
+    /// Records `key_id` on first use; afterwards refuses any other key id.
+    async fn ensure_hash_key(&self, key_id: &str) -> StoreResult<()>;
+    /// Cheap round trip, for `/readyz`.
+    async fn ping(&self) -> StoreResult<()>;
+    /// Creates everything of the first start unless it was already done; returns whether
+    /// this call did it.
+    async fn bootstrap(&self, now: OffsetDateTime, plan: BootstrapPlan) -> StoreResult<bool>;
+
+    // --- settings --------------------------------------------------------------------
+
+    /// The instance's one organization.
+    async fn get_org(&self) -> StoreResult<OrgRecord>;
+    /// Replaces an org's token settings.
+    async fn update_token_settings(
+        &self,
+        now: OffsetDateTime,
+        org_id: &str,
+        settings: TokenSettings,
+        event: NewAuditEvent,
+    ) -> StoreResult<OrgRecord>;
+    /// Instance settings.
+    async fn get_instance_settings(&self) -> StoreResult<InstanceSettings>;
+    /// Replaces instance settings.
+    async fn update_instance_settings(
+        &self,
+        now: OffsetDateTime,
+        settings: InstanceSettings,
+        event: NewAuditEvent,
+    ) -> StoreResult<InstanceSettings>;
+
+    // --- users -----------------------------------------------------------------------
+
+    /// Creates a user; `Conflict` when the username is taken (case-insensitive).
+    async fn create_user(
+        &self,
+        now: OffsetDateTime,
+        user: UserRecord,
+        event: NewAuditEvent,
+    ) -> StoreResult<UserRecord>;
+    /// One user by id.
+    async fn get_user(&self, id: &str) -> StoreResult<UserRecord>;
+    /// One user by username (case-insensitive).
+    async fn find_user_by_username(&self, username: &str) -> StoreResult<Option<UserRecord>>;
+    /// Users of an org, newest first.
+    async fn list_users(&self, org_id: &str, page: &PageRequest) -> StoreResult<Paged<UserRecord>>;
+    /// Applies a patch; refuses (`LastOwner`) to leave the org without an active owner.
+    /// Deactivation and password changes delete the user's sessions in the same
+    /// transaction.
+    async fn update_user(
+        &self,
+        now: OffsetDateTime,
+        id: &str,
+        patch: UserPatch,
+        event: NewAuditEvent,
+    ) -> StoreResult<UserRecord>;
+
+    // --- workspaces and members ------------------------------------------------------
+
+    /// Creates a workspace (`Conflict` on a taken name), optionally with its creator as a
+    /// member.
+    async fn create_workspace(
+        &self,
+        now: OffsetDateTime,
+        workspace: WorkspaceRecord,
+        creator: Option<(String, WorkspaceRole)>,
+        event: NewAuditEvent,
+    ) -> StoreResult<WorkspaceRecord>;
+    /// One workspace.
+    async fn get_workspace(&self, id: &str) -> StoreResult<WorkspaceRecord>;
+    /// One workspace by exact name.
+    async fn find_workspace_by_name(
+        &self,
+        org_id: &str,
+        name: &str,
+    ) -> StoreResult<Option<WorkspaceRecord>>;
+    /// Workspaces of an org, newest first.
+    async fn list_workspaces(
+        &self,
+        org_id: &str,
+        page: &PageRequest,
+    ) -> StoreResult<Paged<WorkspaceRecord>>;
+    /// Adds a member or changes their role.
+    async fn put_member(
+        &self,
+        now: OffsetDateTime,
+        workspace_id: &str,
+        user_id: &str,
+        role: WorkspaceRole,
+        event: NewAuditEvent,
+    ) -> StoreResult<MembershipRecord>;
+    /// Removes a member (`NotFound` if not a member).
+    async fn remove_member(
+        &self,
+        now: OffsetDateTime,
+        workspace_id: &str,
+        user_id: &str,
+        event: NewAuditEvent,
+    ) -> StoreResult<()>;
+    /// One membership.
+    async fn get_membership(
+        &self,
+        workspace_id: &str,
+        user_id: &str,
+    ) -> StoreResult<Option<MembershipRecord>>;
+    /// Members of a workspace, newest first.
+    async fn list_members(
+        &self,
+        workspace_id: &str,
+        page: &PageRequest,
+    ) -> StoreResult<Paged<MembershipRecord>>;
+    /// Every membership of a user (bounded by the number of workspaces).
+    async fn memberships_of(&self, user_id: &str) -> StoreResult<Vec<MembershipRecord>>;
+
+    // --- projects --------------------------------------------------------------------
+
+    /// Creates a project.
+    async fn create_project(
+        &self,
+        now: OffsetDateTime,
+        project: ProjectRecord,
+        event: NewAuditEvent,
+    ) -> StoreResult<ProjectRecord>;
+    /// One project.
+    async fn get_project(&self, id: &str) -> StoreResult<ProjectRecord>;
+    /// Projects of a workspace, newest first.
+    async fn list_projects(
+        &self,
+        workspace_id: &str,
+        page: &PageRequest,
+    ) -> StoreResult<Paged<ProjectRecord>>;
+    /// Deletes a project, and the tokens bound only to it (bindings to it are removed
+    /// from tokens bound to several projects; a token is never widened to all projects).
+    /// Returns the ids of the deleted tokens.
+    async fn delete_project(
+        &self,
+        now: OffsetDateTime,
+        id: &str,
+        event: NewAuditEvent,
+    ) -> StoreResult<Vec<String>>;
+
+    // --- tokens ----------------------------------------------------------------------
+
+    /// Inserts a token and its secret if `limits` allow (`LimitExceeded` otherwise), and
+    /// at most one legacy token per user (`Conflict`).
+    async fn create_token(
+        &self,
+        now: OffsetDateTime,
+        token: TokenRecord,
+        secret: SecretRecord,
+        limits: &Limits,
+        event: NewAuditEvent,
+    ) -> StoreResult<TokenRecord>;
+    /// One token.
+    async fn get_token(&self, id: &str) -> StoreResult<TokenRecord>;
+    /// Tokens matching `filter`, newest first.
+    async fn list_tokens(
+        &self,
+        org_id: &str,
+        filter: &TokenFilter,
+        page: &PageRequest,
+    ) -> StoreResult<Paged<TokenRecord>>;
+    /// The token a secret hash belongs to (the verifier's cache miss).
+    async fn find_secret(
+        &self,
+        hash: &SecretHash,
+    ) -> StoreResult<Option<(TokenRecord, SecretRecord)>>;
+    /// Sets state `revoked` (also from `revoked`: idempotent). `leaked` marks a leak report.
+    async fn revoke_token(
+        &self,
+        now: OffsetDateTime,
+        id: &str,
+        leaked: bool,
+        event: NewAuditEvent,
+    ) -> StoreResult<TokenRecord>;
+    /// Sets state `active` again if `limits` allow. The caller checks the policy first;
+    /// the store re-checks that the token is `revoked` and not expired (`Conflict`).
+    async fn restore_token(
+        &self,
+        now: OffsetDateTime,
+        id: &str,
+        limits: &Limits,
+        event: NewAuditEvent,
+    ) -> StoreResult<TokenRecord>;
+    /// Replaces the token's secret. The old secrets get `not_after = old_not_after` (or are
+    /// deleted when `None`); `expires_at` is replaced when `Some`; a rotated token that was
+    /// revoked for a leak becomes active again (and not leaked). `idempotency` is stored in
+    /// the same transaction.
+    #[allow(clippy::too_many_arguments)]
+    async fn rotate_token(
+        &self,
+        now: OffsetDateTime,
+        id: &str,
+        new_secret: SecretRecord,
+        old_not_after: Option<OffsetDateTime>,
+        expires_at: Option<Option<OffsetDateTime>>,
+        idempotency: Option<IdempotencyRecord>,
+        event: NewAuditEvent,
+    ) -> StoreResult<TokenRecord>;
+    /// Deletes a token and its secrets.
+    async fn delete_token(
+        &self,
+        now: OffsetDateTime,
+        id: &str,
+        event: NewAuditEvent,
+    ) -> StoreResult<()>;
+    /// Merges last-used observations (latest time wins; unknown tokens are ignored).
+    async fn record_last_used(&self, batch: &[LastUsed]) -> StoreResult<()>;
+    /// Marks every active token with `expires_at <= now` as `expired`, writing a
+    /// `token.expired` event for each; returns their ids.
+    async fn expire_tokens(&self, now: OffsetDateTime) -> StoreResult<Vec<String>>;
+    /// Deletes secrets whose `not_after` has passed; returns how many.
+    async fn purge_rotated_secrets(&self, now: OffsetDateTime) -> StoreResult<u64>;
+    /// Counts active tokens (for metrics and limits' display).
+    async fn count_active_tokens(&self) -> StoreResult<u64>;
+
+    /// A stored idempotent answer younger than `not_before`'s cut-off.
+    async fn get_idempotency(
+        &self,
+        key: &str,
+        not_before: OffsetDateTime,
+    ) -> StoreResult<Option<IdempotencyRecord>>;
+
+    // --- sessions --------------------------------------------------------------------
+
+    /// Stores a new session under its secret's hash.
+    async fn create_session(
+        &self,
+        now: OffsetDateTime,
+        session: SessionRecord,
+        hash: SecretHash,
+        event: NewAuditEvent,
+    ) -> StoreResult<()>;
+    /// The session a secret hash belongs to.
+    async fn find_session(&self, hash: &SecretHash) -> StoreResult<Option<SessionRecord>>;
+    /// Moves the idle clock.
+    async fn touch_session(&self, id: &str, now: OffsetDateTime) -> StoreResult<()>;
+    /// Ends a session for good (idempotent).
+    async fn delete_session(
+        &self,
+        now: OffsetDateTime,
+        id: &str,
+        event: Option<NewAuditEvent>,
+    ) -> StoreResult<()>;
+
+    // --- audit -----------------------------------------------------------------------
+
+    /// Writes an event that has no other change attached (e.g. a failed sign-in).
+    async fn append_audit(&self, now: OffsetDateTime, event: NewAuditEvent) -> StoreResult<()>;
+    /// Events matching `filter`, newest first.
+    async fn list_audit(
+        &self,
+        filter: &AuditFilter,
+        page: &PageRequest,
+    ) -> StoreResult<Paged<AuditEvent>>;
+
+    // --- JWT signing keys ------------------------------------------------------------
+
+    /// Every signing key not yet past `expires_at`.
+    async fn list_signing_keys(&self, now: OffsetDateTime) -> StoreResult<Vec<SigningKeyRecord>>;
+    /// Adds a signing key unless another node added one created after `not_before`
+    /// meanwhile (then returns `false` and the caller re-reads).
+    async fn add_signing_key(
+        &self,
+        key: SigningKeyRecord,
+        not_before: OffsetDateTime,
+    ) -> StoreResult<bool>;
+
+    // --- change feed -----------------------------------------------------------------
+
+    /// The change counter now.
+    async fn current_version(&self) -> StoreResult<i64>;
+    /// Changes with a version above `after`, oldest first, at most `limit`.
+    async fn changes_since(&self, after: i64, limit: u32) -> StoreResult<Vec<Change>>;
+}
