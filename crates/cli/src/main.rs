@@ -1,1 +1,216 @@
-fn main() {}
+//! The `latchkey` binary: `serve` and `migrate` on the server side.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use latchkey_server::config::LogFormat;
+use latchkey_server::{BootstrapOptions, Config, HashKeySource, StartOptions};
+
+#[derive(Parser)]
+#[command(name = "latchkey", version, about = "Self-hosted API access tokens", long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (API, verifier, background tasks).
+    ///
+    /// Example: latchkey serve --listen 0.0.0.0:8080 --data-dir /var/lib/latchkey
+    Serve(StoreArgs),
+    /// Apply database migrations and exit.
+    ///
+    /// Example: latchkey migrate --data-dir /var/lib/latchkey
+    Migrate(StoreArgs),
+    /// Print the OpenAPI description of the HTTP API.
+    Openapi,
+}
+
+/// Where the server listens and keeps its data; each flag is also an environment variable.
+#[derive(Args, Clone)]
+struct StoreArgs {
+    /// Address to listen on.
+    #[arg(long, env = "LATCHKEY_LISTEN")]
+    listen: Option<std::net::SocketAddr>,
+    /// Data directory (SQLite file and hash key).
+    #[arg(long, env = "LATCHKEY_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Database URL (default: the SQLite file in the data directory).
+    #[arg(long, env = "LATCHKEY_DATABASE_URL")]
+    database_url: Option<String>,
+    /// TOML configuration file (see latchkey.sample.toml).
+    #[arg(long, env = "LATCHKEY_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+impl StoreArgs {
+    fn load(&self) -> anyhow::Result<Config> {
+        let mut config = Config::from_file(self.config.as_deref())?;
+        config.apply_env(|k| std::env::var(k).ok())?;
+        if let Some(listen) = self.listen {
+            config.listen = listen;
+        }
+        if let Some(dir) = &self.data_dir {
+            config.data_dir = dir.clone();
+        }
+        if let Some(url) = &self.database_url {
+            config.database_url = url.clone();
+        }
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutdown requested; draining requests");
+}
+
+fn start_options() -> StartOptions {
+    StartOptions {
+        bootstrap: BootstrapOptions {
+            admin_username: env("LATCHKEY_ADMIN_USERNAME"),
+            admin_password: env("LATCHKEY_ADMIN_PASSWORD"),
+            admin_token: env("LATCHKEY_ADMIN_TOKEN"),
+        },
+        hash_key: HashKeySource {
+            hex: env("LATCHKEY_HASH_KEY"),
+            file: env("LATCHKEY_HASH_KEY_FILE").map(PathBuf::from),
+        },
+        clock: latchkey_server::Clock::default(),
+    }
+}
+
+fn print_bootstrap(b: &latchkey_server::Bootstrapped, url: &str) {
+    let mut out = String::new();
+    out.push_str("==================== Latchkey first start ====================\n");
+    out.push_str(&format!("Console and API:  {url}\n"));
+    out.push_str(&format!("Admin username:   {}\n", b.admin_username));
+    match &b.generated_password {
+        Some(p) => out.push_str(&format!("Admin password:   {p}\n")),
+        None => out.push_str("Admin password:   (preset with LATCHKEY_ADMIN_PASSWORD)\n"),
+    }
+    match &b.generated_token {
+        Some(t) => out.push_str(&format!(
+            "API token:        {t}\n                  (personal, {}, expires in 270 days)\n",
+            b.workspace_name
+        )),
+        None => out.push_str("API token:        (preset with LATCHKEY_ADMIN_TOKEN)\n"),
+    }
+    out.push_str("These are shown once and stored only hashed. Keep them now.\n");
+    out.push_str("==============================================================\n");
+    print!("{out}");
+}
+
+async fn serve(args: StoreArgs) -> anyhow::Result<()> {
+    let config = args.load()?;
+    init_logging(config.log_format);
+    let listen = config.listen;
+    let configured_url = (!config.public_url.is_empty()).then(|| config.public_url());
+    let prepared = latchkey_server::prepare(config, start_options())
+        .await
+        .context("cannot start")?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let bound = listener.local_addr()?;
+    if let Some(b) = &prepared.bootstrapped {
+        print_bootstrap(
+            b,
+            &configured_url.unwrap_or_else(|| format!("http://{bound}")),
+        );
+    }
+    tracing::info!(address = %bound, "latchkey listening");
+    latchkey_server::serve(listener, prepared.state, shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn migrate(args: StoreArgs) -> anyhow::Result<()> {
+    let config = args.load()?;
+    init_logging(config.log_format);
+    let store = latchkey_server::open_store(&config).await?;
+    store.migrate().await.context("migration failed")?;
+    println!(
+        "migrations applied to {}",
+        redact_url(&config.database_url())
+    );
+    Ok(())
+}
+
+/// Hides a password in a database URL.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            format!("{}://***{}", &url[..scheme_end], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => serve(args).await,
+            Command::Migrate(args) => migrate(args).await,
+            Command::Openapi => {
+                println!("{}", latchkey_server::api::openapi_json());
+                Ok(())
+            }
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -28,7 +28,9 @@ pub struct HashKey {
 
 impl std::fmt::Debug for HashKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HashKey").field("id", &self.id).finish_non_exhaustive()
+        f.debug_struct("HashKey")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -102,8 +104,14 @@ mod tests {
         let hex = "ab".repeat(32);
         assert!(HashKey::from_hex(&hex).is_ok());
         assert!(HashKey::from_hex(&format!("{hex}\n")).is_ok());
-        assert_eq!(HashKey::from_hex("abc").unwrap_err(), HashKeyError::BadLength(3));
-        assert_eq!(HashKey::from_hex(&"zz".repeat(32)).unwrap_err(), HashKeyError::NotHex);
+        assert_eq!(
+            HashKey::from_hex("abc").unwrap_err(),
+            HashKeyError::BadLength(3)
+        );
+        assert_eq!(
+            HashKey::from_hex(&"zz".repeat(32)).unwrap_err(),
+            HashKeyError::NotHex
+        );
         assert!(HashKey::from_hex(&format!("{hex}\n\n")).is_err());
     }
 

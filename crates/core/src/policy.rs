@@ -492,12 +492,22 @@ mod tests {
     fn personal_defaults_to_instance_ttl_and_refuses_longer() {
         let s = TokenSettings::default();
         let i = InstanceSettings::default();
-        let e = resolve_expiry(NOW, TokenType::Personal, LifetimeRequest::default(), &s, &i, None);
+        let e = resolve_expiry(
+            NOW,
+            TokenType::Personal,
+            LifetimeRequest::default(),
+            &s,
+            &i,
+            None,
+        );
         assert_eq!(e, Ok(Some(NOW + Duration::days(270))));
         let e = resolve_expiry(
             NOW,
             TokenType::Personal,
-            LifetimeRequest { days: Some(271), at: None },
+            LifetimeRequest {
+                days: Some(271),
+                at: None,
+            },
             &s,
             &i,
             None,
@@ -506,7 +516,10 @@ mod tests {
         let e = resolve_expiry(
             NOW,
             TokenType::Personal,
-            LifetimeRequest { days: Some(30), at: None },
+            LifetimeRequest {
+                days: Some(30),
+                at: None,
+            },
             &s,
             &i,
             None,
@@ -521,7 +534,14 @@ mod tests {
             ..TokenSettings::default()
         };
         let i = InstanceSettings::default();
-        let e = resolve_expiry(NOW, TokenType::Personal, LifetimeRequest::default(), &s, &i, None);
+        let e = resolve_expiry(
+            NOW,
+            TokenType::Personal,
+            LifetimeRequest::default(),
+            &s,
+            &i,
+            None,
+        );
         assert_eq!(e, Ok(Some(NOW + Duration::days(7))));
     }
 
@@ -538,7 +558,10 @@ mod tests {
                 resolve_expiry(
                     NOW,
                     t,
-                    LifetimeRequest { days: Some(5000), at: None },
+                    LifetimeRequest {
+                        days: Some(5000),
+                        at: None
+                    },
                     &s,
                     &i,
                     None
@@ -547,14 +570,24 @@ mod tests {
             );
         }
         assert_eq!(
-            resolve_expiry(NOW, TokenType::Legacy, LifetimeRequest::default(), &s, &i, None),
+            resolve_expiry(
+                NOW,
+                TokenType::Legacy,
+                LifetimeRequest::default(),
+                &s,
+                &i,
+                None
+            ),
             Ok(None)
         );
         assert!(
             resolve_expiry(
                 NOW,
                 TokenType::Legacy,
-                LifetimeRequest { days: Some(1), at: None },
+                LifetimeRequest {
+                    days: Some(1),
+                    at: None
+                },
                 &s,
                 &i,
                 None
@@ -568,10 +601,34 @@ mod tests {
         let s = TokenSettings::default();
         let i = InstanceSettings::default();
         for (req, field) in [
-            (LifetimeRequest { days: Some(0), at: None }, "expires_in_days"),
-            (LifetimeRequest { days: Some(-3), at: None }, "expires_in_days"),
-            (LifetimeRequest { days: None, at: Some(NOW) }, "expires_at"),
-            (LifetimeRequest { days: Some(1), at: Some(NOW + Duration::days(1)) }, "expires_at"),
+            (
+                LifetimeRequest {
+                    days: Some(0),
+                    at: None,
+                },
+                "expires_in_days",
+            ),
+            (
+                LifetimeRequest {
+                    days: Some(-3),
+                    at: None,
+                },
+                "expires_in_days",
+            ),
+            (
+                LifetimeRequest {
+                    days: None,
+                    at: Some(NOW),
+                },
+                "expires_at",
+            ),
+            (
+                LifetimeRequest {
+                    days: Some(1),
+                    at: Some(NOW + Duration::days(1)),
+                },
+                "expires_at",
+            ),
         ] {
             match resolve_expiry(NOW, TokenType::Personal, req, &s, &i, None) {
                 Err(LifetimeError::InvalidField { field: f, .. }) => assert_eq!(f, field),
@@ -586,14 +643,24 @@ mod tests {
         let i = InstanceSettings::default();
         let cap = NOW + Duration::days(3);
         assert_eq!(
-            resolve_expiry(NOW, TokenType::Client, LifetimeRequest::default(), &s, &i, Some(cap)),
+            resolve_expiry(
+                NOW,
+                TokenType::Client,
+                LifetimeRequest::default(),
+                &s,
+                &i,
+                Some(cap)
+            ),
             Ok(Some(cap))
         );
         assert!(
             resolve_expiry(
                 NOW,
                 TokenType::Personal,
-                LifetimeRequest { days: Some(4), at: None },
+                LifetimeRequest {
+                    days: Some(4),
+                    at: None
+                },
                 &s,
                 &i,
                 Some(cap)
@@ -631,11 +698,17 @@ mod tests {
                 None,
                 None,
                 NOW,
-                StateContext { owner_active: false, type_enabled: true }
+                StateContext {
+                    owner_active: false,
+                    type_enabled: true
+                }
             ),
             Err(Reason::Suspended)
         );
-        assert_eq!(check_token(StoredState::Active, None, None, NOW, OK), Ok(()));
+        assert_eq!(
+            check_token(StoredState::Active, None, None, NOW, OK),
+            Ok(())
+        );
         // Expiry is exclusive of the instant itself: at `expires_at` the token is dead.
         assert_eq!(
             check_token(StoredState::Active, Some(NOW), None, NOW, OK),
@@ -648,11 +721,41 @@ mod tests {
         use OrgRole::*;
         use WorkspaceRole as W;
         assert!(can_see_token("u", Admin, None, TokenType::Admin, None));
-        assert!(!can_see_token("u", Member, Some(W::Admin), TokenType::Admin, None));
-        assert!(can_see_token("u", Member, Some(W::Member), TokenType::Client, None));
-        assert!(!can_see_token("u", Member, Some(W::Viewer), TokenType::Frontend, None));
-        assert!(can_see_token("u", Member, Some(W::Member), TokenType::Personal, Some("u")));
-        assert!(!can_see_token("u", Member, Some(W::Admin), TokenType::Personal, Some("v")));
+        assert!(!can_see_token(
+            "u",
+            Member,
+            Some(W::Admin),
+            TokenType::Admin,
+            None
+        ));
+        assert!(can_see_token(
+            "u",
+            Member,
+            Some(W::Member),
+            TokenType::Client,
+            None
+        ));
+        assert!(!can_see_token(
+            "u",
+            Member,
+            Some(W::Viewer),
+            TokenType::Frontend,
+            None
+        ));
+        assert!(can_see_token(
+            "u",
+            Member,
+            Some(W::Member),
+            TokenType::Personal,
+            Some("u")
+        ));
+        assert!(!can_see_token(
+            "u",
+            Member,
+            Some(W::Admin),
+            TokenType::Personal,
+            Some("v")
+        ));
     }
 
     #[test]
@@ -714,7 +817,10 @@ mod tests {
 
     #[test]
     fn restore_rules() {
-        assert_eq!(check_restore(StoredState::Revoked, None, false, NOW), Ok(()));
+        assert_eq!(
+            check_restore(StoredState::Revoked, None, false, NOW),
+            Ok(())
+        );
         assert_eq!(
             check_restore(StoredState::Revoked, None, true, NOW),
             Err(RestoreDenied::Leaked)

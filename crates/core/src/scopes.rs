@@ -46,12 +46,19 @@ impl ScopeSet {
 
     /// The scopes in wire order.
     pub fn to_vec(self) -> Vec<Scope> {
-        Scope::ALL.into_iter().filter(|s| self.contains(*s)).collect()
+        Scope::ALL
+            .into_iter()
+            .filter(|s| self.contains(*s))
+            .collect()
     }
 
     /// Space-separated wire names (OAuth `scope` style).
     pub fn to_space_separated(self) -> String {
-        self.to_vec().iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" ")
+        self.to_vec()
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 }
 

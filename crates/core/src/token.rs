@@ -147,7 +147,10 @@ mod tests {
             assert_eq!(parse(&s), Ok(SecretKind::Token(t)));
             assert!(s.starts_with(SecretKind::Token(t).prefix()));
         }
-        assert_eq!(parse(&generate(SecretKind::Session)), Ok(SecretKind::Session));
+        assert_eq!(
+            parse(&generate(SecretKind::Session)),
+            Ok(SecretKind::Session)
+        );
     }
 
     #[test]
@@ -155,18 +158,30 @@ mod tests {
         // Expected values computed with Python's zlib.crc32 and the documented base62.
         assert_eq!(&checksum(b"123456789"), b"3jZRME");
         assert_eq!(&checksum(&[b'A'; RANDOM_LEN]), b"3Ae0o2");
-        assert_eq!(parse(&format!("lkc_{}3Ae0o2", "A".repeat(32))), Ok(SecretKind::Token(TokenType::Client)));
+        assert_eq!(
+            parse(&format!("lkc_{}3Ae0o2", "A".repeat(32))),
+            Ok(SecretKind::Token(TokenType::Client))
+        );
     }
 
     #[test]
     fn rejects_wrong_shapes() {
         let good = generate(SecretKind::Token(TokenType::Client));
         assert_eq!(parse(&good[1..]), Err(FormatError::Length));
-        assert_eq!(parse(&format!("lkx{}", &good[3..])), Err(FormatError::Prefix));
-        assert_eq!(parse(&format!("lkp-{}", &good[4..])), Err(FormatError::Prefix));
+        assert_eq!(
+            parse(&format!("lkx{}", &good[3..])),
+            Err(FormatError::Prefix)
+        );
+        assert_eq!(
+            parse(&format!("lkp-{}", &good[4..])),
+            Err(FormatError::Prefix)
+        );
         let mut bad = good.clone().into_bytes();
         bad[10] = b'!';
-        assert_eq!(parse(&String::from_utf8(bad).unwrap()), Err(FormatError::Alphabet));
+        assert_eq!(
+            parse(&String::from_utf8(bad).unwrap()),
+            Err(FormatError::Alphabet)
+        );
         assert_eq!(parse(""), Err(FormatError::Length));
         assert_eq!(parse("é".repeat(21).as_str()), Err(FormatError::Length));
     }

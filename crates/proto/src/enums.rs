@@ -2,7 +2,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 /// The five kinds of API token (DESIGN.md §1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum TokenType {
     /// Owned by a user, scoped to one workspace, always expires.
@@ -130,7 +132,9 @@ impl Reason {
 }
 
 /// What a token may do, narrowing its owner's rights.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
+)]
 pub enum Scope {
     /// Read projects.
     #[serde(rename = "projects:read")]
@@ -187,7 +191,9 @@ impl Scope {
 }
 
 /// A user's role in the organization.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum OrgRole {
     /// Full control, including instance settings and granting `owner`.
@@ -222,7 +228,9 @@ impl OrgRole {
 }
 
 /// A user's role in one workspace.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum WorkspaceRole {
     /// Manages the workspace's members and tokens.
@@ -245,9 +253,13 @@ impl WorkspaceRole {
 
     /// Parses a wire name.
     pub fn parse(name: &str) -> Option<WorkspaceRole> {
-        [WorkspaceRole::Admin, WorkspaceRole::Member, WorkspaceRole::Viewer]
-            .into_iter()
-            .find(|r| r.as_str() == name)
+        [
+            WorkspaceRole::Admin,
+            WorkspaceRole::Member,
+            WorkspaceRole::Viewer,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == name)
     }
 }
 

@@ -244,3 +244,21 @@ pub struct Health {
     /// `ok`, or what is wrong.
     pub status: String,
 }
+
+/// `POST /api/v1/token/refresh` answer: a short-lived access JWT.
+#[derive(Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RefreshResponse {
+    /// The access JWT (EdDSA-signed, `typ` `at+jwt`); send it as `Authorization: Bearer`.
+    pub access: String,
+    /// Seconds until the JWT expires (default 300).
+    pub expires_in: u64,
+}
+
+impl std::fmt::Debug for RefreshResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RefreshResponse")
+            .field("access", &"<redacted>")
+            .field("expires_in", &self.expires_in)
+            .finish()
+    }
+}

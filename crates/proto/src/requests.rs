@@ -253,3 +253,17 @@ pub struct UpdateTokenSettingsRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_creators: Option<TokenCreators>,
 }
+
+/// `POST /api/v1/token/refresh`: exchange a personal token for a short-lived access JWT.
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshRequest {
+    /// The personal token (or a still-valid access JWT) to exchange.
+    pub refresh: String,
+}
+
+impl std::fmt::Debug for RefreshRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RefreshRequest { refresh: <redacted> }")
+    }
+}

@@ -1,1 +1,251 @@
-//! placeholder
+//! The Latchkey server: the HTTP API, the verifier (hot path), sessions, and the background
+//! tasks (change-feed sync, last-used flush, expiry sweep).
+//!
+//! A request flows: [`app::app`]'s middleware resolves the caller once
+//! ([`auth::authenticate`] → the [`verifier`] for tokens, the store for sessions) → a thin
+//! handler in [`api`] parses input with the extractors of [`extract`] → a method of the
+//! service layer ([`service`]) asks `latchkey_core::policy`, performs one atomic store
+//! operation with its audit event, and invalidates the verifier → [`error::ApiError`] is the
+//! only way failures become responses.
+//!
+//! Embedding: [`prepare`] opens and migrates the store, checks the hash key, bootstraps the
+//! first start and returns the [`state::AppState`]; [`app::serve`] runs it on a listener
+//! until a shutdown future resolves.
+
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod bootstrap;
+pub mod config;
+pub mod error;
+pub mod extract;
+pub mod metrics;
+pub mod password;
+pub mod service;
+pub mod state;
+pub mod verifier;
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::http::HeaderName;
+use latchkey_core::HashKey;
+use latchkey_store::{Store, StoreError};
+use latchkey_store_sqlite::SqliteStore;
+
+pub use app::{app, serve};
+pub use bootstrap::{BootstrapOptions, Bootstrapped};
+pub use config::Config;
+pub use state::{AppState, Clock};
+
+/// Why the server cannot start. Each message says what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Bad configuration.
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    /// The store failed.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// A file could not be read or written.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// An invalid value.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Where the hash key comes from, besides the data directory's key file.
+#[derive(Clone, Default)]
+pub struct HashKeySource {
+    /// `LATCHKEY_HASH_KEY`: 64 hex characters.
+    pub hex: Option<String>,
+    /// `LATCHKEY_HASH_KEY_FILE`: a file holding the same text.
+    pub file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for HashKeySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HashKeySource")
+            .field("hex", &self.hex.as_ref().map(|_| "<redacted>"))
+            .field("file", &self.file)
+            .finish()
+    }
+}
+
+/// Everything besides [`Config`] that a start needs.
+#[derive(Debug, Clone, Default)]
+pub struct StartOptions {
+    /// First-start presets.
+    pub bootstrap: BootstrapOptions,
+    /// Hash key source.
+    pub hash_key: HashKeySource,
+    /// The clock (tests move it).
+    pub clock: Clock,
+}
+
+/// A store opened from the configured URL: `sqlite://…` (the default, in the data dir).
+pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
+    let url = config.database_url();
+    if let Some(path) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    {
+        let path = Path::new(path);
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            create_private_dir(dir)?;
+        }
+        let store = SqliteStore::open(path).await?;
+        return Ok(Arc::new(store));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Err(StartError::Invalid(
+            "PostgreSQL is not supported by this build yet; use the SQLite default".into(),
+        ));
+    }
+    Err(StartError::Invalid(format!(
+        "unsupported database URL scheme in {:?}; use sqlite://PATH",
+        url.split("://").next().unwrap_or("")
+    )))
+}
+
+fn create_private_dir(dir: &Path) -> Result<(), StartError> {
+    let io = |context: String| move |source| StartError::Io { context, source };
+    std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(dir)
+            && meta.permissions().mode() & 0o077 != 0
+            && dir.ends_with("latchkey-data")
+        {
+            let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+        }
+    }
+    Ok(())
+}
+
+/// The hash key: `LATCHKEY_HASH_KEY`, else `LATCHKEY_HASH_KEY_FILE`, else `hash.key` in the
+/// data dir (generated with mode 0600 on first start). Anything malformed stops the start.
+pub fn resolve_hash_key(config: &Config, source: &HashKeySource) -> Result<HashKey, StartError> {
+    let invalid = |origin: &str, e: latchkey_core::hash::HashKeyError| {
+        StartError::Invalid(format!("{origin}: {e}"))
+    };
+    if let Some(hex) = &source.hex {
+        return HashKey::from_hex(hex).map_err(|e| invalid("LATCHKEY_HASH_KEY", e));
+    }
+    let (path, origin) = match &source.file {
+        Some(p) => (p.clone(), "LATCHKEY_HASH_KEY_FILE"),
+        None => (
+            config.data_dir.join("hash.key"),
+            "the data directory's hash.key",
+        ),
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => HashKey::from_hex(&text).map_err(|e| invalid(origin, e)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && source.file.is_none() => {
+            create_private_dir(&config.data_dir)?;
+            let hex = HashKey::generate_hex();
+            write_private_file(&path, &format!("{hex}\n"))?;
+            tracing::info!(path = %path.display(), "generated a new hash key; back it up with the database");
+            HashKey::from_hex(&hex).map_err(|e| invalid(origin, e))
+        }
+        Err(source_err) => Err(StartError::Io {
+            context: format!("reading {}", path.display()),
+            source: source_err,
+        }),
+    }
+}
+
+fn write_private_file(path: &Path, text: &str) -> Result<(), StartError> {
+    let io = |source| StartError::Io {
+        context: format!("writing {}", path.display()),
+        source,
+    };
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path).map_err(io)?;
+    file.write_all(text.as_bytes()).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    Ok(())
+}
+
+/// The result of [`prepare`]: state ready to serve, and what the first start made.
+pub struct Prepared {
+    /// Ready to pass to [`serve`].
+    pub state: AppState,
+    /// `Some` on the very first start: print it once.
+    pub bootstrapped: Option<Bootstrapped>,
+}
+
+/// Opens and migrates the store, checks the hash key against it, starts the verifier and
+/// runs the first-start bootstrap if needed.
+pub async fn prepare(config: Config, options: StartOptions) -> Result<Prepared, StartError> {
+    config.validate()?;
+    let store = open_store(&config).await?;
+    prepare_with_store(config, store, options).await
+}
+
+/// [`prepare`] over an already opened store.
+pub async fn prepare_with_store(
+    config: Config,
+    store: Arc<dyn Store>,
+    options: StartOptions,
+) -> Result<Prepared, StartError> {
+    config.validate()?;
+    let hash_key = resolve_hash_key(&config, &options.hash_key)?;
+    store.migrate().await?;
+    store.ensure_hash_key(hash_key.id()).await?;
+    let verifier = verifier::Verifier::start(
+        hash_key.clone(),
+        Arc::clone(&store),
+        config.verifier.negative_cache_size,
+        config.verifier.max_staleness_secs,
+    )
+    .await?;
+    let api_key_headers = config
+        .api_key_headers
+        .iter()
+        .filter_map(|h| HeaderName::from_bytes(h.to_ascii_lowercase().as_bytes()).ok())
+        .collect();
+    let dummy_password_hash =
+        password::hash_password(&config.passwords, password::generate_password())
+            .await
+            .map_err(|e| StartError::Invalid(e.to_string()))?;
+    let state = AppState::new(state::AppStateInner {
+        sign_in_throttle: state::Throttle::new(
+            config.throttle.sign_in_attempts,
+            config.throttle.window_secs,
+        ),
+        token_failure_throttle: state::Throttle::new(
+            config.throttle.failed_token_checks,
+            config.throttle.window_secs,
+        ),
+        public_url: config.public_url(),
+        config,
+        store,
+        verifier,
+        hash_key,
+        clock: options.clock,
+        last_used: state::LastUsedBuffer::default(),
+        metrics: metrics::Metrics::default(),
+        api_key_headers,
+        dummy_password_hash,
+    });
+    let bootstrapped = bootstrap::bootstrap(&state, &options.bootstrap).await?;
+    Ok(Prepared {
+        state,
+        bootstrapped,
+    })
+}

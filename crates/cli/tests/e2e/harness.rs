@@ -1,0 +1,208 @@
+//! Test harness: the real app on 127.0.0.1:0 over a fresh SQLite file in a temp dir, driven
+//! through the Rust SDK (and raw HTTP for odd headers and bodies).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use latchkey_client::Client;
+use latchkey_client::proto::{CreateTokenRequest, CreatedToken, TokenType};
+use latchkey_server::{AppState, BootstrapOptions, Clock, Config, HashKeySource, StartOptions};
+use tokio::sync::oneshot;
+
+/// The preset administrator password used by every test server.
+pub const ADMIN_PASSWORD: &str = "correct horse battery staple";
+
+/// A running server.
+pub struct TestServer {
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    /// The app state (to move the clock, read the store).
+    pub state: AppState,
+    /// The data directory (kept alive for the test).
+    pub dir: PathBuf,
+    _tempdir: Option<tempfile::TempDir>,
+    /// The bootstrap token (personal, admin, Workspace 1), when this start made it.
+    pub admin_token: Option<String>,
+    shutdown: Option<oneshot::Sender<()>>,
+    handle: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+/// Configuration every test server uses: cheap Argon2, generous throttles, fast polling.
+pub fn test_config(dir: &Path) -> Config {
+    let mut config = Config::default();
+    config.data_dir = dir.to_owned();
+    config.api_key_headers = vec!["rime-api-key".into()];
+    config.passwords.memory_kib = 64;
+    config.passwords.iterations = 1;
+    config.throttle.sign_in_attempts = 1000;
+    config.throttle.failed_token_checks = 10_000;
+    config.verifier.poll_interval_ms = 100;
+    config
+}
+
+impl TestServer {
+    /// A fresh server with the default test configuration.
+    pub async fn start() -> TestServer {
+        Self::start_with(|_| {}).await
+    }
+
+    /// A fresh server after `tweak` adjusts the configuration.
+    pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestServer {
+        let tempdir = tempfile::tempdir().expect("tempdir");
+        let dir = tempdir.path().to_owned();
+        let mut server = Self::start_in(&dir, tweak, Clock::default()).await;
+        server._tempdir = Some(tempdir);
+        server
+    }
+
+    /// A server over an existing data directory (restart).
+    pub async fn start_in(dir: &Path, tweak: impl FnOnce(&mut Config), clock: Clock) -> TestServer {
+        let mut config = test_config(dir);
+        tweak(&mut config);
+        let options = StartOptions {
+            bootstrap: BootstrapOptions {
+                admin_username: None,
+                admin_password: Some(ADMIN_PASSWORD.into()),
+                admin_token: None,
+            },
+            hash_key: HashKeySource::default(),
+            clock,
+        };
+        let prepared = latchkey_server::prepare(config, options)
+            .await
+            .expect("server prepares");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let (tx, rx) = oneshot::channel::<()>();
+        let state = prepared.state.clone();
+        let handle = tokio::spawn(latchkey_server::serve(listener, prepared.state, async {
+            let _ = rx.await;
+        }));
+        let server = TestServer {
+            url,
+            state,
+            dir: dir.to_owned(),
+            _tempdir: None,
+            admin_token: prepared.bootstrapped.and_then(|b| b.generated_token),
+            shutdown: Some(tx),
+            handle: Some(handle),
+        };
+        server.wait_ready().await;
+        server
+    }
+
+    async fn wait_ready(&self) {
+        let client = self.anonymous();
+        for _ in 0..200 {
+            if client.readyz().await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("server at {} never became ready", self.url);
+    }
+
+    /// Stops the server gracefully (drains, flushes) and keeps the data dir for a restart.
+    pub async fn stop(mut self) -> (PathBuf, Option<tempfile::TempDir>) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(handle) = self.handle.take() {
+            handle.await.expect("serve task").expect("serve result");
+        }
+        (self.dir.clone(), self._tempdir.take())
+    }
+
+    /// A client without credentials (a fresh cookie store).
+    pub fn anonymous(&self) -> Client {
+        Client::new(&self.url).expect("client")
+    }
+
+    /// A client with a token.
+    pub fn with_token(&self, token: &str) -> Client {
+        Client::with_token(&self.url, token).expect("client")
+    }
+
+    /// The admin, by the bootstrap token.
+    pub fn admin(&self) -> Client {
+        self.with_token(self.admin_token.as_deref().expect("bootstrap token"))
+    }
+
+    /// A client signed in with a password.
+    pub async fn signed_in(&self, username: &str, password: &str) -> Client {
+        let client = self.anonymous();
+        client.sign_in(username, password).await.expect("sign in");
+        client
+    }
+
+    /// A plain HTTP client for raw requests.
+    pub fn http(&self) -> reqwest::Client {
+        reqwest::Client::new()
+    }
+
+    /// The id of "Workspace 1".
+    pub async fn workspace1(&self) -> String {
+        let me = self.admin().me().await.expect("me");
+        me.memberships
+            .iter()
+            .find(|m| m.workspace_name == "Workspace 1")
+            .expect("Workspace 1 membership")
+            .workspace_id
+            .clone()
+    }
+
+    /// Creates a user with `role` and returns (id, a signed-in client).
+    pub async fn user(
+        &self,
+        username: &str,
+        role: latchkey_client::proto::OrgRole,
+    ) -> (String, Client) {
+        let user = self
+            .admin()
+            .create_user(&latchkey_client::proto::CreateUserRequest {
+                username: username.into(),
+                password: "password-of-".to_owned() + username,
+                role,
+                display_name: None,
+                email: None,
+            })
+            .await
+            .expect("create user");
+        let client = self
+            .signed_in(username, &("password-of-".to_owned() + username))
+            .await;
+        (user.id, client)
+    }
+
+    /// Creates a token of `token_type` named `name` in `ws` as `client`.
+    pub async fn token(
+        &self,
+        client: &Client,
+        ws: &str,
+        name: &str,
+        token_type: TokenType,
+    ) -> CreatedToken {
+        client
+            .tokens()
+            .create(ws, &CreateTokenRequest::new(name, token_type))
+            .await
+            .expect("create token")
+    }
+}
+
+/// Polls `check` until it is true or 10 s pass.
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..400 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}

@@ -1,0 +1,278 @@
+//! The token lifecycle over HTTP: create (show once), list, get, use, revoke, restore,
+//! rotate, delete, verify.
+
+use latchkey_client::PageQuery;
+use latchkey_client::proto::{
+    CreateTokenRequest, Reason, RotateTokenRequest, TokenState, TokenType,
+};
+
+use crate::harness::TestServer;
+
+#[tokio::test]
+async fn bootstrap_creates_admin_workspace_and_a_working_token() {
+    let server = TestServer::start().await;
+    let admin = server.admin();
+    let me = admin.me().await.unwrap();
+    assert_eq!(me.user.username, "admin");
+    assert!(me.user.active);
+    assert_eq!(me.memberships.len(), 1);
+    assert_eq!(me.memberships[0].workspace_name, "Workspace 1");
+    assert!(!me.org.id.is_empty());
+    // The bootstrap token is a personal token of the admin in Workspace 1, 270 days.
+    let tokens = admin.my_tokens(&PageQuery::default()).await.unwrap();
+    assert_eq!(tokens.items.len(), 1);
+    let t = &tokens.items[0];
+    assert_eq!(t.token_type, TokenType::Personal);
+    assert_eq!(t.workspace_name.as_deref(), Some("Workspace 1"));
+    let days = (t.expires_at.unwrap() - t.created_at).whole_days();
+    assert_eq!(days, 270);
+    // The preset password signs in.
+    server
+        .signed_in("admin", crate::harness::ADMIN_PASSWORD)
+        .await;
+    // A restart does not bootstrap again.
+    let (dir, keep) = server.stop().await;
+    let again = TestServer::start_in(&dir, |_| {}, Default::default()).await;
+    assert!(again.admin_token.is_none());
+    drop(keep);
+}
+
+#[tokio::test]
+async fn every_type_is_created_shown_once_and_listed_without_secret() {
+    let server = TestServer::start().await;
+    let admin = server.admin();
+    let ws = server.workspace1().await;
+    let mut secrets = Vec::new();
+    for t in TokenType::ALL {
+        let created = server.token(&admin, &ws, &format!("{t:?} token"), t).await;
+        let prefix = match t {
+            TokenType::Personal => "lkp_",
+            TokenType::Legacy => "lkl_",
+            TokenType::Client => "lkc_",
+            TokenType::Frontend => "lkf_",
+            TokenType::Admin => "lka_",
+        };
+        assert!(created.token.starts_with(prefix), "{t:?}");
+        assert_eq!(created.token.len(), 42);
+        assert_eq!(created.meta.state, TokenState::Active);
+        assert!(created.meta.hint.ends_with(&created.token[38..]));
+        // Reading it back never shows the secret.
+        let raw = server
+            .http()
+            .get(format!("{}/api/v1/tokens/{}", server.url, created.meta.id))
+            .bearer_auth(server.admin_token.as_deref().unwrap())
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(!raw.contains(&created.token));
+        assert!(!raw.contains("\"token\""), "{raw}");
+        // It works.
+        server
+            .with_token(&created.token)
+            .list_projects(&ws)
+            .await
+            .unwrap();
+        secrets.push(created.token.clone());
+        let verified = admin.verify(&created.token).await.unwrap();
+        assert!(verified.valid, "{t:?}");
+        assert_eq!(verified.token.unwrap().id, created.meta.id);
+    }
+    let raw = server
+        .http()
+        .get(format!("{}/api/v1/workspaces/{ws}/tokens", server.url))
+        .bearer_auth(server.admin_token.as_deref().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for secret in &secrets {
+        assert!(!raw.contains(secret.as_str()));
+    }
+    let listed = admin
+        .tokens()
+        .list(Some(&ws), &PageQuery::default())
+        .await
+        .unwrap();
+    // Legacy tokens are user-wide, so the workspace list holds the four others + bootstrap.
+    assert_eq!(listed.items.len(), 5);
+    let mine = admin.my_tokens(&PageQuery::default()).await.unwrap();
+    assert!(mine.items.iter().any(|t| t.token_type == TokenType::Legacy));
+}
+
+#[tokio::test]
+async fn revoke_fails_at_once_restore_brings_back_delete_is_final() {
+    let server = TestServer::start().await;
+    let admin = server.admin();
+    let ws = server.workspace1().await;
+    let created = server.token(&admin, &ws, "ci", TokenType::Personal).await;
+    let user = server.with_token(&created.token);
+    user.me().await.unwrap();
+
+    let revoked = admin.tokens().revoke(&created.meta.id).await.unwrap();
+    assert_eq!(revoked.state, TokenState::Revoked);
+    let err = user.me().await.unwrap_err();
+    assert_eq!(err.status(), Some(401));
+    assert_eq!(
+        admin.verify(&created.token).await.unwrap().reason,
+        Some(Reason::Revoked)
+    );
+
+    let restored = admin.tokens().restore(&created.meta.id).await.unwrap();
+    assert_eq!(restored.state, TokenState::Active);
+    user.me().await.unwrap();
+
+    admin.tokens().delete(&created.meta.id).await.unwrap();
+    assert_eq!(user.me().await.unwrap_err().status(), Some(401));
+    assert_eq!(
+        admin.verify(&created.token).await.unwrap().reason,
+        Some(Reason::NotFound)
+    );
+    assert_eq!(
+        admin
+            .tokens()
+            .get(&created.meta.id)
+            .await
+            .unwrap_err()
+            .status(),
+        Some(404)
+    );
+    // Deleting again: 404.
+    assert_eq!(
+        admin
+            .tokens()
+            .delete(&created.meta.id)
+            .await
+            .unwrap_err()
+            .status(),
+        Some(404)
+    );
+}
+
+#[tokio::test]
+async fn rotate_replaces_the_secret_with_an_optional_grace_period() {
+    let server = TestServer::start().await;
+    let admin = server.admin();
+    let ws = server.workspace1().await;
+    let created = server.token(&admin, &ws, "svc", TokenType::Client).await;
+
+    let rotated = admin
+        .tokens()
+        .rotate(&created.meta.id, &RotateTokenRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(rotated.meta.id, created.meta.id);
+    assert_ne!(rotated.token, created.token);
+    assert_eq!(
+        admin.verify(&created.token).await.unwrap().reason,
+        Some(Reason::NotFound)
+    );
+    assert!(admin.verify(&rotated.token).await.unwrap().valid);
+
+    let graced = admin
+        .tokens()
+        .rotate(
+            &created.meta.id,
+            &RotateTokenRequest {
+                grace_seconds: Some(60),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(
+        admin.verify(&rotated.token).await.unwrap().valid,
+        "old secret works in grace"
+    );
+    assert!(admin.verify(&graced.token).await.unwrap().valid);
+    server.state.clock.advance(61);
+    assert_eq!(
+        admin.verify(&rotated.token).await.unwrap().reason,
+        Some(Reason::Revoked)
+    );
+    assert!(admin.verify(&graced.token).await.unwrap().valid);
+}
+
+#[tokio::test]
+async fn expiry_is_enforced_on_every_check_and_is_final() {
+    let server = TestServer::start().await;
+    let admin = server.admin();
+    let ws = server.workspace1().await;
+    let mut req = CreateTokenRequest::new("short", TokenType::Personal);
+    req.expires_in_days = Some(1);
+    let created = admin.tokens().create(&ws, &req).await.unwrap();
+    let exp = created.meta.expires_at.unwrap();
+    assert_eq!((exp - created.meta.created_at).whole_seconds(), 86_400);
+    admin.tokens().revoke(&created.meta.id).await.unwrap();
+    server.state.clock.advance(86_400);
+    assert_eq!(
+        admin.verify(&created.token).await.unwrap().reason,
+        Some(Reason::Expired)
+    );
+    let err = admin.tokens().restore(&created.meta.id).await.unwrap_err();
+    assert_eq!(err.status(), Some(409));
+    let t = admin.tokens().get(&created.meta.id).await.unwrap();
+    assert_eq!(t.state, TokenState::Expired);
+}
+
+#[tokio::test]
+async fn projects_by_token_header_as_the_seed_sample_does() {
+    let server = TestServer::start().await;
+    let admin = server.admin();
+    let ws = server.workspace1().await;
+    let created = server.token(&admin, &ws, "rime", TokenType::Personal).await;
+    // requests.post(URL + "/projects", json=body, headers={"rime-api-key": KEY})
+    let resp = server
+        .http()
+        .post(format!("{}/projects", server.url))
+        .header("rime-api-key", &created.token)
+        .json(
+            &serde_json::json!({"name": "Fraud Demo", "description": "This is an Onboarding Demo"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let project: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(project["workspace_id"], ws.as_str());
+    assert_eq!(project["name"], "Fraud Demo");
+    let listed = admin.list_projects(&ws).await.unwrap();
+    assert_eq!(listed.items.len(), 1);
+    // A legacy token is user-wide: /projects needs a workspace.
+    let legacy = server.token(&admin, &ws, "legacy", TokenType::Legacy).await;
+    let err = server
+        .with_token(&legacy.token)
+        .create_project("x", None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(422));
+    assert_eq!(err.code(), Some("workspace_required"));
+}
+
+#[tokio::test]
+async fn last_used_is_recorded_in_memory_and_flushed_on_shutdown() {
+    let server = TestServer::start_with(|c| c.verifier.last_used_flush_secs = 3600).await;
+    let admin = server.admin();
+    let ws = server.workspace1().await;
+    let created = server.token(&admin, &ws, "used", TokenType::Personal).await;
+    assert!(created.meta.last_used_at.is_none());
+    server.with_token(&created.token).me().await.unwrap();
+    let seen = admin.tokens().get(&created.meta.id).await.unwrap();
+    assert!(
+        seen.last_used_at.is_some(),
+        "pending use is visible before the flush"
+    );
+    let (dir, keep) = server.stop().await;
+    let again = TestServer::start_in(&dir, |_| {}, Default::default()).await;
+    let ws_admin = again
+        .signed_in("admin", crate::harness::ADMIN_PASSWORD)
+        .await;
+    let t = ws_admin.tokens().get(&created.meta.id).await.unwrap();
+    assert!(t.last_used_at.is_some(), "flushed at shutdown");
+    assert_eq!(t.last_used_ip.as_deref(), Some("127.0.0.1"));
+    drop(keep);
+}

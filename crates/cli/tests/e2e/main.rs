@@ -1,0 +1,10 @@
+//! Black-box tests: the real server on a random port over a real SQLite file, driven through
+//! the Rust SDK, raw HTTP, and the `latchkey` binary as a subprocess.
+
+mod harness;
+
+mod auth;
+mod errors;
+mod lifecycle;
+mod process;
+mod users;

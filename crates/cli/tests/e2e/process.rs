@@ -1,0 +1,226 @@
+//! The `latchkey` binary as a subprocess: first start prints once, restart keeps data,
+//! `kill -9` after an acknowledged create keeps the token, SIGTERM flushes, no secret in
+//! the data dir, bad keys stop the start, the committed OpenAPI file matches.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use latchkey_client::Client;
+use latchkey_client::proto::{CreateTokenRequest, TokenType};
+
+struct Proc {
+    child: Child,
+    url: String,
+    stdout: String,
+}
+
+fn spawn(dir: &Path, envs: &[(&str, &str)]) -> Proc {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_latchkey"));
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir)
+        .env_remove("LATCHKEY_HASH_KEY")
+        .env_remove("LATCHKEY_ADMIN_PASSWORD")
+        .env_remove("LATCHKEY_ADMIN_TOKEN")
+        .env("RUST_LOG", "info")
+        .env("LATCHKEY_LOG_FORMAT", "text")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn latchkey");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(i) = line.find("address=") {
+                let addr = line[i + 8..]
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or("")
+                    .to_owned();
+                let _ = tx.send(addr);
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("server announced its address");
+    Proc {
+        child,
+        url: format!("http://{addr}"),
+        stdout: String::new(),
+    }
+}
+
+impl Proc {
+    /// Reads whatever stdout holds once the process has exited.
+    fn finish(mut self) -> String {
+        let _ = self.child.wait();
+        let mut out = self.stdout;
+        if let Some(mut s) = self.child.stdout.take() {
+            let _ = s.read_to_string(&mut out);
+        }
+        out
+    }
+
+    fn sigterm(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+}
+
+fn token_from(stdout: &str) -> String {
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("API token:"))
+        .map(|s| s.trim().to_owned())
+        .expect("API token line")
+}
+
+#[tokio::test]
+async fn first_start_prints_once_restart_keeps_data_and_sigterm_flushes() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = spawn(dir.path(), &[]);
+    let client = Client::new(&first.url).unwrap();
+    client.readyz().await.unwrap();
+    first.sigterm();
+    let out = first.finish();
+    assert!(out.contains("Latchkey first start"), "{out}");
+    let password = out
+        .lines()
+        .find_map(|l| l.strip_prefix("Admin password:"))
+        .map(|s| s.trim().to_owned())
+        .unwrap();
+    assert_eq!(password.len(), 24);
+    let token = token_from(&out);
+
+    // The hash key file exists with mode 0600.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("hash.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    let second = spawn(dir.path(), &[]);
+    let api = Client::with_token(&second.url, token.clone()).unwrap();
+    let me = api.me().await.unwrap();
+    assert_eq!(me.user.username, "admin");
+    let console = Client::new(&second.url).unwrap();
+    console.sign_in("admin", &password).await.unwrap();
+    second.sigterm();
+    let out = second.finish();
+    assert!(
+        !out.contains("first start"),
+        "restart must not bootstrap again: {out}"
+    );
+
+    // No secret in clear anywhere in the data dir.
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(!text.contains(&token), "{} holds the token", path.display());
+        assert!(
+            !text.contains(&password),
+            "{} holds the password",
+            path.display()
+        );
+    }
+}
+
+#[tokio::test]
+async fn kill_9_right_after_an_acknowledged_create_keeps_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let preset = "lkp_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA3Ae0o2";
+    let mut server = spawn(
+        dir.path(),
+        &[
+            ("LATCHKEY_ADMIN_PASSWORD", "preset password 123"),
+            ("LATCHKEY_ADMIN_TOKEN", preset),
+        ],
+    );
+    let admin = Client::with_token(&server.url, preset).unwrap();
+    let me = admin.me().await.unwrap();
+    let ws = me.memberships[0].workspace_id.clone();
+    let created = admin
+        .tokens()
+        .create(&ws, &CreateTokenRequest::new("durable", TokenType::Client))
+        .await
+        .unwrap();
+    server.child.kill().unwrap(); // SIGKILL
+    let out = server.finish();
+    assert!(
+        !out.contains("preset password 123"),
+        "a preset password is never echoed"
+    );
+    assert!(!out.contains(preset), "a preset token is never echoed");
+
+    let again = spawn(dir.path(), &[]);
+    let api = Client::with_token(&again.url, created.token.clone()).unwrap();
+    api.list_projects(&ws).await.unwrap();
+    again.sigterm();
+    again.finish();
+}
+
+#[test]
+fn malformed_hash_keys_stop_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    for (k, v) in [
+        ("LATCHKEY_HASH_KEY", "abc"),
+        ("LATCHKEY_HASH_KEY", &"zz".repeat(32)),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_latchkey"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path())
+            .env(k, v)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("LATCHKEY_HASH_KEY"), "{err}");
+    }
+    // A key file with a trailing newline is fine; a different key than the store's is refused.
+    let key_file = dir.path().join("key.txt");
+    std::fs::write(&key_file, format!("{}\n", "ab".repeat(32))).unwrap();
+    let data = dir.path().join("data");
+    let ok = spawn(
+        &data,
+        &[("LATCHKEY_HASH_KEY_FILE", key_file.to_str().unwrap())],
+    );
+    ok.sigterm();
+    ok.finish();
+    let out = Command::new(env!("CARGO_BIN_EXE_latchkey"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .env("LATCHKEY_HASH_KEY", "cd".repeat(32))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("another hash key"));
+}
+
+#[test]
+fn committed_openapi_matches_the_code() {
+    let out = Command::new(env!("CARGO_BIN_EXE_latchkey"))
+        .arg("openapi")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let generated = String::from_utf8(out.stdout).unwrap();
+    let committed_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/openapi.json");
+    let committed = std::fs::read_to_string(&committed_path).unwrap_or_default();
+    assert!(
+        generated.trim() == committed.trim(),
+        "docs/openapi.json is out of date: run `cargo run -p latchkey-cli -- openapi > docs/openapi.json`"
+    );
+}

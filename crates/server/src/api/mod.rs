@@ -1,0 +1,157 @@
+//! HTTP handlers: thin adapters from requests to the service layer, described for OpenAPI.
+
+pub mod projects;
+pub mod session;
+pub mod settings;
+pub mod system;
+pub mod tokens;
+pub mod users;
+pub mod workspaces;
+
+use axum::Router;
+use axum::routing::{get, post, put};
+use utoipa::OpenApi;
+
+use crate::state::AppState;
+
+/// Every API route.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/api/v1/session",
+            post(session::sign_in).delete(session::sign_out),
+        )
+        .route("/api/v1/me", get(users::me))
+        .route("/api/v1/me/tokens", get(tokens::list_mine))
+        .route(
+            "/api/v1/instance/settings",
+            get(settings::get_instance).patch(settings::patch_instance),
+        )
+        .route(
+            "/api/v1/orgs/{org}/token-settings",
+            get(settings::get_token_settings).patch(settings::patch_token_settings),
+        )
+        .route("/api/v1/users", get(users::list).post(users::create))
+        .route("/api/v1/users/{id}", get(users::get).patch(users::update))
+        .route(
+            "/api/v1/workspaces",
+            get(workspaces::list).post(workspaces::create),
+        )
+        .route("/api/v1/workspaces/{ws}", get(workspaces::get))
+        .route(
+            "/api/v1/workspaces/{ws}/members",
+            get(workspaces::list_members),
+        )
+        .route(
+            "/api/v1/workspaces/{ws}/members/{user}",
+            put(workspaces::put_member).delete(workspaces::remove_member),
+        )
+        .route(
+            "/api/v1/workspaces/{ws}/tokens",
+            get(tokens::list_in_workspace).post(tokens::create),
+        )
+        .route(
+            "/api/v1/workspaces/{ws}/projects",
+            get(projects::list).post(projects::create),
+        )
+        .route(
+            "/api/v1/workspaces/{ws}/projects/{id}",
+            axum::routing::delete(projects::delete),
+        )
+        .route(
+            "/projects",
+            get(projects::list_for_token).post(projects::create_for_token),
+        )
+        .route("/api/v1/tokens/verify", post(tokens::verify))
+        .route(
+            "/api/v1/tokens/{id}",
+            get(tokens::get).delete(tokens::delete),
+        )
+        .route("/api/v1/tokens/{id}/revoke", post(tokens::revoke))
+        .route("/api/v1/tokens/{id}/restore", post(tokens::restore))
+        .route("/api/v1/tokens/{id}/rotate", post(tokens::rotate))
+        .route("/api/v1/audit-events", get(users::audit_events))
+        .route("/api/v1/openapi.json", get(system::openapi))
+        .route("/healthz", get(system::healthz))
+        .route("/readyz", get(system::readyz))
+        .route("/metrics", get(system::metrics))
+}
+
+/// The OpenAPI description, generated from the handlers and the proto types.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Latchkey",
+        description = "Self-hosted API access tokens: create, govern, revoke and verify.",
+        license(name = "Apache-2.0")
+    ),
+    paths(
+        session::sign_in,
+        session::sign_out,
+        users::me,
+        tokens::list_mine,
+        settings::get_instance,
+        settings::patch_instance,
+        settings::get_token_settings,
+        settings::patch_token_settings,
+        users::list,
+        users::create,
+        users::get,
+        users::update,
+        workspaces::list,
+        workspaces::create,
+        workspaces::get,
+        workspaces::list_members,
+        workspaces::put_member,
+        workspaces::remove_member,
+        tokens::list_in_workspace,
+        tokens::create,
+        tokens::get,
+        tokens::delete,
+        tokens::revoke,
+        tokens::restore,
+        tokens::rotate,
+        tokens::verify,
+        projects::list,
+        projects::create,
+        projects::delete,
+        projects::list_for_token,
+        projects::create_for_token,
+        users::audit_events,
+        system::healthz,
+        system::readyz,
+    ),
+    modifiers(&SecuritySchemes),
+    security(("bearer" = []), ("api_key" = []), ("session" = []))
+)]
+pub struct ApiDoc;
+
+struct SecuritySchemes;
+
+impl utoipa::Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{
+            ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme,
+        };
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
+        );
+        components.add_security_scheme(
+            "session",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new(
+                crate::auth::SESSION_COOKIE,
+            ))),
+        );
+    }
+}
+
+/// The OpenAPI document as pretty JSON (what `docs/openapi.json` holds).
+pub fn openapi_json() -> String {
+    ApiDoc::openapi().to_pretty_json().unwrap_or_default()
+}

@@ -1,0 +1,148 @@
+//! Token routes.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use latchkey_proto::{
+    CreateTokenRequest, CreatedToken, ErrorBody, Page, RotateTokenRequest, Token, VerifyRequest,
+    VerifyResponse,
+};
+use serde::Deserialize;
+
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::extract::{ApiJson, ApiQuery, ClientIp, OptionalJson, PageParams};
+use crate::state::AppState;
+
+/// An action body that must be empty or `{}`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmptyBody {}
+
+/// A response holding a secret must never be cached.
+fn no_store(status: StatusCode, body: CreatedToken) -> Response {
+    let mut response = (status, Json(body)).into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// Create a token in a workspace. The answer is the only one that ever holds the secret.
+#[utoipa::path(post, path = "/api/v1/workspaces/{ws}/tokens", tag = "tokens",
+    params(("ws" = String, Path, description = "Workspace id or name")),
+    request_body = CreateTokenRequest,
+    responses((status = 201, body = CreatedToken), (status = 403, body = ErrorBody),
+              (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn create(
+    State(state): State<AppState>,
+    p: Principal,
+    Path(ws): Path<String>,
+    ApiJson(req): ApiJson<CreateTokenRequest>,
+) -> Result<Response, ApiError> {
+    let created = state.create_token(&p, &ws, req).await?;
+    Ok(no_store(StatusCode::CREATED, created))
+}
+
+/// Tokens of a workspace that the caller may see.
+#[utoipa::path(get, path = "/api/v1/workspaces/{ws}/tokens", tag = "tokens",
+    params(("ws" = String, Path), ("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query)),
+    responses((status = 200, body = Page<Token>), (status = 403, body = ErrorBody)))]
+pub async fn list_in_workspace(
+    State(state): State<AppState>,
+    p: Principal,
+    Path(ws): Path<String>,
+    ApiQuery(page): ApiQuery<PageParams>,
+) -> Result<Json<Page<Token>>, ApiError> {
+    Ok(Json(
+        state
+            .list_workspace_tokens(&p, &ws, &page.to_page()?)
+            .await?,
+    ))
+}
+
+/// The caller's own tokens in every workspace.
+#[utoipa::path(get, path = "/api/v1/me/tokens", tag = "tokens",
+    params(("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query)),
+    responses((status = 200, body = Page<Token>), (status = 401, body = ErrorBody)))]
+pub async fn list_mine(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiQuery(page): ApiQuery<PageParams>,
+) -> Result<Json<Page<Token>>, ApiError> {
+    Ok(Json(state.list_my_tokens(&p, &page.to_page()?).await?))
+}
+
+/// One token's metadata.
+#[utoipa::path(get, path = "/api/v1/tokens/{id}", tag = "tokens", params(("id" = String, Path)),
+    responses((status = 200, body = Token), (status = 404, body = ErrorBody)))]
+pub async fn get(
+    State(state): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<Token>, ApiError> {
+    Ok(Json(state.get_token(&p, &id).await?))
+}
+
+/// Delete a token for good.
+#[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "tokens", params(("id" = String, Path)),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn delete(
+    State(state): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.delete_token(&p, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Revoke a token; it stops working at once.
+#[utoipa::path(post, path = "/api/v1/tokens/{id}/revoke", tag = "tokens", params(("id" = String, Path)),
+    responses((status = 200, body = Token), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn revoke(
+    State(state): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+    OptionalJson(_): OptionalJson<EmptyBody>,
+) -> Result<Json<Token>, ApiError> {
+    Ok(Json(state.revoke_token(&p, &id).await?))
+}
+
+/// Re-approve a revoked token.
+#[utoipa::path(post, path = "/api/v1/tokens/{id}/restore", tag = "tokens", params(("id" = String, Path)),
+    responses((status = 200, body = Token), (status = 409, body = ErrorBody)))]
+pub async fn restore(
+    State(state): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+    OptionalJson(_): OptionalJson<EmptyBody>,
+) -> Result<Json<Token>, ApiError> {
+    Ok(Json(state.restore_token(&p, &id).await?))
+}
+
+/// Give a token a new secret; the old one works for `grace_seconds`.
+#[utoipa::path(post, path = "/api/v1/tokens/{id}/rotate", tag = "tokens", params(("id" = String, Path)),
+    request_body(content = Option<RotateTokenRequest>),
+    responses((status = 200, body = CreatedToken), (status = 409, body = ErrorBody)))]
+pub async fn rotate(
+    State(state): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+    OptionalJson(req): OptionalJson<RotateTokenRequest>,
+) -> Result<Response, ApiError> {
+    let rotated = state.rotate_token(&p, &id, req).await?;
+    Ok(no_store(StatusCode::OK, rotated))
+}
+
+/// Check a token. Always 200 for a well-formed request; failures are throttled per IP.
+#[utoipa::path(post, path = "/api/v1/tokens/verify", tag = "tokens", security(()),
+    request_body = VerifyRequest,
+    responses((status = 200, body = VerifyResponse), (status = 429, body = ErrorBody)))]
+pub async fn verify(
+    State(state): State<AppState>,
+    ip: ClientIp,
+    ApiJson(req): ApiJson<VerifyRequest>,
+) -> Result<Json<VerifyResponse>, ApiError> {
+    Ok(Json(state.verify_secret(&req.token, ip).await?))
+}

@@ -1,0 +1,156 @@
+//! The router, its middleware, and `serve` with background tasks and graceful shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{HeaderValue, header};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tower_http::trace::TraceLayer;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The whole HTTP application over `state`.
+pub fn app(state: AppState) -> Router {
+    let body_limit = state.config.max_body_bytes;
+    crate::api::routes()
+        .fallback(|| async { ApiError::NotFound("route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::BadRequest("method not allowed on this route".into())
+        })
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth::authenticate,
+        ))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Records metrics and sets headers every response carries.
+async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = req.method().as_str().to_owned();
+    let mut response = next.run(req).await;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    if route.starts_with("/api/") && !headers.contains_key(header::CACHE_CONTROL) {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    state.metrics.observe_request(
+        &route,
+        &method,
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
+    response
+}
+
+/// Serves until `shutdown` resolves, then drains in-flight requests, stops the background
+/// tasks and flushes buffered last-used times.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let tasks = spawn_background(state.clone(), stop_rx);
+    let router = app(state.clone());
+    let result = axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await;
+    let _ = stop_tx.send(true);
+    for task in tasks {
+        let _ = task.await;
+    }
+    match state.last_used.flush(state.store.as_ref()).await {
+        Ok(n) => tracing::info!(flushed = n, "last-used times flushed at shutdown"),
+        Err(e) => tracing::error!(error = %e, "could not flush last-used times at shutdown"),
+    }
+    result
+}
+
+fn every(
+    period: Duration,
+    mut stop: watch::Receiver<bool>,
+    mut tick: impl FnMut() -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(period.max(Duration::from_millis(10)));
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = interval.tick() => tick().await,
+                _ = stop.changed() => break,
+            }
+        }
+    })
+}
+
+fn spawn_background(
+    state: AppState,
+    stop: watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let v = &state.config.verifier;
+    let poll = Duration::from_millis(v.poll_interval_ms);
+    let flush = Duration::from_secs(v.last_used_flush_secs.max(1));
+    let sweep = Duration::from_secs(v.expiry_sweep_secs.max(1));
+    let s1 = state.clone();
+    let s2 = state.clone();
+    let s3 = state;
+    vec![
+        every(poll, stop.clone(), move || {
+            let s = s1.clone();
+            Box::pin(async move {
+                if let Err(e) = s.verifier.sync().await {
+                    tracing::warn!(error = %e, "change feed read failed");
+                }
+            })
+        }),
+        every(flush, stop.clone(), move || {
+            let s = s2.clone();
+            Box::pin(async move {
+                match s.last_used.flush(s.store.as_ref()).await {
+                    Ok(n) => {
+                        s.metrics
+                            .last_used_flushed
+                            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "last-used flush failed; will retry"),
+                }
+            })
+        }),
+        every(sweep, stop, move || {
+            let s = s3.clone();
+            Box::pin(async move {
+                match s.sweep_expired().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(expired = n, "expiry sweep marked tokens expired"),
+                    Err(e) => tracing::warn!(error = %e, "expiry sweep failed"),
+                }
+            })
+        }),
+    ]
+}

@@ -1,0 +1,424 @@
+//! Who is calling: credentials from headers or the session cookie, resolved once per
+//! request by a middleware into a [`Principal`], and the permission checks on it.
+
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, header};
+use axum::middleware::Next;
+use axum::response::Response;
+use latchkey_core::policy::{Permission, scope_for, user_may};
+use latchkey_core::{NewAuditEvent, ScopeSet};
+use latchkey_proto::{Reason, Scope, TokenType, WorkspaceRole};
+
+use crate::error::ApiError;
+use crate::extract::{ClientIp, client_ip};
+use crate::state::AppState;
+use crate::verifier::{Grant, UserView, VerifyError};
+
+/// Name of the session cookie.
+pub const SESSION_COOKIE: &str = "latchkey_session";
+/// Response header carrying a token's expiry.
+pub const TOKEN_EXPIRATION_HEADER: &str = "latchkey-token-expiration";
+
+/// How the caller authenticated.
+#[derive(Debug, Clone)]
+pub enum Credential {
+    /// The console session cookie.
+    Session {
+        /// Session id.
+        session_id: String,
+    },
+    /// An API token.
+    Token(Arc<Grant>),
+}
+
+/// The authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    /// The acting user: the session's user, or a user-owned token's owner; `None` for
+    /// workspace tokens.
+    pub user: Option<Arc<UserView>>,
+    /// How they authenticated.
+    pub credential: Credential,
+    /// Client IP.
+    pub ip: ClientIp,
+}
+
+impl Principal {
+    /// The acting user's id.
+    pub fn user_id(&self) -> Option<&str> {
+        self.user.as_ref().map(|u| u.id.as_str())
+    }
+
+    /// The token used, if any.
+    pub fn token(&self) -> Option<&Arc<Grant>> {
+        match &self.credential {
+            Credential::Token(grant) => Some(grant),
+            Credential::Session { .. } => None,
+        }
+    }
+
+    /// The acting user, or 403 for workspace tokens on user-only routes.
+    pub fn require_user(&self) -> Result<&Arc<UserView>, ApiError> {
+        self.user.as_ref().ok_or_else(|| {
+            ApiError::forbidden("workspace tokens cannot do this; use a user's token")
+        })
+    }
+
+    /// The acting user's role in a workspace.
+    pub fn workspace_role(&self, workspace_id: &str) -> Option<WorkspaceRole> {
+        self.user
+            .as_ref()
+            .and_then(|u| u.workspace_role(Some(workspace_id)))
+    }
+
+    /// Whether the caller acts as an org admin (and, with a token, holds the `admin` scope).
+    pub fn is_org_admin(&self) -> bool {
+        let role_ok = self.user.as_ref().is_some_and(|u| u.role.is_org_admin());
+        role_ok && self.token().is_none_or(|g| g.scopes.contains(Scope::Admin))
+    }
+
+    /// Whether the caller may see workspace `workspace_id` at all.
+    pub fn can_enter_workspace(&self, workspace_id: &str) -> bool {
+        if let Some(grant) = self.token()
+            && let Some(ws) = &grant.token.workspace_id
+            && ws != workspace_id
+        {
+            return false;
+        }
+        match &self.user {
+            Some(user) => user.role.is_org_admin() || user.memberships.contains_key(workspace_id),
+            None => self
+                .token()
+                .and_then(|g| g.token.workspace_id.as_deref())
+                .is_some_and(|ws| ws == workspace_id),
+        }
+    }
+
+    /// The token's scopes narrowed by what its owner may do now in `workspace_id`.
+    pub fn effective_scopes(&self, workspace_id: Option<&str>) -> ScopeSet {
+        let Some(grant) = self.token() else {
+            return match &self.user {
+                Some(u) => {
+                    latchkey_core::policy::user_scopes(u.role, u.workspace_role(workspace_id))
+                }
+                None => ScopeSet::EMPTY,
+            };
+        };
+        match &self.user {
+            Some(u) => grant.scopes.intersect(latchkey_core::policy::user_scopes(
+                u.role,
+                u.workspace_role(workspace_id),
+            )),
+            None => grant.scopes,
+        }
+    }
+
+    /// Checks a permission, in a workspace or org-wide (`None`). Deny by default.
+    pub fn authorize(
+        &self,
+        permission: Permission,
+        workspace_id: Option<&str>,
+    ) -> Result<(), ApiError> {
+        if let Some(grant) = self.token() {
+            if let (Some(ws), Some(token_ws)) = (workspace_id, grant.token.workspace_id.as_deref())
+                && ws != token_ws
+            {
+                return Err(ApiError::forbidden(
+                    "this token belongs to another workspace",
+                ));
+            }
+            let scope = scope_for(permission);
+            if !grant.scopes.contains(scope) {
+                return Err(ApiError::forbidden(format!(
+                    "this token lacks the {} scope",
+                    scope.as_str()
+                )));
+            }
+            if self.user.is_none() {
+                return workspace_token_may(grant.token.token_type, permission, workspace_id);
+            }
+        }
+        let user = self
+            .user
+            .as_ref()
+            .ok_or_else(|| ApiError::forbidden("not allowed"))?;
+        if user_may(user.role, user.workspace_role(workspace_id), permission) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden("your role does not allow this"))
+        }
+    }
+
+    /// Requires a scope for self-service routes (`/me`), which need no role.
+    pub fn require_scope(&self, scope: Scope) -> Result<(), ApiError> {
+        match self.token() {
+            Some(g) if !g.scopes.contains(scope) => Err(ApiError::forbidden(format!(
+                "this token lacks the {} scope",
+                scope.as_str()
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// An audit event with this caller as the actor.
+    pub fn event(&self, action: &str) -> NewAuditEvent {
+        NewAuditEvent {
+            action: action.to_owned(),
+            actor_id: self.user_id().map(str::to_owned),
+            actor_token_id: self.token().map(|g| g.token.id.clone()),
+            ip: self.ip.to_text(),
+            details: serde_json::Value::Object(Default::default()),
+            ..NewAuditEvent::default()
+        }
+    }
+}
+
+/// What a workspace token (no user) may do: its scopes, within its workspace; `admin`
+/// tokens also manage the workspace's tokens and members.
+fn workspace_token_may(
+    token_type: TokenType,
+    permission: Permission,
+    workspace_id: Option<&str>,
+) -> Result<(), ApiError> {
+    use Permission::*;
+    let allowed = match permission {
+        ReadProjects | WriteProjects | ReadMembers | ReadApiToken => workspace_id.is_some(),
+        Introspect => true,
+        CreateApiToken | ManageAnyToken | ManageMembers => {
+            token_type == TokenType::Admin && workspace_id.is_some()
+        }
+        _ => false,
+    };
+    if allowed {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden("workspace tokens cannot do this"))
+    }
+}
+
+/// Finds the token a request carries: `Authorization: Bearer|Token`, `X-API-Key`, then the
+/// configured extra headers.
+pub fn presented_secret<'a>(headers: &'a HeaderMap, extra: &[HeaderName]) -> Option<&'a str> {
+    if let Some(value) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        let value = value.trim();
+        if let Some((scheme, rest)) = value.split_once(' ')
+            && (scheme.eq_ignore_ascii_case("bearer") || scheme.eq_ignore_ascii_case("token"))
+        {
+            return Some(rest.trim());
+        }
+    }
+    if let Some(v) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
+        return Some(v.trim());
+    }
+    extra
+        .iter()
+        .find_map(|name| headers.get(name).and_then(|v| v.to_str().ok()))
+        .map(str::trim)
+}
+
+/// The session cookie's value, if sent.
+pub fn session_cookie(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| {
+            let (name, value) = pair.trim().split_once('=')?;
+            (name == SESSION_COOKIE && !value.is_empty()).then_some(value)
+        })
+}
+
+/// The result of authenticating a request, stored in its extensions by the middleware.
+#[derive(Debug, Clone)]
+pub struct AuthOutcome(pub Option<Result<Principal, ApiError>>);
+
+/// A human message for a failed token check.
+pub fn reason_message(reason: Reason) -> &'static str {
+    match reason {
+        Reason::BadFormat => "the token is malformed",
+        Reason::NotFound => "the token is not recognised",
+        Reason::Expired => "the token has expired",
+        Reason::Revoked => "the token has been revoked",
+        Reason::TypeDisabled => "tokens of this type are disabled",
+        Reason::Suspended => "the token's owner is deactivated",
+    }
+}
+
+impl AppState {
+    /// Checks a token for an authenticated request (throttling failures per IP).
+    pub async fn authenticate_token(
+        &self,
+        secret: &str,
+        ip: ClientIp,
+    ) -> Result<Principal, ApiError> {
+        let now = self.clock.now();
+        let ip_key = ip.to_text().unwrap_or_default();
+        if let Some(retry_after) = self
+            .token_failure_throttle
+            .blocked(&ip_key, now.unix_timestamp())
+        {
+            return Err(ApiError::RateLimited { retry_after });
+        }
+        match self.verifier.verify(secret, now).await {
+            Ok(verified) => {
+                self.metrics.observe_verify(Ok(()));
+                self.last_used
+                    .record(&verified.grant.token_id, now.unix_timestamp(), ip.0);
+                Ok(Principal {
+                    user: verified.owner,
+                    credential: Credential::Token(verified.grant),
+                    ip,
+                })
+            }
+            Err(VerifyError::Invalid(reason)) => {
+                self.metrics.observe_verify(Err(reason));
+                self.token_failure_throttle
+                    .record(&ip_key, now.unix_timestamp());
+                tracing::info!(reason = reason.as_str(), ip = %ip_key, "token check failed");
+                Err(ApiError::Unauthenticated {
+                    message: reason_message(reason).to_owned(),
+                    presented: true,
+                })
+            }
+            Err(VerifyError::Unavailable) => Err(ApiError::Unavailable(
+                "token checks are unavailable right now; retry shortly".into(),
+            )),
+        }
+    }
+
+    /// Resolves a session cookie.
+    pub async fn authenticate_session(
+        &self,
+        secret: &str,
+        ip: ClientIp,
+    ) -> Result<Principal, ApiError> {
+        let expired = || ApiError::Unauthenticated {
+            message: "your session has ended; sign in again".into(),
+            presented: true,
+        };
+        if !matches!(
+            latchkey_core::token::parse(secret),
+            Ok(latchkey_core::token::SecretKind::Session)
+        ) {
+            return Err(expired());
+        }
+        let now = self.clock.now();
+        let hash = self.hash_key.hash(secret);
+        let session = self.store.find_session(&hash).await?.ok_or_else(expired)?;
+        let idle = time::Duration::seconds(
+            i64::try_from(self.config.sessions.idle_timeout_secs).unwrap_or(i64::MAX / 2),
+        );
+        if session.expires_at <= now || session.last_seen_at + idle <= now {
+            self.store.delete_session(now, &session.id, None).await?;
+            return Err(expired());
+        }
+        if now - session.last_seen_at >= time::Duration::seconds(60) {
+            self.store.touch_session(&session.id, now).await?;
+        }
+        let user = self.verifier.user(&session.user_id).await?;
+        if !user.active {
+            return Err(expired());
+        }
+        Ok(Principal {
+            user: Some(user),
+            credential: Credential::Session {
+                session_id: session.id,
+            },
+            ip,
+        })
+    }
+
+    /// Whether a cookie-authenticated, state-changing request comes from our own origin.
+    pub fn same_origin(&self, headers: &HeaderMap) -> bool {
+        if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+            return matches!(site, "same-origin" | "none");
+        }
+        let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+            // Browsers send Origin on every cross-site POST; a request with neither header
+            // does not come from a browser, so there is no ambient cookie to abuse.
+            return true;
+        };
+        if origin == self.public_url {
+            return true;
+        }
+        let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+        host.is_some_and(|h| origin == format!("http://{h}") || origin == format!("https://{h}"))
+    }
+}
+
+/// Middleware: authenticates once, stores the outcome for the `Principal` extractor, and
+/// adds `Latchkey-Token-Expiration` to responses of token-authenticated requests.
+pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    let ip = client_ip(&state, peer, req.headers());
+    let outcome = if let Some(secret) = presented_secret(req.headers(), &state.api_key_headers) {
+        Some(state.authenticate_token(secret, ip).await)
+    } else if let Some(cookie) = session_cookie(req.headers()) {
+        let result = state.authenticate_session(cookie, ip).await;
+        let unsafe_method = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+        match result {
+            Ok(_) if unsafe_method && !state.same_origin(req.headers()) => Some(Err(
+                ApiError::forbidden("cross-site request refused (origin check failed)"),
+            )),
+            other => Some(other),
+        }
+    } else {
+        None
+    };
+    let expiration: Option<HeaderValue> = match &outcome {
+        Some(Ok(p)) => p.token().and_then(|g| g.expiration_header.clone()),
+        _ => None,
+    };
+    req.extensions_mut().insert(AuthOutcome(outcome));
+    let mut response = next.run(req).await;
+    if let Some(value) = expiration {
+        response
+            .headers_mut()
+            .insert(TOKEN_EXPIRATION_HEADER, value);
+    }
+    response
+}
+
+impl FromRequestParts<AppState> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        match parts.extensions.get::<AuthOutcome>() {
+            Some(AuthOutcome(Some(Ok(p)))) => Ok(p.clone()),
+            Some(AuthOutcome(Some(Err(e)))) => Err(e.clone()),
+            _ => Err(ApiError::unauthenticated()),
+        }
+    }
+}
+
+/// The principal if the request authenticated, `None` when it carried no credential.
+/// A credential that failed still fails the request.
+pub struct MaybePrincipal(pub Option<Principal>);
+
+impl FromRequestParts<AppState> for MaybePrincipal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        match parts.extensions.get::<AuthOutcome>() {
+            Some(AuthOutcome(Some(Ok(p)))) => Ok(MaybePrincipal(Some(p.clone()))),
+            Some(AuthOutcome(Some(Err(e)))) => Err(e.clone()),
+            _ => Ok(MaybePrincipal(None)),
+        }
+    }
+}

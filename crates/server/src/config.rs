@@ -1,0 +1,407 @@
+//! Configuration: one serde struct, layered defaults → TOML file → `LATCHKEY_*` environment
+//! → command-line flags (the last layer is applied by the binary).
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use ipnet::IpNet;
+use latchkey_proto::{Scope, TokenType};
+use serde::Deserialize;
+
+/// Why the configuration cannot be used. Each message says what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// Path.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this struct.
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// Path.
+        path: PathBuf,
+        /// Parser message.
+        message: String,
+    },
+    /// A value (from a file or the environment) is invalid.
+    #[error("invalid setting {name}: {message}")]
+    Invalid {
+        /// Setting name.
+        name: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// The whole configuration. See `latchkey.sample.toml` for every key with comments.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Data directory (SQLite file, hash key file).
+    pub data_dir: PathBuf,
+    /// Database URL; empty means the SQLite file in the data directory.
+    pub database_url: String,
+    /// The URL people and clients use to reach this server; decides cookie `Secure`, the
+    /// origin CSRF checks compare against, and the JWT issuer. Empty: `http://<listen>`.
+    pub public_url: String,
+    /// Extra header names that carry an API token (added to `Authorization` and
+    /// `X-API-Key`, never replacing them).
+    pub api_key_headers: Vec<String>,
+    /// Largest request body accepted.
+    pub max_body_bytes: usize,
+    /// Proxies whose `X-Forwarded-For` is believed (CIDRs).
+    pub trusted_proxies: Vec<IpNet>,
+    /// `text` or `json` logs.
+    pub log_format: LogFormat,
+    /// Console sessions.
+    pub sessions: SessionConfig,
+    /// Throttles.
+    pub throttle: ThrottleConfig,
+    /// The verifier (hot path) and background tasks.
+    pub verifier: VerifierConfig,
+    /// Argon2id cost for passwords.
+    pub passwords: PasswordConfig,
+    /// Access JWTs.
+    pub jwt: JwtConfig,
+    /// Forward-auth route policies.
+    pub forward_auth: ForwardAuthConfig,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Console session lifetimes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionConfig {
+    /// Idle timeout (default 12 h).
+    pub idle_timeout_secs: u64,
+    /// Absolute lifetime (default 7 d).
+    pub max_lifetime_secs: u64,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            idle_timeout_secs: 12 * 3600,
+            max_lifetime_secs: 7 * 86400,
+        }
+    }
+}
+
+/// Per-node throttles, per client IP, over a sliding minute.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ThrottleConfig {
+    /// Sign-in attempts per IP per window.
+    pub sign_in_attempts: u32,
+    /// Failed token checks per IP per window; beyond it token checks answer 429.
+    pub failed_token_checks: u32,
+    /// Window length.
+    pub window_secs: u64,
+}
+
+impl Default for ThrottleConfig {
+    fn default() -> Self {
+        ThrottleConfig {
+            sign_in_attempts: 10,
+            failed_token_checks: 100,
+            window_secs: 60,
+        }
+    }
+}
+
+/// Verifier cache and background task timing.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VerifierConfig {
+    /// Most unknown-token hashes remembered (then the negative cache starts over).
+    pub negative_cache_size: usize,
+    /// How often the change feed is read.
+    pub poll_interval_ms: u64,
+    /// After this long without hearing from the store, cached answers are not trusted.
+    pub max_staleness_secs: u64,
+    /// How often buffered last-used times are written.
+    pub last_used_flush_secs: u64,
+    /// How often expired tokens are marked and rotated-out secrets purged.
+    pub expiry_sweep_secs: u64,
+}
+
+impl Default for VerifierConfig {
+    fn default() -> Self {
+        VerifierConfig {
+            negative_cache_size: 100_000,
+            poll_interval_ms: 1000,
+            max_staleness_secs: 30,
+            last_used_flush_secs: 5,
+            expiry_sweep_secs: 60,
+        }
+    }
+}
+
+/// Argon2id parameters (OWASP's recommended minimum by default; tests lower them).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PasswordConfig {
+    /// Memory in KiB.
+    pub memory_kib: u32,
+    /// Passes.
+    pub iterations: u32,
+    /// Lanes.
+    pub parallelism: u32,
+}
+
+impl Default for PasswordConfig {
+    fn default() -> Self {
+        PasswordConfig {
+            memory_kib: 19 * 1024,
+            iterations: 2,
+            parallelism: 1,
+        }
+    }
+}
+
+/// Access JWT settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JwtConfig {
+    /// Lifetime of an access JWT (default 300 s, at most 900 s).
+    pub ttl_secs: u64,
+    /// Signing key rotation period (default 30 days).
+    pub key_rotation_days: u64,
+}
+
+impl Default for JwtConfig {
+    fn default() -> Self {
+        JwtConfig {
+            ttl_secs: 300,
+            key_rotation_days: 30,
+        }
+    }
+}
+
+/// Forward-auth policies.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ForwardAuthConfig {
+    /// Rules, first match applies.
+    pub routes: Vec<ForwardAuthRoute>,
+}
+
+/// One forward-auth rule.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardAuthRoute {
+    /// Path prefix (matched at a segment boundary).
+    pub path: String,
+    /// Methods it applies to (all when absent).
+    #[serde(default)]
+    pub methods: Option<Vec<String>>,
+    /// Token types allowed (all when absent).
+    #[serde(default)]
+    pub types: Option<Vec<TokenType>>,
+    /// Scopes all required.
+    #[serde(default)]
+    pub scopes: Option<Vec<Scope>>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./latchkey-data"),
+            database_url: String::new(),
+            public_url: String::new(),
+            api_key_headers: Vec::new(),
+            max_body_bytes: 1024 * 1024,
+            trusted_proxies: Vec::new(),
+            log_format: LogFormat::Text,
+            sessions: SessionConfig::default(),
+            throttle: ThrottleConfig::default(),
+            verifier: VerifierConfig::default(),
+            passwords: PasswordConfig::default(),
+            jwt: JwtConfig::default(),
+            forward_auth: ForwardAuthConfig::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Defaults, then the TOML file if given.
+    pub fn from_file(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let Some(path) = path else {
+            return Ok(Config::default());
+        };
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Applies the `LATCHKEY_*` variables that have no command-line flag.
+    pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        if let Some(v) = var("LATCHKEY_PUBLIC_URL") {
+            self.public_url = v;
+        }
+        if let Some(v) = var("LATCHKEY_API_KEY_HEADERS") {
+            self.api_key_headers = v
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect();
+        }
+        if let Some(v) = var("LATCHKEY_MAX_BODY_BYTES") {
+            self.max_body_bytes = v.parse().map_err(|_| ConfigError::Invalid {
+                name: "LATCHKEY_MAX_BODY_BYTES".into(),
+                message: "must be a number of bytes".into(),
+            })?;
+        }
+        if let Some(v) = var("LATCHKEY_TRUSTED_PROXIES") {
+            self.trusted_proxies = v
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(parse_cidr)
+                .collect::<Result<_, _>>()?;
+        }
+        if let Some(v) = var("LATCHKEY_LOG_FORMAT") {
+            self.log_format = match v.as_str() {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        name: "LATCHKEY_LOG_FORMAT".into(),
+                        message: "must be text or json".into(),
+                    });
+                }
+            };
+        }
+        Ok(())
+    }
+
+    /// Checks cross-field rules; call after every layer is applied.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for name in &self.api_key_headers {
+            if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                return Err(ConfigError::Invalid {
+                    name: "api_key_headers".into(),
+                    message: format!("{name:?} is not a valid header name"),
+                });
+            }
+        }
+        if !self.public_url.is_empty()
+            && !(self.public_url.starts_with("http://") || self.public_url.starts_with("https://"))
+        {
+            return Err(ConfigError::Invalid {
+                name: "public_url".into(),
+                message: "must start with http:// or https://".into(),
+            });
+        }
+        if self.jwt.ttl_secs == 0 || self.jwt.ttl_secs > 900 {
+            return Err(ConfigError::Invalid {
+                name: "jwt.ttl_secs".into(),
+                message: "must be between 1 and 900 seconds".into(),
+            });
+        }
+        if self.throttle.window_secs == 0 {
+            return Err(ConfigError::Invalid {
+                name: "throttle.window_secs".into(),
+                message: "must be at least 1".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The effective public URL, without a trailing slash.
+    pub fn public_url(&self) -> String {
+        if self.public_url.is_empty() {
+            format!("http://{}", self.listen)
+        } else {
+            self.public_url.trim_end_matches('/').to_owned()
+        }
+    }
+
+    /// Whether cookies must be `Secure` (the public URL is https).
+    pub fn behind_tls(&self) -> bool {
+        self.public_url.starts_with("https://")
+    }
+
+    /// The database URL, defaulting to the SQLite file in the data dir.
+    pub fn database_url(&self) -> String {
+        if self.database_url.is_empty() {
+            format!("sqlite://{}", self.data_dir.join("latchkey.db").display())
+        } else {
+            self.database_url.clone()
+        }
+    }
+
+    /// Whether `ip` is a trusted proxy.
+    pub fn is_trusted_proxy(&self, ip: IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|net| net.contains(&ip))
+    }
+}
+
+fn parse_cidr(text: &str) -> Result<IpNet, ConfigError> {
+    text.parse::<IpNet>()
+        .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
+        .map_err(|_| ConfigError::Invalid {
+            name: "trusted_proxies".into(),
+            message: format!("{text:?} is not a CIDR or an IP address"),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sample_config_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../latchkey.sample.toml");
+        let config = Config::from_file(Some(&path)).unwrap();
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn env_layer_overrides_and_rejects_garbage() {
+        let mut c = Config::default();
+        c.apply_env(|k| match k {
+            "LATCHKEY_API_KEY_HEADERS" => Some("x-api-key, rime-api-key".into()),
+            "LATCHKEY_TRUSTED_PROXIES" => Some("10.0.0.0/8,127.0.0.1".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(c.api_key_headers, vec!["x-api-key", "rime-api-key"]);
+        assert!(c.is_trusted_proxy("10.1.2.3".parse().unwrap()));
+        assert!(c.is_trusted_proxy("127.0.0.1".parse().unwrap()));
+        assert!(!c.is_trusted_proxy("127.0.0.2".parse().unwrap()));
+        let mut c = Config::default();
+        assert!(
+            c.apply_env(|k| (k == "LATCHKEY_TRUSTED_PROXIES").then(|| "nope".into()))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        assert!(toml::from_str::<Config>("lisen = \"x\"").is_err());
+    }
+}

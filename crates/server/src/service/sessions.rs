@@ -1,0 +1,110 @@
+//! Console sessions: sign in (throttled, one answer for every failure) and sign out.
+
+use latchkey_core::token::{self, SecretKind};
+use latchkey_core::{NewAuditEvent, SessionRecord};
+use latchkey_proto::User;
+use serde_json::json;
+
+use crate::auth::{Credential, Principal};
+use crate::error::ApiError;
+use crate::extract::ClientIp;
+use crate::password::verify_password;
+use crate::state::AppState;
+
+/// A successful sign-in: the user and the session secret for the cookie.
+pub struct SignedIn {
+    /// The user.
+    pub user: User,
+    /// The cookie value (`lks_…`); only its keyed hash is stored.
+    pub secret: String,
+    /// Cookie lifetime in seconds.
+    pub max_age_secs: u64,
+}
+
+impl AppState {
+    /// Checks a username and password and opens a session.
+    pub async fn sign_in(
+        &self,
+        username: &str,
+        password: &str,
+        ip: ClientIp,
+    ) -> Result<SignedIn, ApiError> {
+        let now = self.clock.now();
+        let ip_key = ip.to_text().unwrap_or_default();
+        if let Some(retry_after) = self.sign_in_throttle.blocked(&ip_key, now.unix_timestamp()) {
+            return Err(ApiError::RateLimited { retry_after });
+        }
+        self.sign_in_throttle.record(&ip_key, now.unix_timestamp());
+        let user = self.store.find_user_by_username(username).await?;
+        let hash = user
+            .as_ref()
+            .and_then(|u| u.password_hash.clone())
+            .unwrap_or_else(|| self.dummy_password_hash.clone());
+        let password_ok = verify_password(hash, password.to_owned()).await;
+        let user = match user {
+            Some(u) if password_ok && u.active && u.password_hash.is_some() => u,
+            other => {
+                let event = NewAuditEvent {
+                    action: "session.sign_in_failed".into(),
+                    actor_id: other.as_ref().map(|u| u.id.clone()),
+                    subject_user_id: other.as_ref().map(|u| u.id.clone()),
+                    ip: ip.to_text(),
+                    details: json!({"username": username.chars().take(64).collect::<String>()}),
+                    ..NewAuditEvent::default()
+                };
+                self.store.append_audit(now, event).await?;
+                tracing::info!(ip = %ip_key, "sign-in failed");
+                return Err(ApiError::Unauthenticated {
+                    message: "invalid username or password".into(),
+                    presented: false,
+                });
+            }
+        };
+        let secret = token::generate(SecretKind::Session);
+        let max_age_secs = self.config.sessions.max_lifetime_secs;
+        let session = SessionRecord {
+            id: latchkey_core::new_id(),
+            user_id: user.id.clone(),
+            created_at: now,
+            last_seen_at: now,
+            expires_at: now
+                + time::Duration::seconds(i64::try_from(max_age_secs).unwrap_or(604_800)),
+        };
+        let event = NewAuditEvent {
+            action: "session.signed_in".into(),
+            actor_id: Some(user.id.clone()),
+            subject_user_id: Some(user.id.clone()),
+            target_type: Some("session".into()),
+            target_id: Some(session.id.clone()),
+            ip: ip.to_text(),
+            details: json!({}),
+            ..NewAuditEvent::default()
+        };
+        self.store
+            .create_session(now, session, self.hash_key.hash(&secret), event)
+            .await?;
+        self.sign_in_throttle.reset(&ip_key);
+        Ok(SignedIn {
+            user: user.to_proto(),
+            secret,
+            max_age_secs,
+        })
+    }
+
+    /// Ends the caller's session for good.
+    pub async fn sign_out(&self, p: &Principal) -> Result<(), ApiError> {
+        let Credential::Session { session_id } = &p.credential else {
+            return Err(ApiError::BadRequest(
+                "sign-out ends a console session; revoke a token to end it".into(),
+            ));
+        };
+        let mut event = p.event("session.signed_out");
+        event.target_type = Some("session".into());
+        event.target_id = Some(session_id.clone());
+        event.subject_user_id = p.user_id().map(str::to_owned);
+        self.store
+            .delete_session(self.clock.now(), session_id, Some(event))
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,622 @@
+//! Token lifecycle: create, list, get, revoke, restore, rotate, delete, verify.
+
+use latchkey_core::model::{SecretRecord, StoredState, TokenRecord};
+use latchkey_core::policy::{
+    self, CreateContext, CreateDenied, LifetimeError, LifetimeRequest, RestoreDenied,
+};
+use latchkey_core::token::{self, SecretKind};
+use latchkey_core::{NewAuditEvent, ScopeSet};
+use latchkey_proto::{
+    CreateTokenRequest, CreatedToken, Page, RotateTokenRequest, Scope, Token, TokenType,
+    VerifyResponse,
+};
+use latchkey_store::{PageRequest, StoreError, TokenFilter};
+use serde_json::json;
+
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::extract::ClientIp;
+use crate::service::check_name;
+use crate::state::AppState;
+use crate::verifier::VerifyError;
+
+/// Longest rotation grace period accepted (7 days).
+const MAX_GRACE_SECONDS: u64 = 7 * 86_400;
+
+fn lifetime_error(e: LifetimeError) -> ApiError {
+    match e {
+        LifetimeError::InvalidField { field, message } => ApiError::field(field, message),
+        LifetimeError::ExceedsPolicy(m) => ApiError::LifetimeExceedsPolicy(m),
+    }
+}
+
+fn check_environment(env: &Option<String>) -> Result<Option<String>, ApiError> {
+    match env {
+        None => Ok(None),
+        Some(e) => {
+            let ok = (1..=64).contains(&e.len())
+                && e.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+            if ok {
+                Ok(Some(e.clone()))
+            } else {
+                Err(ApiError::field(
+                    "environment",
+                    "environment must be 1-64 characters of letters, digits, '-', '_' or '.'",
+                ))
+            }
+        }
+    }
+}
+
+impl Principal {
+    /// Whether a token-authenticated caller holds `scope` (narrowed by its owner's rights in
+    /// `workspace_id`, or as granted for user-wide routes); session callers always do.
+    pub fn has_scope(&self, scope: Scope, workspace_id: Option<&str>) -> bool {
+        match self.token() {
+            None => true,
+            Some(grant) => match workspace_id {
+                Some(_) => self.effective_scopes(workspace_id).contains(scope),
+                None => grant.scopes.contains(scope),
+            },
+        }
+    }
+
+    fn require_token_scope(
+        &self,
+        scope: Scope,
+        workspace_id: Option<&str>,
+    ) -> Result<(), ApiError> {
+        if self.has_scope(scope, workspace_id) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(format!(
+                "this token lacks the {} scope",
+                scope.as_str()
+            )))
+        }
+    }
+
+    /// Whether this caller may see `token` (visibility rules of DESIGN.md §1).
+    pub fn can_see(&self, token: &TokenRecord) -> bool {
+        if let Some(grant) = self.token()
+            && let (Some(own_ws), Some(ws)) = (&grant.token.workspace_id, &token.workspace_id)
+            && own_ws != ws
+        {
+            return false;
+        }
+        match &self.user {
+            Some(user) => policy::can_see_token(
+                &user.id,
+                user.role,
+                user.workspace_role(token.workspace_id.as_deref()),
+                token.token_type,
+                token.owner_id.as_deref(),
+            ),
+            None => {
+                let own_type = self.token().map(|g| g.token.token_type);
+                let same_ws = self.token().and_then(|g| g.token.workspace_id.as_deref())
+                    == token.workspace_id.as_deref();
+                same_ws
+                    && match token.token_type {
+                        TokenType::Client | TokenType::Frontend => true,
+                        TokenType::Admin => own_type == Some(TokenType::Admin),
+                        _ => false,
+                    }
+            }
+        }
+    }
+
+    /// Whether this caller may revoke, restore, rotate or delete `token`.
+    pub fn can_manage(&self, token: &TokenRecord) -> bool {
+        match &self.user {
+            Some(user) => policy::can_manage_token(
+                &user.id,
+                user.role,
+                token.token_type,
+                token.owner_id.as_deref(),
+            ),
+            None => {
+                self.token().map(|g| g.token.token_type) == Some(TokenType::Admin)
+                    && !token.token_type.is_user_owned()
+                    && self.can_see(token)
+            }
+        }
+    }
+}
+
+impl AppState {
+    /// Creates a token in a workspace; the answer is the only place its secret appears.
+    pub async fn create_token(
+        &self,
+        p: &Principal,
+        workspace_ref: &str,
+        req: CreateTokenRequest,
+    ) -> Result<CreatedToken, ApiError> {
+        let now = self.clock.now();
+        let ws = self.resolve_workspace(p, workspace_ref).await?;
+        let name = check_name("name", &req.name, 200)?;
+        p.require_token_scope(Scope::TokensWrite, Some(&ws.id))?;
+        let token_type = req.token_type;
+        let org = self.org().await?;
+        let instance = self.store.get_instance_settings().await?;
+
+        let requested_scopes = match &req.scopes {
+            Some(list) if list.is_empty() => {
+                return Err(ApiError::field(
+                    "scopes",
+                    "give at least one scope, or omit scopes",
+                ));
+            }
+            Some(list) => Some(list.iter().copied().collect::<ScopeSet>()),
+            None => None,
+        };
+        let projects = req.projects.clone().unwrap_or_default();
+        let environment = check_environment(&req.environment)?;
+        let has_binding = !projects.is_empty() || environment.is_some();
+
+        // Who owns it, and with which rights.
+        let (owner, scopes) = match &p.user {
+            Some(actor) => {
+                let owner = if token_type.is_user_owned() {
+                    match &req.owner_id {
+                        Some(id) if id != &actor.id => {
+                            let owner = match self.verifier.user(id).await {
+                                Ok(u) => u,
+                                Err(StoreError::NotFound(_)) => {
+                                    return Err(ApiError::field("owner_id", "no such user"));
+                                }
+                                Err(e) => return Err(e.into()),
+                            };
+                            if !owner.active {
+                                return Err(ApiError::field(
+                                    "owner_id",
+                                    "that user is deactivated",
+                                ));
+                            }
+                            Some(owner)
+                        }
+                        _ => Some(actor.clone()),
+                    }
+                } else {
+                    if req.owner_id.is_some() {
+                        return Err(ApiError::field(
+                            "owner_id",
+                            "workspace tokens (client, frontend, admin) have no owner",
+                        ));
+                    }
+                    None
+                };
+                let for_self = owner.as_ref().is_none_or(|o| o.id == actor.id);
+                let ctx = CreateContext {
+                    actor_org_role: actor.role,
+                    actor_workspace_role: actor.workspace_role(Some(&ws.id)),
+                    for_self,
+                    owner_roles: owner
+                        .as_ref()
+                        .map(|o| (o.role, o.workspace_role(Some(&ws.id)))),
+                };
+                let scopes = policy::check_create(
+                    token_type,
+                    &org.token_settings,
+                    ctx,
+                    requested_scopes,
+                    has_binding,
+                )
+                .map_err(|e| match e {
+                    CreateDenied::ScopesExceed => ApiError::field("scopes", e.to_string()),
+                    CreateDenied::BindingNotAllowed => ApiError::field(
+                        if projects.is_empty() {
+                            "environment"
+                        } else {
+                            "projects"
+                        },
+                        e.to_string(),
+                    ),
+                    CreateDenied::TypeDisabled(_) | CreateDenied::NotAllowed(_) => {
+                        ApiError::forbidden(e.to_string())
+                    }
+                })?;
+                (owner, scopes)
+            }
+            None => {
+                // A workspace admin token creating workspace tokens in its own workspace.
+                p.authorize(policy::Permission::CreateApiToken, Some(&ws.id))?;
+                if token_type.is_user_owned() || req.owner_id.is_some() {
+                    return Err(ApiError::forbidden(
+                        "workspace tokens can only create workspace tokens",
+                    ));
+                }
+                if !org.token_settings.is_enabled(token_type) {
+                    return Err(ApiError::forbidden(format!(
+                        "{} tokens are disabled in this organization",
+                        token_type.as_str()
+                    )));
+                }
+                let scopes = requested_scopes
+                    .unwrap_or_else(|| policy::default_workspace_token_scopes(token_type));
+                (None, scopes)
+            }
+        };
+
+        // A token that creates a token gives it at most its own scopes and expiry.
+        let mut cap = None;
+        if let Some(grant) = p.token() {
+            if !p.effective_scopes(Some(&ws.id)).is_superset(scopes) {
+                return Err(ApiError::field(
+                    "scopes",
+                    "a token cannot create a token with scopes it does not have",
+                ));
+            }
+            cap = grant.token.expires_at;
+        }
+
+        for project_id in &projects {
+            let ok = latchkey_core::is_id(project_id)
+                && match self.store.get_project(project_id).await {
+                    Ok(project) => project.workspace_id == ws.id,
+                    Err(StoreError::NotFound(_)) => false,
+                    Err(e) => return Err(e.into()),
+                };
+            if !ok {
+                return Err(ApiError::field(
+                    "projects",
+                    format!("no project {project_id:?} in this workspace"),
+                ));
+            }
+        }
+        let mut projects = projects;
+        projects.sort();
+        projects.dedup();
+
+        let expires_at = policy::resolve_expiry(
+            now,
+            token_type,
+            LifetimeRequest {
+                days: req.expires_in_days,
+                at: req.expires_at,
+            },
+            &org.token_settings,
+            &instance,
+            cap,
+        )
+        .map_err(lifetime_error)?;
+
+        let secret = token::generate(SecretKind::Token(token_type));
+        let hash = self.hash_key.hash(&secret);
+        let record = TokenRecord {
+            id: latchkey_core::new_id(),
+            org_id: org.id.clone(),
+            name,
+            token_type,
+            hint: token::hint(&secret),
+            workspace_id: (token_type != TokenType::Legacy).then(|| ws.id.clone()),
+            workspace_name: (token_type != TokenType::Legacy).then(|| ws.name.clone()),
+            owner_id: owner.as_ref().map(|o| o.id.clone()),
+            owner_username: owner.as_ref().map(|o| o.username.clone()),
+            created_by: p.user_id().map(str::to_owned),
+            scopes: scopes.to_vec(),
+            projects,
+            environment,
+            created_at: now,
+            expires_at,
+            last_used_at: None,
+            last_used_ip: None,
+            state: StoredState::Active,
+            leaked: false,
+        };
+        let limits = policy::limits_for(
+            token_type,
+            record.owner_id.as_deref(),
+            &org.token_settings,
+            &instance,
+        );
+        let mut event = p.event("token.created");
+        event.target_type = Some("token".into());
+        event.target_id = Some(record.id.clone());
+        event.workspace_id = Some(ws.id.clone());
+        event.subject_user_id = record.owner_id.clone();
+        event.details = json!({"type": token_type.as_str(), "name": record.name});
+        let secret_record = SecretRecord {
+            token_id: record.id.clone(),
+            hash,
+            key_id: self.hash_key.id().to_owned(),
+            not_after: None,
+        };
+        let stored = self
+            .store
+            .create_token(now, record, secret_record, &limits, event)
+            .await?;
+        self.verifier.secret_created(&hash);
+        tracing::info!(token_id = %stored.id, token_type = token_type.as_str(), "token created");
+        Ok(CreatedToken {
+            meta: self.token_view(stored, now).await?,
+            token: secret,
+        })
+    }
+
+    /// Tokens of a workspace that the caller may see.
+    pub async fn list_workspace_tokens(
+        &self,
+        p: &Principal,
+        workspace_ref: &str,
+        page: &PageRequest,
+    ) -> Result<Page<Token>, ApiError> {
+        let now = self.clock.now();
+        let ws = self.resolve_workspace(p, workspace_ref).await?;
+        p.require_token_scope(Scope::TokensRead, Some(&ws.id))?;
+        let mut filter = TokenFilter {
+            workspace_id: Some(ws.id.clone()),
+            ..TokenFilter::default()
+        };
+        match &p.user {
+            Some(user) if user.role.is_org_admin() => {}
+            Some(user) => {
+                let role = user.workspace_role(Some(&ws.id));
+                if !matches!(
+                    role,
+                    Some(
+                        latchkey_proto::WorkspaceRole::Admin
+                            | latchkey_proto::WorkspaceRole::Member
+                    )
+                ) {
+                    return Err(ApiError::forbidden("viewers cannot see tokens"));
+                }
+                filter.visible_to = Some(user.id.clone());
+                filter.include_workspace_tokens = true;
+            }
+            None => {
+                // Workspace tokens see workspace tokens; only admin tokens see admin tokens.
+                filter.visible_to = Some(String::new());
+                filter.include_workspace_tokens = true;
+            }
+        }
+        let paged = self.store.list_tokens(&ws.org_id, &filter, page).await?;
+        let mut view = self.token_views(paged, now).await?;
+        if p.user.is_none() {
+            view.items.retain(|t| {
+                t.token_type != TokenType::Admin
+                    || p.token().map(|g| g.token.token_type) == Some(TokenType::Admin)
+            });
+        }
+        Ok(view)
+    }
+
+    /// The caller's own tokens, in every workspace.
+    pub async fn list_my_tokens(
+        &self,
+        p: &Principal,
+        page: &PageRequest,
+    ) -> Result<Page<Token>, ApiError> {
+        let now = self.clock.now();
+        let user = p.require_user()?;
+        p.require_scope(Scope::TokensRead)?;
+        let org = self.org().await?;
+        let filter = TokenFilter {
+            owner_id: Some(user.id.clone()),
+            ..TokenFilter::default()
+        };
+        let paged = self.store.list_tokens(&org.id, &filter, page).await?;
+        self.token_views(paged, now).await
+    }
+
+    async fn visible_token(&self, p: &Principal, id: &str) -> Result<TokenRecord, ApiError> {
+        if !latchkey_core::is_id(id) {
+            return Err(ApiError::NotFound("token"));
+        }
+        let token = self.store.get_token(id).await?;
+        if !p.can_see(&token) {
+            return Err(ApiError::NotFound("token"));
+        }
+        Ok(token)
+    }
+
+    async fn manageable_token(&self, p: &Principal, id: &str) -> Result<TokenRecord, ApiError> {
+        let token = self.visible_token(p, id).await?;
+        p.require_token_scope(Scope::TokensWrite, token.workspace_id.as_deref())?;
+        if !p.can_manage(&token) {
+            return Err(ApiError::forbidden("you may not manage this token"));
+        }
+        Ok(token)
+    }
+
+    fn token_event(p: &Principal, action: &str, token: &TokenRecord) -> NewAuditEvent {
+        let mut event = p.event(action);
+        event.target_type = Some("token".into());
+        event.target_id = Some(token.id.clone());
+        event.workspace_id = token.workspace_id.clone();
+        event.subject_user_id = token.owner_id.clone();
+        event.details = json!({"type": token.token_type.as_str(), "name": token.name});
+        event
+    }
+
+    /// One token's metadata.
+    pub async fn get_token(&self, p: &Principal, id: &str) -> Result<Token, ApiError> {
+        let token = self.visible_token(p, id).await?;
+        p.require_token_scope(Scope::TokensRead, token.workspace_id.as_deref())?;
+        self.token_view(token, self.clock.now()).await
+    }
+
+    /// Revokes a token; it fails everywhere from the next request on.
+    pub async fn revoke_token(&self, p: &Principal, id: &str) -> Result<Token, ApiError> {
+        let now = self.clock.now();
+        let token = self.manageable_token(p, id).await?;
+        let event = Self::token_event(p, "token.revoked", &token);
+        let updated = self
+            .store
+            .revoke_token(now, &token.id, false, event)
+            .await?;
+        self.verifier.invalidate_token(&token.id);
+        self.token_view(updated, now).await
+    }
+
+    /// Re-approves a revoked token (re-checking limits).
+    pub async fn restore_token(&self, p: &Principal, id: &str) -> Result<Token, ApiError> {
+        let now = self.clock.now();
+        let token = self.manageable_token(p, id).await?;
+        if token.state == StoredState::Active {
+            return self.token_view(token, now).await;
+        }
+        policy::check_restore(token.state, token.expires_at, token.leaked, now).map_err(
+            |e| match e {
+                RestoreDenied::Leaked => ApiError::Leaked(e.to_string()),
+                RestoreDenied::Expired => ApiError::Conflict(e.to_string()),
+            },
+        )?;
+        let org = self.org().await?;
+        let instance = self.store.get_instance_settings().await?;
+        let limits = policy::limits_for(
+            token.token_type,
+            token.owner_id.as_deref(),
+            &org.token_settings,
+            &instance,
+        );
+        let event = Self::token_event(p, "token.restored", &token);
+        let updated = self
+            .store
+            .restore_token(now, &token.id, &limits, event)
+            .await?;
+        self.verifier.invalidate_token(&token.id);
+        self.token_view(updated, now).await
+    }
+
+    /// Gives a token a new secret under the same id; the old one works for the grace period.
+    pub async fn rotate_token(
+        &self,
+        p: &Principal,
+        id: &str,
+        req: RotateTokenRequest,
+    ) -> Result<CreatedToken, ApiError> {
+        let now = self.clock.now();
+        let token = self.manageable_token(p, id).await?;
+        if token.state == StoredState::Expired || token.expires_at.is_some_and(|e| e <= now) {
+            return Err(ApiError::Conflict(
+                "the token has expired; create a new one instead".into(),
+            ));
+        }
+        let grace = req.grace_seconds.unwrap_or(0);
+        if grace > MAX_GRACE_SECONDS {
+            return Err(ApiError::field(
+                "grace_seconds",
+                format!("grace_seconds must be at most {MAX_GRACE_SECONDS}"),
+            ));
+        }
+        let new_expiry = if req.expires_in_days.is_some() || req.expires_at.is_some() {
+            let org = self.org().await?;
+            let instance = self.store.get_instance_settings().await?;
+            let cap = p.token().and_then(|g| g.token.expires_at);
+            Some(
+                policy::resolve_expiry(
+                    now,
+                    token.token_type,
+                    LifetimeRequest {
+                        days: req.expires_in_days,
+                        at: req.expires_at,
+                    },
+                    &org.token_settings,
+                    &instance,
+                    cap,
+                )
+                .map_err(lifetime_error)?,
+            )
+        } else {
+            None
+        };
+        let secret = token::generate(SecretKind::Token(token.token_type));
+        let hash = self.hash_key.hash(&secret);
+        let new_secret = SecretRecord {
+            token_id: token.id.clone(),
+            hash,
+            key_id: self.hash_key.id().to_owned(),
+            not_after: None,
+        };
+        let old_not_after = (grace > 0).then(|| now + time::Duration::seconds(grace as i64));
+        let mut event = Self::token_event(p, "token.rotated", &token);
+        event.details["grace_seconds"] = json!(grace);
+        let updated = self
+            .store
+            .rotate_token(
+                now,
+                &token.id,
+                new_secret,
+                old_not_after,
+                new_expiry,
+                None,
+                event,
+            )
+            .await?;
+        self.verifier.invalidate_token(&token.id);
+        self.verifier.secret_created(&hash);
+        let mut meta = self.token_view(updated, now).await?;
+        meta.hint = token::hint(&secret);
+        Ok(CreatedToken {
+            meta,
+            token: secret,
+        })
+    }
+
+    /// Deletes a token for good.
+    pub async fn delete_token(&self, p: &Principal, id: &str) -> Result<(), ApiError> {
+        let now = self.clock.now();
+        let token = self.manageable_token(p, id).await?;
+        let event = Self::token_event(p, "token.deleted", &token);
+        self.store.delete_token(now, &token.id, event).await?;
+        self.verifier.invalidate_token(&token.id);
+        Ok(())
+    }
+
+    /// `POST /api/v1/tokens/verify`: the secret is the credential; failures are throttled
+    /// per client IP.
+    pub async fn verify_secret(
+        &self,
+        secret: &str,
+        ip: ClientIp,
+    ) -> Result<VerifyResponse, ApiError> {
+        let now = self.clock.now();
+        let ip_key = ip.to_text().unwrap_or_default();
+        if let Some(retry_after) = self
+            .token_failure_throttle
+            .blocked(&ip_key, now.unix_timestamp())
+        {
+            return Err(ApiError::RateLimited { retry_after });
+        }
+        match self.verifier.verify(secret, now).await {
+            Ok(verified) => {
+                self.metrics.observe_verify(Ok(()));
+                let token = self.token_view(verified.grant.token.clone(), now).await?;
+                Ok(VerifyResponse {
+                    valid: true,
+                    token: Some(token),
+                    reason: None,
+                })
+            }
+            Err(VerifyError::Invalid(reason)) => {
+                self.metrics.observe_verify(Err(reason));
+                self.token_failure_throttle
+                    .record(&ip_key, now.unix_timestamp());
+                Ok(VerifyResponse {
+                    valid: false,
+                    token: None,
+                    reason: Some(reason),
+                })
+            }
+            Err(VerifyError::Unavailable) => Err(ApiError::Unavailable(
+                "token checks are unavailable right now; retry shortly".into(),
+            )),
+        }
+    }
+
+    /// Marks expired tokens and purges rotated-out secrets (the sweep task).
+    pub async fn sweep_expired(&self) -> Result<usize, ApiError> {
+        let now = self.clock.now();
+        let expired = self.store.expire_tokens(now).await?;
+        for id in &expired {
+            self.verifier.invalidate_token(id);
+        }
+        self.store.purge_rotated_secrets(now).await?;
+        self.metrics
+            .tokens_expired
+            .fetch_add(expired.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(expired.len())
+    }
+}

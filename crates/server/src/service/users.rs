@@ -1,0 +1,201 @@
+//! Users: create, list, read, change (role, deactivation, profile, password), and `/me`.
+
+use latchkey_core::UserRecord;
+use latchkey_core::policy::Permission;
+use latchkey_proto::{CreateUserRequest, Me, OrgRef, OrgRole, Page, UpdateUserRequest, User};
+use latchkey_store::{PageRequest, UserPatch};
+use serde_json::json;
+
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::password::{check_new_password, hash_password};
+use crate::service::{check_name, page_of};
+use crate::state::AppState;
+
+fn check_username(username: &str) -> Result<(), ApiError> {
+    let ok = (1..=64).contains(&username.len())
+        && username
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'@'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::field(
+            "username",
+            "usernames are 1-64 characters of letters, digits, '.', '_', '-' or '@'",
+        ))
+    }
+}
+
+fn check_email(email: &Option<String>) -> Result<Option<String>, ApiError> {
+    match email {
+        None => Ok(None),
+        Some(e) if e.len() <= 254 && e.contains('@') && !e.chars().any(char::is_whitespace) => {
+            Ok(Some(e.clone()))
+        }
+        Some(_) => Err(ApiError::field("email", "not an email address")),
+    }
+}
+
+fn check_display_name(name: &Option<String>) -> Result<Option<String>, ApiError> {
+    name.as_deref()
+        .map(|n| check_name("display_name", n, 200))
+        .transpose()
+}
+
+impl AppState {
+    /// `GET /api/v1/me`.
+    pub async fn me(&self, p: &Principal) -> Result<Me, ApiError> {
+        let user = p.require_user()?;
+        let record = self.store.get_user(&user.id).await?;
+        let org = self.org().await?;
+        let mut memberships = self.store.memberships_of(&user.id).await?;
+        if let Some(grant) = p.token()
+            && let Some(ws) = &grant.token.workspace_id
+        {
+            // A workspace-bound token only acts in its workspace; show only that one.
+            memberships.retain(|m| &m.workspace_id == ws);
+        }
+        Ok(Me {
+            user: record.to_proto(),
+            org: OrgRef {
+                id: org.id,
+                name: org.name,
+            },
+            memberships: memberships.iter().map(|m| m.to_membership_ref()).collect(),
+        })
+    }
+
+    /// `GET /api/v1/users` (org admins).
+    pub async fn list_users(
+        &self,
+        p: &Principal,
+        page: &PageRequest,
+    ) -> Result<Page<User>, ApiError> {
+        p.authorize(Permission::ManageUsers, None)?;
+        let org = self.org().await?;
+        Ok(page_of(self.store.list_users(&org.id, page).await?, |u| {
+            u.to_proto()
+        }))
+    }
+
+    /// `GET /api/v1/users/{id}` (org admins, or oneself).
+    pub async fn get_user(&self, p: &Principal, id: &str) -> Result<User, ApiError> {
+        if p.user_id() != Some(id) {
+            p.authorize(Permission::ManageUsers, None)?;
+        }
+        if !latchkey_core::is_id(id) {
+            return Err(ApiError::NotFound("user"));
+        }
+        Ok(self.store.get_user(id).await?.to_proto())
+    }
+
+    /// `POST /api/v1/users` (org admins; only owners create owners).
+    pub async fn create_user(
+        &self,
+        p: &Principal,
+        req: CreateUserRequest,
+    ) -> Result<User, ApiError> {
+        p.authorize(Permission::ManageUsers, None)?;
+        let actor = p.require_user()?;
+        check_username(&req.username)?;
+        check_new_password("password", &req.password)?;
+        let email = check_email(&req.email)?;
+        let display_name = check_display_name(&req.display_name)?;
+        if req.role == OrgRole::Owner && actor.role != OrgRole::Owner {
+            return Err(ApiError::forbidden("only owners may create owners"));
+        }
+        let now = self.clock.now();
+        let org = self.org().await?;
+        let password_hash = hash_password(&self.config.passwords, req.password).await?;
+        let user = UserRecord {
+            id: latchkey_core::new_id(),
+            org_id: org.id,
+            username: req.username,
+            display_name,
+            email,
+            role: req.role,
+            active: true,
+            password_hash: Some(password_hash),
+            created_at: now,
+        };
+        let mut event = p.event("user.created");
+        event.target_type = Some("user".into());
+        event.target_id = Some(user.id.clone());
+        event.subject_user_id = Some(user.id.clone());
+        event.details = json!({"username": user.username, "role": user.role.as_str()});
+        Ok(self.store.create_user(now, user, event).await?.to_proto())
+    }
+
+    /// `PATCH /api/v1/users/{id}`: deactivation cuts off sessions and tokens at once.
+    pub async fn update_user(
+        &self,
+        p: &Principal,
+        id: &str,
+        req: UpdateUserRequest,
+    ) -> Result<User, ApiError> {
+        let actor = p.require_user()?.clone();
+        let is_self = actor.id == id;
+        let admin_fields = req.active.is_some() || req.role.is_some();
+        if admin_fields || !is_self {
+            p.authorize(Permission::ManageUsers, None)?;
+        } else if p.token().is_some() && req.password.is_some() {
+            return Err(ApiError::forbidden(
+                "a token cannot change its owner's password",
+            ));
+        }
+        if !latchkey_core::is_id(id) {
+            return Err(ApiError::NotFound("user"));
+        }
+        let target = self.store.get_user(id).await?;
+        if is_self && req.active == Some(false) {
+            return Err(ApiError::Conflict("you cannot deactivate yourself".into()));
+        }
+        let touches_owner = target.role == OrgRole::Owner || req.role == Some(OrgRole::Owner);
+        if admin_fields && touches_owner && actor.role != OrgRole::Owner {
+            return Err(ApiError::forbidden(
+                "only owners may change an owner or grant owner",
+            ));
+        }
+        if let Some(pw) = &req.password {
+            check_new_password("password", pw)?;
+        }
+        let patch = UserPatch {
+            active: req.active,
+            role: req.role,
+            display_name: match &req.display_name {
+                Some(v) => Some(check_display_name(v)?),
+                None => None,
+            },
+            email: match &req.email {
+                Some(v) => Some(check_email(v)?),
+                None => None,
+            },
+            password_hash: match req.password {
+                Some(pw) => Some(hash_password(&self.config.passwords, pw).await?),
+                None => None,
+            },
+        };
+        let action = match (req.active, req.role) {
+            (Some(false), _) if target.active => "user.deactivated",
+            (Some(true), _) if !target.active => "user.reactivated",
+            (_, Some(role)) if role != target.role => "user.role_changed",
+            _ => "user.updated",
+        };
+        let mut event = p.event(action);
+        event.target_type = Some("user".into());
+        event.target_id = Some(target.id.clone());
+        event.subject_user_id = Some(target.id.clone());
+        event.details = json!({
+            "username": target.username,
+            "active": req.active,
+            "role": req.role.map(|r| r.as_str()),
+            "from_role": target.role.as_str(),
+            "password_changed": patch.password_hash.is_some(),
+        });
+        let now = self.clock.now();
+        let updated = self.store.update_user(now, id, patch, event).await?;
+        self.verifier.invalidate_user(id);
+        Ok(updated.to_proto())
+    }
+}

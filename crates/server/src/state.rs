@@ -1,0 +1,188 @@
+//! Shared application state, the clock, throttles and the last-used buffer.
+
+use std::net::IpAddr;
+use std::ops::Deref;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use axum::http::HeaderName;
+use dashmap::DashMap;
+use latchkey_core::HashKey;
+use latchkey_store::{LastUsed, Store, StoreError};
+use time::OffsetDateTime;
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::verifier::Verifier;
+
+/// The time source. Time is an input: logic takes `now`, and only this reads the system
+/// clock. Tests move it forward instead of waiting.
+#[derive(Debug, Clone, Default)]
+pub struct Clock {
+    offset_secs: Arc<AtomicI64>,
+}
+
+impl Clock {
+    /// Now, in whole seconds, plus any test offset.
+    pub fn now(&self) -> OffsetDateTime {
+        let now =
+            OffsetDateTime::now_utc().unix_timestamp() + self.offset_secs.load(Ordering::Relaxed);
+        latchkey_core::from_unix(now)
+    }
+
+    /// Moves time forward (tests only; there is no way to reach this over HTTP).
+    pub fn advance(&self, secs: i64) {
+        self.offset_secs.fetch_add(secs, Ordering::Relaxed);
+    }
+}
+
+/// A per-key fixed-window counter (per node).
+#[derive(Debug)]
+pub struct Throttle {
+    limit: u32,
+    window_secs: i64,
+    counts: DashMap<String, (i64, u32)>,
+}
+
+impl Throttle {
+    /// At most `limit` events per key per window.
+    pub fn new(limit: u32, window_secs: u64) -> Throttle {
+        Throttle {
+            limit,
+            window_secs: i64::try_from(window_secs.max(1)).unwrap_or(60),
+            counts: DashMap::new(),
+        }
+    }
+
+    /// Seconds to wait if `key` is over its limit now, else `None`.
+    pub fn blocked(&self, key: &str, now: i64) -> Option<u64> {
+        let entry = self.counts.get(key)?;
+        let (start, count) = *entry;
+        let end = start + self.window_secs;
+        (now < end && count >= self.limit).then(|| u64::try_from(end - now).unwrap_or(1).max(1))
+    }
+
+    /// Records one event for `key`.
+    pub fn record(&self, key: &str, now: i64) {
+        if self.counts.len() > 100_000 {
+            let cutoff = now - self.window_secs;
+            self.counts.retain(|_, (start, _)| *start > cutoff);
+        }
+        let mut entry = self.counts.entry(key.to_owned()).or_insert((now, 0));
+        if now >= entry.0 + self.window_secs {
+            *entry = (now, 0);
+        }
+        entry.1 = entry.1.saturating_add(1);
+    }
+
+    /// Forgets a key (e.g. after a successful sign-in).
+    pub fn reset(&self, key: &str) {
+        self.counts.remove(key);
+    }
+}
+
+/// Last-used times kept in memory and flushed in batches, never one write per request.
+#[derive(Debug, Default)]
+pub struct LastUsedBuffer {
+    pending: DashMap<Arc<str>, (i64, Option<IpAddr>)>,
+}
+
+impl LastUsedBuffer {
+    /// Notes a use.
+    pub fn record(&self, token_id: &Arc<str>, now: i64, ip: Option<IpAddr>) {
+        match self.pending.get_mut(token_id) {
+            Some(mut entry) => {
+                if entry.0 < now {
+                    *entry = (now, ip);
+                }
+            }
+            None => {
+                self.pending.insert(Arc::clone(token_id), (now, ip));
+            }
+        }
+    }
+
+    /// The pending time for a token, if any.
+    pub fn pending(&self, token_id: &str) -> Option<i64> {
+        self.pending.get(token_id).map(|e| e.0)
+    }
+
+    /// Writes everything pending; on failure keeps it for the next flush.
+    pub async fn flush(&self, store: &dyn Store) -> Result<usize, StoreError> {
+        let keys: Vec<Arc<str>> = self.pending.iter().map(|e| Arc::clone(e.key())).collect();
+        let mut batch = Vec::with_capacity(keys.len());
+        for key in keys {
+            if let Some((id, (at, ip))) = self.pending.remove(&key) {
+                batch.push(LastUsed {
+                    token_id: id.to_string(),
+                    at: latchkey_core::from_unix(at),
+                    ip: ip.map(|ip| ip.to_string()),
+                });
+            }
+        }
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        match store.record_last_used(&batch).await {
+            Ok(()) => Ok(batch.len()),
+            Err(e) => {
+                for item in batch {
+                    let ip = item.ip.and_then(|s| s.parse().ok());
+                    self.record(
+                        &Arc::from(item.token_id.as_str()),
+                        item.at.unix_timestamp(),
+                        ip,
+                    );
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Everything a request handler needs. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<AppStateInner>);
+
+/// The contents of [`AppState`].
+pub struct AppStateInner {
+    /// Configuration.
+    pub config: Config,
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// The verifier.
+    pub verifier: Verifier,
+    /// The hash key (also inside the verifier).
+    pub hash_key: HashKey,
+    /// The clock.
+    pub clock: Clock,
+    /// Sign-in attempts per IP.
+    pub sign_in_throttle: Throttle,
+    /// Failed token checks per IP.
+    pub token_failure_throttle: Throttle,
+    /// Last-used buffer.
+    pub last_used: LastUsedBuffer,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Header names that carry tokens besides `Authorization` and `X-API-Key`.
+    pub api_key_headers: Vec<HeaderName>,
+    /// Public URL without trailing slash.
+    pub public_url: String,
+    /// An Argon2 hash to verify against when the user is unknown, so timing does not tell.
+    pub dummy_password_hash: String,
+}
+
+impl Deref for AppState {
+    type Target = AppStateInner;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl AppState {
+    /// Wraps the parts.
+    pub fn new(inner: AppStateInner) -> AppState {
+        AppState(Arc::new(inner))
+    }
+}

@@ -1,0 +1,398 @@
+//! The hot path: checksum → keyed hash → in-memory map of immutable grants.
+//!
+//! A grant is the snapshot of one secret's token as stored; it never changes in place.
+//! Anything that can turn a token off invalidates its grants (here at once, on other nodes
+//! through the change feed). What can change for many tokens at once — a user's active flag
+//! and roles, the org's enabled types — lives in small maps consulted on every check, so
+//! one change invalidates one entry. Unknown hashes are remembered (bounded) so a flood of
+//! made-up tokens reaches the store at most once per distinct token.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU64, Ordering};
+use std::time::Instant;
+
+use axum::http::HeaderValue;
+use dashmap::DashMap;
+use latchkey_core::model::{StateContext, TokenRecord};
+use latchkey_core::token::{self, SecretKind};
+use latchkey_core::{HashKey, OrgRecord, ScopeSet, SecretHash, SecretRecord, UserRecord};
+use latchkey_proto::{OrgRole, Reason, WorkspaceRole};
+use latchkey_store::{Change, ChangeKind, Store, StoreError};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// One secret's token, as it was when read from the store.
+#[derive(Debug)]
+pub struct Grant {
+    /// The token id (shared, so recording last-used does not allocate).
+    pub token_id: Arc<str>,
+    /// The token's record.
+    pub token: TokenRecord,
+    /// Its scopes as a set.
+    pub scopes: ScopeSet,
+    /// When this particular secret stops working (rotated out), if it does.
+    pub secret_not_after: Option<OffsetDateTime>,
+    /// `Latchkey-Token-Expiration` value, precomputed.
+    pub expiration_header: Option<HeaderValue>,
+}
+
+/// A user as the checks need them: active flag, org role, workspace roles.
+#[derive(Debug, Clone)]
+pub struct UserView {
+    /// Id.
+    pub id: String,
+    /// Username.
+    pub username: String,
+    /// Org role.
+    pub role: OrgRole,
+    /// Active.
+    pub active: bool,
+    /// Workspace id → role.
+    pub memberships: HashMap<String, WorkspaceRole>,
+}
+
+impl UserView {
+    /// The user's role in a workspace.
+    pub fn workspace_role(&self, workspace_id: Option<&str>) -> Option<WorkspaceRole> {
+        workspace_id.and_then(|ws| self.memberships.get(ws).copied())
+    }
+}
+
+/// A token that checked out.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    /// The grant.
+    pub grant: Arc<Grant>,
+    /// Its owner, for user-owned tokens.
+    pub owner: Option<Arc<UserView>>,
+}
+
+/// Why a check did not succeed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VerifyError {
+    /// The token is not valid, for this reason.
+    Invalid(Reason),
+    /// The answer is unknown: the store is unreachable or this node is too stale.
+    Unavailable,
+}
+
+/// Counters for `/metrics`.
+#[derive(Debug, Default)]
+pub struct VerifierStats {
+    /// Checks answered from memory.
+    pub hits: AtomicU64,
+    /// Checks that read the store.
+    pub misses: AtomicU64,
+    /// Checks answered by the negative cache.
+    pub negative_hits: AtomicU64,
+    /// Rejected by the checksum.
+    pub bad_format: AtomicU64,
+}
+
+/// The verifier. One per node.
+pub struct Verifier {
+    key: HashKey,
+    store: Arc<dyn Store>,
+    grants: DashMap<SecretHash, Arc<Grant>>,
+    hashes_by_token: DashMap<String, Vec<SecretHash>>,
+    unknown: DashMap<SecretHash, ()>,
+    unknown_cap: usize,
+    users: DashMap<String, Arc<UserView>>,
+    enabled_types: AtomicU8,
+    org: std::sync::RwLock<Option<Arc<OrgRecord>>>,
+    /// Bumped by every invalidation, so a store read that raced with one is not cached.
+    epoch: AtomicU64,
+    version: AtomicI64,
+    started: Instant,
+    last_heard_ms: AtomicU64,
+    max_staleness_ms: u64,
+    /// Counters.
+    pub stats: VerifierStats,
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verifier")
+            .field("grants", &self.grants.len())
+            .field("unknown", &self.unknown.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Verifier {
+    /// A verifier over `store`, synced to the store's current change version.
+    pub async fn start(
+        key: HashKey,
+        store: Arc<dyn Store>,
+        unknown_cap: usize,
+        max_staleness_secs: u64,
+    ) -> Result<Verifier, StoreError> {
+        let version = store.current_version().await?;
+        let verifier = Verifier {
+            key,
+            store,
+            grants: DashMap::new(),
+            hashes_by_token: DashMap::new(),
+            unknown: DashMap::new(),
+            unknown_cap: unknown_cap.max(1),
+            users: DashMap::new(),
+            enabled_types: AtomicU8::new(0),
+            org: std::sync::RwLock::new(None),
+            epoch: AtomicU64::new(0),
+            version: AtomicI64::new(version),
+            started: Instant::now(),
+            last_heard_ms: AtomicU64::new(0),
+            max_staleness_ms: max_staleness_secs.saturating_mul(1000),
+            stats: VerifierStats::default(),
+        };
+        verifier.refresh_org().await?;
+        verifier.heard_from_store();
+        Ok(verifier)
+    }
+
+    /// The hash key.
+    pub fn hash_key(&self) -> &HashKey {
+        &self.key
+    }
+
+    fn elapsed_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn heard_from_store(&self) {
+        self.last_heard_ms
+            .store(self.elapsed_ms(), Ordering::Relaxed);
+    }
+
+    /// Whether this node has heard from the store recently enough to trust its cache.
+    pub fn is_fresh(&self) -> bool {
+        self.elapsed_ms()
+            .saturating_sub(self.last_heard_ms.load(Ordering::Relaxed))
+            <= self.max_staleness_ms
+    }
+
+    /// Checks a secret.
+    pub async fn verify(&self, secret: &str, now: OffsetDateTime) -> Result<Verified, VerifyError> {
+        match token::parse(secret) {
+            Ok(SecretKind::Token(_)) => {}
+            _ => {
+                self.stats.bad_format.fetch_add(1, Ordering::Relaxed);
+                return Err(VerifyError::Invalid(Reason::BadFormat));
+            }
+        }
+        if !self.is_fresh() {
+            return Err(VerifyError::Unavailable);
+        }
+        let hash = self.key.hash(secret);
+        let grant = match self.grants.get(&hash) {
+            Some(entry) => {
+                self.stats.hits.fetch_add(1, Ordering::Relaxed);
+                Arc::clone(entry.value())
+            }
+            None => self.load(hash).await?,
+        };
+        self.evaluate(grant, now).await
+    }
+
+    async fn load(&self, hash: SecretHash) -> Result<Arc<Grant>, VerifyError> {
+        if self.unknown.contains_key(&hash) {
+            self.stats.negative_hits.fetch_add(1, Ordering::Relaxed);
+            return Err(VerifyError::Invalid(Reason::NotFound));
+        }
+        self.stats.misses.fetch_add(1, Ordering::Relaxed);
+        let epoch = self.epoch.load(Ordering::Acquire);
+        let found = self.store.find_secret(&hash).await.map_err(|e| {
+            tracing::warn!(error = %e, "verifier could not read the store");
+            VerifyError::Unavailable
+        })?;
+        let Some((token, secret)) = found else {
+            if self.epoch.load(Ordering::Acquire) == epoch {
+                if self.unknown.len() >= self.unknown_cap {
+                    self.unknown.clear();
+                }
+                self.unknown.insert(hash, ());
+            }
+            return Err(VerifyError::Invalid(Reason::NotFound));
+        };
+        let grant = Arc::new(grant_from(token, &secret));
+        if self.epoch.load(Ordering::Acquire) == epoch {
+            self.hashes_by_token
+                .entry(grant.token.id.clone())
+                .or_default()
+                .push(hash);
+            self.grants.insert(hash, Arc::clone(&grant));
+        }
+        Ok(grant)
+    }
+
+    async fn evaluate(
+        &self,
+        grant: Arc<Grant>,
+        now: OffsetDateTime,
+    ) -> Result<Verified, VerifyError> {
+        let owner = match &grant.token.owner_id {
+            Some(id) => Some(self.user(id).await.map_err(|e| match e {
+                StoreError::NotFound(_) => VerifyError::Invalid(Reason::NotFound),
+                _ => VerifyError::Unavailable,
+            })?),
+            None => None,
+        };
+        let ctx = StateContext {
+            owner_active: owner.as_ref().is_none_or(|u| u.active),
+            type_enabled: self.enabled_types.load(Ordering::Relaxed) & grant.token.token_type.bit()
+                != 0,
+        };
+        latchkey_core::policy::check_token(
+            grant.token.state,
+            grant.token.expires_at,
+            grant.secret_not_after,
+            now,
+            ctx,
+        )
+        .map_err(VerifyError::Invalid)?;
+        Ok(Verified { grant, owner })
+    }
+
+    /// A user's current view, from memory or the store.
+    pub async fn user(&self, id: &str) -> Result<Arc<UserView>, StoreError> {
+        if let Some(view) = self.users.get(id) {
+            return Ok(Arc::clone(view.value()));
+        }
+        let epoch = self.epoch.load(Ordering::Acquire);
+        let user = self.store.get_user(id).await?;
+        let memberships = self.store.memberships_of(id).await?;
+        let view = Arc::new(user_view(
+            &user,
+            memberships
+                .into_iter()
+                .map(|m| (m.workspace_id, m.role))
+                .collect(),
+        ));
+        if self.epoch.load(Ordering::Acquire) == epoch {
+            self.users.insert(id.to_owned(), Arc::clone(&view));
+        }
+        Ok(view)
+    }
+
+    /// Whether the org enables a type (as the hot path sees it).
+    pub fn type_enabled(&self, token_type: latchkey_proto::TokenType) -> bool {
+        self.enabled_types.load(Ordering::Relaxed) & token_type.bit() != 0
+    }
+
+    /// The org as last read.
+    pub fn org(&self) -> Option<Arc<OrgRecord>> {
+        self.org.read().ok().and_then(|g| g.clone())
+    }
+
+    /// Re-reads the org's settings.
+    pub async fn refresh_org(&self) -> Result<(), StoreError> {
+        match self.store.get_org().await {
+            Ok(org) => {
+                self.enabled_types
+                    .store(org.token_settings.enabled_types, Ordering::Relaxed);
+                if let Ok(mut slot) = self.org.write() {
+                    *slot = Some(Arc::new(org));
+                }
+                Ok(())
+            }
+            // Before the first start's bootstrap there is no org yet: nothing is enabled.
+            Err(StoreError::NotFound(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Forgets a token's grants (revoke, restore, rotate, delete, expiry).
+    pub fn invalidate_token(&self, token_id: &str) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        if let Some((_, hashes)) = self.hashes_by_token.remove(token_id) {
+            for hash in hashes {
+                self.grants.remove(&hash);
+            }
+        }
+    }
+
+    /// Forgets a user's view (state, role or membership change).
+    pub fn invalidate_user(&self, user_id: &str) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.users.remove(user_id);
+    }
+
+    /// A secret was just created here: it is no longer unknown.
+    pub fn secret_created(&self, hash: &SecretHash) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.unknown.remove(hash);
+    }
+
+    /// Reads the change feed once and applies it. Called by the poller.
+    pub async fn sync(&self) -> Result<usize, StoreError> {
+        let mut applied = 0;
+        loop {
+            let after = self.version.load(Ordering::Acquire);
+            let changes = self.store.changes_since(after, 1000).await?;
+            let count = changes.len();
+            for change in &changes {
+                self.apply(change).await?;
+            }
+            applied += count;
+            if let Some(last) = changes.last() {
+                self.version.store(last.version, Ordering::Release);
+            }
+            if count < 1000 {
+                break;
+            }
+        }
+        self.heard_from_store();
+        Ok(applied)
+    }
+
+    async fn apply(&self, change: &Change) -> Result<(), StoreError> {
+        match change.kind {
+            ChangeKind::Token => {
+                self.invalidate_token(&change.id);
+                // The change may be a token created elsewhere whose hash we remember as
+                // unknown; creations are rare next to checks, so start the negative cache over.
+                self.unknown.clear();
+            }
+            ChangeKind::User => self.invalidate_user(&change.id),
+            ChangeKind::Org => self.refresh_org().await?,
+            ChangeKind::Instance | ChangeKind::SigningKeys => {}
+        }
+        Ok(())
+    }
+
+    /// The change version this node has applied.
+    pub fn version(&self) -> i64 {
+        self.version.load(Ordering::Acquire)
+    }
+
+    /// Number of cached grants.
+    pub fn cached_grants(&self) -> usize {
+        self.grants.len()
+    }
+}
+
+fn user_view(user: &UserRecord, memberships: HashMap<String, WorkspaceRole>) -> UserView {
+    UserView {
+        id: user.id.clone(),
+        username: user.username.clone(),
+        role: user.role,
+        active: user.active,
+        memberships,
+    }
+}
+
+/// Builds a grant from a store row.
+pub fn grant_from(token: TokenRecord, secret: &SecretRecord) -> Grant {
+    let expiration_header = token
+        .expires_at
+        .and_then(|e| e.format(&Rfc3339).ok())
+        .and_then(|s| HeaderValue::from_str(&s).ok());
+    Grant {
+        token_id: Arc::from(token.id.as_str()),
+        scopes: token.scopes.iter().copied().collect(),
+        secret_not_after: secret.not_after,
+        expiration_header,
+        token,
+    }
+}
