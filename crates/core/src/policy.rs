@@ -333,7 +333,7 @@ pub fn resolve_expiry(
             });
         }
         (Some(days), None) => {
-            if days < 1 || days > 36_500 {
+            if !(1..=36_500).contains(&days) {
                 return Err(LifetimeError::InvalidField {
                     field: "expires_in_days",
                     message: "expires_in_days must be a whole number of days from 1 to 36500"

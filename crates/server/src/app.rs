@@ -20,6 +20,7 @@ use crate::state::AppState;
 pub fn app(state: AppState) -> Router {
     let body_limit = state.config.max_body_bytes;
     crate::api::routes()
+        .merge(crate::console::routes())
         .fallback(|| async { ApiError::NotFound("route") })
         .method_not_allowed_fallback(|| async {
             ApiError::BadRequest("method not allowed on this route".into())
@@ -124,8 +125,14 @@ fn spawn_background(
         every(poll, stop.clone(), move || {
             let s = s1.clone();
             Box::pin(async move {
-                if let Err(e) = s.verifier.sync().await {
-                    tracing::warn!(error = %e, "change feed read failed");
+                match s.verifier.sync().await {
+                    Ok(summary) if summary.signing_keys_changed => {
+                        if let Err(e) = s.jwt.reload(s.clock.now()).await {
+                            tracing::warn!(error = %e, "signing key reload failed");
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "change feed read failed"),
                 }
             })
         }),

@@ -30,8 +30,17 @@ pub enum Credential {
         /// Session id.
         session_id: String,
     },
-    /// An API token.
-    Token(Arc<Grant>),
+    /// An API token, or an access JWT standing for one.
+    Token {
+        /// The token's grant (for a JWT: its personal token's).
+        grant: Arc<Grant>,
+        /// Scopes this credential carries (a JWT's `scp`, narrowed by the token's).
+        scopes: ScopeSet,
+        /// `Latchkey-Token-Expiration` value (for a JWT: its `exp`).
+        expiration: Option<HeaderValue>,
+        /// Whether the credential was an access JWT.
+        jwt: bool,
+    },
 }
 
 /// The authenticated caller.
@@ -55,7 +64,15 @@ impl Principal {
     /// The token used, if any.
     pub fn token(&self) -> Option<&Arc<Grant>> {
         match &self.credential {
-            Credential::Token(grant) => Some(grant),
+            Credential::Token { grant, .. } => Some(grant),
+            Credential::Session { .. } => None,
+        }
+    }
+
+    /// The scopes the presented token carries (`None` for sessions).
+    pub fn token_scopes(&self) -> Option<ScopeSet> {
+        match &self.credential {
+            Credential::Token { scopes, .. } => Some(*scopes),
             Credential::Session { .. } => None,
         }
     }
@@ -77,7 +94,7 @@ impl Principal {
     /// Whether the caller acts as an org admin (and, with a token, holds the `admin` scope).
     pub fn is_org_admin(&self) -> bool {
         let role_ok = self.user.as_ref().is_some_and(|u| u.role.is_org_admin());
-        role_ok && self.token().is_none_or(|g| g.scopes.contains(Scope::Admin))
+        role_ok && self.token_scopes().is_none_or(|s| s.contains(Scope::Admin))
     }
 
     /// Whether the caller may see workspace `workspace_id` at all.
@@ -99,7 +116,7 @@ impl Principal {
 
     /// The token's scopes narrowed by what its owner may do now in `workspace_id`.
     pub fn effective_scopes(&self, workspace_id: Option<&str>) -> ScopeSet {
-        let Some(grant) = self.token() else {
+        let Some(scopes) = self.token_scopes() else {
             return match &self.user {
                 Some(u) => {
                     latchkey_core::policy::user_scopes(u.role, u.workspace_role(workspace_id))
@@ -108,11 +125,11 @@ impl Principal {
             };
         };
         match &self.user {
-            Some(u) => grant.scopes.intersect(latchkey_core::policy::user_scopes(
+            Some(u) => scopes.intersect(latchkey_core::policy::user_scopes(
                 u.role,
                 u.workspace_role(workspace_id),
             )),
-            None => grant.scopes,
+            None => scopes,
         }
     }
 
@@ -131,7 +148,7 @@ impl Principal {
                 ));
             }
             let scope = scope_for(permission);
-            if !grant.scopes.contains(scope) {
+            if !self.token_scopes().is_some_and(|s| s.contains(scope)) {
                 return Err(ApiError::forbidden(format!(
                     "this token lacks the {} scope",
                     scope.as_str()
@@ -154,8 +171,8 @@ impl Principal {
 
     /// Requires a scope for self-service routes (`/me`), which need no role.
     pub fn require_scope(&self, scope: Scope) -> Result<(), ApiError> {
-        match self.token() {
-            Some(g) if !g.scopes.contains(scope) => Err(ApiError::forbidden(format!(
+        match self.token_scopes() {
+            Some(s) if !s.contains(scope) => Err(ApiError::forbidden(format!(
                 "this token lacks the {} scope",
                 scope.as_str()
             ))),
@@ -266,14 +283,19 @@ impl AppState {
         {
             return Err(ApiError::RateLimited { retry_after });
         }
-        match self.verifier.verify(secret, now).await {
-            Ok(verified) => {
+        match self.check_credential(secret, now).await {
+            Ok(checked) => {
                 self.metrics.observe_verify(Ok(()));
                 self.last_used
-                    .record(&verified.grant.token_id, now.unix_timestamp(), ip.0);
+                    .record(&checked.verified.grant.token_id, now.unix_timestamp(), ip.0);
                 Ok(Principal {
-                    user: verified.owner,
-                    credential: Credential::Token(verified.grant),
+                    user: checked.verified.owner,
+                    credential: Credential::Token {
+                        scopes: checked.scopes,
+                        expiration: checked.expiration,
+                        grant: checked.verified.grant,
+                        jwt: checked.jwt.is_some(),
+                    },
                     ip,
                 })
             }
@@ -285,6 +307,7 @@ impl AppState {
                 Err(ApiError::Unauthenticated {
                     message: reason_message(reason).to_owned(),
                     presented: true,
+                    reason: Some(reason),
                 })
             }
             Err(VerifyError::Unavailable) => Err(ApiError::Unavailable(
@@ -302,6 +325,7 @@ impl AppState {
         let expired = || ApiError::Unauthenticated {
             message: "your session has ended; sign in again".into(),
             presented: true,
+            reason: None,
         };
         if !matches!(
             latchkey_core::token::parse(secret),
@@ -376,7 +400,10 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         None
     };
     let expiration: Option<HeaderValue> = match &outcome {
-        Some(Ok(p)) => p.token().and_then(|g| g.expiration_header.clone()),
+        Some(Ok(Principal {
+            credential: Credential::Token { expiration, .. },
+            ..
+        })) => expiration.clone(),
         _ => None,
     };
     req.extensions_mut().insert(AuthOutcome(outcome));

@@ -17,6 +17,8 @@ pub enum ApiError {
         message: String,
         /// Whether a credential was presented (then `error="invalid_token"`).
         presented: bool,
+        /// Why a presented token failed its check, when it did.
+        reason: Option<latchkey_proto::Reason>,
     },
     /// A bad or dead token in a body (refresh).
     #[error("{0}")]
@@ -98,6 +100,7 @@ impl ApiError {
         ApiError::Unauthenticated {
             message: "authentication required".into(),
             presented: false,
+            reason: None,
         }
     }
 

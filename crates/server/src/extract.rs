@@ -129,6 +129,36 @@ impl<T: DeserializeOwned + Default> FromRequest<AppState> for OptionalJson<T> {
     }
 }
 
+/// A form body (`application/x-www-form-urlencoded`), as OAuth endpoints take.
+pub struct ApiForm<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for ApiForm<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let is_form = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"));
+        if !is_form {
+            return Err(ApiError::UnsupportedMediaType(
+                "this endpoint takes Content-Type: application/x-www-form-urlencoded".into(),
+            ));
+        }
+        let bytes = read_body(req, state).await?;
+        serde_urlencoded::from_bytes(&bytes).map(ApiForm).map_err(|e| {
+            let text = e.to_string();
+            let field = backticked(&text).unwrap_or("body").to_owned();
+            ApiError::InvalidField {
+                message: format!("invalid form field {field}: {text}"),
+                field,
+            }
+        })
+    }
+}
+
 /// The client's IP: the peer address, or the `X-Forwarded-For` entry closest to us that is
 /// not a trusted proxy, when the peer is one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -17,8 +17,11 @@ pub mod app;
 pub mod auth;
 pub mod bootstrap;
 pub mod config;
+pub mod console;
+pub mod crypto;
 pub mod error;
 pub mod extract;
+pub mod jwt;
 pub mod metrics;
 pub mod password;
 pub mod service;
@@ -219,6 +222,14 @@ pub async fn prepare_with_store(
         .iter()
         .filter_map(|h| HeaderName::from_bytes(h.to_ascii_lowercase().as_bytes()).ok())
         .collect();
+    let jwt = jwt::JwtKeys::load(
+        Arc::clone(&store),
+        hash_key.clone(),
+        config.public_url(),
+        config.jwt.key_rotation_days,
+        options.clock.now(),
+    )
+    .await?;
     let dummy_password_hash =
         password::hash_password(&config.passwords, password::generate_password())
             .await
@@ -236,6 +247,7 @@ pub async fn prepare_with_store(
         config,
         store,
         verifier,
+        jwt,
         hash_key,
         clock: options.clock,
         last_used: state::LastUsedBuffer::default(),

@@ -152,6 +152,8 @@ pub struct AppStateInner {
     pub store: Arc<dyn Store>,
     /// The verifier.
     pub verifier: Verifier,
+    /// Access JWT signing keys.
+    pub jwt: crate::jwt::JwtKeys,
     /// The hash key (also inside the verifier).
     pub hash_key: HashKey,
     /// The clock.

@@ -90,12 +90,23 @@ pub struct VerifierStats {
     pub bad_format: AtomicU64,
 }
 
+/// What one read of the change feed did.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SyncSummary {
+    /// Changes applied.
+    pub applied: usize,
+    /// Whether JWT signing keys changed (the caller reloads them).
+    pub signing_keys_changed: bool,
+}
+
 /// The verifier. One per node.
 pub struct Verifier {
     key: HashKey,
     store: Arc<dyn Store>,
     grants: DashMap<SecretHash, Arc<Grant>>,
     hashes_by_token: DashMap<String, Vec<SecretHash>>,
+    /// Grants by token id, for access JWTs whose `pat` is checked at every use.
+    by_id: DashMap<String, Arc<Grant>>,
     unknown: DashMap<SecretHash, ()>,
     unknown_cap: usize,
     users: DashMap<String, Arc<UserView>>,
@@ -134,6 +145,7 @@ impl Verifier {
             store,
             grants: DashMap::new(),
             hashes_by_token: DashMap::new(),
+            by_id: DashMap::new(),
             unknown: DashMap::new(),
             unknown_cap: unknown_cap.max(1),
             users: DashMap::new(),
@@ -191,6 +203,44 @@ impl Verifier {
                 Arc::clone(entry.value())
             }
             None => self.load(hash).await?,
+        };
+        self.evaluate(grant, now).await
+    }
+
+    /// Checks a token by id (the `pat` of an access JWT): same rules as a secret, without a
+    /// secret's own rotation deadline.
+    pub async fn verify_token_id(&self, id: &str, now: OffsetDateTime) -> Result<Verified, VerifyError> {
+        if !self.is_fresh() {
+            return Err(VerifyError::Unavailable);
+        }
+        let grant = match self.by_id.get(id) {
+            Some(entry) => {
+                self.stats.hits.fetch_add(1, Ordering::Relaxed);
+                Arc::clone(entry.value())
+            }
+            None => {
+                self.stats.misses.fetch_add(1, Ordering::Relaxed);
+                let epoch = self.epoch.load(Ordering::Acquire);
+                let token = match self.store.get_token(id).await {
+                    Ok(t) => t,
+                    Err(StoreError::NotFound(_)) => return Err(VerifyError::Invalid(Reason::NotFound)),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "verifier could not read the store");
+                        return Err(VerifyError::Unavailable);
+                    }
+                };
+                let secret = SecretRecord {
+                    token_id: token.id.clone(),
+                    hash: [0; 32],
+                    key_id: String::new(),
+                    not_after: None,
+                };
+                let grant = Arc::new(grant_from(token, &secret));
+                if self.epoch.load(Ordering::Acquire) == epoch {
+                    self.by_id.insert(id.to_owned(), Arc::clone(&grant));
+                }
+                grant
+            }
         };
         self.evaluate(grant, now).await
     }
@@ -305,6 +355,7 @@ impl Verifier {
     /// Forgets a token's grants (revoke, restore, rotate, delete, expiry).
     pub fn invalidate_token(&self, token_id: &str) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.by_id.remove(token_id);
         if let Some((_, hashes)) = self.hashes_by_token.remove(token_id) {
             for hash in hashes {
                 self.grants.remove(&hash);
@@ -325,16 +376,17 @@ impl Verifier {
     }
 
     /// Reads the change feed once and applies it. Called by the poller.
-    pub async fn sync(&self) -> Result<usize, StoreError> {
-        let mut applied = 0;
+    pub async fn sync(&self) -> Result<SyncSummary, StoreError> {
+        let mut summary = SyncSummary::default();
         loop {
             let after = self.version.load(Ordering::Acquire);
             let changes = self.store.changes_since(after, 1000).await?;
             let count = changes.len();
             for change in &changes {
                 self.apply(change).await?;
+                summary.signing_keys_changed |= change.kind == ChangeKind::SigningKeys;
             }
-            applied += count;
+            summary.applied += count;
             if let Some(last) = changes.last() {
                 self.version.store(last.version, Ordering::Release);
             }
@@ -343,7 +395,7 @@ impl Verifier {
             }
         }
         self.heard_from_store();
-        Ok(applied)
+        Ok(summary)
     }
 
     async fn apply(&self, change: &Change) -> Result<(), StoreError> {

@@ -104,10 +104,7 @@ impl SqliteStore {
                 .idle_timeout(None)
                 .max_lifetime(None);
         }
-        let writer = writer_pool
-            .connect_with(writer_options)
-            .await
-            .map_err(db)?;
+        let writer = writer_pool.connect_with(writer_options).await.map_err(db)?;
         let reader = if in_memory {
             writer.clone()
         } else {
@@ -131,9 +128,9 @@ impl SqliteStore {
     /// store stays in use (`VACUUM INTO`). The hash key is not in the database: back it up
     /// separately.
     pub async fn backup(&self, dest: &Path) -> StoreResult<()> {
-        let dest = dest.to_str().ok_or_else(|| {
-            StoreError::Internal("the backup path is not valid UTF-8".to_owned())
-        })?;
+        let dest = dest
+            .to_str()
+            .ok_or_else(|| StoreError::Internal("the backup path is not valid UTF-8".to_owned()))?;
         sqlx::query("VACUUM INTO ?")
             .bind(dest)
             .execute(&self.writer)
@@ -232,11 +229,14 @@ impl Store for SqliteStore {
     // --- settings ----------------------------------------------------------------------
 
     async fn get_org(&self) -> StoreResult<OrgRecord> {
-        let row = sqlx::query(&format!("{} ORDER BY created_at, id LIMIT 1", rows::ORG_SELECT))
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(db)?
-            .ok_or(StoreError::NotFound("org"))?;
+        let row = sqlx::query(&format!(
+            "{} ORDER BY created_at, id LIMIT 1",
+            rows::ORG_SELECT
+        ))
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(db)?
+        .ok_or(StoreError::NotFound("org"))?;
         rows::org(&row)
     }
 
@@ -468,7 +468,9 @@ impl Store for SqliteStore {
         project: ProjectRecord,
         event: NewAuditEvent,
     ) -> StoreResult<ProjectRecord> {
-        in_tx!(self, |conn| ops::create_project(conn, now, &project, &event))
+        in_tx!(self, |conn| ops::create_project(
+            conn, now, &project, &event
+        ))
     }
 
     async fn get_project(&self, id: &str) -> StoreResult<ProjectRecord> {
@@ -534,7 +536,9 @@ impl Store for SqliteStore {
         page: &PageRequest,
     ) -> StoreResult<Paged<TokenRecord>> {
         let mut query = QueryBuilder::new(rows::TOKEN_SELECT);
-        query.push(" WHERE t.org_id = ").push_bind(org_id.to_owned());
+        query
+            .push(" WHERE t.org_id = ")
+            .push_bind(org_id.to_owned());
         if let Some(workspace_id) = &filter.workspace_id {
             query
                 .push(" AND t.workspace_id = ")
@@ -592,7 +596,9 @@ impl Store for SqliteStore {
         leaked: bool,
         event: NewAuditEvent,
     ) -> StoreResult<TokenRecord> {
-        in_tx!(self, |conn| ops::revoke_token(conn, now, id, leaked, &event))
+        in_tx!(self, |conn| ops::revoke_token(
+            conn, now, id, leaked, &event
+        ))
     }
 
     async fn restore_token(
@@ -602,7 +608,9 @@ impl Store for SqliteStore {
         limits: &Limits,
         event: NewAuditEvent,
     ) -> StoreResult<TokenRecord> {
-        in_tx!(self, |conn| ops::restore_token(conn, now, id, limits, &event))
+        in_tx!(self, |conn| ops::restore_token(
+            conn, now, id, limits, &event
+        ))
     }
 
     async fn rotate_token(
@@ -712,7 +720,12 @@ impl Store for SqliteStore {
         id: &str,
         event: Option<NewAuditEvent>,
     ) -> StoreResult<()> {
-        in_tx!(self, |conn| ops::delete_session(conn, now, id, event.as_ref()))
+        in_tx!(self, |conn| ops::delete_session(
+            conn,
+            now,
+            id,
+            event.as_ref()
+        ))
     }
 
     // --- audit -------------------------------------------------------------------------
@@ -811,5 +824,69 @@ impl Store for SqliteStore {
         .await
         .map_err(db)?;
         rows::all(&found, rows::change)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn pragma(pool: &SqlitePool, name: &str) -> String {
+        use sqlx::Row;
+        let row = sqlx::query(&format!("PRAGMA {name}"))
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        row.try_get::<String, _>(0)
+            .or_else(|_| row.try_get::<i64, _>(0).map(|v| v.to_string()))
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn connections_are_set_up_as_designed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("pragmas.db"))
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        assert_eq!(pragma(&store.writer, "journal_mode").await, "wal");
+        // 2 = FULL: an acknowledged write is durable.
+        assert_eq!(pragma(&store.writer, "synchronous").await, "2");
+        assert_eq!(pragma(&store.writer, "foreign_keys").await, "1");
+        assert_eq!(pragma(&store.writer, "busy_timeout").await, "5000");
+        assert_eq!(store.writer.options().get_max_connections(), 1);
+        assert_eq!(pragma(&store.reader, "journal_mode").await, "wal");
+        assert_eq!(pragma(&store.reader, "foreign_keys").await, "1");
+        assert_eq!(pragma(&store.reader, "query_only").await, "1");
+        // The read pool cannot write, whatever a bug might try.
+        let write = sqlx::query("INSERT INTO meta (key, value) VALUES ('x', 'y')")
+            .execute(&store.reader)
+            .await
+            .map_err(db);
+        assert!(write.is_err());
+    }
+
+    #[tokio::test]
+    async fn failed_writes_roll_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("rollback.db"))
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        // The second statement fails after the first succeeded inside the transaction.
+        let mut tx = store.begin().await.unwrap();
+        let result: StoreResult<()> = async {
+            ops::bump(&mut tx, latchkey_store::ChangeKind::Instance, "").await?;
+            sqlx::query("INSERT INTO nonexistent VALUES (1)")
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            Ok(())
+        }
+        .await;
+        assert!(finish(tx, result).await.is_err());
+        assert_eq!(store.current_version().await.unwrap(), 0);
+        // The writer is usable again afterwards.
+        store.ensure_hash_key("k").await.unwrap();
     }
 }

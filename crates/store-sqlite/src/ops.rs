@@ -740,7 +740,7 @@ pub(crate) async fn delete_project(
             ip: event.ip.clone(),
             details: serde_json::json!({ "project_deleted": id }),
         };
-        if false {
+        if rest.is_empty() {
             delete_token_rows(conn, &token_id).await?;
             deleted.push(token_id.clone());
         } else {
@@ -1001,7 +1001,10 @@ pub(crate) async fn record_last_used(conn: &mut Conn, batch: &[LastUsed]) -> Sto
 }
 
 /// Marks active tokens past their expiry as `expired`, one `token.expired` event each.
-pub(crate) async fn expire_tokens(conn: &mut Conn, now: OffsetDateTime) -> StoreResult<Vec<String>> {
+pub(crate) async fn expire_tokens(
+    conn: &mut Conn,
+    now: OffsetDateTime,
+) -> StoreResult<Vec<String>> {
     let due = sqlx::query(
         "SELECT id, owner_id, workspace_id, expires_at FROM tokens WHERE state = 'active' \
          AND expires_at IS NOT NULL AND expires_at <= ? ORDER BY id",
@@ -1039,7 +1042,10 @@ pub(crate) async fn expire_tokens(conn: &mut Conn, now: OffsetDateTime) -> Store
 }
 
 /// Deletes rotated-out secrets past their `not_after`.
-pub(crate) async fn purge_rotated_secrets(conn: &mut Conn, now: OffsetDateTime) -> StoreResult<u64> {
+pub(crate) async fn purge_rotated_secrets(
+    conn: &mut Conn,
+    now: OffsetDateTime,
+) -> StoreResult<u64> {
     Ok(
         sqlx::query("DELETE FROM token_secrets WHERE not_after IS NOT NULL AND not_after <= ?")
             .bind(secs(now))
@@ -1077,7 +1083,11 @@ pub(crate) async fn create_session(
 }
 
 /// Moves a session's idle clock forward (never back); unknown sessions are ignored.
-pub(crate) async fn touch_session(conn: &mut Conn, id: &str, now: OffsetDateTime) -> StoreResult<()> {
+pub(crate) async fn touch_session(
+    conn: &mut Conn,
+    id: &str,
+    now: OffsetDateTime,
+) -> StoreResult<()> {
     sqlx::query("UPDATE sessions SET last_seen_at = ? WHERE id = ? AND last_seen_at < ?")
         .bind(secs(now))
         .bind(id)

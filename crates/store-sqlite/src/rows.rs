@@ -3,8 +3,7 @@
 
 use latchkey_core::{
     InstanceSettings, MembershipRecord, OrgRecord, ProjectRecord, SecretHash, SecretRecord,
-    SessionRecord, StoredState, TokenRecord, TokenSettings, UserRecord, WorkspaceRecord,
-    from_unix,
+    SessionRecord, StoredState, TokenRecord, TokenSettings, UserRecord, WorkspaceRecord, from_unix,
 };
 use latchkey_proto::{AuditEvent, OrgRole, Scope, TokenCreators, TokenType, WorkspaceRole};
 use latchkey_store::{Change, ChangeKind, IdempotencyRecord, SigningKeyRecord, StoreResult};
@@ -54,8 +53,12 @@ macro_rules! token_joins {
 }
 
 /// A token with its workspace's name and its owner's username.
-pub(crate) const TOKEN_SELECT: &str =
-    concat!("SELECT ", token_columns!(), " FROM tokens t", token_joins!());
+pub(crate) const TOKEN_SELECT: &str = concat!(
+    "SELECT ",
+    token_columns!(),
+    " FROM tokens t",
+    token_joins!()
+);
 
 /// A secret (columns prefixed `s_`) with its token.
 pub(crate) const SECRET_SELECT: &str = concat!(

@@ -115,12 +115,32 @@ where
     );
 }
 
-/// Generates one `#[tokio::test]` per conformance case, each on a store from `$make` (a
-/// path to an `async fn() -> Arc<dyn Store>` giving a fresh, migrated, empty store). The
+/// What a store factory hands a case: the store alone, or the store with a guard (a
+/// temporary directory, a scratch schema) that is dropped once the case is over.
+pub trait CaseStore: Send + 'static {
+    /// The store, and the guard to drop after the case.
+    fn into_parts(self) -> (Arc<dyn Store>, Box<dyn std::any::Any + Send>);
+}
+
+impl CaseStore for Arc<dyn Store> {
+    fn into_parts(self) -> (Arc<dyn Store>, Box<dyn std::any::Any + Send>) {
+        (self, Box::new(()))
+    }
+}
+
+impl<G: Send + 'static> CaseStore for (Arc<dyn Store>, G) {
+    fn into_parts(self) -> (Arc<dyn Store>, Box<dyn std::any::Any + Send>) {
+        (self.0, Box::new(self.1))
+    }
+}
+
+/// Generates one `#[tokio::test]` per conformance case, each on a store from `$make`: a
+/// path to an `async fn` giving a fresh, migrated, empty store as a [`CaseStore`]
+/// (`Arc<dyn Store>`, or `(Arc<dyn Store>, guard)` to clean up after the case). The
 /// calling crate needs `tokio` (with `macros` and `rt-multi-thread`) as a dependency.
 ///
 /// ```ignore
-/// async fn fresh() -> Arc<dyn Store> { /* ... */ }
+/// async fn fresh() -> (Arc<dyn Store>, tempfile::TempDir) { /* ... */ }
 /// latchkey_store::store_conformance_tests!(fresh);
 /// ```
 #[macro_export]
@@ -171,7 +191,9 @@ macro_rules! __store_conformance_tests {
         $(
             #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $case() {
-                $crate::conformance::$case($make().await).await;
+                let (store, guard) = $crate::conformance::CaseStore::into_parts($make().await);
+                $crate::conformance::$case(store).await;
+                drop(guard);
             }
         )*
 
@@ -365,9 +387,17 @@ pub async fn bootstrapped(store: &dyn Store) -> World {
 }
 
 /// Creates a user in `world`'s org.
-pub async fn add_user(store: &dyn Store, world: &World, username: &str, role: OrgRole) -> UserRecord {
+pub async fn add_user(
+    store: &dyn Store,
+    world: &World,
+    username: &str,
+    role: OrgRole,
+) -> UserRecord {
     let user = user_record(&world.org.id, username, role);
-    store.create_user(t0(), user, event("user.created")).await.unwrap()
+    store
+        .create_user(t0(), user, event("user.created"))
+        .await
+        .unwrap()
 }
 
 /// Creates a workspace in `world`'s org.
@@ -395,7 +425,11 @@ pub async fn add_token(
 }
 
 /// Every token matching `filter` (one page of up to 1000).
-pub async fn tokens_where(store: &dyn Store, world: &World, filter: TokenFilter) -> Vec<TokenRecord> {
+pub async fn tokens_where(
+    store: &dyn Store,
+    world: &World,
+    filter: TokenFilter,
+) -> Vec<TokenRecord> {
     let page = store
         .list_tokens(&world.org.id, &filter, &PageRequest::first(1000))
         .await
@@ -419,7 +453,10 @@ pub fn assert_newest_first<'a>(ids: impl IntoIterator<Item = &'a str>) {
 }
 
 /// Every audit event matching `filter` (one page of up to 1000).
-pub async fn audit_where(store: &dyn Store, filter: AuditFilter) -> Vec<latchkey_proto::AuditEvent> {
+pub async fn audit_where(
+    store: &dyn Store,
+    filter: AuditFilter,
+) -> Vec<latchkey_proto::AuditEvent> {
     let page = store
         .list_audit(&filter, &PageRequest::first(1000))
         .await
@@ -445,7 +482,11 @@ pub async fn audit_of_token(store: &dyn Store, token_id: &str) -> Vec<latchkey_p
 /// that the counter stands at its version; returns that version.
 pub async fn expect_one_change(store: &dyn Store, before: i64, kind: ChangeKind, id: &str) -> i64 {
     let changes = store.changes_since(before, 100).await.unwrap();
-    assert_eq!(changes.len(), 1, "expected one {kind:?} change, got {changes:?}");
+    assert_eq!(
+        changes.len(),
+        1,
+        "expected one {kind:?} change, got {changes:?}"
+    );
     assert_eq!(changes[0].kind, kind, "{changes:?}");
     assert_eq!(changes[0].id, id, "{changes:?}");
     assert!(changes[0].version > before);
@@ -481,7 +522,13 @@ pub async fn fresh_store_is_empty(store: Arc<dyn Store>) {
     assert_eq!(store.count_active_tokens().await.unwrap(), 0);
     assert!(store.list_signing_keys(t0()).await.unwrap().is_empty());
     assert!(audit_where(store, AuditFilter::default()).await.is_empty());
-    assert!(store.find_secret(&hash_of("nothing")).await.unwrap().is_none());
+    assert!(
+        store
+            .find_secret(&hash_of("nothing"))
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 /// The first start happens once and creates everything in its plan.
@@ -548,7 +595,10 @@ pub async fn bootstrap_concurrent(store: Arc<dyn Store>) {
     let winner = &plans[winners[0]];
     assert_eq!(store.get_org().await.unwrap(), winner.org);
     for (i, plan) in plans.iter().enumerate() {
-        let found = store.find_user_by_username(&plan.admin.username).await.unwrap();
+        let found = store
+            .find_user_by_username(&plan.admin.username)
+            .await
+            .unwrap();
         assert_eq!(found.is_some(), i == winners[0]);
     }
     assert_eq!(store.count_active_tokens().await.unwrap(), 1);
@@ -583,7 +633,12 @@ pub async fn settings_roundtrip(store: Arc<dyn Store>) {
     };
     let v = store.current_version().await.unwrap();
     let org = store
-        .update_token_settings(at(5), &world.org.id, settings.clone(), event("org.settings"))
+        .update_token_settings(
+            at(5),
+            &world.org.id,
+            settings.clone(),
+            event("org.settings"),
+        )
         .await
         .unwrap();
     assert_eq!(org.token_settings, settings);
@@ -792,12 +847,20 @@ pub async fn last_owner_protected(store: Arc<dyn Store>) {
     );
     assert_eq!(store.get_user(&admin.id).await.unwrap(), *admin);
     expect_no_change(store, v).await;
-    assert_eq!(audit_where(store, AuditFilter::default()).await.len(), events);
+    assert_eq!(
+        audit_where(store, AuditFilter::default()).await.len(),
+        events
+    );
 
     // An inactive owner does not count.
     let dormant = add_user(store, &world, "dormant", OrgRole::Owner).await;
     store
-        .update_user(at(2), &dormant.id, deactivate.clone(), event("user.updated"))
+        .update_user(
+            at(2),
+            &dormant.id,
+            deactivate.clone(),
+            event("user.updated"),
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -866,7 +929,10 @@ pub async fn sessions_lifecycle(store: Arc<dyn Store>) {
         .create_session(t0(), session.clone(), hash, event("session.created"))
         .await
         .unwrap();
-    assert_eq!(store.find_session(&hash).await.unwrap(), Some(session.clone()));
+    assert_eq!(
+        store.find_session(&hash).await.unwrap(),
+        Some(session.clone())
+    );
     assert_eq!(store.find_session(&hash_of("other")).await.unwrap(), None);
 
     store.touch_session(&session.id, at(60)).await.unwrap();
@@ -881,7 +947,10 @@ pub async fn sessions_lifecycle(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert_eq!(store.find_session(&hash).await.unwrap(), None);
-    store.delete_session(at(71), &session.id, None).await.unwrap();
+    store
+        .delete_session(at(71), &session.id, None)
+        .await
+        .unwrap();
     let events = audit_where(
         store,
         AuditFilter {
@@ -923,7 +992,12 @@ pub async fn sessions_end_on_deactivation_and_password_change(store: Arc<dyn Sto
     let bob_hashes = [hash_of("bob 1"), hash_of("bob 2")];
     for hash in bob_hashes {
         store
-            .create_session(t0(), session_record(&bob.id, t0()), hash, event("session.created"))
+            .create_session(
+                t0(),
+                session_record(&bob.id, t0()),
+                hash,
+                event("session.created"),
+            )
             .await
             .unwrap();
     }
@@ -963,7 +1037,12 @@ pub async fn sessions_end_on_deactivation_and_password_change(store: Arc<dyn Sto
 
     let again = hash_of("bob 3");
     store
-        .create_session(at(3), session_record(&bob.id, at(3)), again, event("session.created"))
+        .create_session(
+            at(3),
+            session_record(&bob.id, at(3)),
+            again,
+            event("session.created"),
+        )
         .await
         .unwrap();
     store
@@ -1051,7 +1130,10 @@ pub async fn workspaces_crud(store: Arc<dyn Store>) {
         None
     );
     assert_eq!(
-        store.find_workspace_by_name(&new_id(), "Alpha").await.unwrap(),
+        store
+            .find_workspace_by_name(&new_id(), "Alpha")
+            .await
+            .unwrap(),
         None
     );
 
@@ -1124,7 +1206,13 @@ pub async fn memberships(store: Arc<dyn Store>) {
 
     let v = store.current_version().await.unwrap();
     let m = store
-        .put_member(t0(), &ws.id, &bob.id, WorkspaceRole::Member, event("member.put"))
+        .put_member(
+            t0(),
+            &ws.id,
+            &bob.id,
+            WorkspaceRole::Member,
+            event("member.put"),
+        )
         .await
         .unwrap();
     let v = expect_one_change(store, v, ChangeKind::User, &bob.id).await;
@@ -1134,24 +1222,49 @@ pub async fn memberships(store: Arc<dyn Store>) {
     assert_eq!(m.username, "bob");
     assert_eq!(m.role, WorkspaceRole::Member);
     assert_eq!(m.created_at, t0());
-    assert_eq!(store.get_membership(&ws.id, &bob.id).await.unwrap(), Some(m));
+    assert_eq!(
+        store.get_membership(&ws.id, &bob.id).await.unwrap(),
+        Some(m)
+    );
 
     let changed = store
-        .put_member(at(60), &ws.id, &bob.id, WorkspaceRole::Viewer, event("member.put"))
+        .put_member(
+            at(60),
+            &ws.id,
+            &bob.id,
+            WorkspaceRole::Viewer,
+            event("member.put"),
+        )
         .await
         .unwrap();
     expect_one_change(store, v, ChangeKind::User, &bob.id).await;
     assert_eq!(changed.role, WorkspaceRole::Viewer);
-    assert_eq!(changed.created_at, t0(), "a role change keeps the membership's age");
+    assert_eq!(
+        changed.created_at,
+        t0(),
+        "a role change keeps the membership's age"
+    );
 
     for user in [&carol, &dave] {
         store
-            .put_member(at(1), &ws.id, &user.id, WorkspaceRole::Admin, event("member.put"))
+            .put_member(
+                at(1),
+                &ws.id,
+                &user.id,
+                WorkspaceRole::Admin,
+                event("member.put"),
+            )
             .await
             .unwrap();
     }
     store
-        .put_member(at(2), &other.id, &bob.id, WorkspaceRole::Admin, event("member.put"))
+        .put_member(
+            at(2),
+            &other.id,
+            &bob.id,
+            WorkspaceRole::Admin,
+            event("member.put"),
+        )
         .await
         .unwrap();
     let v = store.current_version().await.unwrap();
@@ -1215,12 +1328,24 @@ pub async fn memberships(store: Arc<dyn Store>) {
 
     assert!(is_not_found(
         store
-            .put_member(at(5), &ws.id, &new_id(), WorkspaceRole::Member, event("member.put"))
+            .put_member(
+                at(5),
+                &ws.id,
+                &new_id(),
+                WorkspaceRole::Member,
+                event("member.put")
+            )
             .await
     ));
     assert!(is_not_found(
         store
-            .put_member(at(5), &new_id(), &bob.id, WorkspaceRole::Member, event("member.put"))
+            .put_member(
+                at(5),
+                &new_id(),
+                &bob.id,
+                WorkspaceRole::Member,
+                event("member.put")
+            )
             .await
     ));
     assert_eq!(
@@ -1325,7 +1450,13 @@ pub async fn delete_project_cascade(store: Arc<dyn Store>) {
     ] {
         let (token, secret) = bound(projects);
         let stored = store
-            .create_token(t0(), token.clone(), secret.clone(), &unlimited(), event("token.created"))
+            .create_token(
+                t0(),
+                token.clone(),
+                secret.clone(),
+                &unlimited(),
+                event("token.created"),
+            )
             .await
             .unwrap();
         assert_eq!(stored, token);
@@ -1342,7 +1473,13 @@ pub async fn delete_project_cascade(store: Arc<dyn Store>) {
     assert_eq!(deleted, vec![only_a.id.clone()]);
     assert!(is_not_found(store.get_project(&a.id).await));
     assert!(is_not_found(store.get_token(&only_a.id).await));
-    assert!(store.find_secret(&only_a_secret.hash).await.unwrap().is_none());
+    assert!(
+        store
+            .find_secret(&only_a_secret.hash)
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert_eq!(
         store.get_token(&a_and_b.id).await.unwrap().projects,
         vec![b.id.clone()]
@@ -1402,7 +1539,13 @@ pub async fn tokens_create_get_list(store: Arc<dyn Store>) {
     full.expires_at = Some(at(86_400));
     full.name = "ci <deploy> & 'quotes' \"double\" ünïcødé".to_owned();
     let stored = store
-        .create_token(t0(), full.clone(), full_secret, &unlimited(), event("token.created"))
+        .create_token(
+            t0(),
+            full.clone(),
+            full_secret,
+            &unlimited(),
+            event("token.created"),
+        )
         .await
         .unwrap();
     assert_eq!(stored, full);
@@ -1416,7 +1559,10 @@ pub async fn tokens_create_get_list(store: Arc<dyn Store>) {
     let bob_personal2 = add_token(store, &world, TokenType::Personal, Some(&ws2), Some(&bob)).await;
     let client2 = add_token(store, &world, TokenType::Client, Some(&ws2), None).await;
 
-    assert_eq!(bob_personal.workspace_name.as_deref(), Some(ws.name.as_str()));
+    assert_eq!(
+        bob_personal.workspace_name.as_deref(),
+        Some(ws.name.as_str())
+    );
     assert_eq!(bob_personal.owner_username.as_deref(), Some("bob"));
     assert_eq!(bob_legacy.workspace_id, None);
     assert_eq!(bob_legacy.workspace_name, None);
@@ -1562,7 +1708,11 @@ pub async fn token_pagination(store: Arc<dyn Store>) {
     let ws = add_workspace(store, &world, "Paged").await;
     let mut expected = Vec::new();
     for _ in 0..7 {
-        expected.push(add_token(store, &world, TokenType::Client, Some(&ws), None).await.id);
+        expected.push(
+            add_token(store, &world, TokenType::Client, Some(&ws), None)
+                .await
+                .id,
+        );
     }
     expected.sort();
     expected.reverse();
@@ -1619,7 +1769,13 @@ pub async fn limit_max_active_tokens(store: Arc<dyn Store>) {
         let limits = limits.clone();
         async move {
             store
-                .create_token(at(1), token.clone(), secret.clone(), &limits, event("token.created"))
+                .create_token(
+                    at(1),
+                    token.clone(),
+                    secret.clone(),
+                    &limits,
+                    event("token.created"),
+                )
                 .await
                 .map(|_| (token, secret))
         }
@@ -1633,7 +1789,13 @@ pub async fn limit_max_active_tokens(store: Arc<dyn Store>) {
     let (token, secret) = token_record(&world.org.id, TokenType::Client, Some(ws), None);
     assert_eq!(
         store
-            .create_token(at(1), token.clone(), secret.clone(), &limits, event("token.created"))
+            .create_token(
+                at(1),
+                token.clone(),
+                secret.clone(),
+                &limits,
+                event("token.created")
+            )
             .await,
         Err(StoreError::LimitExceeded {
             limit: "max_active_tokens",
@@ -1643,7 +1805,10 @@ pub async fn limit_max_active_tokens(store: Arc<dyn Store>) {
     assert!(is_not_found(store.get_token(&token.id).await));
     assert!(store.find_secret(&secret.hash).await.unwrap().is_none());
     expect_no_change(store, v).await;
-    assert_eq!(audit_where(store, AuditFilter::default()).await.len(), events);
+    assert_eq!(
+        audit_where(store, AuditFilter::default()).await.len(),
+        events
+    );
     assert_eq!(store.count_active_tokens().await.unwrap(), 3);
 
     // A revoked token frees its slot.
@@ -1671,7 +1836,13 @@ pub async fn limit_max_active_tokens(store: Arc<dyn Store>) {
     let (later, later_secret) = token_record(&world.org.id, TokenType::Client, Some(ws), None);
     assert!(matches!(
         store
-            .create_token(at(99), later.clone(), later_secret.clone(), &fresh, event("token.created"))
+            .create_token(
+                at(99),
+                later.clone(),
+                later_secret.clone(),
+                &fresh,
+                event("token.created")
+            )
             .await,
         Err(StoreError::LimitExceeded { .. })
     ));
@@ -1754,8 +1925,12 @@ pub async fn concurrent_creates_respect_limits(store: Arc<dyn Store>) {
         .map(|_| {
             let store = store.clone();
             let limits = limits.clone();
-            let (token, secret) =
-                token_record(&world.org.id, TokenType::Client, Some(&world.workspace), None);
+            let (token, secret) = token_record(
+                &world.org.id,
+                TokenType::Client,
+                Some(&world.workspace),
+                None,
+            );
             tokio::spawn(async move {
                 store
                     .create_token(at(1), token, secret, &limits, event("token.created"))
@@ -1844,7 +2019,14 @@ pub async fn one_legacy_token_per_user(store: Arc<dyn Store>) {
         .unwrap();
     second().await.unwrap();
     // Personal tokens are not affected.
-    add_token(store, &world, TokenType::Personal, Some(&world.workspace), Some(&bob)).await;
+    add_token(
+        store,
+        &world,
+        TokenType::Personal,
+        Some(&world.workspace),
+        Some(&bob),
+    )
+    .await;
 }
 
 /// The verifier's cache miss: a secret's hash leads to its token.
@@ -1858,14 +2040,26 @@ pub async fn find_secret_by_hash(store: Arc<dyn Store>) {
         Some(&world.admin),
     );
     store
-        .create_token(t0(), token.clone(), secret.clone(), &unlimited(), event("token.created"))
+        .create_token(
+            t0(),
+            token.clone(),
+            secret.clone(),
+            &unlimited(),
+            event("token.created"),
+        )
         .await
         .unwrap();
     let (found_token, found_secret) = store.find_secret(&secret.hash).await.unwrap().unwrap();
     assert_eq!(found_token, token);
     assert_eq!(found_secret, secret);
     assert_eq!(found_secret.token_id, token.id);
-    assert!(store.find_secret(&hash_of("unknown")).await.unwrap().is_none());
+    assert!(
+        store
+            .find_secret(&hash_of("unknown"))
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 /// Revoke is idempotent; restore re-approves revoked tokens only, never leaked or expired
@@ -1878,7 +2072,12 @@ pub async fn revoke_and_restore(store: Arc<dyn Store>) {
 
     let v = store.current_version().await.unwrap();
     let revoked = store
-        .revoke_token(at(1), &token.id, false, token_event("token.revoked", &token.id))
+        .revoke_token(
+            at(1),
+            &token.id,
+            false,
+            token_event("token.revoked", &token.id),
+        )
         .await
         .unwrap();
     let v = expect_one_change(store, v, ChangeKind::Token, &token.id).await;
@@ -1886,14 +2085,24 @@ pub async fn revoke_and_restore(store: Arc<dyn Store>) {
     assert!(!revoked.leaked);
     assert_eq!(revoked.name, token.name);
     let again = store
-        .revoke_token(at(2), &token.id, false, token_event("token.revoked", &token.id))
+        .revoke_token(
+            at(2),
+            &token.id,
+            false,
+            token_event("token.revoked", &token.id),
+        )
         .await
         .unwrap();
     assert_eq!(again, revoked);
     let v = expect_one_change(store, v, ChangeKind::Token, &token.id).await;
 
     let restored = store
-        .restore_token(at(3), &token.id, &unlimited(), token_event("token.restored", &token.id))
+        .restore_token(
+            at(3),
+            &token.id,
+            &unlimited(),
+            token_event("token.restored", &token.id),
+        )
         .await
         .unwrap();
     expect_one_change(store, v, ChangeKind::Token, &token.id).await;
@@ -1901,7 +2110,12 @@ pub async fn revoke_and_restore(store: Arc<dyn Store>) {
     assert_eq!(store.get_token(&token.id).await.unwrap(), restored);
     assert!(is_conflict(
         &store
-            .restore_token(at(4), &token.id, &unlimited(), token_event("token.restored", &token.id))
+            .restore_token(
+                at(4),
+                &token.id,
+                &unlimited(),
+                token_event("token.restored", &token.id)
+            )
             .await
     ));
     let actions: Vec<String> = audit_of_token(store, &token.id)
@@ -1933,17 +2147,31 @@ pub async fn revoke_and_restore(store: Arc<dyn Store>) {
             .await
     ));
     let plain = store
-        .revoke_token(at(7), &token.id, false, token_event("token.revoked", &token.id))
+        .revoke_token(
+            at(7),
+            &token.id,
+            false,
+            token_event("token.revoked", &token.id),
+        )
         .await
         .unwrap();
     assert!(plain.leaked, "a later plain revoke keeps the leak mark");
-    assert_eq!(store.get_token(&token.id).await.unwrap().state, StoredState::Revoked);
+    assert_eq!(
+        store.get_token(&token.id).await.unwrap().state,
+        StoredState::Revoked
+    );
 
     // Past its expiry it cannot come back.
     let (mut short, secret) = token_record(&world.org.id, TokenType::Client, Some(ws), None);
     short.expires_at = Some(at(100));
     store
-        .create_token(at(1), short.clone(), secret, &unlimited(), event("token.created"))
+        .create_token(
+            at(1),
+            short.clone(),
+            secret,
+            &unlimited(),
+            event("token.created"),
+        )
         .await
         .unwrap();
     store
@@ -1955,7 +2183,10 @@ pub async fn revoke_and_restore(store: Arc<dyn Store>) {
             .restore_token(at(100), &short.id, &unlimited(), event("token.restored"))
             .await
     ));
-    assert_eq!(store.get_token(&short.id).await.unwrap().state, StoredState::Revoked);
+    assert_eq!(
+        store.get_token(&short.id).await.unwrap().state,
+        StoredState::Revoked
+    );
 
     // Restoring counts like creating.
     let spare = add_token(store, &world, TokenType::Client, Some(ws), None).await;
@@ -1977,7 +2208,10 @@ pub async fn revoke_and_restore(store: Arc<dyn Store>) {
             value: active
         })
     );
-    assert_eq!(store.get_token(&spare.id).await.unwrap().state, StoredState::Revoked);
+    assert_eq!(
+        store.get_token(&spare.id).await.unwrap().state,
+        StoredState::Revoked
+    );
     let roomy = Limits {
         max_active_tokens: Some(active + 1),
         max_tokens_per_user: None,
@@ -1993,11 +2227,22 @@ pub async fn revoke_and_restore(store: Arc<dyn Store>) {
 pub async fn rotate_with_grace(store: Arc<dyn Store>) {
     let store = &*store;
     let world = bootstrapped(store).await;
-    let (token, old) = token_record(&world.org.id, TokenType::Client, Some(&world.workspace), None);
+    let (token, old) = token_record(
+        &world.org.id,
+        TokenType::Client,
+        Some(&world.workspace),
+        None,
+    );
     let mut token = token;
     token.expires_at = Some(at(86_400));
     store
-        .create_token(t0(), token.clone(), old.clone(), &unlimited(), event("token.created"))
+        .create_token(
+            t0(),
+            token.clone(),
+            old.clone(),
+            &unlimited(),
+            event("token.created"),
+        )
         .await
         .unwrap();
 
@@ -2082,12 +2327,26 @@ pub async fn rotate_without_grace(store: Arc<dyn Store>) {
     let ws = &world.workspace;
     let (token, old) = token_record(&world.org.id, TokenType::Client, Some(ws), None);
     store
-        .create_token(t0(), token.clone(), old.clone(), &unlimited(), event("token.created"))
+        .create_token(
+            t0(),
+            token.clone(),
+            old.clone(),
+            &unlimited(),
+            event("token.created"),
+        )
         .await
         .unwrap();
     let new = secret_for(&token.id);
     store
-        .rotate_token(at(1), &token.id, new.clone(), None, None, None, event("token.rotated"))
+        .rotate_token(
+            at(1),
+            &token.id,
+            new.clone(),
+            None,
+            None,
+            None,
+            event("token.rotated"),
+        )
         .await
         .unwrap();
     assert!(store.find_secret(&old.hash).await.unwrap().is_none());
@@ -2165,7 +2424,13 @@ pub async fn rotate_without_grace(store: Arc<dyn Store>) {
             .await,
         Err(StoreError::LimitExceeded { .. })
     ));
-    assert!(store.find_secret(&refused_secret.hash).await.unwrap().is_none());
+    assert!(
+        store
+            .find_secret(&refused_secret.hash)
+            .await
+            .unwrap()
+            .is_none()
+    );
     let unchanged = store.get_token(&leaky.id).await.unwrap();
     assert!(unchanged.leaked);
     assert_eq!(unchanged.state, StoredState::Revoked);
@@ -2174,7 +2439,13 @@ pub async fn rotate_without_grace(store: Arc<dyn Store>) {
     let (mut short, secret) = token_record(&world.org.id, TokenType::Client, Some(ws), None);
     short.expires_at = Some(at(100));
     store
-        .create_token(at(1), short.clone(), secret, &unlimited(), event("token.created"))
+        .create_token(
+            at(1),
+            short.clone(),
+            secret,
+            &unlimited(),
+            event("token.created"),
+        )
         .await
         .unwrap();
     assert!(is_conflict(
@@ -2190,7 +2461,10 @@ pub async fn rotate_without_grace(store: Arc<dyn Store>) {
             )
             .await
     ));
-    assert_eq!(store.expire_tokens(at(100)).await.unwrap(), vec![short.id.clone()]);
+    assert_eq!(
+        store.expire_tokens(at(100)).await.unwrap(),
+        vec![short.id.clone()]
+    );
     assert!(is_conflict(
         &store
             .rotate_token(
@@ -2211,14 +2485,24 @@ pub async fn rotate_without_grace(store: Arc<dyn Store>) {
 pub async fn idempotency_records(store: Arc<dyn Store>) {
     let store = &*store;
     let world = bootstrapped(store).await;
-    let token = add_token(store, &world, TokenType::Client, Some(&world.workspace), None).await;
+    let token = add_token(
+        store,
+        &world,
+        TokenType::Client,
+        Some(&world.workspace),
+        None,
+    )
+    .await;
     let record = IdempotencyRecord {
         key: "caller:rotate:abc".to_owned(),
         request_hash: vec![1, 2, 3],
         response: vec![9, 8, 7, 0, 255],
         created_at: at(10),
     };
-    assert_eq!(store.get_idempotency(&record.key, t0()).await.unwrap(), None);
+    assert_eq!(
+        store.get_idempotency(&record.key, t0()).await.unwrap(),
+        None
+    );
     store
         .rotate_token(
             at(10),
@@ -2242,7 +2526,10 @@ pub async fn idempotency_records(store: Arc<dyn Store>) {
         store.get_idempotency(&record.key, at(10)).await.unwrap(),
         Some(record.clone())
     );
-    assert_eq!(store.get_idempotency(&record.key, at(11)).await.unwrap(), None);
+    assert_eq!(
+        store.get_idempotency(&record.key, at(11)).await.unwrap(),
+        None
+    );
     assert_eq!(store.get_idempotency("other", t0()).await.unwrap(), None);
 
     let replay_secret = secret_for(&token.id);
@@ -2262,7 +2549,13 @@ pub async fn idempotency_records(store: Arc<dyn Store>) {
         )
         .await;
     assert!(is_conflict(&replay), "{replay:?}");
-    assert!(store.find_secret(&replay_secret.hash).await.unwrap().is_none());
+    assert!(
+        store
+            .find_secret(&replay_secret.hash)
+            .await
+            .unwrap()
+            .is_none()
+    );
     expect_no_change(store, v).await;
     assert_eq!(
         store.get_idempotency(&record.key, t0()).await.unwrap(),
@@ -2274,14 +2567,33 @@ pub async fn idempotency_records(store: Arc<dyn Store>) {
 pub async fn delete_token_removes_secrets(store: Arc<dyn Store>) {
     let store = &*store;
     let world = bootstrapped(store).await;
-    let (token, old) = token_record(&world.org.id, TokenType::Client, Some(&world.workspace), None);
+    let (token, old) = token_record(
+        &world.org.id,
+        TokenType::Client,
+        Some(&world.workspace),
+        None,
+    );
     store
-        .create_token(t0(), token.clone(), old.clone(), &unlimited(), event("token.created"))
+        .create_token(
+            t0(),
+            token.clone(),
+            old.clone(),
+            &unlimited(),
+            event("token.created"),
+        )
         .await
         .unwrap();
     let new = secret_for(&token.id);
     store
-        .rotate_token(at(1), &token.id, new.clone(), Some(at(1000)), None, None, event("token.rotated"))
+        .rotate_token(
+            at(1),
+            &token.id,
+            new.clone(),
+            Some(at(1000)),
+            None,
+            None,
+            event("token.rotated"),
+        )
         .await
         .unwrap();
     let v = store.current_version().await.unwrap();
@@ -2310,8 +2622,22 @@ pub async fn delete_token_removes_secrets(store: Arc<dyn Store>) {
 pub async fn last_used_merges_by_latest(store: Arc<dyn Store>) {
     let store = &*store;
     let world = bootstrapped(store).await;
-    let a = add_token(store, &world, TokenType::Client, Some(&world.workspace), None).await;
-    let b = add_token(store, &world, TokenType::Client, Some(&world.workspace), None).await;
+    let a = add_token(
+        store,
+        &world,
+        TokenType::Client,
+        Some(&world.workspace),
+        None,
+    )
+    .await;
+    let b = add_token(
+        store,
+        &world,
+        TokenType::Client,
+        Some(&world.workspace),
+        None,
+    )
+    .await;
     let used = |token: &TokenRecord, secs: i64, ip: &str| LastUsed {
         token_id: token.id.clone(),
         at: at(secs),
@@ -2338,7 +2664,10 @@ pub async fn last_used_merges_by_latest(store: Arc<dyn Store>) {
     assert_eq!(untouched.last_used_at, None);
     assert_eq!(untouched.last_used_ip, None);
 
-    store.record_last_used(&[used(&a, 8, "10.0.0.3")]).await.unwrap();
+    store
+        .record_last_used(&[used(&a, 8, "10.0.0.3")])
+        .await
+        .unwrap();
     let got = store.get_token(&a.id).await.unwrap();
     assert_eq!(got.last_used_at, Some(at(10)));
     assert_eq!(got.last_used_ip.as_deref(), Some("10.0.0.1"));
@@ -2350,7 +2679,10 @@ pub async fn last_used_merges_by_latest(store: Arc<dyn Store>) {
     let got = store.get_token(&a.id).await.unwrap();
     assert_eq!(got.last_used_at, Some(at(30)));
     assert_eq!(got.last_used_ip.as_deref(), Some("10.0.0.4"));
-    assert_eq!(store.get_token(&b.id).await.unwrap().last_used_at, Some(at(1)));
+    assert_eq!(
+        store.get_token(&b.id).await.unwrap().last_used_at,
+        Some(at(1))
+    );
     // A flush is bookkeeping, not a change other nodes must react to.
     expect_no_change(store, v).await;
     // A flush for a deleted token does nothing.
@@ -2358,7 +2690,10 @@ pub async fn last_used_merges_by_latest(store: Arc<dyn Store>) {
         .delete_token(at(40), &b.id, event("token.deleted"))
         .await
         .unwrap();
-    store.record_last_used(&[used(&b, 50, "10.0.0.6")]).await.unwrap();
+    store
+        .record_last_used(&[used(&b, 50, "10.0.0.6")])
+        .await
+        .unwrap();
     assert!(is_not_found(store.get_token(&b.id).await));
 }
 
@@ -2394,9 +2729,15 @@ pub async fn expire_tokens_sweep(store: Arc<dyn Store>) {
 
     assert!(store.expire_tokens(at(99)).await.unwrap().is_empty());
     let v = store.current_version().await.unwrap();
-    assert_eq!(store.expire_tokens(at(150)).await.unwrap(), vec![p1.id.clone()]);
+    assert_eq!(
+        store.expire_tokens(at(150)).await.unwrap(),
+        vec![p1.id.clone()]
+    );
     expect_one_change(store, v, ChangeKind::Token, &p1.id).await;
-    assert_eq!(store.get_token(&p1.id).await.unwrap().state, StoredState::Expired);
+    assert_eq!(
+        store.get_token(&p1.id).await.unwrap().state,
+        StoredState::Expired
+    );
     let events = audit_where(
         store,
         AuditFilter {
@@ -2415,9 +2756,18 @@ pub async fn expire_tokens_sweep(store: Arc<dyn Store>) {
     assert_eq!(e.created_at, at(150));
 
     assert!(store.expire_tokens(at(150)).await.unwrap().is_empty());
-    assert_eq!(store.expire_tokens(at(200)).await.unwrap(), vec![p2.id.clone()]);
-    assert_eq!(store.get_token(&forever.id).await.unwrap().state, StoredState::Active);
-    assert_eq!(store.get_token(&revoked.id).await.unwrap().state, StoredState::Revoked);
+    assert_eq!(
+        store.expire_tokens(at(200)).await.unwrap(),
+        vec![p2.id.clone()]
+    );
+    assert_eq!(
+        store.get_token(&forever.id).await.unwrap().state,
+        StoredState::Active
+    );
+    assert_eq!(
+        store.get_token(&revoked.id).await.unwrap().state,
+        StoredState::Revoked
+    );
     // Expired tokens are neither restorable nor counted.
     assert!(is_conflict(
         &store
@@ -2496,9 +2846,8 @@ pub async fn audit_filters(store: Arc<dyn Store>) {
     let actions = |list: Vec<latchkey_proto::AuditEvent>| -> BTreeSet<String> {
         list.into_iter().map(|e| e.action).collect()
     };
-    let names = |names: &[&str]| -> BTreeSet<String> {
-        names.iter().map(|n| (*n).to_owned()).collect()
-    };
+    let names =
+        |names: &[&str]| -> BTreeSet<String> { names.iter().map(|n| (*n).to_owned()).collect() };
     let all = audit_where(store, AuditFilter::default()).await;
     assert_eq!(all.len(), 5);
     let stored_full = all.iter().find(|e| e.created_at == at(30)).unwrap();
@@ -2583,7 +2932,10 @@ pub async fn audit_filters(store: Arc<dyn Store>) {
     )
     .await;
     assert_eq!(
-        involving_bob.iter().map(|e| e.created_at).collect::<BTreeSet<_>>(),
+        involving_bob
+            .iter()
+            .map(|e| e.created_at)
+            .collect::<BTreeSet<_>>(),
         BTreeSet::from([at(10), at(30)])
     );
     assert_eq!(
@@ -2651,7 +3003,10 @@ pub async fn change_feed(store: Arc<dyn Store>) {
     assert_eq!(store.current_version().await.unwrap(), 0);
     let world = bootstrapped(store).await;
     let boot = store.changes_since(0, 1000).await.unwrap();
-    assert!(boot.iter().any(|c| c.kind == ChangeKind::Token && c.id == world.token.id));
+    assert!(
+        boot.iter()
+            .any(|c| c.kind == ChangeKind::Token && c.id == world.token.id)
+    );
     let mut v = store.current_version().await.unwrap();
     assert!(v > 0);
 
@@ -2692,11 +3047,22 @@ pub async fn change_feed(store: Arc<dyn Store>) {
         .unwrap();
     v = expect_one_change(store, v, ChangeKind::Org, &world.org.id).await;
     store
-        .update_instance_settings(at(4), InstanceSettings::default(), event("instance.settings"))
+        .update_instance_settings(
+            at(4),
+            InstanceSettings::default(),
+            event("instance.settings"),
+        )
         .await
         .unwrap();
     v = expect_one_change(store, v, ChangeKind::Instance, "").await;
-    let token = add_token(store, &world, TokenType::Client, Some(&world.workspace), None).await;
+    let token = add_token(
+        store,
+        &world,
+        TokenType::Client,
+        Some(&world.workspace),
+        None,
+    )
+    .await;
     v = expect_one_change(store, v, ChangeKind::Token, &token.id).await;
     store
         .revoke_token(at(5), &token.id, false, event("token.revoked"))
@@ -2723,8 +3089,12 @@ pub async fn change_feed(store: Arc<dyn Store>) {
     v = expect_one_change(store, v, ChangeKind::Token, &token.id).await;
 
     // Refused writes leave no trace.
-    let (over, over_secret) =
-        token_record(&world.org.id, TokenType::Client, Some(&world.workspace), None);
+    let (over, over_secret) = token_record(
+        &world.org.id,
+        TokenType::Client,
+        Some(&world.workspace),
+        None,
+    );
     assert!(
         store
             .create_token(
@@ -2806,7 +3176,10 @@ pub async fn signing_keys(store: Arc<dyn Store>) {
     let v = store.current_version().await.unwrap();
     assert!(store.add_signing_key(k1.clone(), at(-1)).await.unwrap());
     let v = expect_one_change(store, v, ChangeKind::SigningKeys, "").await;
-    assert_eq!(store.list_signing_keys(t0()).await.unwrap(), vec![k1.clone()]);
+    assert_eq!(
+        store.list_signing_keys(t0()).await.unwrap(),
+        vec![k1.clone()]
+    );
 
     // Another node added k1 (created at t0) after this one last looked (at t0 - 1 s).
     let k2 = signing_key_record("kid-2", at(10));
@@ -2822,7 +3195,13 @@ pub async fn signing_keys(store: Arc<dyn Store>) {
         store.list_signing_keys(k1.expires_at).await.unwrap(),
         vec![k2.clone()]
     );
-    assert!(store.list_signing_keys(k2.expires_at).await.unwrap().is_empty());
+    assert!(
+        store
+            .list_signing_keys(k2.expires_at)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 /// Every method addressing one object answers `NotFound` for an unknown id.
@@ -2838,7 +3217,10 @@ pub async fn unknown_ids_are_not_found(store: Arc<dyn Store>) {
             .await
     ));
     assert!(is_not_found(store.get_workspace(&id).await));
-    assert_eq!(store.get_membership(&id, &world.admin.id).await.unwrap(), None);
+    assert_eq!(
+        store.get_membership(&id, &world.admin.id).await.unwrap(),
+        None
+    );
     assert!(
         store
             .list_members(&id, &PageRequest::default())
@@ -2855,7 +3237,9 @@ pub async fn unknown_ids_are_not_found(store: Arc<dyn Store>) {
     ));
     assert!(is_not_found(store.get_project(&id).await));
     assert!(is_not_found(
-        store.delete_project(at(1), &id, event("project.deleted")).await
+        store
+            .delete_project(at(1), &id, event("project.deleted"))
+            .await
     ));
     assert!(is_not_found(store.get_token(&id).await));
     assert!(is_not_found(
@@ -2870,7 +3254,15 @@ pub async fn unknown_ids_are_not_found(store: Arc<dyn Store>) {
     ));
     assert!(is_not_found(
         store
-            .rotate_token(at(1), &id, secret_for(&id), None, None, None, event("token.rotated"))
+            .rotate_token(
+                at(1),
+                &id,
+                secret_for(&id),
+                None,
+                None,
+                None,
+                event("token.rotated")
+            )
             .await
     ));
     assert!(is_not_found(

@@ -6,6 +6,17 @@
 //! the change counter so other nodes (and this node's poller) see the change. Limits are
 //! checked inside the same transaction as the insert, so concurrent creates cannot
 //! overshoot them.
+//!
+//! The change feed records what caches on other nodes must drop, one [`Change`] per
+//! object changed (each with its own, increasing version): token writes (create, revoke,
+//! restore, rotate, delete, expire, and tokens deleted or narrowed by `delete_project`) →
+//! [`ChangeKind::Token`]; `create_user`, `update_user`, `put_member`, `remove_member` and
+//! `create_workspace` with a creator → [`ChangeKind::User`]; `update_token_settings` →
+//! [`ChangeKind::Org`]; `update_instance_settings` → [`ChangeKind::Instance`];
+//! `add_signing_key` → [`ChangeKind::SigningKeys`]; `bootstrap` → one of each for what it
+//! creates. Bookkeeping writes (audit events, sessions, last-used flushes, purges,
+//! projects, workspaces without members, the hash key) record none. A refused write
+//! records nothing at all: no change, no audit event.
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
@@ -289,7 +300,7 @@ pub trait Store: Send + Sync + 'static {
         settings: TokenSettings,
         event: NewAuditEvent,
     ) -> StoreResult<OrgRecord>;
-    /// Instance settings.
+    /// Instance settings (`NotFound` before the first start).
     async fn get_instance_settings(&self) -> StoreResult<InstanceSettings>;
     /// Replaces instance settings.
     async fn update_instance_settings(
@@ -373,7 +384,7 @@ pub trait Store: Send + Sync + 'static {
         workspace_id: &str,
         user_id: &str,
     ) -> StoreResult<Option<MembershipRecord>>;
-    /// Members of a workspace, newest first.
+    /// Members of a workspace, newest user first (by user id, which is also the cursor).
     async fn list_members(
         &self,
         workspace_id: &str,
@@ -401,7 +412,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Paged<ProjectRecord>>;
     /// Deletes a project, and the tokens bound only to it (bindings to it are removed
     /// from tokens bound to several projects; a token is never widened to all projects).
-    /// Returns the ids of the deleted tokens.
+    /// Returns the ids of the deleted tokens. Each deleted or narrowed token also gets its
+    /// own audit event (`token.deleted` / `token.updated`, actor and IP from `event`).
     async fn delete_project(
         &self,
         now: OffsetDateTime,
@@ -412,7 +424,9 @@ pub trait Store: Send + Sync + 'static {
     // --- tokens ----------------------------------------------------------------------
 
     /// Inserts a token and its secret if `limits` allow (`LimitExceeded` otherwise), and
-    /// at most one legacy token per user (`Conflict`).
+    /// at most one legacy token per user whatever its state (`Conflict`). A token counts
+    /// against the limits while its stored state is `active` and `now` is before its
+    /// expiry.
     async fn create_token(
         &self,
         now: OffsetDateTime,
@@ -435,7 +449,8 @@ pub trait Store: Send + Sync + 'static {
         &self,
         hash: &SecretHash,
     ) -> StoreResult<Option<(TokenRecord, SecretRecord)>>;
-    /// Sets state `revoked` (also from `revoked`: idempotent). `leaked` marks a leak report.
+    /// Sets state `revoked` (also from `revoked`: idempotent; an `expired` token stays
+    /// `expired`). `leaked` marks a leak report, and the mark stays.
     async fn revoke_token(
         &self,
         now: OffsetDateTime,
@@ -454,8 +469,11 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<TokenRecord>;
     /// Replaces the token's secret. The old secrets get `not_after = old_not_after` (or are
     /// deleted when `None`); `expires_at` is replaced when `Some`; a rotated token that was
-    /// revoked for a leak becomes active again (and not leaked). `idempotency` is stored in
-    /// the same transaction.
+    /// revoked for a leak becomes active again (and not leaked) if the limits stored in the
+    /// instance and org settings leave it a slot (`LimitExceeded` otherwise). A later
+    /// rotation never extends an old secret's `not_after`. Expired tokens refuse
+    /// (`Conflict`). `idempotency` is stored in the same transaction (`Conflict` if its key
+    /// is already stored and younger than 24 h).
     #[allow(clippy::too_many_arguments)]
     async fn rotate_token(
         &self,
@@ -474,7 +492,8 @@ pub trait Store: Send + Sync + 'static {
         id: &str,
         event: NewAuditEvent,
     ) -> StoreResult<()>;
-    /// Merges last-used observations (latest time wins; unknown tokens are ignored).
+    /// Merges last-used observations (latest time wins, the IP goes with the time; unknown
+    /// tokens are ignored). Not a change: records nothing in the change feed.
     async fn record_last_used(&self, batch: &[LastUsed]) -> StoreResult<()>;
     /// Marks every active token with `expires_at <= now` as `expired`, writing a
     /// `token.expired` event for each; returns their ids.
@@ -503,7 +522,7 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<()>;
     /// The session a secret hash belongs to.
     async fn find_session(&self, hash: &SecretHash) -> StoreResult<Option<SessionRecord>>;
-    /// Moves the idle clock.
+    /// Moves the idle clock forward (never back; unknown sessions are ignored).
     async fn touch_session(&self, id: &str, now: OffsetDateTime) -> StoreResult<()>;
     /// Ends a session for good (idempotent).
     async fn delete_session(

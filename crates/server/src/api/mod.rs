@@ -1,5 +1,6 @@
 //! HTTP handlers: thin adapters from requests to the service layer, described for OpenAPI.
 
+pub mod integration;
 pub mod projects;
 pub mod session;
 pub mod settings;
@@ -71,6 +72,15 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/tokens/{id}/restore", post(tokens::restore))
         .route("/api/v1/tokens/{id}/rotate", post(tokens::rotate))
         .route("/api/v1/audit-events", get(users::audit_events))
+        .route("/api/v1/token/refresh", post(integration::refresh))
+        .route("/api/v1/token/refresh/", post(integration::refresh))
+        .route("/api/token/refresh", post(integration::refresh))
+        .route("/api/token/refresh/", post(integration::refresh))
+        .route("/.well-known/jwks.json", get(integration::jwks))
+        .route("/oauth/introspect", post(integration::introspect))
+        .route("/oauth/revoke", post(integration::oauth_revoke))
+        .route("/api/v1/credentials/revoke", post(integration::report_leaked))
+        .route("/auth/verify", axum::routing::any(integration::forward_auth))
         .route("/api/v1/openapi.json", get(system::openapi))
         .route("/healthz", get(system::healthz))
         .route("/readyz", get(system::readyz))
@@ -118,6 +128,12 @@ pub fn routes() -> Router<AppState> {
         projects::list_for_token,
         projects::create_for_token,
         users::audit_events,
+        integration::refresh,
+        integration::jwks,
+        integration::introspect,
+        integration::oauth_revoke,
+        integration::report_leaked,
+        integration::forward_auth,
         system::healthz,
         system::readyz,
     ),

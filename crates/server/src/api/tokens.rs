@@ -121,7 +121,8 @@ pub async fn restore(
     Ok(Json(state.restore_token(&p, &id).await?))
 }
 
-/// Give a token a new secret; the old one works for `grace_seconds`.
+/// Give a token a new secret; the old one works for `grace_seconds`. A retry with the same
+/// `Idempotency-Key` header (within 24 h) answers the same secret.
 #[utoipa::path(post, path = "/api/v1/tokens/{id}/rotate", tag = "tokens", params(("id" = String, Path)),
     request_body(content = Option<RotateTokenRequest>),
     responses((status = 200, body = CreatedToken), (status = 409, body = ErrorBody)))]
@@ -129,9 +130,16 @@ pub async fn rotate(
     State(state): State<AppState>,
     p: Principal,
     Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
     OptionalJson(req): OptionalJson<RotateTokenRequest>,
 ) -> Result<Response, ApiError> {
-    let rotated = state.rotate_token(&p, &id, req).await?;
+    let key = match headers.get("idempotency-key") {
+        Some(v) => Some(v.to_str().map_err(|_| {
+            ApiError::field("Idempotency-Key", "Idempotency-Key must be visible ASCII")
+        })?),
+        None => None,
+    };
+    let rotated = state.rotate_token(&p, &id, req, key).await?;
     Ok(no_store(StatusCode::OK, rotated))
 }
 

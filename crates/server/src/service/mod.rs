@@ -6,6 +6,9 @@
 //! changed so the next request on this node sees it at once.
 
 mod audit;
+mod console_support;
+mod credentials;
+pub mod integration;
 mod projects;
 mod sessions;
 mod settings;
@@ -14,6 +17,8 @@ mod users;
 mod workspaces;
 
 pub use audit::AuditQuery;
+pub use console_support::{ALL_TOKEN_TYPES, CreatableTypes};
+pub use credentials::Checked;
 pub use sessions::SignedIn;
 
 use latchkey_core::WorkspaceRecord;

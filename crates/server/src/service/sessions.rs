@@ -57,6 +57,7 @@ impl AppState {
                 return Err(ApiError::Unauthenticated {
                     message: "invalid username or password".into(),
                     presented: false,
+                    reason: None,
                 });
             }
         };

@@ -10,15 +10,18 @@ use latchkey_proto::{
     CreateTokenRequest, CreatedToken, Page, RotateTokenRequest, Scope, Token, TokenType,
     VerifyResponse,
 };
-use latchkey_store::{PageRequest, StoreError, TokenFilter};
+use latchkey_store::{IdempotencyRecord, PageRequest, StoreError, TokenFilter};
 use serde_json::json;
 
 use crate::auth::Principal;
+use crate::crypto;
 use crate::error::ApiError;
 use crate::extract::ClientIp;
 use crate::service::check_name;
 use crate::state::AppState;
 use crate::verifier::VerifyError;
+
+const IDEMPOTENCY_PURPOSE: &str = "idempotent rotate v1";
 
 /// Longest rotation grace period accepted (7 days).
 const MAX_GRACE_SECONDS: u64 = 7 * 86_400;
@@ -53,11 +56,11 @@ impl Principal {
     /// Whether a token-authenticated caller holds `scope` (narrowed by its owner's rights in
     /// `workspace_id`, or as granted for user-wide routes); session callers always do.
     pub fn has_scope(&self, scope: Scope, workspace_id: Option<&str>) -> bool {
-        match self.token() {
+        match self.token_scopes() {
             None => true,
-            Some(grant) => match workspace_id {
+            Some(scopes) => match workspace_id {
                 Some(_) => self.effective_scopes(workspace_id).contains(scope),
-                None => grant.scopes.contains(scope),
+                None => scopes.contains(scope),
             },
         }
     }
@@ -486,9 +489,20 @@ impl AppState {
         p: &Principal,
         id: &str,
         req: RotateTokenRequest,
+        idempotency_key: Option<&str>,
     ) -> Result<CreatedToken, ApiError> {
         let now = self.clock.now();
         let token = self.manageable_token(p, id).await?;
+        let idempotency = match idempotency_key {
+            Some(key) => {
+                let (record_key, request_hash) = self.idempotency_key(p, &token.id, key, &req)?;
+                if let Some(replay) = self.replay_rotation(&token.id, &record_key, &request_hash, now).await? {
+                    return Ok(replay);
+                }
+                Some((record_key, request_hash))
+            }
+            None => None,
+        };
         if token.state == StoredState::Expired || token.expires_at.is_some_and(|e| e <= now) {
             return Err(ApiError::Conflict(
                 "the token has expired; create a new one instead".into(),
@@ -533,7 +547,20 @@ impl AppState {
         let old_not_after = (grace > 0).then(|| now + time::Duration::seconds(grace as i64));
         let mut event = Self::token_event(p, "token.rotated", &token);
         event.details["grace_seconds"] = json!(grace);
-        let updated = self
+        let record = idempotency
+            .as_ref()
+            .map(|(key, request_hash)| IdempotencyRecord {
+                key: key.clone(),
+                request_hash: request_hash.clone(),
+                response: crypto::seal(
+                    &self.hash_key,
+                    IDEMPOTENCY_PURPOSE,
+                    key.as_bytes(),
+                    secret.as_bytes(),
+                ),
+                created_at: now,
+            });
+        let rotated = self
             .store
             .rotate_token(
                 now,
@@ -541,10 +568,23 @@ impl AppState {
                 new_secret,
                 old_not_after,
                 new_expiry,
-                None,
+                record,
                 event,
             )
-            .await?;
+            .await;
+        let updated = match (rotated, &idempotency) {
+            (Ok(updated), _) => updated,
+            // A concurrent retry with the same key won the race: answer what it stored.
+            (Err(StoreError::Conflict(_)), Some((key, request_hash))) => {
+                return match self.replay_rotation(&token.id, key, request_hash, now).await? {
+                    Some(replay) => Ok(replay),
+                    None => Err(ApiError::Conflict(
+                        "a concurrent rotation is in progress; retry".into(),
+                    )),
+                };
+            }
+            (Err(e), _) => return Err(e.into()),
+        };
         self.verifier.invalidate_token(&token.id);
         self.verifier.secret_created(&hash);
         let mut meta = self.token_view(updated, now).await?;
@@ -553,6 +593,63 @@ impl AppState {
             meta,
             token: secret,
         })
+    }
+
+    /// The stored key for an `Idempotency-Key` (scoped by caller and token, keyed-hashed so
+    /// the raw header is not kept) and the hash of the request it came with.
+    fn idempotency_key(
+        &self,
+        p: &Principal,
+        token_id: &str,
+        key: &str,
+        req: &RotateTokenRequest,
+    ) -> Result<(String, Vec<u8>), ApiError> {
+        if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(ApiError::field(
+                "Idempotency-Key",
+                "Idempotency-Key must be 1-255 visible ASCII characters",
+            ));
+        }
+        let actor = p
+            .user_id()
+            .map(str::to_owned)
+            .or_else(|| p.token().map(|g| g.token.id.clone()))
+            .unwrap_or_default();
+        let scoped = format!("rotate\0{actor}\0{token_id}\0{key}");
+        let record_key = hex::encode(self.hash_key.hash(&scoped));
+        let body = serde_json::to_vec(req).map_err(|e| ApiError::Internal(e.to_string()))?;
+        let request_hash = self.hash_key.hash(&String::from_utf8_lossy(&body)).to_vec();
+        Ok((record_key, request_hash))
+    }
+
+    async fn replay_rotation(
+        &self,
+        token_id: &str,
+        record_key: &str,
+        request_hash: &[u8],
+        now: time::OffsetDateTime,
+    ) -> Result<Option<CreatedToken>, ApiError> {
+        let Some(stored) = self
+            .store
+            .get_idempotency(record_key, now - time::Duration::hours(24))
+            .await?
+        else {
+            return Ok(None);
+        };
+        if stored.request_hash != request_hash {
+            return Err(ApiError::field(
+                "Idempotency-Key",
+                "this Idempotency-Key was used with a different request",
+            ));
+        }
+        let secret = crypto::open(&self.hash_key, IDEMPOTENCY_PURPOSE, record_key.as_bytes(), &stored.response)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .ok_or_else(|| ApiError::Internal("stored idempotent answer cannot be opened".into()))?;
+        let token = self.store.get_token(token_id).await?;
+        let mut meta = self.token_view(token, now).await?;
+        meta.hint = token::hint(&secret);
+        Ok(Some(CreatedToken { meta, token: secret }))
     }
 
     /// Deletes a token for good.
@@ -580,10 +677,10 @@ impl AppState {
         {
             return Err(ApiError::RateLimited { retry_after });
         }
-        match self.verifier.verify(secret, now).await {
-            Ok(verified) => {
+        match self.check_credential(secret, now).await {
+            Ok(checked) => {
                 self.metrics.observe_verify(Ok(()));
-                let token = self.token_view(verified.grant.token.clone(), now).await?;
+                let token = self.token_view(checked.verified.grant.token.clone(), now).await?;
                 Ok(VerifyResponse {
                     valid: true,
                     token: Some(token),

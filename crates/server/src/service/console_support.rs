@@ -1,0 +1,121 @@
+//! Service methods the console needs beyond the API's: the org-wide token list, which token
+//! types a user may create in a workspace (asked of `latchkey_core::policy`), and finding a
+//! user by name to add as a member. Each applies the same rules as the rest of the layer.
+
+use latchkey_core::policy::{self, CreateContext, Permission};
+use latchkey_proto::{Page, Token, TokenType};
+use latchkey_store::{PageRequest, TokenFilter};
+
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Every token type, in the order the console offers them.
+pub const ALL_TOKEN_TYPES: [TokenType; 5] = [
+    TokenType::Personal,
+    TokenType::Legacy,
+    TokenType::Client,
+    TokenType::Frontend,
+    TokenType::Admin,
+];
+
+/// Whether the caller may create a token of each type for themselves (user-owned types)
+/// or for the workspace (workspace types).
+#[derive(Debug, Clone)]
+pub struct CreatableTypes {
+    /// Types the caller may create, in [`ALL_TOKEN_TYPES`] order.
+    pub allowed: Vec<TokenType>,
+    /// Why each other type is refused.
+    pub refused: Vec<(TokenType, String)>,
+}
+
+impl AppState {
+    /// Every token of the organization, across workspaces (org admins only).
+    pub async fn list_org_tokens(
+        &self,
+        p: &Principal,
+        page: &PageRequest,
+    ) -> Result<Page<Token>, ApiError> {
+        let now = self.clock.now();
+        p.require_user()?;
+        if !p.is_org_admin() {
+            return Err(ApiError::forbidden("only org admins see every token"));
+        }
+        p.authorize(Permission::ManageAnyToken, None)?;
+        let org = self.org().await?;
+        let paged = self
+            .store
+            .list_tokens(&org.id, &TokenFilter::default(), page)
+            .await?;
+        self.token_views(paged, now).await
+    }
+
+    /// Which token types the caller may create for themselves in workspace `workspace_ref`,
+    /// under the org's current token settings, as `policy::check_create` decides.
+    pub async fn creatable_token_types(
+        &self,
+        p: &Principal,
+        workspace_ref: &str,
+    ) -> Result<CreatableTypes, ApiError> {
+        let ws = self.resolve_workspace(p, workspace_ref).await?;
+        let user = p.require_user()?;
+        let org = self.org().await?;
+        let ctx = CreateContext {
+            actor_org_role: user.role,
+            actor_workspace_role: user.workspace_role(Some(&ws.id)),
+            for_self: true,
+            owner_roles: None,
+        };
+        let mut out = CreatableTypes {
+            allowed: Vec::new(),
+            refused: Vec::new(),
+        };
+        for token_type in ALL_TOKEN_TYPES {
+            match policy::check_create(token_type, &org.token_settings, ctx, None, false) {
+                Ok(_) => out.allowed.push(token_type),
+                Err(e) => out.refused.push((token_type, e.to_string())),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The first workspace (of those the caller may enter) in which policy lets the caller
+    /// create a token of `token_type` for themselves; `None` when there is none.
+    pub async fn workspace_for_own_token(
+        &self,
+        p: &Principal,
+        token_type: TokenType,
+    ) -> Result<Option<String>, ApiError> {
+        let page = PageRequest {
+            limit: 200,
+            cursor: None,
+        };
+        for ws in self.list_workspaces(p, &page).await?.items {
+            if self
+                .creatable_token_types(p, &ws.id)
+                .await?
+                .allowed
+                .contains(&token_type)
+            {
+                return Ok(Some(ws.id));
+            }
+        }
+        Ok(None)
+    }
+
+    /// A user's id by username, for adding a member by name (those who manage the
+    /// workspace's members only). Unknown names are 404.
+    pub async fn find_user_for_membership(
+        &self,
+        p: &Principal,
+        workspace_ref: &str,
+        username: &str,
+    ) -> Result<String, ApiError> {
+        let ws = self.resolve_workspace(p, workspace_ref).await?;
+        p.authorize(Permission::ManageMembers, Some(&ws.id))?;
+        match self.store.find_user_by_username(username.trim()).await? {
+            Some(user) => Ok(user.id),
+            None => Err(ApiError::NotFound("user")),
+        }
+    }
+}

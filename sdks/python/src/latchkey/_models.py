@@ -1,0 +1,552 @@
+"""Typed objects for the API's JSON answers (DESIGN.md §3, crates/proto).
+
+Each class has ``from_dict`` that takes the server's JSON object. Unknown keys are ignored so
+a newer server does not break an older SDK. Times are timezone-aware ``datetime`` objects in
+UTC. Enumerated values (token type, state, roles, scopes) are plain strings as on the wire;
+the ``TokenType``, ``TokenState``, ``Scope`` and role constants name them.
+
+The only object that ever holds a secret is :class:`CreatedToken` (the answer of a token
+create or rotate), and its ``token`` field is left out of ``repr()``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable, Dict, Generic, Iterator, List, Mapping, Optional, TypeVar
+
+__all__ = [
+    "TokenType",
+    "TokenState",
+    "Scope",
+    "OrgRole",
+    "WorkspaceRole",
+    "Page",
+    "Token",
+    "CreatedToken",
+    "User",
+    "Org",
+    "Membership",
+    "Me",
+    "Workspace",
+    "Member",
+    "Project",
+    "VerifyResult",
+    "Introspection",
+    "AuditEvent",
+    "InstanceSettings",
+    "TokenSettings",
+    "Health",
+]
+
+T = TypeVar("T")
+
+
+class TokenType:
+    """Token type names (``Token.type``)."""
+
+    PERSONAL = "personal"
+    LEGACY = "legacy"
+    CLIENT = "client"
+    FRONTEND = "frontend"
+    ADMIN = "admin"
+
+
+class TokenState:
+    """Token state names (``Token.state``)."""
+
+    ACTIVE = "active"
+    REVOKED = "revoked"
+    EXPIRED = "expired"
+    SUSPENDED = "suspended"
+    TYPE_DISABLED = "type_disabled"
+
+
+class Scope:
+    """Scope names (``Token.scopes``)."""
+
+    PROJECTS_READ = "projects:read"
+    PROJECTS_WRITE = "projects:write"
+    TOKENS_READ = "tokens:read"
+    TOKENS_WRITE = "tokens:write"
+    MEMBERS_READ = "members:read"
+    INTROSPECT = "introspect"
+    ADMIN = "admin"
+
+
+class OrgRole:
+    """A user's role in the organization (``User.role``)."""
+
+    OWNER = "owner"
+    ADMIN = "admin"
+    MEMBER = "member"
+
+
+class WorkspaceRole:
+    """A user's role in a workspace (``Member.role``)."""
+
+    ADMIN = "admin"
+    MEMBER = "member"
+    VIEWER = "viewer"
+
+
+_RFC3339 = re.compile(
+    r"^(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$"
+)
+
+
+def parse_datetime(value: Any) -> Optional[datetime]:
+    """Parses an RFC 3339 time (``2027-08-22T10:00:00Z``) into an aware UTC datetime.
+
+    Works on Python 3.9 (whose ``fromisoformat`` rejects ``Z``) and with any number of
+    fractional digits."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value
+    m = _RFC3339.match(str(value))
+    if not m:
+        raise ValueError(f"not an RFC 3339 time: {value!r}")
+    date, clock, frac, zone = m.groups()
+    frac = (frac or "")[:7]  # '.' plus at most 6 digits
+    zone = "+00:00" if zone in ("Z", "z") else zone
+    return datetime.fromisoformat(f"{date}T{clock}{frac}{zone}").astimezone(timezone.utc)
+
+
+def format_datetime(value: datetime) -> str:
+    """Formats a datetime as RFC 3339 UTC; a naive datetime is taken as UTC."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def _req_dt(value: Any) -> datetime:
+    parsed = parse_datetime(value)
+    if parsed is None:
+        raise ValueError("a required time is missing")
+    return parsed
+
+
+def _str_list(value: Any) -> List[str]:
+    return [str(v) for v in (value or [])]
+
+
+@dataclass
+class Page(Generic[T]):
+    """One page of a list: ``items`` (newest first) and ``next_cursor`` (``None`` on the
+    last page). Iterating a page iterates its items; ``client.paginate(...)`` walks every
+    page."""
+
+    items: List[T]
+    next_cursor: Optional[str] = None
+
+    def __iter__(self) -> Iterator[T]:
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> T:
+        return self.items[index]
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], item: Callable[[Mapping[str, Any]], T]) -> "Page[T]":
+        return cls(
+            items=[item(x) for x in data.get("items") or []],
+            next_cursor=data.get("next_cursor"),
+        )
+
+
+@dataclass
+class Token:
+    """A token's metadata. Never holds its secret (see :class:`CreatedToken`)."""
+
+    id: str
+    name: str
+    type: str
+    hint: str
+    state: str
+    created_at: datetime
+    scopes: List[str] = field(default_factory=list)
+    projects: List[str] = field(default_factory=list)
+    workspace_id: Optional[str] = None
+    workspace_name: Optional[str] = None
+    owner_id: Optional[str] = None
+    owner_username: Optional[str] = None
+    created_by: Optional[str] = None
+    environment: Optional[str] = None
+    expires_at: Optional[datetime] = None
+    last_used_at: Optional[datetime] = None
+    last_used_ip: Optional[str] = None
+
+    @staticmethod
+    def _fields(data: Mapping[str, Any]) -> Dict[str, Any]:
+        return dict(
+            id=data["id"],
+            name=data["name"],
+            type=data["type"],
+            hint=data["hint"],
+            state=data["state"],
+            created_at=_req_dt(data["created_at"]),
+            scopes=_str_list(data.get("scopes")),
+            projects=_str_list(data.get("projects")),
+            workspace_id=data.get("workspace_id"),
+            workspace_name=data.get("workspace_name"),
+            owner_id=data.get("owner_id"),
+            owner_username=data.get("owner_username"),
+            created_by=data.get("created_by"),
+            environment=data.get("environment"),
+            expires_at=parse_datetime(data.get("expires_at")),
+            last_used_at=parse_datetime(data.get("last_used_at")),
+            last_used_ip=data.get("last_used_ip"),
+        )
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Token":
+        return Token(**Token._fields(data))
+
+    @property
+    def active(self) -> bool:
+        """Whether the token's state is ``active``."""
+        return self.state == TokenState.ACTIVE
+
+
+@dataclass
+class CreatedToken(Token):
+    """A token just created or rotated: its metadata plus ``token``, the secret.
+
+    The secret is shown exactly once, here; store it now. It is kept out of ``repr()`` so
+    printing or logging this object does not leak it."""
+
+    token: str = field(default="", repr=False)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "CreatedToken":
+        return CreatedToken(token=data["token"], **Token._fields(data))
+
+    @property
+    def secret(self) -> str:
+        """The secret (same as ``.token``)."""
+        return self.token
+
+    def metadata(self) -> Token:
+        """The metadata without the secret."""
+        return Token(**{k: v for k, v in self.__dict__.items() if k != "token"})
+
+
+@dataclass
+class User:
+    """A user of the organization."""
+
+    id: str
+    username: str
+    role: str
+    active: bool
+    created_at: datetime
+    display_name: Optional[str] = None
+    email: Optional[str] = None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "User":
+        return cls(
+            id=data["id"],
+            username=data["username"],
+            role=data["role"],
+            active=bool(data["active"]),
+            created_at=_req_dt(data["created_at"]),
+            display_name=data.get("display_name"),
+            email=data.get("email"),
+        )
+
+
+@dataclass
+class Org:
+    """The organization, as nested in :class:`Me`."""
+
+    id: str
+    name: str
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Org":
+        return cls(id=data["id"], name=data["name"])
+
+
+@dataclass
+class Membership:
+    """One of the caller's workspace memberships, as nested in :class:`Me`."""
+
+    workspace_id: str
+    workspace_name: str
+    role: str
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Membership":
+        return cls(
+            workspace_id=data["workspace_id"],
+            workspace_name=data["workspace_name"],
+            role=data["role"],
+        )
+
+
+@dataclass
+class Me:
+    """``GET /api/v1/me``: the calling user, their organization and memberships."""
+
+    id: str
+    username: str
+    role: str
+    active: bool
+    created_at: datetime
+    org: Org
+    memberships: List[Membership] = field(default_factory=list)
+    display_name: Optional[str] = None
+    email: Optional[str] = None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Me":
+        return cls(
+            id=data["id"],
+            username=data["username"],
+            role=data["role"],
+            active=bool(data["active"]),
+            created_at=_req_dt(data["created_at"]),
+            org=Org.from_dict(data["org"]),
+            memberships=[Membership.from_dict(m) for m in data.get("memberships") or []],
+            display_name=data.get("display_name"),
+            email=data.get("email"),
+        )
+
+    @property
+    def user(self) -> User:
+        """The user part, as a :class:`User`."""
+        return User(
+            id=self.id,
+            username=self.username,
+            role=self.role,
+            active=self.active,
+            created_at=self.created_at,
+            display_name=self.display_name,
+            email=self.email,
+        )
+
+
+@dataclass
+class Workspace:
+    """A workspace."""
+
+    id: str
+    name: str
+    org_id: str
+    created_at: datetime
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Workspace":
+        return cls(
+            id=data["id"],
+            name=data["name"],
+            org_id=data["org_id"],
+            created_at=_req_dt(data["created_at"]),
+        )
+
+
+@dataclass
+class Member:
+    """A user's membership in a workspace."""
+
+    workspace_id: str
+    user_id: str
+    username: str
+    role: str
+    created_at: datetime
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Member":
+        return cls(
+            workspace_id=data["workspace_id"],
+            user_id=data["user_id"],
+            username=data["username"],
+            role=data["role"],
+            created_at=_req_dt(data["created_at"]),
+        )
+
+
+@dataclass
+class Project:
+    """A project: the example resource that tokens protect."""
+
+    id: str
+    workspace_id: str
+    name: str
+    created_at: datetime
+    description: Optional[str] = None
+    created_by: Optional[str] = None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Project":
+        return cls(
+            id=data["id"],
+            workspace_id=data["workspace_id"],
+            name=data["name"],
+            created_at=_req_dt(data["created_at"]),
+            description=data.get("description"),
+            created_by=data.get("created_by"),
+        )
+
+
+@dataclass
+class VerifyResult:
+    """``POST /api/v1/tokens/verify``: ``valid`` plus the token, or the ``reason`` it fails
+    (``bad_format``, ``not_found``, ``expired``, ``revoked``, ``type_disabled``,
+    ``suspended``)."""
+
+    valid: bool
+    token: Optional[Token] = None
+    reason: Optional[str] = None
+
+    def __bool__(self) -> bool:
+        return self.valid
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "VerifyResult":
+        token = data.get("token")
+        return cls(
+            valid=bool(data["valid"]),
+            token=Token.from_dict(token) if token else None,
+            reason=data.get("reason"),
+        )
+
+
+@dataclass
+class Introspection:
+    """RFC 7662 introspection answer. Inactive tokens have only ``active=False``.
+
+    ``exp``/``iat`` are NumericDate seconds as on the wire; ``expires_at``/``issued_at`` give
+    them as datetimes. ``scopes`` splits the space-separated ``scope``."""
+
+    active: bool
+    scope: Optional[str] = None
+    client_id: Optional[str] = None
+    username: Optional[str] = None
+    sub: Optional[str] = None
+    token_type: Optional[str] = None
+    exp: Optional[int] = None
+    iat: Optional[int] = None
+    workspace_id: Optional[str] = None
+    latchkey_type: Optional[str] = None
+
+    def __bool__(self) -> bool:
+        return self.active
+
+    @property
+    def scopes(self) -> List[str]:
+        return self.scope.split() if self.scope else []
+
+    @property
+    def expires_at(self) -> Optional[datetime]:
+        return None if self.exp is None else datetime.fromtimestamp(self.exp, timezone.utc)
+
+    @property
+    def issued_at(self) -> Optional[datetime]:
+        return None if self.iat is None else datetime.fromtimestamp(self.iat, timezone.utc)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Introspection":
+        def opt_int(v: Any) -> Optional[int]:
+            return None if v is None else int(v)
+
+        return cls(
+            active=bool(data.get("active")),
+            scope=data.get("scope"),
+            client_id=data.get("client_id"),
+            username=data.get("username"),
+            sub=data.get("sub"),
+            token_type=data.get("token_type"),
+            exp=opt_int(data.get("exp")),
+            iat=opt_int(data.get("iat")),
+            workspace_id=data.get("workspace_id"),
+            latchkey_type=data.get("latchkey_type"),
+        )
+
+
+@dataclass
+class AuditEvent:
+    """An audit event: who did what, when, from where. Never holds a secret."""
+
+    id: str
+    action: str
+    created_at: datetime
+    actor_id: Optional[str] = None
+    actor_token_id: Optional[str] = None
+    target_type: Optional[str] = None
+    target_id: Optional[str] = None
+    workspace_id: Optional[str] = None
+    subject_user_id: Optional[str] = None
+    ip: Optional[str] = None
+    details: Dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "AuditEvent":
+        details = data.get("details")
+        return cls(
+            id=data["id"],
+            action=data["action"],
+            created_at=_req_dt(data["created_at"]),
+            actor_id=data.get("actor_id"),
+            actor_token_id=data.get("actor_token_id"),
+            target_type=data.get("target_type"),
+            target_id=data.get("target_id"),
+            workspace_id=data.get("workspace_id"),
+            subject_user_id=data.get("subject_user_id"),
+            ip=data.get("ip"),
+            details=dict(details) if isinstance(details, dict) else {},
+        )
+
+
+@dataclass
+class InstanceSettings:
+    """Instance-wide limits and defaults (``None`` limit: unlimited)."""
+
+    default_token_lifetime_days: int
+    max_active_tokens: Optional[int] = None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "InstanceSettings":
+        return cls(
+            default_token_lifetime_days=int(data["default_token_lifetime_days"]),
+            max_active_tokens=data.get("max_active_tokens"),
+        )
+
+
+@dataclass
+class TokenSettings:
+    """An organization's token settings."""
+
+    enabled_types: List[str]
+    token_creators: str
+    personal_token_ttl_days: Optional[int] = None
+    max_tokens_per_user: Optional[int] = None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "TokenSettings":
+        return cls(
+            enabled_types=_str_list(data.get("enabled_types")),
+            token_creators=data["token_creators"],
+            personal_token_ttl_days=data.get("personal_token_ttl_days"),
+            max_tokens_per_user=data.get("max_tokens_per_user"),
+        )
+
+
+@dataclass
+class Health:
+    """``/healthz`` and ``/readyz``: ``status`` is ``ok`` or what is wrong."""
+
+    status: str
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Health":
+        return cls(status=str(data.get("status", "")))
