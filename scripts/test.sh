@@ -5,14 +5,21 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# A Python virtualenv for the tests that use an independent JWT library (PyJWT) and for
+# the Python SDK suite; installed once, reused on a warm machine.
+PY="$(pwd)/.venv/bin/python"
+if [ ! -x "$PY" ]; then
+  python3 -m venv .venv
+fi
+if ! "$PY" -c "import jwt, cryptography" 2>/dev/null; then
+  "$PY" -m pip install --quiet --disable-pip-version-check "pyjwt[crypto]>=2.8"
+fi
+export LATCHKEY_TEST_PYTHON="$PY"
+
 cargo build --workspace --bins
 cargo test --workspace
 
 if [ -d sdks/python/tests ]; then
-  PY=".venv/bin/python"
-  if [ ! -x "$PY" ]; then
-    python3 -m venv .venv
-  fi
   if ! "$PY" -c "import httpx, pytest, latchkey" 2>/dev/null; then
     "$PY" -m pip install --quiet --disable-pip-version-check -e "./sdks/python[test]"
   fi
