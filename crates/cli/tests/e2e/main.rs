@@ -5,6 +5,7 @@ mod harness;
 
 mod auth;
 mod errors;
+mod governance;
 mod integration;
 mod lifecycle;
 mod process;
