@@ -19,9 +19,29 @@ export LATCHKEY_TEST_PYTHON="$PY"
 cargo build --workspace --bins
 cargo test --workspace
 
+# The black-box API suite once more, every test server on a fresh PostgreSQL database of
+# its own (docs/scale-out.md). Left out: tests about the SQLite file itself (subprocesses
+# on a data dir, `latchkey backup`, operator commands on the data dir) and the scale-out
+# tests, which always run on PostgreSQL above.
+LATCHKEY_TEST_BACKEND=postgres cargo test -p latchkey-cli --test e2e -- \
+  --skip process:: --skip scale_out:: \
+  --skip cli_backup_while_serving --skip cli_admin_reset_password
+
 if [ -d sdks/python/tests ]; then
   if ! "$PY" -c "import httpx, pytest, latchkey" 2>/dev/null; then
     "$PY" -m pip install --quiet --disable-pip-version-check -e "./sdks/python[test]"
   fi
   LATCHKEY_BIN="$(pwd)/target/debug/latchkey" "$PY" -m pytest -q sdks/python/tests
 fi
+
+# The console's browser tests (tests/console): the real binary driven through headless
+# Debian Chromium by accessible names, axe-core on every page. Without a browser they skip
+# with the reason (and fail under LATCHKEY_TEST_REQUIRE_ALL=1).
+if ! "$PY" -c "import selenium, pytest" 2>/dev/null; then
+  "$PY" -m pip install --quiet --disable-pip-version-check -r tests/console/requirements.txt
+fi
+AXE_VERSION="4.10.3"
+if [ ! -f tests/console/node_modules/axe-core/axe.min.js ] && command -v npm >/dev/null 2>&1; then
+  npm install --silent --no-audit --no-fund --no-save --prefix tests/console "axe-core@$AXE_VERSION"
+fi
+LATCHKEY_BIN="$(pwd)/target/debug/latchkey" "$PY" -m pytest -c tests/console/pytest.ini tests/console

@@ -1,14 +1,52 @@
-//! The `latchkey` binary: `serve` and `migrate` on the server side.
+//! The `latchkey` binary.
+//!
+//! * server side ([`serve`]): `serve`, `migrate`, `openapi`;
+//! * client side over the Rust SDK ([`remote`]): `login`, `logout`, `whoami`, `workspace`,
+//!   `token`, `project`, `verify`;
+//! * operator commands on the store ([`operator`]): `backup`, `admin reset-password`;
+//! * `completions` for bash, zsh and fish.
+//!
+//! Exit codes: 0 success, 1 refused (an API error; `verify`: invalid), 2 usage or
+//! connection error (see [`error`]).
 
-use std::path::PathBuf;
+mod error;
+mod input;
+mod operator;
+mod output;
+mod profile;
+mod remote;
+mod serve;
 
-use anyhow::Context as _;
-use clap::{Args, Parser, Subcommand};
-use latchkey_server::config::LogFormat;
-use latchkey_server::{BootstrapOptions, Config, HashKeySource, StartOptions};
+use std::process::ExitCode;
+
+use clap::{CommandFactory as _, Parser, Subcommand, ValueEnum};
+
+use crate::error::{CliError, CliResult, EXIT_OK};
+use crate::operator::{AdminCmd, BackupArgs};
+use crate::remote::{
+    LoginArgs, LogoutArgs, ProjectCmd, Remote, TokenCmd, VerifyArgs, WorkspaceCmd,
+};
+use crate::serve::StoreArgs;
+
+const MAIN_HELP: &str = "\
+Examples (getting started):
+  latchkey serve --data-dir ./latchkey-data          # prints the admin password and a token once
+  latchkey login --url http://127.0.0.1:8080 --token -   # paste the token
+  latchkey whoami
+  latchkey token create --workspace \"Workspace 1\" --name ci --expires-in-days 30
+
+Client commands read the server from --url / LATCHKEY_URL and the token from --token /
+LATCHKEY_API_KEY, else from the file `latchkey login` wrote. Exit codes: 0 success,
+1 refused by the server (verify: invalid token), 2 usage or connection error.";
 
 #[derive(Parser)]
-#[command(name = "latchkey", version, about = "Self-hosted API access tokens", long_about = None)]
+#[command(
+    name = "latchkey",
+    version,
+    about = "Self-hosted API access tokens",
+    long_about = None,
+    after_help = MAIN_HELP
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -25,192 +63,177 @@ enum Command {
     /// Example: latchkey migrate --data-dir /var/lib/latchkey
     Migrate(StoreArgs),
     /// Print the OpenAPI description of the HTTP API.
+    #[command(after_help = "Example:\n  latchkey openapi > openapi.json")]
     Openapi,
+
+    /// Check a server URL and API token and save them (mode 0600) for later commands.
+    #[command(after_help = "\
+Examples:
+  latchkey login                                       # asks for the URL and the token
+  latchkey login --url https://latchkey.example.com --token -   # token from stdin
+  echo \"$TOKEN\" | latchkey login --url http://127.0.0.1:8080
+
+The file is $LATCHKEY_CONFIG_DIR/config.toml, else $XDG_CONFIG_HOME/latchkey/config.toml,
+else ~/.config/latchkey/config.toml.")]
+    Login(LoginArgs),
+    /// Forget the saved URL and token (the token itself keeps working until revoked).
+    #[command(after_help = "Example:\n  latchkey logout")]
+    Logout(LogoutArgs),
+    /// Show who the token belongs to: user, organization, workspace memberships.
+    #[command(after_help = "Examples:\n  latchkey whoami\n  latchkey whoami --output json")]
+    Whoami(Remote),
+    /// Workspaces.
+    #[command(subcommand, after_help = "Example:\n  latchkey workspace list")]
+    Workspace(WorkspaceCmd),
+    /// API tokens: create, list, get, revoke, restore, rotate, delete.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  latchkey token create --workspace \"Workspace 1\" --name ci\n  latchkey token list\n  latchkey token revoke <id>"
+    )]
+    Token(TokenCmd),
+    /// Projects (the example resource tokens protect).
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  latchkey project create --name \"Fraud Demo\"\n  latchkey project list"
+    )]
+    Project(ProjectCmd),
+    /// Check a token: exit 0 valid, 1 invalid, 2 usage or connection error.
+    #[command(after_help = "\
+Examples:
+  latchkey verify lkp_3Vq...                 # from a script: if latchkey verify \"$T\"; then ...
+  printf '%s' \"$T\" | latchkey verify -       # keeps the token out of the process list
+  latchkey verify - --output json < token.txt
+
+Needs only --url (verification takes no credentials).")]
+    Verify(VerifyArgs),
+
+    /// Write a consistent copy of the SQLite store (and its hash key), even while serving.
+    #[command(after_help = "\
+Examples:
+  latchkey backup /backups/latchkey-$(date +%F).db --data-dir /var/lib/latchkey
+
+Writes FILE (mode 0600) with SQLite's VACUUM INTO and copies the hash key to FILE.hash.key
+(mode 0600); refuses to overwrite either. To restore, put them in an empty data directory as
+latchkey.db and hash.key, then start `latchkey serve --data-dir DIR`.")]
+    Backup(BackupArgs),
+    /// Operator commands on the store: reset-password.
+    #[command(
+        subcommand,
+        after_help = "Example:\n  latchkey admin reset-password admin --generate --data-dir /var/lib/latchkey"
+    )]
+    Admin(AdminCmd),
+
+    /// Print a shell completion script.
+    #[command(after_help = "\
+Examples:
+  latchkey completions bash > /etc/bash_completion.d/latchkey
+  latchkey completions zsh > \"${fpath[1]}/_latchkey\"
+  latchkey completions fish > ~/.config/fish/completions/latchkey.fish")]
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: Shell,
+    },
 }
 
-/// Where the server listens and keeps its data; each flag is also an environment variable.
-#[derive(Args, Clone)]
-struct StoreArgs {
-    /// Address to listen on.
-    #[arg(long, env = "LATCHKEY_LISTEN")]
-    listen: Option<std::net::SocketAddr>,
-    /// Data directory (SQLite file and hash key).
-    #[arg(long, env = "LATCHKEY_DATA_DIR")]
-    data_dir: Option<PathBuf>,
-    /// Database URL (default: the SQLite file in the data directory).
-    #[arg(long, env = "LATCHKEY_DATABASE_URL")]
-    database_url: Option<String>,
-    /// TOML configuration file (see latchkey.sample.toml).
-    #[arg(long, env = "LATCHKEY_CONFIG")]
-    config: Option<PathBuf>,
+/// Shells `completions` writes scripts for.
+#[derive(Clone, Copy, ValueEnum)]
+enum Shell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
-impl StoreArgs {
-    fn load(&self) -> anyhow::Result<Config> {
-        let mut config = Config::from_file(self.config.as_deref())?;
-        config.apply_env(|k| std::env::var(k).ok())?;
-        if let Some(listen) = self.listen {
-            config.listen = listen;
-        }
-        if let Some(dir) = &self.data_dir {
-            config.data_dir = dir.clone();
-        }
-        if let Some(url) = &self.database_url {
-            config.database_url = url.clone();
-        }
-        config.validate()?;
-        Ok(config)
-    }
-}
-
-fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
-}
-
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    match format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
-    }
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
+fn completions(shell: Shell) -> CliResult {
+    let shell = match shell {
+        Shell::Bash => clap_complete::Shell::Bash,
+        Shell::Zsh => clap_complete::Shell::Zsh,
+        Shell::Fish => clap_complete::Shell::Fish,
     };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = terminate => {},
-    }
-    tracing::info!("shutdown requested; draining requests");
-}
-
-fn start_options() -> StartOptions {
-    StartOptions {
-        bootstrap: BootstrapOptions {
-            admin_username: env("LATCHKEY_ADMIN_USERNAME"),
-            admin_password: env("LATCHKEY_ADMIN_PASSWORD"),
-            admin_token: env("LATCHKEY_ADMIN_TOKEN"),
-        },
-        hash_key: HashKeySource {
-            hex: env("LATCHKEY_HASH_KEY"),
-            file: env("LATCHKEY_HASH_KEY_FILE").map(PathBuf::from),
-        },
-        clock: latchkey_server::Clock::default(),
-    }
-}
-
-fn print_bootstrap(b: &latchkey_server::Bootstrapped, url: &str) {
-    let mut out = String::new();
-    out.push_str("==================== Latchkey first start ====================\n");
-    out.push_str(&format!("Console and API:  {url}\n"));
-    out.push_str(&format!("Admin username:   {}\n", b.admin_username));
-    match &b.generated_password {
-        Some(p) => out.push_str(&format!("Admin password:   {p}\n")),
-        None => out.push_str("Admin password:   (preset with LATCHKEY_ADMIN_PASSWORD)\n"),
-    }
-    match &b.generated_token {
-        Some(t) => out.push_str(&format!(
-            "API token:        {t}\n                  (personal, {}, expires in 270 days)\n",
-            b.workspace_name
-        )),
-        None => out.push_str("API token:        (preset with LATCHKEY_ADMIN_TOKEN)\n"),
-    }
-    out.push_str("These are shown once and stored only hashed. Keep them now.\n");
-    out.push_str("==============================================================\n");
-    print!("{out}");
-}
-
-async fn serve(args: StoreArgs) -> anyhow::Result<()> {
-    let config = args.load()?;
-    init_logging(config.log_format);
-    let listen = config.listen;
-    let configured_url = (!config.public_url.is_empty()).then(|| config.public_url());
-    let prepared = latchkey_server::prepare(config, start_options())
-        .await
-        .context("cannot start")?;
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
-    let bound = listener.local_addr()?;
-    if let Some(b) = &prepared.bootstrapped {
-        print_bootstrap(
-            b,
-            &configured_url.unwrap_or_else(|| format!("http://{bound}")),
-        );
-    }
-    tracing::info!(address = %bound, "latchkey listening");
-    latchkey_server::serve(listener, prepared.state, shutdown_signal()).await?;
-    tracing::info!("stopped");
-    Ok(())
-}
-
-async fn migrate(args: StoreArgs) -> anyhow::Result<()> {
-    let config = args.load()?;
-    init_logging(config.log_format);
-    let store = latchkey_server::open_store(&config).await?;
-    store.migrate().await.context("migration failed")?;
-    println!(
-        "migrations applied to {}",
-        redact_url(&config.database_url())
+    clap_complete::generate(
+        shell,
+        &mut Cli::command(),
+        "latchkey",
+        &mut std::io::stdout(),
     );
-    Ok(())
+    Ok(EXIT_OK)
 }
 
-/// Hides a password in a database URL.
-fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            format!("{}://***{}", &url[..scheme_end], &url[at..])
-        }
-        _ => url.to_owned(),
+/// The server-side commands keep their own error handling: `error: …`, exit 1.
+fn server_side(result: anyhow::Result<()>) -> CliResult {
+    result.map(|()| EXIT_OK).map_err(CliError::from)
+}
+
+async fn run(command: Command) -> CliResult {
+    match command {
+        Command::Serve(args) => server_side(serve::serve(args).await),
+        Command::Migrate(args) => server_side(serve::migrate(args).await),
+        Command::Openapi => server_side(serve::openapi()),
+        Command::Login(args) => remote::login(args).await,
+        Command::Logout(args) => remote::logout(args),
+        Command::Whoami(args) => remote::whoami(args).await,
+        Command::Workspace(cmd) => remote::workspace(cmd).await,
+        Command::Token(cmd) => remote::token(cmd).await,
+        Command::Project(cmd) => remote::project(cmd).await,
+        Command::Verify(args) => remote::verify(args).await,
+        Command::Backup(args) => operator::backup(args).await,
+        Command::Admin(cmd) => operator::admin(cmd).await,
+        Command::Completions { shell } => completions(shell),
     }
 }
 
-fn main() -> std::process::ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut builder = match cli.command {
+        Command::Serve(_) | Command::Migrate(_) => tokio::runtime::Builder::new_multi_thread(),
+        _ => tokio::runtime::Builder::new_current_thread(),
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
-            return std::process::ExitCode::from(2);
+            return ExitCode::from(2);
         }
     };
-    let result = runtime.block_on(async move {
-        match cli.command {
-            Command::Serve(args) => serve(args).await,
-            Command::Migrate(args) => migrate(args).await,
-            Command::Openapi => {
-                println!("{}", latchkey_server::api::openapi_json());
-                Ok(())
+    match runtime.block_on(run(cli.command)) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => e.report(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_command_has_an_example() {
+        fn walk(cmd: &clap::Command, path: &str) {
+            let path = format!("{path} {}", cmd.get_name());
+            let help = format!(
+                "{}{}",
+                cmd.get_after_help()
+                    .map(|h| h.to_string())
+                    .unwrap_or_default(),
+                cmd.get_long_about()
+                    .map(|h| h.to_string())
+                    .unwrap_or_default()
+            );
+            assert!(
+                help.contains("latchkey ") && help.contains("xample"),
+                "{path} has no example in its help"
+            );
+            for sub in cmd.get_subcommands() {
+                walk(sub, &path);
             }
         }
-    });
-    match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
+        let cli = Cli::command();
+        for sub in cli.get_subcommands() {
+            walk(sub, "");
         }
     }
 }

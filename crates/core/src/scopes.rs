@@ -39,6 +39,12 @@ impl ScopeSet {
         ScopeSet(self.0 | Self::bit(scope))
     }
 
+    /// The raw bit mask (one bit per [`Scope`], by its position in [`Scope::ALL`]), e.g.
+    /// to index a table of precomputed answers.
+    pub fn bits(self) -> u8 {
+        self.0
+    }
+
     /// Whether the set is empty.
     pub fn is_empty(self) -> bool {
         self.0 == 0

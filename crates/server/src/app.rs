@@ -38,13 +38,11 @@ pub fn app(state: AppState) -> Router {
 /// Records metrics and sets headers every response carries.
 async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
-    let method = req.method().as_str().to_owned();
+    // `MatchedPath` is an `Arc<str>` and a standard `Method` is a tag: neither clone allocates.
+    let route = req.extensions().get::<MatchedPath>().cloned();
+    let method = req.method().clone();
     let mut response = next.run(req).await;
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
     let headers = response.headers_mut();
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
@@ -58,10 +56,10 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     state.metrics.observe_request(
-        &route,
+        route,
         &method,
         response.status().as_u16(),
-        started.elapsed().as_secs_f64(),
+        started.elapsed(),
     );
     response
 }
@@ -93,10 +91,25 @@ pub async fn serve(
     result
 }
 
+/// A boxed tick of a background task.
+type Tick = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+
 fn every(
     period: Duration,
+    stop: watch::Receiver<bool>,
+    tick: impl FnMut() -> Tick + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    every_or_woken(period, None, stop, tick)
+}
+
+/// Like [`every`], and also at once whenever `wake` changes (the store's change notices:
+/// another node committed a change), so a revocation elsewhere is applied here within
+/// milliseconds; the period stays as the catch-up for notices lost or not sent.
+fn every_or_woken(
+    period: Duration,
+    mut wake: Option<watch::Receiver<i64>>,
     mut stop: watch::Receiver<bool>,
-    mut tick: impl FnMut() -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> + Send + 'static,
+    mut tick: impl FnMut() -> Tick + Send + 'static,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut interval = tokio::time::interval(period.max(Duration::from_millis(10)));
@@ -104,6 +117,16 @@ fn every(
         loop {
             tokio::select! {
                 _ = interval.tick() => tick().await,
+                woken = async {
+                    match wake.as_mut() {
+                        Some(rx) => rx.changed().await,
+                        None => std::future::pending().await,
+                    }
+                } => match woken {
+                    Ok(()) => tick().await,
+                    // The notices are gone (the store closed them): poll only.
+                    Err(_) => wake = None,
+                },
                 _ = stop.changed() => break,
             }
         }
@@ -121,8 +144,9 @@ fn spawn_background(
     let s1 = state.clone();
     let s2 = state.clone();
     let s3 = state;
+    let notices = s1.store.change_notices();
     vec![
-        every(poll, stop.clone(), move || {
+        every_or_woken(poll, notices, stop.clone(), move || {
             let s = s1.clone();
             Box::pin(async move {
                 match s.verifier.sync().await {
@@ -139,11 +163,25 @@ fn spawn_background(
         every(flush, stop.clone(), move || {
             let s = s2.clone();
             Box::pin(async move {
-                match s.last_used.flush(s.store.as_ref()).await {
+                let oldest = s.last_used.oldest_pending();
+                let started = Instant::now();
+                let flushed = s.last_used.flush(s.store.as_ref()).await;
+                s.metrics.observe_store(
+                    crate::metrics::StoreOp::RecordLastUsed,
+                    started.elapsed(),
+                    flushed.is_ok(),
+                );
+                match flushed {
                     Ok(n) => {
                         s.metrics
                             .last_used_flushed
                             .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+                        if let Some(oldest) = oldest.filter(|_| n > 0) {
+                            let lag = s.clock.now_secs().saturating_sub(oldest);
+                            s.metrics.observe_flush_lag(Duration::from_secs(
+                                u64::try_from(lag).unwrap_or(0),
+                            ));
+                        }
                     }
                     Err(e) => tracing::warn!(error = %e, "last-used flush failed; will retry"),
                 }

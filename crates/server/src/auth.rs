@@ -275,19 +275,22 @@ impl AppState {
         secret: &str,
         ip: ClientIp,
     ) -> Result<Principal, ApiError> {
-        let now = self.clock.now();
-        let ip_key = ip.to_text().unwrap_or_default();
-        if let Some(retry_after) = self
-            .token_failure_throttle
-            .blocked(&ip_key, now.unix_timestamp())
-        {
+        let secs = self.clock.now_secs();
+        if let Some(retry_after) = self.token_failure_throttle.blocked(ip.0, secs) {
             return Err(ApiError::RateLimited { retry_after });
         }
-        match self.check_credential(secret, now).await {
+        let now = latchkey_core::from_unix(secs);
+        let checked = match self.check_credential_cached(secret, now) {
+            Some(answer) => answer,
+            None => self.check_credential(secret, now).await,
+        };
+        match checked {
             Ok(checked) => {
                 self.metrics.observe_verify(Ok(()));
-                self.last_used
-                    .record(&checked.verified.grant.token_id, now.unix_timestamp(), ip.0);
+                let grant = &checked.verified.grant;
+                if grant.note_use(secs) {
+                    self.last_used.record(&grant.token_id, secs, ip.0);
+                }
                 Ok(Principal {
                     user: checked.verified.owner,
                     credential: Credential::Token {
@@ -301,9 +304,8 @@ impl AppState {
             }
             Err(VerifyError::Invalid(reason)) => {
                 self.metrics.observe_verify(Err(reason));
-                self.token_failure_throttle
-                    .record(&ip_key, now.unix_timestamp());
-                tracing::info!(reason = reason.as_str(), ip = %ip_key, "token check failed");
+                self.token_failure_throttle.record(ip.0, secs);
+                tracing::info!(reason = reason.as_str(), ip = %ip, "token check failed");
                 Err(ApiError::Unauthenticated {
                     message: reason_message(reason).to_owned(),
                     presented: true,

@@ -175,7 +175,7 @@ pub async fn bootstrap(
     };
     let done = state.store.bootstrap(now, plan).await?;
     state.verifier.refresh_org().await?;
-    Ok(done.then(|| Bootstrapped {
+    Ok(done.then_some(Bootstrapped {
         admin_username: username,
         generated_password,
         generated_token,

@@ -47,6 +47,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Database URL; empty means the SQLite file in the data directory.
     pub database_url: String,
+    /// Most connections one node opens to PostgreSQL (not used by SQLite).
+    pub database_pool_size: u32,
     /// The URL people and clients use to reach this server; decides cookie `Secure`, the
     /// origin CSRF checks compare against, and the JWT issuer. Empty: `http://<listen>`.
     pub public_url: String,
@@ -225,6 +227,7 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("./latchkey-data"),
             database_url: String::new(),
+            database_pool_size: 10,
             public_url: String::new(),
             api_key_headers: Vec::new(),
             max_body_bytes: 1024 * 1024,
@@ -269,6 +272,12 @@ impl Config {
                 .map(str::to_owned)
                 .collect();
         }
+        if let Some(v) = var("LATCHKEY_DATABASE_POOL_SIZE") {
+            self.database_pool_size = v.parse().map_err(|_| ConfigError::Invalid {
+                name: "LATCHKEY_DATABASE_POOL_SIZE".into(),
+                message: "must be a number of connections".into(),
+            })?;
+        }
         if let Some(v) = var("LATCHKEY_MAX_BODY_BYTES") {
             self.max_body_bytes = v.parse().map_err(|_| ConfigError::Invalid {
                 name: "LATCHKEY_MAX_BODY_BYTES".into(),
@@ -308,9 +317,9 @@ impl Config {
                 });
             }
         }
-        if !self.public_url.is_empty()
-            && !(self.public_url.starts_with("http://") || self.public_url.starts_with("https://"))
-        {
+        let scheme_ok =
+            self.public_url.starts_with("http://") || self.public_url.starts_with("https://");
+        if !self.public_url.is_empty() && !scheme_ok {
             return Err(ConfigError::Invalid {
                 name: "public_url".into(),
                 message: "must start with http:// or https://".into(),
@@ -320,6 +329,12 @@ impl Config {
             return Err(ConfigError::Invalid {
                 name: "jwt.ttl_secs".into(),
                 message: "must be between 1 and 900 seconds".into(),
+            });
+        }
+        if self.database_pool_size == 0 {
+            return Err(ConfigError::Invalid {
+                name: "database_pool_size".into(),
+                message: "must be at least 1".into(),
             });
         }
         if self.throttle.window_secs == 0 {
@@ -398,6 +413,19 @@ mod tests {
             c.apply_env(|k| (k == "LATCHKEY_TRUSTED_PROXIES").then(|| "nope".into()))
                 .is_err()
         );
+    }
+
+    #[test]
+    fn database_pool_size_comes_from_file_or_env() {
+        let c: Config = toml::from_str("database_pool_size = 4").unwrap();
+        assert_eq!(c.database_pool_size, 4);
+        assert_eq!(Config::default().database_pool_size, 10);
+        let mut c = Config::default();
+        c.apply_env(|k| (k == "LATCHKEY_DATABASE_POOL_SIZE").then(|| "25".into()))
+            .unwrap();
+        assert_eq!(c.database_pool_size, 25);
+        c.database_pool_size = 0;
+        assert!(c.validate().is_err());
     }
 
     #[test]

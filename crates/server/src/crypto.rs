@@ -22,7 +22,13 @@ pub fn seal(key: &HashKey, purpose: &str, aad: &[u8], plaintext: &[u8]) -> Vec<u
     let nonce = ChaCha20Poly1305::generate_nonce(&mut OsRng);
     let mut out = nonce.to_vec();
     // Encryption with a valid key and nonce cannot fail for in-memory buffers.
-    if let Ok(ct) = cipher(key, purpose).encrypt(&nonce, Payload { msg: plaintext, aad }) {
+    if let Ok(ct) = cipher(key, purpose).encrypt(
+        &nonce,
+        Payload {
+            msg: plaintext,
+            aad,
+        },
+    ) {
         out.extend_from_slice(&ct);
     }
     out

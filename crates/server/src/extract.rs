@@ -141,21 +141,26 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiForm<T> {
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.split(';').next())
-            .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"));
+            .is_some_and(|m| {
+                m.trim()
+                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+            });
         if !is_form {
             return Err(ApiError::UnsupportedMediaType(
                 "this endpoint takes Content-Type: application/x-www-form-urlencoded".into(),
             ));
         }
         let bytes = read_body(req, state).await?;
-        serde_urlencoded::from_bytes(&bytes).map(ApiForm).map_err(|e| {
-            let text = e.to_string();
-            let field = backticked(&text).unwrap_or("body").to_owned();
-            ApiError::InvalidField {
-                message: format!("invalid form field {field}: {text}"),
-                field,
-            }
-        })
+        serde_urlencoded::from_bytes(&bytes)
+            .map(ApiForm)
+            .map_err(|e| {
+                let text = e.to_string();
+                let field = backticked(&text).unwrap_or("body").to_owned();
+                ApiError::InvalidField {
+                    message: format!("invalid form field {field}: {text}"),
+                    field,
+                }
+            })
     }
 }
 
@@ -163,6 +168,15 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiForm<T> {
 /// not a trusted proxy, when the peer is one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientIp(pub Option<IpAddr>);
+
+impl std::fmt::Display for ClientIp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(ip) => ip.fmt(f),
+            None => Ok(()),
+        }
+    }
+}
 
 impl ClientIp {
     /// As text for audit events.

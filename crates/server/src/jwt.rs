@@ -68,7 +68,8 @@ pub enum JwtError {
 struct KeySet {
     signing: Option<(String, SigningKey, OffsetDateTime, OffsetDateTime)>,
     verifying: HashMap<String, VerifyingKey>,
-    jwks: String,
+    /// JWKS entries with the instant each leaves the set.
+    published: Vec<(serde_json::Value, OffsetDateTime)>,
 }
 
 /// The node's view of the signing keys, plus a cache of verified JWTs.
@@ -83,7 +84,9 @@ pub struct JwtKeys {
 
 impl std::fmt::Debug for JwtKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JwtKeys").field("issuer", &self.issuer).finish_non_exhaustive()
+        f.debug_struct("JwtKeys")
+            .field("issuer", &self.issuer)
+            .finish_non_exhaustive()
     }
 }
 
@@ -109,7 +112,7 @@ impl JwtKeys {
             keys: RwLock::new(Arc::new(KeySet {
                 signing: None,
                 verifying: HashMap::new(),
-                jwks: r#"{"keys":[]}"#.into(),
+                published: Vec::new(),
             })),
             verified: DashMap::new(),
         };
@@ -140,16 +143,26 @@ impl JwtKeys {
                 continue;
             };
             verifying.insert(record.id.clone(), vk);
-            jwks_keys.push(serde_json::json!({
-                "kty": "OKP", "crv": "Ed25519", "use": "sig", "alg": "EdDSA",
-                "kid": record.id, "x": B64.encode(public),
-            }));
+            jwks_keys.push((
+                serde_json::json!({
+                    "kty": "OKP", "crv": "Ed25519", "use": "sig", "alg": "EdDSA",
+                    "kid": record.id, "x": B64.encode(public),
+                }),
+                record.expires_at,
+            ));
             if record.retire_at > now
-                && signing.as_ref().is_none_or(|(_, _, created, _)| record.created_at > *created)
+                && signing
+                    .as_ref()
+                    .is_none_or(|(_, _, created, _)| record.created_at > *created)
             {
-                match crypto::open(&self.hash_key, PURPOSE, record.id.as_bytes(), &record.private_key)
-                    .ok()
-                    .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
+                match crypto::open(
+                    &self.hash_key,
+                    PURPOSE,
+                    record.id.as_bytes(),
+                    &record.private_key,
+                )
+                .ok()
+                .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
                 {
                     Some(secret) => {
                         signing = Some((
@@ -159,15 +172,16 @@ impl JwtKeys {
                             record.retire_at,
                         ));
                     }
-                    None => tracing::error!(kid = %record.id, "cannot decrypt a signing key (another hash key?)"),
+                    None => {
+                        tracing::error!(kid = %record.id, "cannot decrypt a signing key (another hash key?)")
+                    }
                 }
             }
         }
-        let jwks = serde_json::json!({ "keys": jwks_keys }).to_string();
         let set = Arc::new(KeySet {
             signing,
             verifying,
-            jwks,
+            published: jwks_keys,
         });
         if let Ok(mut guard) = self.keys.write() {
             *guard = set;
@@ -203,14 +217,29 @@ impl JwtKeys {
         self.reload(now).await
     }
 
-    /// The JWKS document.
-    pub fn jwks(&self) -> String {
-        self.current().jwks.clone()
+    /// The JWKS document: every key whose JWTs may still be valid at `now`.
+    pub fn jwks(&self, now: OffsetDateTime) -> String {
+        let set = self.current();
+        let keys: Vec<&serde_json::Value> = set
+            .published
+            .iter()
+            .filter(|(_, expires_at)| *expires_at > now)
+            .map(|(key, _)| key)
+            .collect();
+        serde_json::json!({ "keys": keys }).to_string()
     }
 
     /// Signs an access JWT.
-    pub async fn issue(&self, claims: &AccessClaims, now: OffsetDateTime) -> Result<String, StoreError> {
-        let usable = |set: &KeySet| set.signing.as_ref().is_some_and(|(.., retire_at)| *retire_at > now);
+    pub async fn issue(
+        &self,
+        claims: &AccessClaims,
+        now: OffsetDateTime,
+    ) -> Result<String, StoreError> {
+        let usable = |set: &KeySet| {
+            set.signing
+                .as_ref()
+                .is_some_and(|(.., retire_at)| *retire_at > now)
+        };
         if !usable(&self.current()) {
             self.reload(now).await?;
             if !usable(&self.current()) {
@@ -229,12 +258,19 @@ impl JwtKeys {
         let encode = |v: &dyn erased::Json| B64.encode(v.to_json());
         let signing_input = format!("{}.{}", encode(&header), encode(claims));
         let signature = key.sign(signing_input.as_bytes());
-        Ok(format!("{signing_input}.{}", B64.encode(signature.to_bytes())))
+        Ok(format!(
+            "{signing_input}.{}",
+            B64.encode(signature.to_bytes())
+        ))
     }
 
     /// Verifies a JWT's signature and claims (not its `pat`: the caller checks that at every
     /// use). Verified JWTs are cached by hash until they expire.
-    pub async fn verify(&self, jwt: &str, now: OffsetDateTime) -> Result<Arc<AccessClaims>, JwtError> {
+    pub async fn verify(
+        &self,
+        jwt: &str,
+        now: OffsetDateTime,
+    ) -> Result<Arc<AccessClaims>, JwtError> {
         let digest: [u8; 32] = Sha256::digest(jwt.as_bytes()).into();
         if let Some(claims) = self.verified.get(&digest) {
             return if claims.exp > now.unix_timestamp() {
@@ -244,7 +280,9 @@ impl JwtKeys {
             };
         }
         let mut parts = jwt.split('.');
-        let (Some(h), Some(c), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        let (Some(h), Some(c), Some(s), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
             return Err(JwtError::Invalid);
         };
         let header: Header = B64

@@ -21,6 +21,7 @@ pub mod console;
 pub mod crypto;
 pub mod error;
 pub mod extract;
+pub mod fasthash;
 pub mod jwt;
 pub mod metrics;
 pub mod password;
@@ -35,6 +36,7 @@ use std::sync::Arc;
 use axum::http::HeaderName;
 use latchkey_core::HashKey;
 use latchkey_store::{Store, StoreError};
+use latchkey_store_postgres::PostgresStore;
 use latchkey_store_sqlite::SqliteStore;
 
 pub use app::{app, serve};
@@ -93,7 +95,9 @@ pub struct StartOptions {
     pub clock: Clock,
 }
 
-/// A store opened from the configured URL: `sqlite://…` (the default, in the data dir).
+/// A store opened from the configured URL: `sqlite://…` (the default, in the data dir), or
+/// `postgres://…` / `postgresql://…` for several nodes on one database (a pool of
+/// `database_pool_size` connections; see docs/scale-out.md).
 pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
     let url = config.database_url();
     if let Some(path) = url
@@ -108,12 +112,11 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
         return Ok(Arc::new(store));
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Err(StartError::Invalid(
-            "PostgreSQL is not supported by this build yet; use the SQLite default".into(),
-        ));
+        let store = PostgresStore::connect(&url, config.database_pool_size).await?;
+        return Ok(Arc::new(store));
     }
     Err(StartError::Invalid(format!(
-        "unsupported database URL scheme in {:?}; use sqlite://PATH",
+        "unsupported database URL scheme in {:?}; use sqlite://PATH or postgres://…",
         url.split("://").next().unwrap_or("")
     )))
 }
@@ -210,13 +213,15 @@ pub async fn prepare_with_store(
     let hash_key = resolve_hash_key(&config, &options.hash_key)?;
     store.migrate().await?;
     store.ensure_hash_key(hash_key.id()).await?;
+    let metrics = Arc::new(metrics::Metrics::default());
     let verifier = verifier::Verifier::start(
         hash_key.clone(),
         Arc::clone(&store),
         config.verifier.negative_cache_size,
         config.verifier.max_staleness_secs,
     )
-    .await?;
+    .await?
+    .with_metrics(Arc::clone(&metrics));
     let api_key_headers = config
         .api_key_headers
         .iter()
@@ -251,7 +256,7 @@ pub async fn prepare_with_store(
         hash_key,
         clock: options.clock,
         last_used: state::LastUsedBuffer::default(),
-        metrics: metrics::Metrics::default(),
+        metrics,
         api_key_headers,
         dummy_password_hash,
     });

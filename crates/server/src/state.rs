@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 use std::ops::Deref;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use axum::http::HeaderName;
 use dashmap::DashMap;
@@ -12,6 +12,7 @@ use latchkey_store::{LastUsed, Store, StoreError};
 use time::OffsetDateTime;
 
 use crate::config::Config;
+use crate::fasthash::FxBuild;
 use crate::metrics::Metrics;
 use crate::verifier::Verifier;
 
@@ -24,10 +25,20 @@ pub struct Clock {
 
 impl Clock {
     /// Now, in whole seconds, plus any test offset.
+    #[inline]
     pub fn now(&self) -> OffsetDateTime {
-        let now =
-            OffsetDateTime::now_utc().unix_timestamp() + self.offset_secs.load(Ordering::Relaxed);
-        latchkey_core::from_unix(now)
+        latchkey_core::from_unix(self.now_secs())
+    }
+
+    /// Now as unix seconds, plus any test offset (cheaper than [`Clock::now`]: no calendar
+    /// arithmetic).
+    #[inline]
+    pub fn now_secs(&self) -> i64 {
+        let secs = match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+            Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+            Err(e) => -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
+        };
+        secs.saturating_add(self.offset_secs.load(Ordering::Relaxed))
     }
 
     /// Moves time forward (tests only; there is no way to reach this over HTTP).
@@ -36,12 +47,14 @@ impl Clock {
     }
 }
 
-/// A per-key fixed-window counter (per node).
+/// A per-IP fixed-window counter (per node). Requests whose client IP is unknown share one
+/// key (`None`).
 #[derive(Debug)]
 pub struct Throttle {
     limit: u32,
     window_secs: i64,
-    counts: DashMap<String, (i64, u32)>,
+    counts: DashMap<Option<IpAddr>, (i64, u32), FxBuild>,
+    records: AtomicU64,
 }
 
 impl Throttle {
@@ -50,25 +63,28 @@ impl Throttle {
         Throttle {
             limit,
             window_secs: i64::try_from(window_secs.max(1)).unwrap_or(60),
-            counts: DashMap::new(),
+            counts: DashMap::default(),
+            records: AtomicU64::new(0),
         }
     }
 
     /// Seconds to wait if `key` is over its limit now, else `None`.
-    pub fn blocked(&self, key: &str, now: i64) -> Option<u64> {
-        let entry = self.counts.get(key)?;
+    #[inline]
+    pub fn blocked(&self, key: Option<IpAddr>, now: i64) -> Option<u64> {
+        let entry = self.counts.get(&key)?;
         let (start, count) = *entry;
         let end = start + self.window_secs;
         (now < end && count >= self.limit).then(|| u64::try_from(end - now).unwrap_or(1).max(1))
     }
 
     /// Records one event for `key`.
-    pub fn record(&self, key: &str, now: i64) {
-        if self.counts.len() > 100_000 {
+    pub fn record(&self, key: Option<IpAddr>, now: i64) {
+        // `len` visits every shard: look only now and then.
+        if self.records.fetch_add(1, Ordering::Relaxed) % 1024 == 0 && self.counts.len() > 100_000 {
             let cutoff = now - self.window_secs;
             self.counts.retain(|_, (start, _)| *start > cutoff);
         }
-        let mut entry = self.counts.entry(key.to_owned()).or_insert((now, 0));
+        let mut entry = self.counts.entry(key).or_insert((now, 0));
         if now >= entry.0 + self.window_secs {
             *entry = (now, 0);
         }
@@ -76,15 +92,21 @@ impl Throttle {
     }
 
     /// Forgets a key (e.g. after a successful sign-in).
-    pub fn reset(&self, key: &str) {
-        self.counts.remove(key);
+    pub fn reset(&self, key: Option<IpAddr>) {
+        self.counts.remove(&key);
     }
 }
 
 /// Last-used times kept in memory and flushed in batches, never one write per request.
+///
+/// The hot path calls [`LastUsedBuffer::record`] once per checked token, but only the
+/// first use of a token in each second reaches the map: the grant remembers the second it
+/// last recorded ([`crate::verifier::Grant::note_use`]).
 #[derive(Debug, Default)]
 pub struct LastUsedBuffer {
-    pending: DashMap<Arc<str>, (i64, Option<IpAddr>)>,
+    pending: DashMap<Arc<str>, (i64, Option<IpAddr>), FxBuild>,
+    /// Unix seconds of the oldest entry waiting to be written (0: none known).
+    oldest_pending: AtomicI64,
 }
 
 impl LastUsedBuffer {
@@ -98,6 +120,12 @@ impl LastUsedBuffer {
             }
             None => {
                 self.pending.insert(Arc::clone(token_id), (now, ip));
+                let _ = self.oldest_pending.compare_exchange(
+                    0,
+                    now,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
             }
         }
     }
@@ -107,8 +135,17 @@ impl LastUsedBuffer {
         self.pending.get(token_id).map(|e| e.0)
     }
 
+    /// Unix seconds of the oldest entry not yet written, if any.
+    pub fn oldest_pending(&self) -> Option<i64> {
+        match self.oldest_pending.load(Ordering::Relaxed) {
+            0 => None,
+            t => Some(t),
+        }
+    }
+
     /// Writes everything pending; on failure keeps it for the next flush.
     pub async fn flush(&self, store: &dyn Store) -> Result<usize, StoreError> {
+        self.oldest_pending.store(0, Ordering::Relaxed);
         let keys: Vec<Arc<str>> = self.pending.iter().map(|e| Arc::clone(e.key())).collect();
         let mut batch = Vec::with_capacity(keys.len());
         for key in keys {
@@ -164,8 +201,8 @@ pub struct AppStateInner {
     pub token_failure_throttle: Throttle,
     /// Last-used buffer.
     pub last_used: LastUsedBuffer,
-    /// Metrics.
-    pub metrics: Metrics,
+    /// Metrics (shared with the verifier, which times its store reads into them).
+    pub metrics: Arc<Metrics>,
     /// Header names that carry tokens besides `Authorization` and `X-API-Key`.
     pub api_key_headers: Vec<HeaderName>,
     /// Public URL without trailing slash.

@@ -8,19 +8,24 @@
 //! made-up tokens reaches the store at most once per distinct token.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::future::Future;
 use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use axum::http::HeaderValue;
 use dashmap::DashMap;
-use latchkey_core::model::{StateContext, TokenRecord};
+use latchkey_core::model::{MembershipRecord, StateContext, TokenRecord};
 use latchkey_core::token::{self, SecretKind};
 use latchkey_core::{HashKey, OrgRecord, ScopeSet, SecretHash, SecretRecord, UserRecord};
-use latchkey_proto::{OrgRole, Reason, WorkspaceRole};
+use latchkey_proto::{MembershipRef, OrgRole, Reason, User, WorkspaceRole};
 use latchkey_store::{Change, ChangeKind, Store, StoreError};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
+use tokio::sync::OnceCell;
+
+use crate::fasthash::{FxBuild, SecretHashBuild};
+use crate::metrics::{Metrics, StoreOp};
 
 /// One secret's token, as it was when read from the store.
 #[derive(Debug)]
@@ -35,6 +40,48 @@ pub struct Grant {
     pub secret_not_after: Option<OffsetDateTime>,
     /// `Latchkey-Token-Expiration` value, precomputed.
     pub expiration_header: Option<HeaderValue>,
+    /// Forward-auth identity headers, built on first use.
+    forward_headers: OnceLock<ForwardHeaders>,
+    /// The last second a use of this grant was handed to the last-used buffer.
+    last_use: AtomicI64,
+}
+
+/// A grant's `X-Latchkey-*` header values, built once per grant.
+#[derive(Debug, Clone)]
+pub struct ForwardHeaders {
+    /// `X-Latchkey-Token-Id`.
+    pub token_id: Option<HeaderValue>,
+    /// `X-Latchkey-Workspace`.
+    pub workspace: Option<HeaderValue>,
+    /// `X-Latchkey-Environment`.
+    pub environment: Option<HeaderValue>,
+    /// `X-Latchkey-Projects`.
+    pub projects: Option<HeaderValue>,
+}
+
+impl Grant {
+    /// Whether this use is the first in second `now` (only those go to the last-used
+    /// buffer; later ones in the same second would not change what is stored).
+    #[inline]
+    pub fn note_use(&self, now: i64) -> bool {
+        self.last_use.load(Ordering::Relaxed) < now
+            && self.last_use.fetch_max(now, Ordering::Relaxed) < now
+    }
+
+    /// The forward-auth identity headers.
+    pub fn forward_headers(&self) -> &ForwardHeaders {
+        self.forward_headers.get_or_init(|| {
+            let value = |text: &str| HeaderValue::from_str(text).ok();
+            ForwardHeaders {
+                token_id: value(&self.token.id),
+                workspace: self.token.workspace_id.as_deref().and_then(value),
+                environment: self.token.environment.as_deref().and_then(value),
+                projects: (!self.token.projects.is_empty())
+                    .then(|| self.token.projects.join(","))
+                    .and_then(|p| value(&p)),
+            }
+        })
+    }
 }
 
 /// A user as the checks need them: active flag, org role, workspace roles.
@@ -50,6 +97,12 @@ pub struct UserView {
     pub active: bool,
     /// Workspace id → role.
     pub memberships: HashMap<String, WorkspaceRole>,
+    /// The user as the API shows them (`/api/v1/me`).
+    pub user: User,
+    /// Memberships with workspace names, in the store's order (`/api/v1/me`).
+    pub membership_refs: Vec<MembershipRef>,
+    /// `X-Latchkey-User` and `X-Latchkey-User-Id`, built once.
+    pub forward_headers: (Option<HeaderValue>, Option<HeaderValue>),
 }
 
 impl UserView {
@@ -88,7 +141,12 @@ pub struct VerifierStats {
     pub negative_hits: AtomicU64,
     /// Rejected by the checksum.
     pub bad_format: AtomicU64,
+    /// Misses that waited for another request's store read of the same hash.
+    pub coalesced: AtomicU64,
 }
+
+/// What one store read for a hash found; shared by concurrent misses of that hash.
+type LoadResult = Result<Arc<Grant>, VerifyError>;
 
 /// What one read of the change feed did.
 #[derive(Debug, Clone, Copy, Default)]
@@ -103,13 +161,15 @@ pub struct SyncSummary {
 pub struct Verifier {
     key: HashKey,
     store: Arc<dyn Store>,
-    grants: DashMap<SecretHash, Arc<Grant>>,
-    hashes_by_token: DashMap<String, Vec<SecretHash>>,
+    grants: DashMap<SecretHash, Arc<Grant>, SecretHashBuild>,
+    hashes_by_token: DashMap<Arc<str>, Vec<SecretHash>, FxBuild>,
     /// Grants by token id, for access JWTs whose `pat` is checked at every use.
-    by_id: DashMap<String, Arc<Grant>>,
-    unknown: DashMap<SecretHash, ()>,
+    by_id: DashMap<String, Arc<Grant>, FxBuild>,
+    unknown: DashMap<SecretHash, (), SecretHashBuild>,
     unknown_cap: usize,
-    users: DashMap<String, Arc<UserView>>,
+    /// Store reads in flight, by hash: concurrent misses of one hash share one read.
+    inflight: DashMap<SecretHash, Arc<OnceCell<LoadResult>>, SecretHashBuild>,
+    users: DashMap<String, Arc<UserView>, FxBuild>,
     enabled_types: AtomicU8,
     org: std::sync::RwLock<Option<Arc<OrgRecord>>>,
     /// Bumped by every invalidation, so a store read that raced with one is not cached.
@@ -120,6 +180,7 @@ pub struct Verifier {
     max_staleness_ms: u64,
     /// Counters.
     pub stats: VerifierStats,
+    metrics: Arc<Metrics>,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -143,12 +204,13 @@ impl Verifier {
         let verifier = Verifier {
             key,
             store,
-            grants: DashMap::new(),
-            hashes_by_token: DashMap::new(),
-            by_id: DashMap::new(),
-            unknown: DashMap::new(),
+            grants: DashMap::default(),
+            hashes_by_token: DashMap::default(),
+            by_id: DashMap::default(),
+            unknown: DashMap::default(),
             unknown_cap: unknown_cap.max(1),
-            users: DashMap::new(),
+            inflight: DashMap::default(),
+            users: DashMap::default(),
             enabled_types: AtomicU8::new(0),
             org: std::sync::RwLock::new(None),
             epoch: AtomicU64::new(0),
@@ -157,10 +219,41 @@ impl Verifier {
             last_heard_ms: AtomicU64::new(0),
             max_staleness_ms: max_staleness_secs.saturating_mul(1000),
             stats: VerifierStats::default(),
+            metrics: Arc::new(Metrics::default()),
         };
         verifier.refresh_org().await?;
         verifier.heard_from_store();
         Ok(verifier)
+    }
+
+    /// Records store timings into `metrics` (the node's, shared with the HTTP layer).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Verifier {
+        self.metrics = metrics;
+        self
+    }
+
+    /// The metrics store timings go to.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Times one store call.
+    async fn timed<T>(
+        &self,
+        op: StoreOp,
+        call: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let started = Instant::now();
+        let result = call.await;
+        self.metrics.observe_store(
+            op,
+            started.elapsed(),
+            !matches!(
+                result,
+                Err(StoreError::Unavailable(_) | StoreError::Internal(_))
+            ),
+        );
+        result
     }
 
     /// The hash key.
@@ -186,30 +279,47 @@ impl Verifier {
 
     /// Checks a secret.
     pub async fn verify(&self, secret: &str, now: OffsetDateTime) -> Result<Verified, VerifyError> {
-        match token::parse(secret) {
-            Ok(SecretKind::Token(_)) => {}
-            _ => {
-                self.stats.bad_format.fetch_add(1, Ordering::Relaxed);
-                return Err(VerifyError::Invalid(Reason::BadFormat));
-            }
+        let hash = match self.check_cached(secret, now) {
+            Cached::Answer(answer) => return answer,
+            Cached::Miss(hash) => hash,
+        };
+        let grant = self.load(hash).await?;
+        self.evaluate(grant, now).await
+    }
+
+    /// The hot path without the store: checksum, keyed hash, grant map, user map. Answers
+    /// everything that memory knows; a miss returns the hash to read from the store.
+    #[inline]
+    pub fn check_cached(&self, secret: &str, now: OffsetDateTime) -> Cached {
+        if !matches!(token::parse(secret), Ok(SecretKind::Token(_))) {
+            self.stats.bad_format.fetch_add(1, Ordering::Relaxed);
+            return Cached::Answer(Err(VerifyError::Invalid(Reason::BadFormat)));
         }
         if !self.is_fresh() {
-            return Err(VerifyError::Unavailable);
+            return Cached::Answer(Err(VerifyError::Unavailable));
         }
         let hash = self.key.hash(secret);
         let grant = match self.grants.get(&hash) {
-            Some(entry) => {
-                self.stats.hits.fetch_add(1, Ordering::Relaxed);
-                Arc::clone(entry.value())
-            }
-            None => self.load(hash).await?,
+            Some(entry) => Arc::clone(entry.value()),
+            None => return Cached::Miss(hash),
         };
-        self.evaluate(grant, now).await
+        match self.evaluate_cached(grant, now) {
+            Some(answer) => {
+                self.stats.hits.fetch_add(1, Ordering::Relaxed);
+                Cached::Answer(answer)
+            }
+            // The owner is not in memory: take the slow path (rare: users stay cached).
+            None => Cached::Miss(hash),
+        }
     }
 
     /// Checks a token by id (the `pat` of an access JWT): same rules as a secret, without a
     /// secret's own rotation deadline.
-    pub async fn verify_token_id(&self, id: &str, now: OffsetDateTime) -> Result<Verified, VerifyError> {
+    pub async fn verify_token_id(
+        &self,
+        id: &str,
+        now: OffsetDateTime,
+    ) -> Result<Verified, VerifyError> {
         if !self.is_fresh() {
             return Err(VerifyError::Unavailable);
         }
@@ -221,9 +331,14 @@ impl Verifier {
             None => {
                 self.stats.misses.fetch_add(1, Ordering::Relaxed);
                 let epoch = self.epoch.load(Ordering::Acquire);
-                let token = match self.store.get_token(id).await {
+                let token = match self
+                    .timed(StoreOp::GetToken, self.store.get_token(id))
+                    .await
+                {
                     Ok(t) => t,
-                    Err(StoreError::NotFound(_)) => return Err(VerifyError::Invalid(Reason::NotFound)),
+                    Err(StoreError::NotFound(_)) => {
+                        return Err(VerifyError::Invalid(Reason::NotFound));
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, "verifier could not read the store");
                         return Err(VerifyError::Unavailable);
@@ -246,16 +361,49 @@ impl Verifier {
     }
 
     async fn load(&self, hash: SecretHash) -> Result<Arc<Grant>, VerifyError> {
+        if let Some(entry) = self.grants.get(&hash) {
+            self.stats.hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(Arc::clone(entry.value()));
+        }
         if self.unknown.contains_key(&hash) {
             self.stats.negative_hits.fetch_add(1, Ordering::Relaxed);
             return Err(VerifyError::Invalid(Reason::NotFound));
         }
+        // Single flight: the first miss of a hash reads the store; misses of the same hash
+        // that arrive meanwhile wait for that read instead of making their own. (The map's
+        // guard is dropped before any await.)
+        let cell = Arc::clone(
+            self.inflight
+                .entry(hash)
+                .or_insert_with(|| Arc::new(OnceCell::new()))
+                .value(),
+        );
+        let mut led = false;
+        let result = cell
+            .get_or_init(|| {
+                led = true;
+                self.load_from_store(hash)
+            })
+            .await
+            .clone();
+        if !led {
+            self.stats.coalesced.fetch_add(1, Ordering::Relaxed);
+        }
+        self.inflight
+            .remove_if(&hash, |_, current| Arc::ptr_eq(current, &cell));
+        result
+    }
+
+    async fn load_from_store(&self, hash: SecretHash) -> LoadResult {
         self.stats.misses.fetch_add(1, Ordering::Relaxed);
         let epoch = self.epoch.load(Ordering::Acquire);
-        let found = self.store.find_secret(&hash).await.map_err(|e| {
-            tracing::warn!(error = %e, "verifier could not read the store");
-            VerifyError::Unavailable
-        })?;
+        let found = self
+            .timed(StoreOp::FindSecret, self.store.find_secret(&hash))
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, "verifier could not read the store");
+                VerifyError::Unavailable
+            })?;
         let Some((token, secret)) = found else {
             if self.epoch.load(Ordering::Acquire) == epoch {
                 if self.unknown.len() >= self.unknown_cap {
@@ -268,7 +416,7 @@ impl Verifier {
         let grant = Arc::new(grant_from(token, &secret));
         if self.epoch.load(Ordering::Acquire) == epoch {
             self.hashes_by_token
-                .entry(grant.token.id.clone())
+                .entry(Arc::clone(&grant.token_id))
                 .or_default()
                 .push(hash);
             self.grants.insert(hash, Arc::clone(&grant));
@@ -276,18 +424,27 @@ impl Verifier {
         Ok(grant)
     }
 
-    async fn evaluate(
+    /// [`Verifier::evaluate`] when the owner (if any) is in memory; `None` otherwise.
+    #[inline]
+    fn evaluate_cached(
         &self,
         grant: Arc<Grant>,
         now: OffsetDateTime,
-    ) -> Result<Verified, VerifyError> {
+    ) -> Option<Result<Verified, VerifyError>> {
         let owner = match &grant.token.owner_id {
-            Some(id) => Some(self.user(id).await.map_err(|e| match e {
-                StoreError::NotFound(_) => VerifyError::Invalid(Reason::NotFound),
-                _ => VerifyError::Unavailable,
-            })?),
+            Some(id) => Some(Arc::clone(self.users.get(id.as_str())?.value())),
             None => None,
         };
+        Some(self.decide(grant, owner, now))
+    }
+
+    #[inline]
+    fn decide(
+        &self,
+        grant: Arc<Grant>,
+        owner: Option<Arc<UserView>>,
+        now: OffsetDateTime,
+    ) -> Result<Verified, VerifyError> {
         let ctx = StateContext {
             owner_active: owner.as_ref().is_none_or(|u| u.active),
             type_enabled: self.enabled_types.load(Ordering::Relaxed) & grant.token.token_type.bit()
@@ -304,21 +461,35 @@ impl Verifier {
         Ok(Verified { grant, owner })
     }
 
+    async fn evaluate(
+        &self,
+        grant: Arc<Grant>,
+        now: OffsetDateTime,
+    ) -> Result<Verified, VerifyError> {
+        let owner = match &grant.token.owner_id {
+            Some(id) => Some(self.user(id).await.map_err(|e| match e {
+                StoreError::NotFound(_) => VerifyError::Invalid(Reason::NotFound),
+                _ => VerifyError::Unavailable,
+            })?),
+            None => None,
+        };
+        self.decide(grant, owner, now)
+    }
+
     /// A user's current view, from memory or the store.
     pub async fn user(&self, id: &str) -> Result<Arc<UserView>, StoreError> {
         if let Some(view) = self.users.get(id) {
             return Ok(Arc::clone(view.value()));
         }
         let epoch = self.epoch.load(Ordering::Acquire);
-        let user = self.store.get_user(id).await?;
-        let memberships = self.store.memberships_of(id).await?;
-        let view = Arc::new(user_view(
-            &user,
-            memberships
-                .into_iter()
-                .map(|m| (m.workspace_id, m.role))
-                .collect(),
-        ));
+        let (user, memberships) = self
+            .timed(StoreOp::LoadUser, async {
+                let user = self.store.get_user(id).await?;
+                let memberships = self.store.memberships_of(id).await?;
+                Ok((user, memberships))
+            })
+            .await?;
+        let view = Arc::new(user_view(&user, &memberships));
         if self.epoch.load(Ordering::Acquire) == epoch {
             self.users.insert(id.to_owned(), Arc::clone(&view));
         }
@@ -380,7 +551,9 @@ impl Verifier {
         let mut summary = SyncSummary::default();
         loop {
             let after = self.version.load(Ordering::Acquire);
-            let changes = self.store.changes_since(after, 1000).await?;
+            let changes = self
+                .timed(StoreOp::ChangesSince, self.store.changes_since(after, 1000))
+                .await?;
             let count = changes.len();
             for change in &changes {
                 self.apply(change).await?;
@@ -422,15 +595,45 @@ impl Verifier {
     pub fn cached_grants(&self) -> usize {
         self.grants.len()
     }
+
+    /// Number of cached user views.
+    pub fn cached_users(&self) -> usize {
+        self.users.len()
+    }
+
+    /// Number of remembered unknown hashes.
+    pub fn cached_unknown(&self) -> usize {
+        self.unknown.len()
+    }
+
+    /// Time since this node last heard from the store.
+    pub fn staleness(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(
+            self.elapsed_ms()
+                .saturating_sub(self.last_heard_ms.load(Ordering::Relaxed)),
+        )
+    }
 }
 
-fn user_view(user: &UserRecord, memberships: HashMap<String, WorkspaceRole>) -> UserView {
+fn user_view(user: &UserRecord, memberships: &[MembershipRecord]) -> UserView {
     UserView {
         id: user.id.clone(),
         username: user.username.clone(),
         role: user.role,
         active: user.active,
-        memberships,
+        memberships: memberships
+            .iter()
+            .map(|m| (m.workspace_id.clone(), m.role))
+            .collect(),
+        user: user.to_proto(),
+        membership_refs: memberships
+            .iter()
+            .map(MembershipRecord::to_membership_ref)
+            .collect(),
+        forward_headers: (
+            HeaderValue::from_str(&user.username).ok(),
+            HeaderValue::from_str(&user.id).ok(),
+        ),
     }
 }
 
@@ -445,6 +648,17 @@ pub fn grant_from(token: TokenRecord, secret: &SecretRecord) -> Grant {
         scopes: token.scopes.iter().copied().collect(),
         secret_not_after: secret.not_after,
         expiration_header,
+        forward_headers: OnceLock::new(),
+        last_use: AtomicI64::new(i64::MIN),
         token,
     }
+}
+
+/// What memory alone says about a secret.
+#[derive(Debug)]
+pub enum Cached {
+    /// The answer.
+    Answer(Result<Verified, VerifyError>),
+    /// Not in memory: the store must be asked about this hash.
+    Miss(SecretHash),
 }

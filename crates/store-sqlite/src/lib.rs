@@ -204,6 +204,21 @@ macro_rules! in_tx {
     }};
 }
 
+impl SqliteStore {
+    /// Bulk import: inserts `tokens` with their secrets in one transaction, without limit
+    /// checks, writing one audit event (`event`) and one change for the whole batch. For
+    /// migrations from another system and for loading benchmark data; the API's
+    /// [`Store::create_token`] is the way to create a token under the rules.
+    pub async fn import_tokens(
+        &self,
+        now: OffsetDateTime,
+        tokens: &[(TokenRecord, SecretRecord)],
+        event: NewAuditEvent,
+    ) -> StoreResult<()> {
+        in_tx!(self, |conn| ops::import_tokens(conn, now, tokens, &event))
+    }
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn migrate(&self) -> StoreResult<()> {

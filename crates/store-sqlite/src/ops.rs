@@ -798,6 +798,24 @@ pub(crate) async fn create_token(
     load_token(conn, &token.id).await
 }
 
+/// Inserts many tokens with their secrets at once (bulk import): no limit checks, one
+/// audit event and one change for the whole batch.
+pub(crate) async fn import_tokens(
+    conn: &mut Conn,
+    now: OffsetDateTime,
+    tokens: &[(TokenRecord, SecretRecord)],
+    event: &NewAuditEvent,
+) -> StoreResult<()> {
+    for (token, secret) in tokens {
+        insert_token(conn, token).await?;
+        insert_secret(conn, now, &token.id, secret).await?;
+    }
+    audit(conn, now, event).await?;
+    // One change for the batch: readers drop their negative caches (the id names no token).
+    bump(conn, ChangeKind::Token, "").await?;
+    Ok(())
+}
+
 /// Revokes (idempotently); `leaked` is sticky.
 pub(crate) async fn revoke_token(
     conn: &mut Conn,

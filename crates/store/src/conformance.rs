@@ -116,27 +116,36 @@ where
 }
 
 /// What a store factory hands a case: the store alone, or the store with a guard (a
-/// temporary directory, a scratch schema) that is dropped once the case is over.
+/// temporary directory, a scratch database) that is dropped once the case is over, or
+/// `None` when the backend cannot be had here (the factory prints why; the case is
+/// skipped).
 pub trait CaseStore: Send + 'static {
-    /// The store, and the guard to drop after the case.
-    fn into_parts(self) -> (Arc<dyn Store>, Box<dyn std::any::Any + Send>);
+    /// The store and the guard to drop after the case; `None` skips the case.
+    fn into_parts(self) -> Option<(Arc<dyn Store>, Box<dyn std::any::Any + Send>)>;
 }
 
 impl CaseStore for Arc<dyn Store> {
-    fn into_parts(self) -> (Arc<dyn Store>, Box<dyn std::any::Any + Send>) {
-        (self, Box::new(()))
+    fn into_parts(self) -> Option<(Arc<dyn Store>, Box<dyn std::any::Any + Send>)> {
+        Some((self, Box::new(())))
     }
 }
 
 impl<G: Send + 'static> CaseStore for (Arc<dyn Store>, G) {
-    fn into_parts(self) -> (Arc<dyn Store>, Box<dyn std::any::Any + Send>) {
-        (self.0, Box::new(self.1))
+    fn into_parts(self) -> Option<(Arc<dyn Store>, Box<dyn std::any::Any + Send>)> {
+        Some((self.0, Box::new(self.1)))
+    }
+}
+
+impl<T: CaseStore> CaseStore for Option<T> {
+    fn into_parts(self) -> Option<(Arc<dyn Store>, Box<dyn std::any::Any + Send>)> {
+        self.and_then(CaseStore::into_parts)
     }
 }
 
 /// Generates one `#[tokio::test]` per conformance case, each on a store from `$make`: a
 /// path to an `async fn` giving a fresh, migrated, empty store as a [`CaseStore`]
-/// (`Arc<dyn Store>`, or `(Arc<dyn Store>, guard)` to clean up after the case). The
+/// (`Arc<dyn Store>`, or `(Arc<dyn Store>, guard)` to clean up after the case, or an
+/// `Option` of either, `None` skipping the case). The
 /// calling crate needs `tokio` (with `macros` and `rt-multi-thread`) as a dependency.
 ///
 /// ```ignore
@@ -191,7 +200,11 @@ macro_rules! __store_conformance_tests {
         $(
             #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $case() {
-                let (store, guard) = $crate::conformance::CaseStore::into_parts($make().await);
+                let Some((store, guard)) =
+                    $crate::conformance::CaseStore::into_parts($make().await)
+                else {
+                    return;
+                };
                 $crate::conformance::$case(store).await;
                 drop(guard);
             }

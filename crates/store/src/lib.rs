@@ -561,4 +561,18 @@ pub trait Store: Send + Sync + 'static {
     async fn current_version(&self) -> StoreResult<i64>;
     /// Changes with a version above `after`, oldest first, at most `limit`.
     async fn changes_since(&self, after: i64, limit: u32) -> StoreResult<Vec<Change>>;
+
+    /// Pushed wake-ups for the change-feed reader, when the backend has them (PostgreSQL
+    /// `LISTEN/NOTIFY`); `None` (the default) means "poll only".
+    ///
+    /// The receiver's value is the highest change version announced so far; it is also
+    /// marked changed without a new value when the notice channel was re-established
+    /// after a loss, because notices sent meanwhile are gone. Either way the reader
+    /// responds the same: it reads [`Store::changes_since`] from the version it has
+    /// applied. A notice is only a hint to read now: the feed is the truth, and periodic
+    /// reading stays on as the catch-up, so a lost notice delays and never loses a change.
+    /// Call it from within a Tokio runtime (the backend may start a listener task).
+    fn change_notices(&self) -> Option<tokio::sync::watch::Receiver<i64>> {
+        None
+    }
 }

@@ -1,12 +1,19 @@
 //! Test harness: the real app on 127.0.0.1:0 over a fresh SQLite file in a temp dir, driven
 //! through the Rust SDK (and raw HTTP for odd headers and bodies).
+//!
+//! With `LATCHKEY_TEST_BACKEND=postgres` every server gets a fresh PostgreSQL database
+//! instead (dropped at the end; see `latchkey_store_postgres::testing` for which server),
+//! so the whole black-box suite runs once more on PostgreSQL (`scripts/test.sh`).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
 use latchkey_client::Client;
 use latchkey_client::proto::{CreateTokenRequest, CreatedToken, TokenType};
 use latchkey_server::{AppState, BootstrapOptions, Clock, Config, HashKeySource, StartOptions};
+use latchkey_store_postgres::testing::{self as pg, TestDatabase};
 use tokio::sync::oneshot;
 
 /// The preset administrator password used by every test server.
@@ -25,6 +32,40 @@ pub struct TestServer {
     pub admin_token: Option<String>,
     shutdown: Option<oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    /// The PostgreSQL database (with `LATCHKEY_TEST_BACKEND=postgres`), dropped with us.
+    database: Option<TestDatabase>,
+}
+
+/// Databases of stopped servers, by data dir, until a restart over that dir takes them.
+static STOPPED: LazyLock<Mutex<HashMap<PathBuf, TestDatabase>>> = LazyLock::new(Default::default);
+
+/// With `LATCHKEY_TEST_BACKEND=postgres`: the database for a server over `dir` — the one a
+/// stopped server there left, else a fresh one — and `config` pointed at it.
+async fn postgres_database(dir: &Path, config: &mut Config) -> Option<TestDatabase> {
+    if std::env::var("LATCHKEY_TEST_BACKEND").ok().as_deref() != Some("postgres") {
+        return None;
+    }
+    let left = STOPPED.lock().ok().and_then(|mut m| m.remove(dir));
+    let database = match left {
+        Some(database) => database,
+        None => {
+            let created = match pg::server_url() {
+                Ok(url) => TestDatabase::create_on(&url).await,
+                Err(why) => Err(why),
+            };
+            match created {
+                Ok(database) => database,
+                Err(why) => {
+                    assert!(!pg::require_all(), "LATCHKEY_TEST_BACKEND=postgres: {why}");
+                    eprintln!("LATCHKEY_TEST_BACKEND=postgres, but {why}: this server uses SQLite");
+                    return None;
+                }
+            }
+        }
+    };
+    config.database_url = database.url.clone();
+    config.database_pool_size = 4;
+    Some(database)
 }
 
 /// Configuration every test server uses: cheap Argon2, generous throttles, fast polling.
@@ -58,6 +99,7 @@ impl TestServer {
     /// A server over an existing data directory (restart).
     pub async fn start_in(dir: &Path, tweak: impl FnOnce(&mut Config), clock: Clock) -> TestServer {
         let mut config = test_config(dir);
+        let database = postgres_database(dir, &mut config).await;
         tweak(&mut config);
         let options = StartOptions {
             bootstrap: BootstrapOptions {
@@ -88,6 +130,7 @@ impl TestServer {
             admin_token: prepared.bootstrapped.and_then(|b| b.generated_token),
             shutdown: Some(tx),
             handle: Some(handle),
+            database,
         };
         server.wait_ready().await;
         server
@@ -111,6 +154,11 @@ impl TestServer {
         }
         if let Some(handle) = self.handle.take() {
             handle.await.expect("serve task").expect("serve result");
+        }
+        if let Some(database) = self.database.take()
+            && let Ok(mut stopped) = STOPPED.lock()
+        {
+            stopped.insert(self.dir.clone(), database);
         }
         (self.dir.clone(), self._tempdir.take())
     }

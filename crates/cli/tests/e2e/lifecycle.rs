@@ -169,7 +169,8 @@ async fn rotate_replaces_the_secret_with_an_optional_grace_period() {
     assert_ne!(rotated.token, created.token);
     assert_eq!(
         admin.verify(&created.token).await.unwrap().reason,
-        Some(Reason::NotFound)
+        Some(Reason::Revoked),
+        "a rotated-out secret answers revoked"
     );
     assert!(admin.verify(&rotated.token).await.unwrap().valid);
 

@@ -4,9 +4,11 @@
 mod harness;
 
 mod auth;
+mod cli;
 mod errors;
 mod governance;
 mod integration;
 mod lifecycle;
 mod process;
+mod scale_out;
 mod users;

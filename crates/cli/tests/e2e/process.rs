@@ -224,3 +224,26 @@ fn committed_openapi_matches_the_code() {
         "docs/openapi.json is out of date: run `cargo run -p latchkey-cli -- openapi > docs/openapi.json`"
     );
 }
+
+#[test]
+fn migrate_prepares_a_store_without_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_latchkey"))
+        .args(["migrate", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("migrations applied"));
+    assert!(dir.path().join("latchkey.db").exists());
+    let bad = Command::new(env!("CARGO_BIN_EXE_latchkey"))
+        .args(["serve", "--database-url", "mysql://nope"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unsupported database URL"));
+}

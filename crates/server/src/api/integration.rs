@@ -1,12 +1,15 @@
 //! Routes for other services: JWT exchange, JWKS, introspection, revocation, leak reports,
 //! forward-auth.
 
+use std::sync::OnceLock;
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use latchkey_proto::{ErrorBody, RefreshRequest, RefreshResponse, TokenType};
+use latchkey_core::ScopeSet;
+use latchkey_proto::{ErrorBody, RefreshRequest, RefreshResponse, Scope, TokenType};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -42,7 +45,7 @@ pub async fn jwks(State(state): State<AppState>) -> Response {
             (header::CONTENT_TYPE, "application/json"),
             (header::CACHE_CONTROL, "public, max-age=300"),
         ],
-        state.jwt.jwks(),
+        state.jwt.jwks(state.clock.now()),
     )
         .into_response()
 }
@@ -128,21 +131,68 @@ fn header_str<'a>(headers: &'a HeaderMap, names: &[&str]) -> Option<&'a str> {
         .find_map(|n| headers.get(*n).and_then(|v| v.to_str().ok()))
 }
 
-fn deny(status: StatusCode, reason: &str) -> Response {
-    let mut response = status.into_response();
-    let headers = response.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(reason) {
-        headers.insert(HeaderName::from_static("x-latchkey-reason"), v);
+/// The `WWW-Authenticate` challenge for a refusal, from a table for the fixed reasons.
+fn challenge(status: StatusCode, reason: &str) -> Option<HeaderValue> {
+    let fixed: Option<&'static str> = match (status == StatusCode::UNAUTHORIZED, reason) {
+        (true, "missing_token") => Some(
+            r#"Bearer realm="latchkey", error="invalid_token", error_description="missing_token""#,
+        ),
+        (true, "bad_format") => Some(
+            r#"Bearer realm="latchkey", error="invalid_token", error_description="bad_format""#,
+        ),
+        (true, "not_found") => {
+            Some(r#"Bearer realm="latchkey", error="invalid_token", error_description="not_found""#)
+        }
+        (true, "rate_limited") => Some(
+            r#"Bearer realm="latchkey", error="invalid_token", error_description="rate_limited""#,
+        ),
+        _ => None,
+    };
+    if let Some(text) = fixed {
+        return Some(HeaderValue::from_static(text));
     }
-    let challenge = if status == StatusCode::UNAUTHORIZED {
+    let text = if status == StatusCode::UNAUTHORIZED {
         format!(r#"Bearer realm="latchkey", error="invalid_token", error_description="{reason}""#)
     } else {
-        format!(r#"Bearer realm="latchkey", error="insufficient_scope", error_description="{reason}""#)
+        format!(
+            r#"Bearer realm="latchkey", error="insufficient_scope", error_description="{reason}""#
+        )
     };
-    if let Ok(v) = HeaderValue::from_str(&challenge) {
+    HeaderValue::from_str(&text).ok()
+}
+
+fn deny(status: StatusCode, reason: &'static str) -> Response {
+    let mut response = status.into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        HeaderName::from_static("x-latchkey-reason"),
+        HeaderValue::from_static(reason),
+    );
+    if let Some(v) = challenge(status, reason) {
         headers.insert(header::WWW_AUTHENTICATE, v);
     }
     response
+}
+
+/// `X-Latchkey-Scopes` for every scope set, built once (a set is a `u8` bit mask).
+fn scopes_header(scopes: ScopeSet) -> HeaderValue {
+    static TABLE: OnceLock<Vec<HeaderValue>> = OnceLock::new();
+    let table = TABLE.get_or_init(|| {
+        (0..=u8::MAX)
+            .map(|bits| {
+                let set: ScopeSet = Scope::ALL
+                    .into_iter()
+                    .filter(|s| bits & ScopeSet::EMPTY.with(*s).bits() != 0)
+                    .collect();
+                HeaderValue::from_str(&set.to_space_separated())
+                    .unwrap_or(HeaderValue::from_static(""))
+            })
+            .collect()
+    });
+    table
+        .get(usize::from(scopes.bits()))
+        .cloned()
+        .unwrap_or_else(|| HeaderValue::from_static(""))
 }
 
 /// Forward-auth for nginx `auth_request`, Traefik ForwardAuth and Envoy ext_authz: 200 with
@@ -153,7 +203,7 @@ fn deny(status: StatusCode, reason: &str) -> Response {
               (status = 401, description = "No or bad token"), (status = 403, description = "Refused by a route policy")))]
 pub async fn forward_auth(State(state): State<AppState>, parts: Parts) -> Response {
     let principal = match parts.extensions.get::<AuthOutcome>() {
-        Some(AuthOutcome(Some(Ok(p)))) => p.clone(),
+        Some(AuthOutcome(Some(Ok(p)))) => p,
         Some(AuthOutcome(Some(Err(e)))) => {
             let reason = match e {
                 ApiError::Unauthenticated {
@@ -171,46 +221,47 @@ pub async fn forward_auth(State(state): State<AppState>, parts: Parts) -> Respon
         return deny(StatusCode::UNAUTHORIZED, "missing_token");
     };
     let token = &grant.token;
-    let path = header_str(&parts.headers, &["x-original-uri", "x-forwarded-uri"]).unwrap_or("/");
-    let method = header_str(&parts.headers, &["x-original-method", "x-forwarded-method"])
-        .unwrap_or(parts.method.as_str());
     let scopes = principal.effective_scopes(token.workspace_id.as_deref());
-    if let Some(rule) = state.forward_auth_rule(method, path) {
-        if let Some(types) = &rule.types
-            && !types.contains(&token.token_type)
-        {
-            return deny(StatusCode::FORBIDDEN, "token_type_not_allowed");
-        }
-        if let Some(required) = &rule.scopes
-            && !required.iter().all(|s| scopes.contains(*s))
-        {
-            return deny(StatusCode::FORBIDDEN, "insufficient_scope");
+    if !state.config.forward_auth.routes.is_empty() {
+        let path =
+            header_str(&parts.headers, &["x-original-uri", "x-forwarded-uri"]).unwrap_or("/");
+        let method = header_str(&parts.headers, &["x-original-method", "x-forwarded-method"])
+            .unwrap_or(parts.method.as_str());
+        if let Some(rule) = state.forward_auth_rule(method, path) {
+            if let Some(types) = &rule.types
+                && !types.contains(&token.token_type)
+            {
+                return deny(StatusCode::FORBIDDEN, "token_type_not_allowed");
+            }
+            if let Some(required) = &rule.scopes
+                && !required.iter().all(|s| scopes.contains(*s))
+            {
+                return deny(StatusCode::FORBIDDEN, "insufficient_scope");
+            }
         }
     }
     let mut response = StatusCode::OK.into_response();
     let headers = response.headers_mut();
-    let mut put = |name: &'static str, value: &str| {
-        if let Ok(v) = HeaderValue::from_str(value) {
-            headers.insert(HeaderName::from_static(name), v);
+    let cached = grant.forward_headers();
+    let mut put = |name: &'static str, value: &Option<HeaderValue>| {
+        if let Some(v) = value {
+            headers.insert(HeaderName::from_static(name), v.clone());
         }
     };
-    put("x-latchkey-token-id", &token.id);
-    put("x-latchkey-token-type", token.token_type.as_str());
-    put("x-latchkey-scopes", &scopes.to_space_separated());
-    if let Some(ws) = &token.workspace_id {
-        put("x-latchkey-workspace", ws);
-    }
-    if let Some(env) = &token.environment {
-        put("x-latchkey-environment", env);
-    }
-    if !token.projects.is_empty() {
-        put("x-latchkey-projects", &token.projects.join(","));
-    }
-    if token.token_type.is_user_owned() || token.token_type == TokenType::Personal {
-        if let Some(user) = &principal.user {
-            put("x-latchkey-user", &user.username);
-            put("x-latchkey-user-id", &user.id);
-        }
+    put("x-latchkey-token-id", &cached.token_id);
+    put(
+        "x-latchkey-token-type",
+        &Some(HeaderValue::from_static(token.token_type.as_str())),
+    );
+    put("x-latchkey-scopes", &Some(scopes_header(scopes)));
+    put("x-latchkey-workspace", &cached.workspace);
+    put("x-latchkey-environment", &cached.environment);
+    put("x-latchkey-projects", &cached.projects);
+    if token.token_type.is_user_owned()
+        && let Some(user) = &principal.user
+    {
+        put("x-latchkey-user", &user.forward_headers.0);
+        put("x-latchkey-user-id", &user.forward_headers.1);
     }
     response
 }

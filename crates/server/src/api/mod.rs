@@ -79,8 +79,14 @@ pub fn routes() -> Router<AppState> {
         .route("/.well-known/jwks.json", get(integration::jwks))
         .route("/oauth/introspect", post(integration::introspect))
         .route("/oauth/revoke", post(integration::oauth_revoke))
-        .route("/api/v1/credentials/revoke", post(integration::report_leaked))
-        .route("/auth/verify", axum::routing::any(integration::forward_auth))
+        .route(
+            "/api/v1/credentials/revoke",
+            post(integration::report_leaked),
+        )
+        .route(
+            "/auth/verify",
+            axum::routing::any(integration::forward_auth),
+        )
         .route("/api/v1/openapi.json", get(system::openapi))
         .route("/healthz", get(system::healthz))
         .route("/readyz", get(system::readyz))

@@ -45,48 +45,73 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>)
 
 /// Prometheus metrics.
 pub async fn metrics(State(state): State<AppState>) -> Response {
-    let hits = state
-        .verifier
-        .stats
-        .hits
-        .load(std::sync::atomic::Ordering::Relaxed) as f64;
-    let misses = state
-        .verifier
-        .stats
-        .misses
-        .load(std::sync::atomic::Ordering::Relaxed) as f64;
-    let negative = state
-        .verifier
-        .stats
-        .negative_hits
-        .load(std::sync::atomic::Ordering::Relaxed) as f64;
-    let body = state.metrics.render(&[
-        (
-            "latchkey_verifier_cache_hits",
-            "Token checks answered from memory.",
-            hits,
-        ),
-        (
-            "latchkey_verifier_cache_misses",
-            "Token checks that read the store.",
-            misses,
-        ),
-        (
-            "latchkey_verifier_negative_hits",
-            "Unknown tokens answered from memory.",
-            negative,
-        ),
-        (
-            "latchkey_verifier_cached_grants",
-            "Grants held in memory.",
-            state.verifier.cached_grants() as f64,
-        ),
-        (
-            "latchkey_change_feed_version",
-            "Change feed version applied on this node.",
-            state.verifier.version() as f64,
-        ),
-    ]);
+    use std::sync::atomic::Ordering::Relaxed;
+    let v = &state.verifier;
+    let stats = &v.stats;
+    let pending_age = state.last_used.oldest_pending().map_or(0.0, |t| {
+        state.clock.now_secs().saturating_sub(t).max(0) as f64
+    });
+    let body = state.metrics.render(
+        &[
+            (
+                "latchkey_verifier_cached_grants",
+                "Grants held in memory (the cache size).",
+                v.cached_grants() as f64,
+            ),
+            (
+                "latchkey_verifier_cached_users",
+                "User views held in memory.",
+                v.cached_users() as f64,
+            ),
+            (
+                "latchkey_verifier_cached_unknown",
+                "Unknown-token hashes remembered (the negative cache size).",
+                v.cached_unknown() as f64,
+            ),
+            (
+                "latchkey_change_feed_version",
+                "Change feed version applied on this node.",
+                v.version() as f64,
+            ),
+            (
+                "latchkey_verifier_staleness_seconds",
+                "Seconds since this node last heard from the store.",
+                v.staleness().as_secs_f64(),
+            ),
+            (
+                "latchkey_last_used_pending_age_seconds",
+                "Age of the oldest last-used time not yet written (flush lag now).",
+                pending_age,
+            ),
+        ],
+        &[
+            (
+                "latchkey_verifier_cache_hits_total",
+                "Token checks answered from memory.",
+                stats.hits.load(Relaxed),
+            ),
+            (
+                "latchkey_verifier_cache_misses_total",
+                "Token checks that read the store.",
+                stats.misses.load(Relaxed),
+            ),
+            (
+                "latchkey_verifier_negative_hits_total",
+                "Unknown tokens answered from memory.",
+                stats.negative_hits.load(Relaxed),
+            ),
+            (
+                "latchkey_verifier_coalesced_misses_total",
+                "Misses that shared another request's store read of the same token.",
+                stats.coalesced.load(Relaxed),
+            ),
+            (
+                "latchkey_verifier_bad_format_total",
+                "Tokens rejected by the checksum or shape, without any lookup.",
+                stats.bad_format.load(Relaxed),
+            ),
+        ],
+    );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 

@@ -302,9 +302,6 @@ mod tests {
             error_text(&e),
             "Not allowed: personal tokens are disabled in this organization."
         );
-        assert_eq!(
-            error_text(&ApiError::NotFound("token")),
-            "Token not found."
-        );
+        assert_eq!(error_text(&ApiError::NotFound("token")), "Token not found.");
     }
 }

@@ -12,7 +12,7 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::jwt::{AccessClaims, JwtError, looks_like_jwt};
 use crate::state::AppState;
-use crate::verifier::{Verified, VerifyError};
+use crate::verifier::{Cached, Verified, VerifyError};
 
 /// A credential that checked out.
 #[derive(Debug, Clone)]
@@ -43,8 +43,34 @@ impl Checked {
 }
 
 impl AppState {
+    /// [`AppState::check_credential`] answered from memory, without awaiting: `None` when
+    /// the store must be asked (a cache miss) or the credential is an access JWT.
+    #[inline]
+    pub fn check_credential_cached(
+        &self,
+        credential: &str,
+        now: OffsetDateTime,
+    ) -> Option<Result<Checked, VerifyError>> {
+        if looks_like_jwt(credential) {
+            return None;
+        }
+        match self.verifier.check_cached(credential, now) {
+            Cached::Answer(answer) => Some(answer.map(|verified| Checked {
+                scopes: verified.grant.scopes,
+                expiration: verified.grant.expiration_header.clone(),
+                verified,
+                jwt: None,
+            })),
+            Cached::Miss(_) => None,
+        }
+    }
+
     /// Checks a token secret or an access JWT, without throttling or metrics.
-    pub async fn check_credential(&self, credential: &str, now: OffsetDateTime) -> Result<Checked, VerifyError> {
+    pub async fn check_credential(
+        &self,
+        credential: &str,
+        now: OffsetDateTime,
+    ) -> Result<Checked, VerifyError> {
         if !looks_like_jwt(credential) {
             let verified = self.verifier.verify(credential, now).await?;
             return Ok(Checked {
@@ -54,10 +80,14 @@ impl AppState {
                 jwt: None,
             });
         }
-        let claims = self.jwt.verify(credential, now).await.map_err(|e| match e {
-            JwtError::Expired => VerifyError::Invalid(Reason::Expired),
-            JwtError::Invalid => VerifyError::Invalid(Reason::NotFound),
-        })?;
+        let claims = self
+            .jwt
+            .verify(credential, now)
+            .await
+            .map_err(|e| match e {
+                JwtError::Expired => VerifyError::Invalid(Reason::Expired),
+                JwtError::Invalid => VerifyError::Invalid(Reason::NotFound),
+            })?;
         let verified = self.verifier.verify_token_id(&claims.pat, now).await?;
         if verified.grant.token.token_type != TokenType::Personal
             || verified.owner.as_ref().map(|o| o.id.as_str()) != Some(claims.sub.as_str())

@@ -20,8 +20,7 @@ pub const MAX_LEAK_REPORT: usize = 100;
 
 impl AppState {
     fn throttled(&self, ip: ClientIp, now: i64) -> Result<(), ApiError> {
-        let key = ip.to_text().unwrap_or_default();
-        match self.token_failure_throttle.blocked(&key, now) {
+        match self.token_failure_throttle.blocked(ip.0, now) {
             Some(retry_after) => Err(ApiError::RateLimited { retry_after }),
             None => Ok(()),
         }
@@ -29,8 +28,7 @@ impl AppState {
 
     fn record_failure(&self, ip: ClientIp, reason: Reason, now: i64) {
         self.metrics.observe_verify(Err(reason));
-        self.token_failure_throttle
-            .record(&ip.to_text().unwrap_or_default(), now);
+        self.token_failure_throttle.record(ip.0, now);
     }
 
     /// `POST /api/v1/token/refresh`: a personal token (or an access JWT) → a new access JWT.
@@ -44,7 +42,9 @@ impl AppState {
                 return Err(ApiError::InvalidToken(reason_message(reason).into()));
             }
             Err(VerifyError::Unavailable) => {
-                return Err(ApiError::Unavailable("token checks are unavailable; retry shortly".into()));
+                return Err(ApiError::Unavailable(
+                    "token checks are unavailable; retry shortly".into(),
+                ));
             }
         };
         let grant = &checked.verified.grant;
@@ -60,10 +60,13 @@ impl AppState {
             .clone()
             .ok_or_else(|| ApiError::Internal("personal token without owner".into()))?;
         let workspace = grant.token.workspace_id.clone().unwrap_or_default();
-        let rights = latchkey_core::policy::user_scopes(owner.role, owner.workspace_role(Some(&workspace)));
+        let rights =
+            latchkey_core::policy::user_scopes(owner.role, owner.workspace_role(Some(&workspace)));
         let scopes: ScopeSet = checked.scopes.intersect(rights);
         let ttl = i64::try_from(self.config.jwt.ttl_secs).unwrap_or(300);
-        let mut exp = now.unix_timestamp() + ttl;
+        // `now` is whole seconds, up to one second behind real time: one extra second makes
+        // the JWT live at least `expires_in` seconds from the moment the client receives it.
+        let mut exp = now.unix_timestamp() + ttl + 1;
         if let Some(token_exp) = checked.expires_at() {
             exp = exp.min(token_exp);
         }
@@ -72,7 +75,11 @@ impl AppState {
             aud: "latchkey".into(),
             sub: owner.id.clone(),
             ws: workspace,
-            scp: scopes.to_vec().iter().map(|s| s.as_str().to_owned()).collect(),
+            scp: scopes
+                .to_vec()
+                .iter()
+                .map(|s| s.as_str().to_owned())
+                .collect(),
             jti: latchkey_core::new_id(),
             pat: grant.token.id.clone(),
             iat: now.unix_timestamp(),
@@ -80,10 +87,11 @@ impl AppState {
         };
         let access = self.jwt.issue(&claims, now).await?;
         self.metrics.observe_verify(Ok(()));
-        self.last_used.record(&grant.token_id, now.unix_timestamp(), ip.0);
+        self.last_used
+            .record(&grant.token_id, now.unix_timestamp(), ip.0);
         Ok(RefreshResponse {
             access,
-            expires_in: u64::try_from(exp - now.unix_timestamp()).unwrap_or(0),
+            expires_in: u64::try_from(exp - now.unix_timestamp() - 1).unwrap_or(0),
         })
     }
 
@@ -95,7 +103,9 @@ impl AppState {
         {
             return Ok(());
         }
-        if p.token_scopes().is_some_and(|s| s.contains(Scope::Introspect)) {
+        if p.token_scopes()
+            .is_some_and(|s| s.contains(Scope::Introspect))
+        {
             return Ok(());
         }
         p.authorize(Permission::Introspect, None)
@@ -110,7 +120,9 @@ impl AppState {
             Ok(c) => c,
             Err(VerifyError::Invalid(_)) => return Ok(json!({"active": false})),
             Err(VerifyError::Unavailable) => {
-                return Err(ApiError::Unavailable("token checks are unavailable; retry shortly".into()));
+                return Err(ApiError::Unavailable(
+                    "token checks are unavailable; retry shortly".into(),
+                ));
             }
         };
         let t = &checked.verified.grant.token;
@@ -140,7 +152,10 @@ impl AppState {
     }
 
     /// Finds the token a secret (or an access JWT) belongs to, whatever its state.
-    async fn token_of_secret(&self, secret: &str) -> Result<Option<latchkey_core::TokenRecord>, ApiError> {
+    async fn token_of_secret(
+        &self,
+        secret: &str,
+    ) -> Result<Option<latchkey_core::TokenRecord>, ApiError> {
         let now = self.clock.now();
         if looks_like_jwt(secret) {
             return match self.jwt.verify(secret, now).await {
@@ -175,8 +190,11 @@ impl AppState {
         event.target_id = Some(token.id.clone());
         event.workspace_id = token.workspace_id.clone();
         event.subject_user_id = token.owner_id.clone();
-        event.details = json!({"type": token.token_type.as_str(), "name": token.name, "via": "oauth_revoke"});
-        self.store.revoke_token(now, &token.id, false, event).await?;
+        event.details =
+            json!({"type": token.token_type.as_str(), "name": token.name, "via": "oauth_revoke"});
+        self.store
+            .revoke_token(now, &token.id, false, event)
+            .await?;
         self.verifier.invalidate_token(&token.id);
         Ok(())
     }
@@ -227,7 +245,9 @@ impl AppState {
             let prefix = rule.path.trim_end_matches('/');
             let path_ok = prefix.is_empty()
                 || path == prefix
-                || path.strip_prefix(prefix).is_some_and(|rest| rest.starts_with('/'));
+                || path
+                    .strip_prefix(prefix)
+                    .is_some_and(|rest| rest.starts_with('/'));
             let method_ok = rule
                 .methods
                 .as_ref()

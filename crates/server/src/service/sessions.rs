@@ -31,10 +31,10 @@ impl AppState {
     ) -> Result<SignedIn, ApiError> {
         let now = self.clock.now();
         let ip_key = ip.to_text().unwrap_or_default();
-        if let Some(retry_after) = self.sign_in_throttle.blocked(&ip_key, now.unix_timestamp()) {
+        if let Some(retry_after) = self.sign_in_throttle.blocked(ip.0, now.unix_timestamp()) {
             return Err(ApiError::RateLimited { retry_after });
         }
-        self.sign_in_throttle.record(&ip_key, now.unix_timestamp());
+        self.sign_in_throttle.record(ip.0, now.unix_timestamp());
         let user = self.store.find_user_by_username(username).await?;
         let hash = user
             .as_ref()
@@ -84,7 +84,7 @@ impl AppState {
         self.store
             .create_session(now, session, self.hash_key.hash(&secret), event)
             .await?;
-        self.sign_in_throttle.reset(&ip_key);
+        self.sign_in_throttle.reset(ip.0);
         Ok(SignedIn {
             user: user.to_proto(),
             secret,

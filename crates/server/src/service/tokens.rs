@@ -23,6 +23,9 @@ use crate::verifier::VerifyError;
 
 const IDEMPOTENCY_PURPOSE: &str = "idempotent rotate v1";
 
+/// How long a rotated-out secret keeps answering `revoked` before it is forgotten.
+const ROTATED_SECRET_RETENTION: time::Duration = time::Duration::days(30);
+
 /// Longest rotation grace period accepted (7 days).
 const MAX_GRACE_SECONDS: u64 = 7 * 86_400;
 
@@ -496,7 +499,10 @@ impl AppState {
         let idempotency = match idempotency_key {
             Some(key) => {
                 let (record_key, request_hash) = self.idempotency_key(p, &token.id, key, &req)?;
-                if let Some(replay) = self.replay_rotation(&token.id, &record_key, &request_hash, now).await? {
+                if let Some(replay) = self
+                    .replay_rotation(&token.id, &record_key, &request_hash, now)
+                    .await?
+                {
                     return Ok(replay);
                 }
                 Some((record_key, request_hash))
@@ -544,7 +550,9 @@ impl AppState {
             key_id: self.hash_key.id().to_owned(),
             not_after: None,
         };
-        let old_not_after = (grace > 0).then(|| now + time::Duration::seconds(grace as i64));
+        // The old secret is kept (hashed) past its deadline so that it answers `revoked`
+        // rather than `not_found`, until the sweep purges it after `ROTATED_SECRET_RETENTION`.
+        let old_not_after = Some(now + time::Duration::seconds(grace as i64));
         let mut event = Self::token_event(p, "token.rotated", &token);
         event.details["grace_seconds"] = json!(grace);
         let record = idempotency
@@ -576,7 +584,10 @@ impl AppState {
             (Ok(updated), _) => updated,
             // A concurrent retry with the same key won the race: answer what it stored.
             (Err(StoreError::Conflict(_)), Some((key, request_hash))) => {
-                return match self.replay_rotation(&token.id, key, request_hash, now).await? {
+                return match self
+                    .replay_rotation(&token.id, key, request_hash, now)
+                    .await?
+                {
                     Some(replay) => Ok(replay),
                     None => Err(ApiError::Conflict(
                         "a concurrent rotation is in progress; retry".into(),
@@ -642,14 +653,22 @@ impl AppState {
                 "this Idempotency-Key was used with a different request",
             ));
         }
-        let secret = crypto::open(&self.hash_key, IDEMPOTENCY_PURPOSE, record_key.as_bytes(), &stored.response)
-            .ok()
-            .and_then(|b| String::from_utf8(b).ok())
-            .ok_or_else(|| ApiError::Internal("stored idempotent answer cannot be opened".into()))?;
+        let secret = crypto::open(
+            &self.hash_key,
+            IDEMPOTENCY_PURPOSE,
+            record_key.as_bytes(),
+            &stored.response,
+        )
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(|| ApiError::Internal("stored idempotent answer cannot be opened".into()))?;
         let token = self.store.get_token(token_id).await?;
         let mut meta = self.token_view(token, now).await?;
         meta.hint = token::hint(&secret);
-        Ok(Some(CreatedToken { meta, token: secret }))
+        Ok(Some(CreatedToken {
+            meta,
+            token: secret,
+        }))
     }
 
     /// Deletes a token for good.
@@ -670,17 +689,18 @@ impl AppState {
         ip: ClientIp,
     ) -> Result<VerifyResponse, ApiError> {
         let now = self.clock.now();
-        let ip_key = ip.to_text().unwrap_or_default();
         if let Some(retry_after) = self
             .token_failure_throttle
-            .blocked(&ip_key, now.unix_timestamp())
+            .blocked(ip.0, now.unix_timestamp())
         {
             return Err(ApiError::RateLimited { retry_after });
         }
         match self.check_credential(secret, now).await {
             Ok(checked) => {
                 self.metrics.observe_verify(Ok(()));
-                let token = self.token_view(checked.verified.grant.token.clone(), now).await?;
+                let token = self
+                    .token_view(checked.verified.grant.token.clone(), now)
+                    .await?;
                 Ok(VerifyResponse {
                     valid: true,
                     token: Some(token),
@@ -690,7 +710,7 @@ impl AppState {
             Err(VerifyError::Invalid(reason)) => {
                 self.metrics.observe_verify(Err(reason));
                 self.token_failure_throttle
-                    .record(&ip_key, now.unix_timestamp());
+                    .record(ip.0, now.unix_timestamp());
                 Ok(VerifyResponse {
                     valid: false,
                     token: None,
@@ -710,7 +730,9 @@ impl AppState {
         for id in &expired {
             self.verifier.invalidate_token(id);
         }
-        self.store.purge_rotated_secrets(now).await?;
+        self.store
+            .purge_rotated_secrets(now - ROTATED_SECRET_RETENTION)
+            .await?;
         self.metrics
             .tokens_expired
             .fetch_add(expired.len() as u64, std::sync::atomic::Ordering::Relaxed);

@@ -46,23 +46,33 @@ fn check_display_name(name: &Option<String>) -> Result<Option<String>, ApiError>
 impl AppState {
     /// `GET /api/v1/me`.
     pub async fn me(&self, p: &Principal) -> Result<Me, ApiError> {
+        // Served from the verifier's user view (invalidated by every change to the user or
+        // their memberships) and its copy of the org: no store read on this hot route.
         let user = p.require_user()?;
-        let record = self.store.get_user(&user.id).await?;
-        let org = self.org().await?;
-        let mut memberships = self.store.memberships_of(&user.id).await?;
-        if let Some(grant) = p.token()
-            && let Some(ws) = &grant.token.workspace_id
-        {
-            // A workspace-bound token only acts in its workspace; show only that one.
-            memberships.retain(|m| &m.workspace_id == ws);
-        }
-        Ok(Me {
-            user: record.to_proto(),
-            org: OrgRef {
-                id: org.id,
-                name: org.name,
+        let org = match self.verifier.org() {
+            Some(org) => OrgRef {
+                id: org.id.clone(),
+                name: org.name.clone(),
             },
-            memberships: memberships.iter().map(|m| m.to_membership_ref()).collect(),
+            None => {
+                let org = self.org().await?;
+                OrgRef {
+                    id: org.id,
+                    name: org.name,
+                }
+            }
+        };
+        let token_ws = p.token().and_then(|g| g.token.workspace_id.as_deref());
+        Ok(Me {
+            user: user.user.clone(),
+            org,
+            // A workspace-bound token only acts in its workspace; show only that one.
+            memberships: user
+                .membership_refs
+                .iter()
+                .filter(|m| token_ws.is_none_or(|ws| m.workspace_id == ws))
+                .cloned()
+                .collect(),
         })
     }
 

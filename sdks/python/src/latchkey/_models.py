@@ -151,7 +151,9 @@ class Page(Generic[T]):
         return self.items[index]
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], item: Callable[[Mapping[str, Any]], T]) -> "Page[T]":
+    def from_dict(
+        cls, data: Mapping[str, Any], item: Callable[[Mapping[str, Any]], T]
+    ) -> "Page[T]":
         return cls(
             items=[item(x) for x in data.get("items") or []],
             next_cursor=data.get("next_cursor"),

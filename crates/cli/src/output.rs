@@ -1,0 +1,382 @@
+//! Output: `--output table` (aligned text for people) or `--output json` (the API's
+//! objects, one JSON document on stdout, for scripts).
+//!
+//! Everything a server sent that ends up in a table (names are free text) has its control
+//! characters replaced, so a name cannot move the cursor or recolour the terminal.
+
+use std::fmt::Write as _;
+
+use clap::{Args, ValueEnum};
+use latchkey_client::proto::{CreatedToken, Me, Project, Token, VerifyResponse, Workspace};
+use serde::Serialize;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::error::CliError;
+
+/// How results are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum Format {
+    /// Aligned columns and `Key  value` lines, for people.
+    #[default]
+    Table,
+    /// The API's JSON objects, one document, for scripts.
+    Json,
+}
+
+/// The `--output` flag every client and operator command takes.
+#[derive(Args, Debug, Clone, Copy)]
+pub struct OutputArgs {
+    /// Output format: `table` for people, `json` for scripts (the API's objects, one document).
+    #[arg(long, short = 'o', value_enum, default_value_t = Format::Table)]
+    pub output: Format,
+}
+
+impl OutputArgs {
+    /// Whether JSON was asked for.
+    pub fn json(self) -> bool {
+        self.output == Format::Json
+    }
+}
+
+/// Prints `value` as one pretty JSON document on stdout.
+pub fn print_json<T: Serialize + ?Sized>(value: &T) -> Result<(), CliError> {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| CliError::failed(format!("cannot encode the answer as JSON: {e}")))?;
+    println!("{text}");
+    Ok(())
+}
+
+/// Replaces control characters (ANSI escapes, newlines, ...) with `?`-like marks.
+pub fn clean(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+        .collect()
+}
+
+/// Joins lines and drops control characters, for one-line error messages.
+pub fn one_line(text: &str) -> String {
+    let joined = text.split(['\n', '\r']).map(str::trim).collect::<Vec<_>>();
+    clean(&joined.join(" "))
+}
+
+/// `2027-08-22T10:00:00Z`.
+pub fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap_or_else(|_| t.to_string())
+}
+
+fn opt_time(t: Option<OffsetDateTime>, none: &str) -> String {
+    t.map(rfc3339).unwrap_or_else(|| none.to_owned())
+}
+
+/// `2027-08-22` (lists: the day is enough).
+fn day(t: OffsetDateTime) -> String {
+    let d = t.date();
+    format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
+}
+
+/// `2027-08-22 10:00` (UTC).
+fn minute(t: OffsetDateTime) -> String {
+    format!("{} {:02}:{:02}", day(t), t.hour(), t.minute())
+}
+
+fn or_dash(value: Option<&str>) -> String {
+    value.map(clean).unwrap_or_else(|| "-".to_owned())
+}
+
+/// A table with a header row; columns are padded to their widest cell.
+#[derive(Debug, Default)]
+pub struct Table {
+    header: Vec<&'static str>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    /// A table with these column headings.
+    pub fn new(header: &[&'static str]) -> Table {
+        Table {
+            header: header.to_vec(),
+            rows: Vec::new(),
+        }
+    }
+
+    /// Adds a row (cells are cleaned of control characters).
+    pub fn row(&mut self, cells: Vec<String>) {
+        self.rows.push(cells.iter().map(|c| clean(c)).collect());
+    }
+
+    /// The rendered text, ending in a newline.
+    pub fn render(&self) -> String {
+        let columns = self.header.len();
+        let mut widths: Vec<usize> = self.header.iter().map(|h| h.chars().count()).collect();
+        for row in &self.rows {
+            for (i, cell) in row.iter().enumerate().take(columns) {
+                widths[i] = widths[i].max(cell.chars().count());
+            }
+        }
+        let mut out = String::new();
+        let mut line = |cells: &mut dyn Iterator<Item = &str>| {
+            let mut text = String::new();
+            for (i, cell) in cells.enumerate().take(columns) {
+                if i + 1 == columns {
+                    text.push_str(cell);
+                } else {
+                    let pad = widths[i].saturating_sub(cell.chars().count());
+                    let _ = write!(text, "{cell}{}  ", " ".repeat(pad));
+                }
+            }
+            out.push_str(text.trim_end());
+            out.push('\n');
+        };
+        line(&mut self.header.iter().copied());
+        for row in &self.rows {
+            line(&mut row.iter().map(String::as_str));
+        }
+        out
+    }
+
+    /// Prints the table, or a note when it has no rows.
+    pub fn print_or(&self, empty: &str) {
+        if self.rows.is_empty() {
+            println!("{empty}");
+        } else {
+            print!("{}", self.render());
+        }
+    }
+}
+
+/// `Key   value` lines for one object.
+pub fn details(pairs: &[(&str, String)]) -> String {
+    let width = pairs.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    let mut out = String::new();
+    for (key, value) in pairs {
+        let _ = writeln!(out, "{key:<width$}  {}", clean(value));
+    }
+    out
+}
+
+fn scopes_of(token: &Token) -> String {
+    if token.scopes.is_empty() {
+        "-".to_owned()
+    } else {
+        token
+            .scopes
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+fn workspace_of(token: &Token) -> String {
+    match (&token.workspace_name, &token.workspace_id) {
+        (Some(name), _) => clean(name),
+        (None, Some(id)) => id.clone(),
+        (None, None) => "(all)".to_owned(),
+    }
+}
+
+fn owner_of(token: &Token) -> String {
+    match (&token.owner_username, &token.owner_id) {
+        (Some(name), _) => clean(name),
+        (None, Some(id)) => id.clone(),
+        (None, None) => "(workspace)".to_owned(),
+    }
+}
+
+/// One token's metadata as `Key  value` lines.
+pub fn token_details(token: &Token) -> String {
+    let mut pairs = vec![
+        ("ID", token.id.clone()),
+        ("Name", token.name.clone()),
+        ("Type", token.token_type.as_str().to_owned()),
+        ("State", token.state.as_str().to_owned()),
+        ("Hint", token.hint.clone()),
+        ("Workspace", workspace_of(token)),
+        ("Owner", owner_of(token)),
+        ("Scopes", scopes_of(token)),
+    ];
+    if !token.projects.is_empty() {
+        pairs.push(("Projects", token.projects.join(" ")));
+    }
+    if let Some(env) = &token.environment {
+        pairs.push(("Environment", env.clone()));
+    }
+    pairs.push(("Created", rfc3339(token.created_at)));
+    pairs.push(("Expires", opt_time(token.expires_at, "never")));
+    let last_used = match (&token.last_used_at, &token.last_used_ip) {
+        (Some(at), Some(ip)) => format!("{} from {ip}", rfc3339(*at)),
+        (Some(at), None) => rfc3339(*at),
+        _ => "never".to_owned(),
+    };
+    pairs.push(("Last used", last_used));
+    details(&pairs)
+}
+
+/// A list of tokens as a table.
+pub fn token_table(tokens: &[Token]) -> Table {
+    let mut table = Table::new(&[
+        "ID",
+        "NAME",
+        "TYPE",
+        "STATE",
+        "HINT",
+        "WORKSPACE",
+        "OWNER",
+        "SCOPES",
+        "CREATED",
+        "EXPIRES",
+        "LAST USED",
+    ]);
+    for t in tokens {
+        table.row(vec![
+            t.id.clone(),
+            t.name.clone(),
+            t.token_type.as_str().to_owned(),
+            t.state.as_str().to_owned(),
+            t.hint.clone(),
+            workspace_of(t),
+            owner_of(t),
+            scopes_of(t),
+            day(t.created_at),
+            t.expires_at.map(day).unwrap_or_else(|| "never".to_owned()),
+            t.last_used_at
+                .map(minute)
+                .unwrap_or_else(|| "never".to_owned()),
+        ]);
+    }
+    table
+}
+
+/// The label of the line that carries a new secret in table output.
+pub const SECRET_LABEL: &str = "Token:";
+
+/// A created or rotated token: its metadata, then the secret on its own labelled line
+/// (stdout), and a reminder that it is shown once (stderr, so `grep '^Token:'` is enough).
+pub fn print_created(created: &CreatedToken, json: bool, verb: &str) -> Result<(), CliError> {
+    if json {
+        return print_json(created);
+    }
+    print!("{}", token_details(&created.meta));
+    println!();
+    println!("{SECRET_LABEL} {}", created.token);
+    eprintln!(
+        "{verb} token {:?}. Copy the token now: it is shown only this once.",
+        clean(&created.meta.name)
+    );
+    Ok(())
+}
+
+/// `whoami` as text.
+pub fn me_details(me: &Me) -> String {
+    let u = &me.user;
+    let mut out = details(&[
+        ("Username", u.username.clone()),
+        ("User ID", u.id.clone()),
+        ("Display name", or_dash(u.display_name.as_deref())),
+        ("Email", or_dash(u.email.as_deref())),
+        ("Org role", u.role.as_str().to_owned()),
+        ("Active", if u.active { "yes" } else { "no" }.to_owned()),
+        ("Organization", format!("{} ({})", me.org.name, me.org.id)),
+    ]);
+    out.push('\n');
+    let mut table = Table::new(&["WORKSPACE", "WORKSPACE ID", "ROLE"]);
+    for m in &me.memberships {
+        table.row(vec![
+            m.workspace_name.clone(),
+            m.workspace_id.clone(),
+            m.role.as_str().to_owned(),
+        ]);
+    }
+    if me.memberships.is_empty() {
+        out.push_str("No workspace memberships.\n");
+    } else {
+        out.push_str(&table.render());
+    }
+    out
+}
+
+/// Workspaces as a table.
+pub fn workspace_table(items: &[Workspace]) -> Table {
+    let mut table = Table::new(&["ID", "NAME", "CREATED"]);
+    for w in items {
+        table.row(vec![w.id.clone(), w.name.clone(), rfc3339(w.created_at)]);
+    }
+    table
+}
+
+/// One project as `Key  value` lines.
+pub fn project_details(p: &Project) -> String {
+    details(&[
+        ("ID", p.id.clone()),
+        ("Name", p.name.clone()),
+        ("Description", or_dash(p.description.as_deref())),
+        ("Workspace ID", p.workspace_id.clone()),
+        ("Created by", or_dash(p.created_by.as_deref())),
+        ("Created", rfc3339(p.created_at)),
+    ])
+}
+
+/// Projects as a table.
+pub fn project_table(items: &[Project]) -> Table {
+    let mut table = Table::new(&["ID", "NAME", "DESCRIPTION", "WORKSPACE ID", "CREATED"]);
+    for p in items {
+        table.row(vec![
+            p.id.clone(),
+            p.name.clone(),
+            or_dash(p.description.as_deref()),
+            p.workspace_id.clone(),
+            rfc3339(p.created_at),
+        ]);
+    }
+    table
+}
+
+/// A verify answer as text: `valid` and the token, or `invalid: <reason>`.
+pub fn verify_text(answer: &VerifyResponse) -> String {
+    match (&answer.token, answer.valid) {
+        (Some(token), true) => format!("valid\n\n{}", token_details(token)),
+        (None, true) => "valid\n".to_owned(),
+        (_, false) => format!(
+            "invalid: {}\n",
+            answer.reason.map(|r| r.as_str()).unwrap_or("unknown")
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_align_and_clean() {
+        let mut t = Table::new(&["ID", "NAME", "STATE"]);
+        t.row(vec!["1".into(), "ci\x1b[31m".into(), "active".into()]);
+        t.row(vec!["22".into(), "x".into(), "revoked".into()]);
+        let text = t.render();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "ID  NAME     STATE");
+        assert_eq!(lines[1], "1   ci\u{fffd}[31m  active");
+        assert_eq!(lines[2], "22  x        revoked");
+        assert!(!text.contains('\x1b'));
+    }
+
+    #[test]
+    fn details_align() {
+        let text = details(&[("ID", "1".into()), ("Name", "a\nb".into())]);
+        assert_eq!(text, "ID    1\nName  a\u{fffd}b\n");
+    }
+
+    #[test]
+    fn one_line_joins() {
+        assert_eq!(one_line("a\nb\r\n c"), "a b  c");
+    }
+
+    #[test]
+    fn dates() {
+        let t = time::macros::datetime!(2027-08-02 09:05:07 UTC);
+        assert_eq!(rfc3339(t), "2027-08-02T09:05:07Z");
+        assert_eq!(day(t), "2027-08-02");
+        assert_eq!(minute(t), "2027-08-02 09:05");
+    }
+}

@@ -1,0 +1,702 @@
+//! Client-side commands, over the Rust SDK: `login`, `logout`, `whoami`, `workspace`,
+//! `token`, `project`, `verify`.
+//!
+//! Where the server and token come from, first match wins: `--url` / `--token` (`-` reads
+//! the token from stdin), then `LATCHKEY_URL` / `LATCHKEY_API_KEY`, then the file `latchkey
+//! login` wrote. The saved token is only ever sent to the saved URL.
+
+use std::future::Future;
+
+use clap::{Args, Subcommand};
+use latchkey_client::proto::{
+    CreateTokenRequest, Page, Project, RotateTokenRequest, Scope, Token, TokenType, Workspace,
+};
+use latchkey_client::reqwest::Method;
+use latchkey_client::{Client, PageQuery};
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+use crate::error::{CliError, CliResult, EXIT_FAILED, EXIT_OK};
+use crate::input;
+use crate::output::{self, OutputArgs, print_json};
+use crate::profile::{self, Profile};
+
+/// The most pages a list command follows (200 items each).
+const MAX_PAGES: usize = 100;
+/// Items per page when listing everything.
+const PAGE_SIZE: u32 = 200;
+
+/// Which server, which token, which output: every client command takes these.
+#[derive(Args, Clone)]
+pub struct Remote {
+    /// Latchkey server URL (no scheme means https://) [default: the URL saved by `latchkey login`].
+    #[arg(long, env = "LATCHKEY_URL", value_name = "URL")]
+    pub url: Option<String>,
+    /// API token, or `-` to read it from stdin (keeps it out of shell history)
+    /// [default: the token saved by `latchkey login`].
+    #[arg(
+        long,
+        env = "LATCHKEY_API_KEY",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub token: Option<String>,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+fn non_empty(value: &Option<String>) -> Option<&str> {
+    value.as_deref().map(str::trim).filter(|v| !v.is_empty())
+}
+
+/// The base URL as the SDK normalizes it, for comparing URLs.
+fn normalized(url: &str) -> Option<String> {
+    Client::new(url).ok().map(|c| c.base_url().to_string())
+}
+
+impl Remote {
+    fn json(&self) -> bool {
+        self.output.json()
+    }
+
+    /// A client for the chosen server. `token_required`: fail (exit 2) without a token.
+    /// `stdin_free`: whether `--token -` may read stdin (not when stdin carries something
+    /// else).
+    fn client(&self, token_required: bool, stdin_free: bool) -> Result<Client, CliError> {
+        let flag_url = non_empty(&self.url);
+        let flag_token = non_empty(&self.token);
+        // The saved file is read only when it may supply something (a call that needs no
+        // token and has a URL does not look at it).
+        let needs_saved = flag_url.is_none() || (flag_token.is_none() && token_required);
+        let saved = if needs_saved { profile::load()? } else { None };
+        let url = match (flag_url, &saved) {
+            (Some(url), _) => url.to_owned(),
+            (None, Some(saved)) => saved.url.clone(),
+            (None, None) => {
+                return Err(CliError::usage(
+                    "no server URL: pass --url, set LATCHKEY_URL, or run `latchkey login`",
+                ));
+            }
+        };
+        let mut client = Client::new(&url)?;
+        let token = match flag_token {
+            Some("-") if !stdin_free => {
+                return Err(CliError::usage(
+                    "stdin is already used for the token to verify; pass --token another way",
+                ));
+            }
+            Some("-") => Some(input::token_from_stdin("API token: ")?),
+            Some(token) => Some(token.to_owned()),
+            // The saved token goes only to the server it was saved for.
+            None => saved
+                .filter(|s| normalized(&s.url).as_deref() == Some(client.base_url().as_str()))
+                .map(|s| s.token),
+        };
+        if token.is_none() && token_required {
+            return Err(CliError::usage(
+                "no API token: pass --token (or --token - to read it from stdin), set \
+                 LATCHKEY_API_KEY, or run `latchkey login`",
+            ));
+        }
+        client.set_token(token);
+        Ok(client)
+    }
+}
+
+// ---- paging and lookups --------------------------------------------------------------
+
+/// Every item of a paged list (bounded by [`MAX_PAGES`]).
+async fn all_pages<T, F, Fut>(mut fetch: F) -> Result<Vec<T>, CliError>
+where
+    F: FnMut(PageQuery) -> Fut,
+    Fut: Future<Output = Result<Page<T>, latchkey_client::Error>>,
+{
+    let mut items = Vec::new();
+    let mut query = PageQuery::limit(PAGE_SIZE);
+    for _ in 0..MAX_PAGES {
+        let page = fetch(query.clone()).await?;
+        let next = query.next(&page);
+        items.extend(page.items);
+        match next {
+            Some(next) => query = next,
+            None => break,
+        }
+    }
+    Ok(items)
+}
+
+/// The whole list, shaped as the API's page object (`next_cursor` null).
+fn as_page<T>(items: Vec<T>) -> Page<T> {
+    Page {
+        items,
+        next_cursor: None,
+    }
+}
+
+/// A GET the SDK has no method for, decoded like the SDK's own calls.
+async fn get_raw<T: DeserializeOwned>(
+    client: &Client,
+    path: &str,
+    page: &PageQuery,
+) -> Result<T, latchkey_client::Error> {
+    let response = client.request(Method::GET, path).query(page).send().await?;
+    let status = response.status().as_u16();
+    let body = response.bytes().await?;
+    if !(200..300).contains(&status) {
+        return Err(latchkey_client::Error::from_response(status, &body));
+    }
+    serde_json::from_slice(&body).map_err(|e| latchkey_client::Error::Decode {
+        status,
+        message: latchkey_client::redact_secrets(&e.to_string()).into_owned(),
+    })
+}
+
+/// A workspace id from an id or a name.
+async fn workspace_id(client: &Client, workspace: &str) -> Result<String, CliError> {
+    if latchkey_core::is_id(workspace) {
+        return Ok(workspace.to_owned());
+    }
+    let all = all_pages(|q| async move { client.list_workspaces_page(&q).await }).await?;
+    all.into_iter()
+        .find(|w| w.name == workspace)
+        .map(|w| w.id)
+        .ok_or_else(|| {
+            CliError::failed(format!(
+                "no workspace named {:?} that this token can see (see `latchkey workspace list`)",
+                output::clean(workspace)
+            ))
+        })
+}
+
+/// Project ids from ids or names (names are looked up in the workspace).
+async fn project_ids(
+    client: &Client,
+    workspace_id: &str,
+    projects: &[String],
+) -> Result<Vec<String>, CliError> {
+    if projects.iter().all(|p| latchkey_core::is_id(p)) {
+        return Ok(projects.to_vec());
+    }
+    let known: Vec<Project> =
+        all_pages(|q| async move { client.list_projects_page(workspace_id, &q).await }).await?;
+    projects
+        .iter()
+        .map(|p| {
+            if latchkey_core::is_id(p) {
+                return Ok(p.clone());
+            }
+            let mut named = known.iter().filter(|k| &k.name == p);
+            match (named.next(), named.next()) {
+                (Some(one), None) => Ok(one.id.clone()),
+                (None, _) => Err(CliError::failed(format!(
+                    "no project named {:?} in the workspace",
+                    output::clean(p)
+                ))),
+                (Some(_), Some(_)) => Err(CliError::usage(format!(
+                    "several projects are named {:?}; pass the project's id (see `latchkey \
+                     project list`)",
+                    output::clean(p)
+                ))),
+            }
+        })
+        .collect()
+}
+
+// ---- login, logout, whoami -------------------------------------------------------------
+
+/// `latchkey login`.
+#[derive(Args)]
+pub struct LoginArgs {
+    /// Latchkey server URL (no scheme means https://); asked when not given.
+    #[arg(long, env = "LATCHKEY_URL", value_name = "URL")]
+    pub url: Option<String>,
+    /// API token, or `-` to read it from stdin; asked (hidden) when not given.
+    #[arg(
+        long,
+        env = "LATCHKEY_API_KEY",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub token: Option<String>,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// `latchkey login`: checks the URL and token with `GET /api/v1/me` (for a workspace token,
+/// which has no user, with a verify of the token itself) and saves them.
+pub async fn login(args: LoginArgs) -> CliResult {
+    let url = match non_empty(&args.url) {
+        Some(url) => url.to_owned(),
+        None if input::stdin_is_terminal() => input::line("Latchkey URL: ")?,
+        None => {
+            return Err(CliError::usage(
+                "no server URL: pass --url or set LATCHKEY_URL",
+            ));
+        }
+    };
+    if url.is_empty() {
+        return Err(CliError::usage("no server URL given"));
+    }
+    let token = match non_empty(&args.token) {
+        Some("-") => input::token_from_stdin("API token: ")?,
+        Some(token) => token.to_owned(),
+        None if input::stdin_is_terminal() => input::hidden("API token (input hidden): ")?,
+        None => input::token_from_stdin("API token: ")?,
+    };
+    let token = token.trim().to_owned();
+    if token.is_empty() {
+        return Err(CliError::usage("no API token given"));
+    }
+    let client = Client::with_token(&url, token.clone())?;
+    let base = client.base_url().as_str().trim_end_matches('/').to_owned();
+    let (who, identity) = match client.me().await {
+        Ok(me) => (
+            format!(
+                "{} ({}) in {}",
+                output::clean(&me.user.username),
+                me.user.role.as_str(),
+                output::clean(&me.org.name)
+            ),
+            json!({ "me": me }),
+        ),
+        Err(e) if e.is_forbidden() => {
+            // Workspace tokens (client, frontend, admin) have no user to show.
+            let answer = client.verify(&token).await?;
+            match answer.token.filter(|_| answer.valid) {
+                Some(meta) => (
+                    format!(
+                        "{} token {:?} of workspace {}",
+                        meta.token_type.as_str(),
+                        output::clean(&meta.name),
+                        output::clean(meta.workspace_name.as_deref().unwrap_or("-"))
+                    ),
+                    json!({ "token": meta }),
+                ),
+                None => return Err(e.into()),
+            }
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let path = profile::save(&Profile {
+        url: base.clone(),
+        token,
+    })?;
+    if args.output.json() {
+        let mut doc = json!({ "url": base, "config_file": path.display().to_string() });
+        if let (Some(doc), Some(identity)) = (doc.as_object_mut(), identity.as_object()) {
+            doc.extend(identity.clone());
+        }
+        print_json(&doc)?;
+    } else {
+        println!("Logged in to {base} as {who}.");
+        println!("Saved the URL and token to {} (mode 0600).", path.display());
+    }
+    Ok(EXIT_OK)
+}
+
+/// `latchkey logout`.
+#[derive(Args)]
+pub struct LogoutArgs {
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// `latchkey logout`: removes the saved file (the token itself stays valid; revoke it with
+/// `latchkey token revoke` if it should stop working).
+pub fn logout(args: LogoutArgs) -> CliResult {
+    let (removed, path) = profile::remove()?;
+    if args.output.json() {
+        print_json(&json!({
+            "logged_out": removed,
+            "config_file": path.display().to_string(),
+        }))?;
+    } else if removed {
+        println!("Logged out: removed {}.", path.display());
+    } else {
+        println!("Not logged in (no {}).", path.display());
+    }
+    Ok(EXIT_OK)
+}
+
+/// `latchkey whoami`.
+pub async fn whoami(remote: Remote) -> CliResult {
+    let client = remote.client(true, true)?;
+    let me = client.me().await?;
+    if remote.json() {
+        print_json(&me)?;
+    } else {
+        print!("{}", output::me_details(&me));
+    }
+    Ok(EXIT_OK)
+}
+
+// ---- workspaces ----------------------------------------------------------------------
+
+/// `latchkey workspace …`.
+#[derive(Subcommand)]
+pub enum WorkspaceCmd {
+    /// List the workspaces this token can see.
+    #[command(
+        after_help = "Example:\n  latchkey workspace list\n  latchkey workspace list --output json | jq -r '.items[].name'"
+    )]
+    List(Remote),
+}
+
+/// Runs a `workspace` command.
+pub async fn workspace(cmd: WorkspaceCmd) -> CliResult {
+    match cmd {
+        WorkspaceCmd::List(remote) => {
+            let client = remote.client(true, true)?;
+            let items: Vec<Workspace> = all_pages(|q| {
+                let client = &client;
+                async move { client.list_workspaces_page(&q).await }
+            })
+            .await?;
+            if remote.json() {
+                print_json(&as_page(items))?;
+            } else {
+                output::workspace_table(&items).print_or("No workspaces.");
+            }
+            Ok(EXIT_OK)
+        }
+    }
+}
+
+// ---- tokens --------------------------------------------------------------------------
+
+fn parse_type(name: &str) -> Result<TokenType, String> {
+    TokenType::parse(name).ok_or_else(|| {
+        let all: Vec<_> = TokenType::ALL.iter().map(|t| t.as_str()).collect();
+        format!("unknown token type; one of: {}", all.join(", "))
+    })
+}
+
+fn parse_scope(name: &str) -> Result<Scope, String> {
+    Scope::parse(name).ok_or_else(|| {
+        let all: Vec<_> = Scope::ALL.iter().map(|s| s.as_str()).collect();
+        format!("unknown scope; one of: {}", all.join(", "))
+    })
+}
+
+/// `latchkey token create`.
+#[derive(Args)]
+pub struct CreateToken {
+    /// The workspace, by name or id.
+    #[arg(long, short = 'w', value_name = "WORKSPACE")]
+    pub workspace: String,
+    /// The token's name (free text, up to 200 characters).
+    #[arg(long, short = 'n')]
+    pub name: String,
+    /// Token type: personal, legacy, client, frontend or admin.
+    #[arg(long = "type", short = 't', default_value = "personal", value_parser = parse_type)]
+    pub token_type: TokenType,
+    /// Lifetime in whole days (at most what the policy allows).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(i64).range(1..))]
+    pub expires_in_days: Option<i64>,
+    /// A scope (repeat for more): projects:read, projects:write, tokens:read, tokens:write,
+    /// members:read, introspect, admin.
+    #[arg(long = "scope", short = 's', value_name = "SCOPE", value_parser = parse_scope)]
+    pub scopes: Vec<Scope>,
+    /// A project to bind a client or frontend token to, by id or name (repeat for more).
+    #[arg(long = "project", short = 'p', value_name = "PROJECT")]
+    pub projects: Vec<String>,
+    /// An environment name to bind a client or frontend token to.
+    #[arg(long, short = 'e')]
+    pub environment: Option<String>,
+    #[command(flatten)]
+    pub remote: Remote,
+}
+
+/// `latchkey token list`.
+#[derive(Args)]
+pub struct ListTokens {
+    /// Tokens of this workspace (name or id) that you may see; without it: your own tokens.
+    #[arg(long, short = 'w', value_name = "WORKSPACE")]
+    pub workspace: Option<String>,
+    #[command(flatten)]
+    pub remote: Remote,
+}
+
+/// A command on one token.
+#[derive(Args)]
+pub struct TokenId {
+    /// The token's id (from `latchkey token list`).
+    pub id: String,
+    #[command(flatten)]
+    pub remote: Remote,
+}
+
+/// `latchkey token rotate`.
+#[derive(Args)]
+pub struct RotateToken {
+    /// The token's id.
+    pub id: String,
+    /// Seconds the old secret keeps working (default 0: it stops at once).
+    #[arg(long, value_name = "N")]
+    pub grace_seconds: Option<u64>,
+    #[command(flatten)]
+    pub remote: Remote,
+}
+
+/// `latchkey token …`.
+#[derive(Subcommand)]
+pub enum TokenCmd {
+    /// Create a token; its secret is printed once.
+    #[command(after_help = "\
+Examples:
+  latchkey token create --workspace \"Workspace 1\" --name ci --expires-in-days 30
+  latchkey token create -w \"Workspace 1\" -n backend --type client \\
+      --scope projects:read --project \"Fraud Demo\" --environment production
+  latchkey token create -w \"Workspace 1\" -n ci --output json | jq -r .token
+
+In table output the secret is on the line starting with \"Token:\".")]
+    Create(CreateToken),
+    /// List tokens: yours, or those of a workspace that you may see.
+    #[command(after_help = "\
+Examples:
+  latchkey token list
+  latchkey token list --workspace \"Workspace 1\" --output json")]
+    List(ListTokens),
+    /// Show one token's metadata (never its secret).
+    #[command(after_help = "Example:\n  latchkey token get 0197f0c4-1b2c-7d3e-8f40-123456789abc")]
+    Get(TokenId),
+    /// Revoke a token: it stops working at once (it can be restored before it expires).
+    #[command(
+        after_help = "Example:\n  latchkey token revoke 0197f0c4-1b2c-7d3e-8f40-123456789abc"
+    )]
+    Revoke(TokenId),
+    /// Restore (re-approve) a revoked token.
+    #[command(
+        after_help = "Example:\n  latchkey token restore 0197f0c4-1b2c-7d3e-8f40-123456789abc"
+    )]
+    Restore(TokenId),
+    /// Give a token a new secret under the same id; the new secret is printed once.
+    #[command(after_help = "\
+Examples:
+  latchkey token rotate 0197f0c4-1b2c-7d3e-8f40-123456789abc
+  latchkey token rotate 0197f0c4-1b2c-7d3e-8f40-123456789abc --grace-seconds 3600")]
+    Rotate(RotateToken),
+    /// Delete a token for good.
+    #[command(
+        after_help = "Example:\n  latchkey token delete 0197f0c4-1b2c-7d3e-8f40-123456789abc"
+    )]
+    Delete(TokenId),
+}
+
+/// Runs a `token` command.
+pub async fn token(cmd: TokenCmd) -> CliResult {
+    match cmd {
+        TokenCmd::Create(args) => create_token(args).await,
+        TokenCmd::List(args) => {
+            let remote = &args.remote;
+            let client = remote.client(true, true)?;
+            let ws = match &args.workspace {
+                Some(w) => Some(workspace_id(&client, w).await?),
+                None => None,
+            };
+            let items: Vec<Token> = all_pages(|q| {
+                let (client, ws) = (&client, ws.as_deref());
+                async move { client.tokens().list(ws, &q).await }
+            })
+            .await?;
+            if remote.json() {
+                print_json(&as_page(items))?;
+            } else {
+                output::token_table(&items).print_or("No tokens.");
+            }
+            Ok(EXIT_OK)
+        }
+        TokenCmd::Get(args) => {
+            let client = args.remote.client(true, true)?;
+            let token = client.tokens().get(&args.id).await?;
+            print_token(&token, args.remote.json())
+        }
+        TokenCmd::Revoke(args) => {
+            let client = args.remote.client(true, true)?;
+            let token = client.tokens().revoke(&args.id).await?;
+            print_token(&token, args.remote.json())
+        }
+        TokenCmd::Restore(args) => {
+            let client = args.remote.client(true, true)?;
+            let token = client.tokens().restore(&args.id).await?;
+            print_token(&token, args.remote.json())
+        }
+        TokenCmd::Rotate(args) => {
+            let client = args.remote.client(true, true)?;
+            let request = RotateTokenRequest {
+                grace_seconds: args.grace_seconds,
+                ..RotateTokenRequest::default()
+            };
+            let rotated = client.tokens().rotate(&args.id, &request).await?;
+            output::print_created(&rotated, args.remote.json(), "Rotated")?;
+            Ok(EXIT_OK)
+        }
+        TokenCmd::Delete(args) => {
+            let client = args.remote.client(true, true)?;
+            client.tokens().delete(&args.id).await?;
+            if args.remote.json() {
+                print_json(&json!({ "id": args.id, "deleted": true }))?;
+            } else {
+                println!("Deleted token {}.", output::clean(&args.id));
+            }
+            Ok(EXIT_OK)
+        }
+    }
+}
+
+fn print_token(token: &Token, json: bool) -> CliResult {
+    if json {
+        print_json(token)?;
+    } else {
+        print!("{}", output::token_details(token));
+    }
+    Ok(EXIT_OK)
+}
+
+async fn create_token(args: CreateToken) -> CliResult {
+    let client = args.remote.client(true, true)?;
+    let ws = workspace_id(&client, &args.workspace).await?;
+    let mut request = CreateTokenRequest::new(args.name, args.token_type);
+    if !args.scopes.is_empty() {
+        request.scopes = Some(args.scopes);
+    }
+    if !args.projects.is_empty() {
+        request.projects = Some(project_ids(&client, &ws, &args.projects).await?);
+    }
+    request.environment = args.environment;
+    request.expires_in_days = args.expires_in_days;
+    let created = client.tokens().create(&ws, &request).await?;
+    output::print_created(&created, args.remote.json(), "Created")?;
+    Ok(EXIT_OK)
+}
+
+// ---- projects ------------------------------------------------------------------------
+
+/// `latchkey project create`.
+#[derive(Args)]
+pub struct CreateProject {
+    /// The project's name.
+    #[arg(long, short = 'n')]
+    pub name: String,
+    /// A description.
+    #[arg(long, short = 'd')]
+    pub description: Option<String>,
+    /// The workspace (name or id) [default: the token's own workspace, via POST /projects].
+    #[arg(long, short = 'w', value_name = "WORKSPACE")]
+    pub workspace: Option<String>,
+    #[command(flatten)]
+    pub remote: Remote,
+}
+
+/// `latchkey project list`.
+#[derive(Args)]
+pub struct ListProjects {
+    /// The workspace (name or id) [default: the token's own workspace, via GET /projects].
+    #[arg(long, short = 'w', value_name = "WORKSPACE")]
+    pub workspace: Option<String>,
+    #[command(flatten)]
+    pub remote: Remote,
+}
+
+/// `latchkey project …`.
+#[derive(Subcommand)]
+pub enum ProjectCmd {
+    /// Create a project (in the token's workspace unless --workspace says otherwise).
+    #[command(after_help = "\
+Examples:
+  latchkey project create --name \"Fraud Demo\" --description \"This is an Onboarding Demo\"
+  latchkey project create --name \"Fraud Demo\" --workspace \"Workspace 1\" --output json")]
+    Create(CreateProject),
+    /// List the projects of a workspace (the token's own unless --workspace says otherwise).
+    #[command(after_help = "\
+Examples:
+  latchkey project list
+  latchkey project list --workspace \"Workspace 1\" --output json")]
+    List(ListProjects),
+}
+
+/// Runs a `project` command.
+pub async fn project(cmd: ProjectCmd) -> CliResult {
+    match cmd {
+        ProjectCmd::Create(args) => {
+            let client = args.remote.client(true, true)?;
+            let description = args.description.as_deref();
+            let project = match &args.workspace {
+                Some(w) => {
+                    let ws = workspace_id(&client, w).await?;
+                    client
+                        .create_project_in(&ws, &args.name, description)
+                        .await?
+                }
+                None => client.create_project(&args.name, description).await?,
+            };
+            if args.remote.json() {
+                print_json(&project)?;
+            } else {
+                print!("{}", output::project_details(&project));
+            }
+            Ok(EXIT_OK)
+        }
+        ProjectCmd::List(args) => {
+            let client = args.remote.client(true, true)?;
+            let ws = match &args.workspace {
+                Some(w) => Some(workspace_id(&client, w).await?),
+                None => None,
+            };
+            let items: Vec<Project> = all_pages(|q| {
+                let (client, ws) = (&client, ws.as_deref());
+                async move {
+                    match ws {
+                        Some(ws) => client.list_projects_page(ws, &q).await,
+                        None => get_raw(client, "/projects", &q).await,
+                    }
+                }
+            })
+            .await?;
+            if args.remote.json() {
+                print_json(&as_page(items))?;
+            } else {
+                output::project_table(&items).print_or("No projects.");
+            }
+            Ok(EXIT_OK)
+        }
+    }
+}
+
+// ---- verify --------------------------------------------------------------------------
+
+/// `latchkey verify`.
+#[derive(Args)]
+pub struct VerifyArgs {
+    /// The token to check, or `-` to read it from stdin.
+    #[arg(value_name = "TOKEN")]
+    pub secret: String,
+    #[command(flatten)]
+    pub remote: Remote,
+}
+
+/// `latchkey verify`: exit 0 valid, 1 invalid, 2 when there is no answer (usage, connection,
+/// or an error status such as 429).
+pub async fn verify(args: VerifyArgs) -> CliResult {
+    let from_stdin = args.secret.trim() == "-";
+    let result = async {
+        let client = args.remote.client(false, !from_stdin)?;
+        let secret = if from_stdin {
+            input::token_from_stdin("Token to verify: ")?
+        } else {
+            args.secret.trim().to_owned()
+        };
+        Ok::<_, CliError>(client.verify(&secret).await?)
+    }
+    .await;
+    let answer = result.map_err(|e| match e {
+        CliError::Api { .. } => CliError::NoAnswer(Box::new(e)),
+        other => other,
+    })?;
+    if args.remote.json() {
+        print_json(&answer)?;
+    } else {
+        print!("{}", output::verify_text(&answer));
+    }
+    Ok(if answer.valid { EXIT_OK } else { EXIT_FAILED })
+}

@@ -1,0 +1,969 @@
+//! The `latchkey` CLI as a subprocess against a real server: every client command in both
+//! output modes, exit codes (0 / 1 API error / 2 usage or connection), `verify`'s 0/1/2,
+//! `login`'s 0600 file, completions, `backup` restored into a fresh server, and
+//! `admin reset-password` on the store (server running and stopped).
+//!
+//! The server runs in this process; each CLI call runs on a blocking thread so the server
+//! keeps serving while the test waits for the subprocess.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use latchkey_client::AuditQuery;
+use latchkey_client::proto::{OrgRole, TokenType};
+use serde_json::Value;
+
+use crate::harness::{ADMIN_PASSWORD, TestServer, eventually};
+
+/// A well-formed token (valid checksum) that no test server ever issued.
+const UNKNOWN_TOKEN: &str = "lkp_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA3Ae0o2";
+
+/// Variables that would make a run depend on the machine it runs on.
+const CLEARED_ENV: [&str; 14] = [
+    "LATCHKEY_URL",
+    "LATCHKEY_API_KEY",
+    "LATCHKEY_CONFIG_DIR",
+    "LATCHKEY_NEW_PASSWORD",
+    "LATCHKEY_DATA_DIR",
+    "LATCHKEY_DATABASE_URL",
+    "LATCHKEY_CONFIG",
+    "LATCHKEY_HASH_KEY",
+    "LATCHKEY_HASH_KEY_FILE",
+    "LATCHKEY_ADMIN_PASSWORD",
+    "LATCHKEY_ADMIN_TOKEN",
+    "LATCHKEY_LISTEN",
+    "LATCHKEY_LOG_FORMAT",
+    "XDG_CONFIG_HOME",
+];
+
+/// What a run printed and how it ended.
+#[derive(Debug)]
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Out {
+    fn ok(&self) -> &Self {
+        assert_eq!(self.code, 0, "expected success: {self:#?}");
+        self
+    }
+
+    fn json(&self) -> Value {
+        self.ok();
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}): {self:#?}"))
+    }
+
+    /// Asserts the exit code and that stderr is one `error: …` line; returns that line.
+    fn fails(&self, code: i32) -> &str {
+        assert_eq!(self.code, code, "exit code: {self:#?}");
+        let line = self.stderr.trim_end();
+        assert!(
+            line.starts_with("error: ") && !line.contains('\n'),
+            "stderr must be one error line: {self:#?}"
+        );
+        line
+    }
+
+    /// The secret on the `Token:` line of table output.
+    fn secret(&self) -> String {
+        self.ok();
+        let secrets: Vec<&str> = self
+            .stdout
+            .lines()
+            .filter_map(|l| l.strip_prefix("Token: "))
+            .collect();
+        assert_eq!(secrets.len(), 1, "one Token: line: {self:#?}");
+        secrets[0].trim().to_owned()
+    }
+}
+
+/// A CLI invocation being built.
+struct Run {
+    args: Vec<String>,
+    envs: Vec<(String, String)>,
+    stdin: Option<String>,
+}
+
+impl Run {
+    fn env(mut self, key: &str, value: impl AsRef<str>) -> Self {
+        self.envs.push((key.into(), value.as_ref().into()));
+        self
+    }
+
+    fn stdin(mut self, text: &str) -> Self {
+        self.stdin = Some(text.into());
+        self
+    }
+
+    async fn out(self) -> Out {
+        let task = tokio::task::spawn_blocking(move || {
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_latchkey"));
+            cmd.args(&self.args);
+            for key in CLEARED_ENV {
+                cmd.env_remove(key);
+            }
+            for (k, v) in &self.envs {
+                cmd.env(k, v);
+            }
+            cmd.stdin(if self.stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+            let mut child = cmd.spawn().expect("spawn latchkey");
+            if let Some(text) = &self.stdin {
+                let mut pipe = child.stdin.take().unwrap();
+                pipe.write_all(text.as_bytes()).unwrap();
+            }
+            let output = child.wait_with_output().unwrap();
+            Out {
+                code: output.status.code().unwrap_or(-1),
+                stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            }
+        });
+        tokio::time::timeout(Duration::from_secs(120), task)
+            .await
+            .expect("the CLI finished in time")
+            .unwrap()
+    }
+}
+
+/// A test's CLI environment: a private config dir (so no run reads a real one).
+struct Ctx {
+    config_dir: tempfile::TempDir,
+}
+
+impl Ctx {
+    fn new() -> Ctx {
+        Ctx {
+            config_dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn config_dir(&self) -> &Path {
+        self.config_dir.path()
+    }
+
+    /// `latchkey ARGS` with the config dir set and nothing else from the environment.
+    fn cmd(&self, args: &[&str]) -> Run {
+        Run {
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
+            envs: vec![(
+                "LATCHKEY_CONFIG_DIR".into(),
+                self.config_dir().display().to_string(),
+            )],
+            stdin: None,
+        }
+    }
+
+    /// `latchkey ARGS --url URL --token TOKEN`.
+    fn api(&self, server: &TestServer, token: &str, args: &[&str]) -> Run {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--url", &server.url, "--token", token]);
+        self.cmd(&all)
+    }
+
+    /// As the bootstrap admin, in table mode.
+    async fn admin(&self, server: &TestServer, args: &[&str]) -> Out {
+        self.api(server, server.admin_token.as_deref().unwrap(), args)
+            .out()
+            .await
+    }
+
+    /// As the bootstrap admin, with `--output json`.
+    async fn admin_json(&self, server: &TestServer, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.extend(["--output", "json"]);
+        self.admin(server, &all).await.json()
+    }
+}
+
+fn ids(page: &Value) -> Vec<String> {
+    page["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|t| t["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// A port nothing listens on.
+async fn closed_port_url() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn cli_whoami_workspaces_and_projects_in_both_output_modes() {
+    let server = TestServer::start().await;
+    let ctx = Ctx::new();
+    let ws = server.workspace1().await;
+
+    let out = ctx.admin(&server, &["whoami"]).await;
+    out.ok();
+    assert!(out.stdout.contains("admin"), "{out:#?}");
+    assert!(out.stdout.contains("Workspace 1"), "{out:#?}");
+    assert!(out.stderr.is_empty(), "{out:#?}");
+    let me = ctx.admin_json(&server, &["whoami"]).await;
+    assert_eq!(me["username"], "admin");
+    assert_eq!(me["memberships"][0]["workspace_name"], "Workspace 1");
+    assert!(me["org"]["id"].is_string());
+
+    let out = ctx.admin(&server, &["workspace", "list"]).await;
+    out.ok();
+    assert!(out.stdout.starts_with("ID"), "{out:#?}");
+    assert!(out.stdout.contains("Workspace 1") && out.stdout.contains(&ws));
+    let list = ctx.admin_json(&server, &["workspace", "list"]).await;
+    assert!(ids(&list).contains(&ws), "{list}");
+    assert!(list["next_cursor"].is_null());
+
+    // No workspace: POST /projects, the token's workspace. Table output.
+    let out = ctx
+        .admin(
+            &server,
+            &[
+                "project",
+                "create",
+                "--name",
+                "Fraud Demo",
+                "--description",
+                "This is an Onboarding Demo",
+            ],
+        )
+        .await;
+    out.ok();
+    assert!(out.stdout.contains("Fraud Demo"), "{out:#?}");
+    assert!(out.stdout.contains(&ws), "{out:#?}");
+    // By workspace name, JSON output: the API's project object.
+    let project = ctx
+        .admin_json(
+            &server,
+            &[
+                "project",
+                "create",
+                "--name",
+                "Second",
+                "--workspace",
+                "Workspace 1",
+            ],
+        )
+        .await;
+    assert_eq!(project["name"], "Second");
+    assert_eq!(project["workspace_id"], ws.as_str());
+    assert!(project["description"].is_null());
+
+    // Lists: the token's workspace (GET /projects) and a named one.
+    let out = ctx.admin(&server, &["project", "list"]).await;
+    out.ok();
+    assert!(out.stdout.contains("Fraud Demo") && out.stdout.contains("Second"));
+    assert!(out.stdout.contains("This is an Onboarding Demo"));
+    let list = ctx
+        .admin_json(&server, &["project", "list", "--workspace", &ws])
+        .await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 2);
+    assert_eq!(list["items"][0]["name"], "Second", "newest first");
+
+    // The environment variables work as the flags do.
+    let out = ctx
+        .cmd(&["whoami", "--output", "json"])
+        .env("LATCHKEY_URL", &server.url)
+        .env("LATCHKEY_API_KEY", server.admin_token.as_deref().unwrap())
+        .out()
+        .await;
+    assert_eq!(out.json()["username"], "admin");
+    // `--token -` reads it from stdin.
+    let out = ctx
+        .cmd(&["whoami", "--url", &server.url, "--token", "-"])
+        .stdin(&format!("{}\n", server.admin_token.as_deref().unwrap()))
+        .out()
+        .await;
+    out.ok();
+    assert!(out.stdout.contains("admin"));
+}
+
+#[tokio::test]
+async fn cli_token_lifecycle_in_both_output_modes() {
+    let server = TestServer::start().await;
+    let ctx = Ctx::new();
+    let ws = server.workspace1().await;
+    let project = server
+        .admin()
+        .create_project("Fraud Demo", None)
+        .await
+        .unwrap();
+
+    // Create, table mode: metadata, then the secret on its own labelled line.
+    let out = ctx
+        .admin(
+            &server,
+            &[
+                "token",
+                "create",
+                "--workspace",
+                "Workspace 1",
+                "--name",
+                "cli-personal",
+                "--expires-in-days",
+                "7",
+                "--scope",
+                "projects:read",
+                "--scope",
+                "tokens:read",
+            ],
+        )
+        .await;
+    let personal = out.secret();
+    assert!(personal.starts_with("lkp_"), "{out:#?}");
+    assert!(out.stdout.contains("cli-personal"));
+    assert!(out.stdout.contains("projects:read tokens:read"), "{out:#?}");
+    assert!(out.stderr.contains("only this once"), "{out:#?}");
+    let me = server.with_token(&personal).me().await.unwrap();
+    assert_eq!(me.user.username, "admin");
+    let personal_id = server
+        .admin()
+        .verify(&personal)
+        .await
+        .unwrap()
+        .token
+        .unwrap()
+        .id;
+
+    // Create, JSON mode: the API's object with the secret as `token`; workspace by id,
+    // a client token bound to a project (by name) and an environment.
+    let created = ctx
+        .admin_json(
+            &server,
+            &[
+                "token",
+                "create",
+                "--workspace",
+                &ws,
+                "--name",
+                "backend",
+                "--type",
+                "client",
+                "--project",
+                "Fraud Demo",
+                "--environment",
+                "production",
+            ],
+        )
+        .await;
+    let client_secret = created["token"].as_str().unwrap().to_owned();
+    let client_id = created["id"].as_str().unwrap().to_owned();
+    assert!(client_secret.starts_with("lkc_"));
+    assert_eq!(created["type"], "client");
+    assert_eq!(created["projects"][0], project.id.as_str());
+    assert_eq!(created["environment"], "production");
+    assert_eq!(created["workspace_id"], ws.as_str());
+    assert!(
+        server
+            .with_token(&client_secret)
+            .list_projects(&ws)
+            .await
+            .is_ok()
+    );
+
+    // List: mine (no workspace) and a workspace's.
+    let out = ctx.admin(&server, &["token", "list"]).await;
+    out.ok();
+    assert!(out.stdout.starts_with("ID"), "{out:#?}");
+    assert!(out.stdout.contains("cli-personal") && !out.stdout.contains(&personal));
+    let mine = ctx.admin_json(&server, &["token", "list"]).await;
+    assert!(ids(&mine).contains(&personal_id));
+    assert!(
+        !ids(&mine).contains(&client_id),
+        "workspace tokens are not mine"
+    );
+    let in_ws = ctx
+        .admin_json(&server, &["token", "list", "--workspace", "Workspace 1"])
+        .await;
+    assert!(ids(&in_ws).contains(&client_id) && ids(&in_ws).contains(&personal_id));
+    assert!(
+        !in_ws.to_string().contains(&client_secret),
+        "lists never hold secrets"
+    );
+
+    // Get.
+    let out = ctx.admin(&server, &["token", "get", &client_id]).await;
+    out.ok();
+    assert!(out.stdout.contains("backend") && out.stdout.contains("production"));
+    assert!(!out.stdout.contains(&client_secret));
+    let got = ctx.admin_json(&server, &["token", "get", &client_id]).await;
+    assert_eq!(got["id"], client_id.as_str());
+    assert!(got.get("token").is_none(), "get never shows the secret");
+
+    // Revoke (table) and restore (json); verify follows.
+    let out = ctx.admin(&server, &["token", "revoke", &client_id]).await;
+    out.ok();
+    assert!(out.stdout.contains("revoked"), "{out:#?}");
+    let v = ctx
+        .cmd(&["verify", &client_secret, "--url", &server.url])
+        .out()
+        .await;
+    assert_eq!(v.code, 1, "{v:#?}");
+    assert!(v.stdout.contains("invalid: revoked"), "{v:#?}");
+    let restored = ctx
+        .admin_json(&server, &["token", "restore", &client_id])
+        .await;
+    assert_eq!(restored["state"], "active");
+    let v = ctx
+        .cmd(&["verify", &client_secret, "--url", &server.url])
+        .out()
+        .await;
+    assert_eq!(v.code, 0, "{v:#?}");
+
+    // Rotate, JSON: a new secret under the same id; the old one stops (no grace).
+    let rotated = ctx
+        .admin_json(
+            &server,
+            &["token", "rotate", &client_id, "--grace-seconds", "0"],
+        )
+        .await;
+    let new_secret = rotated["token"].as_str().unwrap().to_owned();
+    assert_eq!(rotated["id"], client_id.as_str());
+    assert_ne!(new_secret, client_secret);
+    assert!(!server.admin().verify(&client_secret).await.unwrap().valid);
+    assert!(server.admin().verify(&new_secret).await.unwrap().valid);
+    // Rotate, table, with a grace period: the old secret keeps working for now.
+    let out = ctx
+        .admin(
+            &server,
+            &["token", "rotate", &client_id, "--grace-seconds", "3600"],
+        )
+        .await;
+    let newest = out.secret();
+    assert!(newest.starts_with("lkc_") && newest != new_secret);
+    assert!(server.admin().verify(&new_secret).await.unwrap().valid);
+    assert!(server.admin().verify(&newest).await.unwrap().valid);
+
+    // Delete (table and json), then it is gone: exit 1, one error line.
+    let out = ctx.admin(&server, &["token", "delete", &client_id]).await;
+    out.ok();
+    assert!(out.stdout.contains(&client_id));
+    let deleted = ctx
+        .admin_json(&server, &["token", "delete", &personal_id])
+        .await;
+    assert_eq!(deleted["deleted"], true);
+    let out = ctx.admin(&server, &["token", "get", &client_id]).await;
+    let line = out.fails(1);
+    assert!(line.ends_with("(not_found, HTTP 404)"), "{line}");
+    assert!(out.stdout.is_empty());
+}
+
+#[tokio::test]
+async fn cli_errors_exit_1_for_the_api_and_2_for_usage_and_connection() {
+    let server = TestServer::start().await;
+    let ctx = Ctx::new();
+
+    // Bad flags: clap's usage errors, exit 2.
+    for args in [
+        vec!["token", "create", "--workspace", "Workspace 1"],
+        vec!["token", "list", "--output", "yaml"],
+        vec![
+            "token",
+            "create",
+            "-w",
+            "Workspace 1",
+            "-n",
+            "x",
+            "--expires-in-days",
+            "0",
+        ],
+        vec!["token", "create", "-w", "W", "-n", "x", "--scope", "nope"],
+        vec!["token", "create", "-w", "W", "-n", "x", "--type", "root"],
+        vec!["token", "rotate", "id", "--grace-seconds", "-1"],
+        vec!["token", "frobnicate"],
+        vec!["nonsense"],
+    ] {
+        let out = ctx.admin(&server, &args).await;
+        assert_eq!(out.code, 2, "{args:?}: {out:#?}");
+        assert!(out.stdout.is_empty(), "{args:?}: {out:#?}");
+    }
+    // No URL, no token: usage, exit 2, one line.
+    let out = ctx.cmd(&["whoami"]).out().await;
+    assert!(out.fails(2).contains("--url"), "{out:#?}");
+    let out = ctx.cmd(&["whoami", "--url", &server.url]).out().await;
+    assert!(out.fails(2).contains("token"), "{out:#?}");
+    let out = ctx.cmd(&["whoami", "--url", "ftp://x"]).out().await;
+    out.fails(2);
+
+    // A token the server does not accept: the API's error, exit 1, one line.
+    let out = ctx
+        .api(&server, UNKNOWN_TOKEN, &["token", "list"])
+        .out()
+        .await;
+    let line = out.fails(1);
+    assert!(line.ends_with(", HTTP 401)"), "{line}");
+    assert!(!line.contains(UNKNOWN_TOKEN), "{line}");
+    assert!(out.stdout.is_empty());
+    // The same in JSON mode: errors still go to stderr as one line.
+    let out = ctx
+        .api(&server, "not-a-token", &["whoami", "--output", "json"])
+        .out()
+        .await;
+    out.fails(1);
+    assert!(out.stdout.is_empty());
+    // A refused request: more than the policy allows (422), exit 1.
+    let out = ctx
+        .admin(
+            &server,
+            &[
+                "token",
+                "create",
+                "-w",
+                "Workspace 1",
+                "-n",
+                "long",
+                "--expires-in-days",
+                "1000",
+            ],
+        )
+        .await;
+    assert!(
+        out.fails(1)
+            .ends_with("(lifetime_exceeds_policy, HTTP 422)"),
+        "{out:#?}"
+    );
+    // An unknown workspace name: exit 1.
+    let out = ctx
+        .admin(&server, &["token", "list", "--workspace", "No Such Place"])
+        .await;
+    assert!(out.fails(1).contains("No Such Place"));
+
+    // Nobody listening: a connection error, exit 2, one line.
+    let closed = closed_port_url().await;
+    let out = ctx
+        .cmd(&["whoami", "--url", &closed, "--token", UNKNOWN_TOKEN])
+        .out()
+        .await;
+    let line = out.fails(2);
+    assert!(line.contains("cannot connect"), "{line}");
+    assert!(!line.contains(UNKNOWN_TOKEN));
+}
+
+#[tokio::test]
+async fn cli_verify_exits_0_valid_1_invalid_2_no_answer() {
+    let server = TestServer::start().await;
+    let ctx = Ctx::new();
+    let token = server.admin_token.clone().unwrap();
+
+    // Valid: exit 0, no credentials needed.
+    let out = ctx
+        .cmd(&["verify", &token, "--url", &server.url])
+        .out()
+        .await;
+    out.ok();
+    assert!(out.stdout.starts_with("valid"), "{out:#?}");
+    assert!(out.stdout.contains("Workspace 1") && !out.stdout.contains(&token));
+    let answer = ctx
+        .cmd(&["verify", &token, "--url", &server.url, "-o", "json"])
+        .out()
+        .await
+        .json();
+    assert_eq!(answer["valid"], true);
+    assert_eq!(answer["token"]["owner_username"], "admin");
+    // From stdin.
+    let out = ctx
+        .cmd(&["verify", "-", "--url", &server.url])
+        .stdin(&format!("{token}\n"))
+        .out()
+        .await;
+    out.ok();
+
+    // Invalid: exit 1 with the reason, on stdout (an answer, not an error).
+    let out = ctx
+        .cmd(&["verify", "lkp_nope", "--url", &server.url])
+        .out()
+        .await;
+    assert_eq!(out.code, 1, "{out:#?}");
+    assert_eq!(out.stdout.trim(), "invalid: bad_format");
+    let out = ctx
+        .cmd(&["verify", "-", "--url", &server.url, "--output", "json"])
+        .stdin(UNKNOWN_TOKEN)
+        .out()
+        .await;
+    assert_eq!(out.code, 1, "{out:#?}");
+    let answer: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(answer["valid"], false);
+    assert_eq!(answer["reason"], "not_found");
+
+    // No answer: exit 2.
+    let closed = closed_port_url().await;
+    let out = ctx.cmd(&["verify", &token, "--url", &closed]).out().await;
+    out.fails(2);
+    let out = ctx.cmd(&["verify", &token]).out().await;
+    out.fails(2);
+    let out = ctx.cmd(&["verify", "--url", &server.url]).out().await;
+    assert_eq!(out.code, 2, "missing argument: {out:#?}");
+    let out = ctx
+        .cmd(&["verify", "-", "--url", &server.url, "--token", "-"])
+        .stdin(&token)
+        .out()
+        .await;
+    out.fails(2);
+}
+
+#[tokio::test]
+async fn cli_login_keeps_url_and_token_in_a_0600_file() {
+    let server = TestServer::start().await;
+    let ctx = Ctx::new();
+    let token = server.admin_token.clone().unwrap();
+    let file = ctx.config_dir().join("config.toml");
+
+    // A bad token is refused and nothing is written.
+    let out = ctx
+        .cmd(&["login", "--url", &server.url, "--token", "-"])
+        .stdin(UNKNOWN_TOKEN)
+        .out()
+        .await;
+    assert!(out.fails(1).contains("HTTP 401"));
+    assert!(!file.exists());
+
+    // The token from stdin (a pipe, no flag needed).
+    let out = ctx
+        .cmd(&["login", "--url", &server.url])
+        .stdin(&format!("{token}\n"))
+        .out()
+        .await;
+    out.ok();
+    assert!(out.stdout.contains("admin"), "{out:#?}");
+    assert!(!out.stdout.contains(&token));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "config file mode");
+    }
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        text.contains(&token) && text.contains(&server.url),
+        "{text}"
+    );
+
+    // Later commands need neither flag.
+    let me = ctx.cmd(&["whoami", "-o", "json"]).out().await.json();
+    assert_eq!(me["username"], "admin");
+    let out = ctx.cmd(&["token", "list"]).out().await;
+    out.ok();
+    // The saved token is never sent to another server.
+    let other = server.url.replace("127.0.0.1", "localhost");
+    let out = ctx.cmd(&["whoami", "--url", &other]).out().await;
+    assert!(out.fails(2).contains("no API token"), "{out:#?}");
+
+    // Logging in again (JSON) replaces the file, still 0600; a workspace token works too.
+    let client = server
+        .token(
+            &server.admin(),
+            &server.workspace1().await,
+            "ci",
+            TokenType::Client,
+        )
+        .await;
+    let doc = ctx
+        .cmd(&[
+            "login",
+            "--url",
+            &server.url,
+            "--token",
+            &client.token,
+            "--output",
+            "json",
+        ])
+        .out()
+        .await
+        .json();
+    assert_eq!(doc["token"]["type"], "client");
+    assert_eq!(doc["config_file"], file.display().to_string());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let projects = ctx.cmd(&["project", "list", "-o", "json"]).out().await;
+    projects.json();
+
+    // Logout removes the file; then there is no URL.
+    let out = ctx.cmd(&["logout"]).out().await;
+    out.ok();
+    assert!(!file.exists());
+    ctx.cmd(&["whoami"]).out().await.fails(2);
+    let again = ctx.cmd(&["logout", "-o", "json"]).out().await.json();
+    assert_eq!(again["logged_out"], false);
+}
+
+#[tokio::test]
+async fn cli_completions_and_help() {
+    let ctx = Ctx::new();
+    for shell in ["bash", "zsh", "fish"] {
+        let out = ctx.cmd(&["completions", shell]).out().await;
+        out.ok();
+        assert!(out.stdout.len() > 1000, "{shell}: {out:#?}");
+        assert!(out.stdout.contains("latchkey"));
+        assert!(out.stdout.contains("reset-password"), "{shell}");
+    }
+    assert_eq!(ctx.cmd(&["completions", "tcsh"]).out().await.code, 2);
+    for args in [
+        vec!["--help"],
+        vec!["token", "create", "--help"],
+        vec!["verify", "--help"],
+        vec!["admin", "reset-password", "--help"],
+        vec!["backup", "--help"],
+    ] {
+        let out = ctx
+            .cmd(&args)
+            .env("LATCHKEY_API_KEY", UNKNOWN_TOKEN)
+            .out()
+            .await;
+        out.ok();
+        assert!(out.stdout.contains("Example"), "{args:?}");
+        assert!(
+            !out.stdout.contains(UNKNOWN_TOKEN),
+            "help never shows the token from the environment"
+        );
+    }
+}
+
+#[tokio::test]
+async fn cli_backup_while_serving_restores_into_a_fresh_server() {
+    let server = TestServer::start().await;
+    let ctx = Ctx::new();
+    let ws = server.workspace1().await;
+    let before = server
+        .token(&server.admin(), &ws, "before", TokenType::Client)
+        .await;
+    let out_dir = tempfile::tempdir().unwrap();
+    let backup = out_dir.path().join("latchkey-backup.db");
+    let backup_arg = backup.display().to_string();
+    let data_dir = server.dir.display().to_string();
+
+    let out = ctx
+        .cmd(&["backup", &backup_arg, "--data-dir", &data_dir])
+        .out()
+        .await;
+    out.ok();
+    assert!(out.stdout.contains("Backup written"), "{out:#?}");
+    let key_copy = PathBuf::from(format!("{backup_arg}.hash.key"));
+    assert_eq!(
+        std::fs::read(&key_copy).unwrap(),
+        std::fs::read(server.dir.join("hash.key")).unwrap()
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for file in [&backup, &key_copy] {
+            let mode = std::fs::metadata(file).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{}", file.display());
+        }
+    }
+    // Never overwrites; JSON mode says where everything went.
+    let out = ctx
+        .cmd(&["backup", &backup_arg, "--data-dir", &data_dir])
+        .out()
+        .await;
+    assert!(out.fails(1).contains("already exists"));
+    let second = out_dir.path().join("second.db").display().to_string();
+    let doc = ctx
+        .cmd(&["backup", &second, "--data-dir", &data_dir, "-o", "json"])
+        .out()
+        .await
+        .json();
+    assert_eq!(doc["backup"], second.as_str());
+    assert_eq!(doc["hash_key"], format!("{second}.hash.key"));
+    assert!(doc["bytes"].as_u64().unwrap() > 0);
+    // No database there: exit 1.
+    let empty = tempfile::tempdir().unwrap();
+    let out = ctx
+        .cmd(&[
+            "backup",
+            &out_dir.path().join("x.db").display().to_string(),
+            "--data-dir",
+            &empty.path().display().to_string(),
+        ])
+        .out()
+        .await;
+    assert!(out.fails(1).contains("no database"));
+
+    // A token made after the backup is not in it.
+    let after = server
+        .token(&server.admin(), &ws, "after", TokenType::Client)
+        .await;
+
+    // Restore: a fresh data dir with the backup as latchkey.db and the key as hash.key.
+    let restored_dir = tempfile::tempdir().unwrap();
+    std::fs::copy(&backup, restored_dir.path().join("latchkey.db")).unwrap();
+    std::fs::copy(&key_copy, restored_dir.path().join("hash.key")).unwrap();
+    let restored = TestServer::start_in(restored_dir.path(), |_| {}, Default::default()).await;
+    assert!(
+        restored.admin_token.is_none(),
+        "a restore is not a first start"
+    );
+    let api = restored.with_token(&before.token);
+    api.list_projects(&ws).await.unwrap();
+    let bootstrap = restored.with_token(server.admin_token.as_deref().unwrap());
+    assert_eq!(bootstrap.me().await.unwrap().user.username, "admin");
+    let err = restored
+        .with_token(&after.token)
+        .list_projects(&ws)
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(401));
+    restored
+        .signed_in("admin", ADMIN_PASSWORD)
+        .await
+        .me()
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn cli_admin_reset_password_running_and_stopped() {
+    let server = TestServer::start().await;
+    let ctx = Ctx::new();
+    let (alice_id, session) = server.user("alice", OrgRole::Member).await;
+    let old = "password-of-alice";
+    let data_dir = server.dir.display().to_string();
+    // The server's argon2 settings come from the same config file `serve` would read.
+    let config = server.dir.join("cli-test.toml");
+    std::fs::write(
+        &config,
+        "[passwords]\nmemory_kib = 64\niterations = 1\nparallelism = 1\n",
+    )
+    .unwrap();
+    let config = config.display().to_string();
+    let reset = |user: &str| {
+        ctx.cmd(&[
+            "admin",
+            "reset-password",
+            user,
+            "--data-dir",
+            &data_dir,
+            "--config",
+            &config,
+        ])
+    };
+
+    // From LATCHKEY_NEW_PASSWORD, while the server runs.
+    let out = reset("alice")
+        .env("LATCHKEY_NEW_PASSWORD", "brand new password 1")
+        .out()
+        .await;
+    out.ok();
+    assert!(out.stdout.contains("alice"), "{out:#?}");
+    assert!(!out.stdout.contains("brand new password 1"));
+    let err = server.anonymous().sign_in("alice", old).await.unwrap_err();
+    assert_eq!(err.status(), Some(401));
+    server.signed_in("alice", "brand new password 1").await;
+    // The session from before has ended.
+    eventually("the old session ends", || {
+        let session = session.clone();
+        async move { session.me().await.is_err_and(|e| e.status() == Some(401)) }
+    })
+    .await;
+    // Hashed with the configured settings; audited as a CLI reset with no actor.
+    let user = server.state.store.get_user(&alice_id).await.unwrap();
+    let hash = user.password_hash.unwrap();
+    assert!(hash.contains("m=64,t=1,p=1"), "{hash}");
+    let admin = server.signed_in("admin", ADMIN_PASSWORD).await;
+    let events = admin
+        .audit_events(&AuditQuery {
+            action: Some("user.password_reset".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(events.items.len(), 1);
+    assert_eq!(events.items[0].actor_id, None);
+    assert_eq!(
+        events.items[0].target_id.as_deref(),
+        Some(alice_id.as_str())
+    );
+    assert_eq!(events.items[0].details["via"], "cli");
+
+    // --generate: made and printed once (table: its own line).
+    let out = reset("alice").arg("--generate").out().await;
+    out.ok();
+    let generated = out
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("New password: "))
+        .unwrap()
+        .to_owned();
+    assert_eq!(generated.len(), 24);
+    assert!(generated.chars().all(|c| c.is_ascii_alphanumeric()));
+    server.signed_in("alice", &generated).await;
+    // --generate in JSON; by user id.
+    let doc = reset(&alice_id)
+        .arg("--generate")
+        .arg("--output")
+        .arg("json")
+        .out()
+        .await
+        .json();
+    assert_eq!(doc["user"]["username"], "alice");
+    let from_json = doc["password"].as_str().unwrap().to_owned();
+    server.signed_in("alice", &from_json).await;
+    assert!(
+        server
+            .anonymous()
+            .sign_in("alice", &generated)
+            .await
+            .is_err()
+    );
+
+    // From stdin when it is not a terminal.
+    reset("alice").stdin("piped password 3\n").out().await.ok();
+    server.signed_in("alice", "piped password 3").await;
+
+    // Too short: usage error, nothing changes. Unknown user: exit 1.
+    let out = reset("alice")
+        .env("LATCHKEY_NEW_PASSWORD", "short")
+        .out()
+        .await;
+    assert!(out.fails(2).contains("8"), "{out:#?}");
+    server.signed_in("alice", "piped password 3").await;
+    let out = reset("nobody")
+        .env("LATCHKEY_NEW_PASSWORD", "long enough password")
+        .out()
+        .await;
+    assert!(out.fails(1).contains("nobody"));
+
+    // With the server stopped, then started again on the same data.
+    let (dir, keep) = server.stop().await;
+    let out = reset("alice")
+        .env("LATCHKEY_NEW_PASSWORD", "while stopped 4")
+        .out()
+        .await;
+    out.ok();
+    let again = TestServer::start_in(&dir, |_| {}, Default::default()).await;
+    again.signed_in("alice", "while stopped 4").await;
+    assert!(
+        again
+            .anonymous()
+            .sign_in("alice", "piped password 3")
+            .await
+            .is_err()
+    );
+    drop(again.stop().await);
+    drop(keep);
+}
+
+impl Run {
+    fn arg(mut self, arg: &str) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+}

@@ -1,0 +1,784 @@
+//! Several real `latchkey serve` processes on one PostgreSQL database behave as one
+//! (docs/scale-out.md): tokens and JWTs made on one node work on the others; revocation,
+//! deactivation and type disabling on one node are refused by the others within a second;
+//! a node killed with `kill -9` leaves the others serving; concurrent first starts
+//! bootstrap once; limits hold under concurrent creates from two nodes; and a PostgreSQL
+//! restart (a throwaway cluster of the test's own) is survived without restarting a node.
+//!
+//! Every test here needs PostgreSQL: without one it skips with a printed reason (a failure
+//! under `LATCHKEY_TEST_REQUIRE_ALL=1`).
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use latchkey_client::Client;
+use latchkey_client::proto::{
+    CreateTokenRequest, CreateUserRequest, OrgRole, TokenType, UpdateInstanceSettingsRequest,
+    UpdateTokenSettingsRequest, UpdateUserRequest, WorkspaceRole,
+};
+use latchkey_core::token::{self, SecretKind};
+use latchkey_server::{Config, HashKeySource, StartOptions};
+use latchkey_store_postgres::PostgresStore;
+use latchkey_store_postgres::testing::{self as pg, Cluster, TestDatabase};
+
+const PASSWORD: &str = "scale-out admin password";
+/// Every node is reached through the same public URL (the load balancer's): it is the
+/// issuer of access JWTs, so a JWT from one node verifies on the others.
+const PUBLIC_URL: &str = "http://latchkey.test";
+
+/// What every node of one deployment shares: the database, the hash key, the config.
+struct Deployment {
+    database_url: String,
+    hash_key: String,
+    admin_token: String,
+    config: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl Deployment {
+    fn new(database_url: &str, max_staleness_secs: u64) -> Deployment {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("latchkey.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "public_url = \"{PUBLIC_URL}\"\n\
+                 database_pool_size = 4\n\
+                 [passwords]\nmemory_kib = 64\niterations = 1\n\
+                 [throttle]\nsign_in_attempts = 10000\nfailed_token_checks = 100000\n\
+                 [verifier]\nmax_staleness_secs = {max_staleness_secs}\n"
+            ),
+        )
+        .expect("config");
+        Deployment {
+            database_url: database_url.to_owned(),
+            hash_key: latchkey_core::HashKey::generate_hex(),
+            admin_token: token::generate(SecretKind::Token(TokenType::Personal)),
+            config,
+            dir,
+        }
+    }
+
+    /// Starts a node (not waiting for it).
+    fn spawn(&self, name: &str) -> Node {
+        let data_dir = self.dir.path().join(name);
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_latchkey"));
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&data_dir)
+            .arg("--database-url")
+            .arg(&self.database_url)
+            .arg("--config")
+            .arg(&self.config)
+            .env_remove("LATCHKEY_DATABASE_URL")
+            .env_remove("LATCHKEY_HASH_KEY_FILE")
+            .env_remove("LATCHKEY_CONFIG")
+            .env("LATCHKEY_HASH_KEY", &self.hash_key)
+            .env("LATCHKEY_ADMIN_PASSWORD", PASSWORD)
+            .env("LATCHKEY_ADMIN_TOKEN", &self.admin_token)
+            .env("LATCHKEY_LOG_FORMAT", "text")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn latchkey");
+        let stdout = Arc::new(Mutex::new(String::new()));
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let out = child.stdout.take().expect("stdout");
+        let err = child.stderr.take().expect("stderr");
+        drain(out, Arc::clone(&stdout));
+        drain(err, Arc::clone(&stderr));
+        Node {
+            name: name.to_owned(),
+            child,
+            url: String::new(),
+            stdout,
+            stderr,
+        }
+    }
+
+    /// Starts a node and waits until it is ready.
+    async fn node(&self, name: &str) -> Node {
+        let mut node = self.spawn(name);
+        node.ready().await;
+        node
+    }
+}
+
+/// Keeps reading a pipe (so the child never blocks on it) into `into`.
+fn drain(pipe: impl std::io::Read + Send + 'static, into: Arc<Mutex<String>>) {
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            if let Ok(mut text) = into.lock() {
+                text.push_str(&line);
+                text.push('\n');
+            }
+        }
+    });
+}
+
+/// One `latchkey serve` process; killed when dropped.
+struct Node {
+    name: String,
+    child: Child,
+    url: String,
+    stdout: Arc<Mutex<String>>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Node {
+    fn stderr(&self) -> String {
+        self.stderr.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    fn stdout(&self) -> String {
+        self.stdout.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Waits for the announced address, then for `/readyz`.
+    async fn ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(exit) = self.child.try_wait().expect("try_wait") {
+                panic!("node {} exited ({exit}):\n{}", self.name, self.stderr());
+            }
+            let text = self.stderr();
+            if let Some(i) = text.find("address=") {
+                let addr = text[i + 8..].split_whitespace().next().unwrap_or("");
+                self.url = format!("http://{addr}");
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {} never listened:\n{text}",
+                self.name
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let client = self.anonymous();
+        for _ in 0..1000 {
+            if client.readyz().await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("node {} never became ready:\n{}", self.name, self.stderr());
+    }
+
+    fn anonymous(&self) -> Client {
+        Client::new(&self.url).expect("client")
+    }
+
+    fn with_token(&self, token: &str) -> Client {
+        Client::with_token(&self.url, token).expect("client")
+    }
+
+    fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// `kill -9`.
+    fn kill_9(&mut self) {
+        self.child.kill().expect("SIGKILL");
+        let _ = self.child.wait();
+    }
+
+    /// The HTTP status `token` gets at `GET /api/v1/me` on this node.
+    async fn status_of(&self, token: &str) -> u16 {
+        match self.with_token(token).me().await {
+            Ok(_) => 200,
+            Err(e) => e.status().unwrap_or(0),
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A scratch database, or `None` when the test skips.
+async fn database() -> Option<TestDatabase> {
+    TestDatabase::create().await
+}
+
+async fn workspace1(admin: &Client) -> String {
+    let me = admin.me().await.expect("me");
+    me.memberships
+        .iter()
+        .find(|m| m.workspace_name == "Workspace 1")
+        .expect("Workspace 1")
+        .workspace_id
+        .clone()
+}
+
+async fn create_token(
+    client: &Client,
+    ws: &str,
+    name: &str,
+    token_type: TokenType,
+) -> (String, String) {
+    let created = client
+        .tokens()
+        .create(ws, &CreateTokenRequest::new(name, token_type))
+        .await
+        .expect("create token");
+    (created.meta.id, created.token)
+}
+
+/// Polls until `node` answers `want` for `token`, up to `within`; returns how long it took.
+async fn until_status(node: &Node, token: &str, want: u16, within: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        let got = node.status_of(token).await;
+        if got == want {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < within,
+            "node {} still answers {got} (not {want}) after {within:?}",
+            node.name
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+fn millis(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_and_jwts_made_on_one_node_work_on_the_others() {
+    let Some(db) = database().await else { return };
+    let deployment = Deployment::new(&db.url, 30);
+    let a = deployment.node("a").await;
+    let b = deployment.node("b").await;
+    let admin_a = a.with_token(&deployment.admin_token);
+    let ws = workspace1(&admin_a).await;
+
+    let (_, on_a) = create_token(&admin_a, &ws, "made on a", TokenType::Personal).await;
+    assert_eq!(
+        b.with_token(&on_a)
+            .me()
+            .await
+            .expect("a's token on b")
+            .user
+            .username,
+        "admin"
+    );
+    let (_, client_on_b) = create_token(
+        &b.with_token(&deployment.admin_token),
+        &ws,
+        "made on b",
+        TokenType::Client,
+    )
+    .await;
+    b.with_token(&client_on_b)
+        .list_projects(&ws)
+        .await
+        .expect("b's token on b");
+    a.with_token(&client_on_b)
+        .list_projects(&ws)
+        .await
+        .expect("b's token on a");
+
+    // An access JWT signed on one node verifies on the other: the signing keys are in the
+    // store (encrypted under the shared hash key) and the issuer is the shared public URL.
+    let jwt = a
+        .anonymous()
+        .refresh(&on_a)
+        .await
+        .expect("JWT from a")
+        .access;
+    let me = b.with_token(&jwt).me().await.expect("a's JWT on b");
+    assert_eq!(me.user.username, "admin");
+    let jwt_b = b
+        .anonymous()
+        .refresh(&on_a)
+        .await
+        .expect("JWT from b")
+        .access;
+    a.with_token(&jwt_b).me().await.expect("b's JWT on a");
+    drop((a, b));
+    db.drop_now().await;
+}
+
+/// Revoke on A → B answers 401 within 1 s, measured 20 times. The figures go to
+/// bench/RESULTS.md (`cargo test --test e2e scale_out::revocation -- --nocapture`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocation_on_one_node_is_refused_by_the_other_within_a_second() {
+    let Some(db) = database().await else { return };
+    let deployment = Deployment::new(&db.url, 30);
+    let a = deployment.node("a").await;
+    let b = deployment.node("b").await;
+    let admin_a = a.with_token(&deployment.admin_token);
+    let ws = workspace1(&admin_a).await;
+
+    let mut samples = Vec::new();
+    for i in 0..20 {
+        let (id, secret) =
+            create_token(&admin_a, &ws, &format!("revoked {i}"), TokenType::Personal).await;
+        // B has the grant cached: the answer must change because of the invalidation,
+        // not because of a cache miss.
+        assert_eq!(b.status_of(&secret).await, 200);
+        assert_eq!(b.status_of(&secret).await, 200);
+        admin_a.tokens().revoke(&id).await.expect("revoke on a");
+        samples.push(until_status(&b, &secret, 401, Duration::from_secs(5)).await);
+    }
+    samples.sort();
+    let pick = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
+    println!(
+        "revocation A→B over {} runs (ms, from A's acknowledgement to B's first 401): \
+         min {:.1} median {:.1} p90 {:.1} max {:.1}; all: {:?}",
+        samples.len(),
+        millis(samples[0]),
+        millis(pick(0.5)),
+        millis(pick(0.9)),
+        millis(samples[samples.len() - 1]),
+        samples
+            .iter()
+            .map(|d| (millis(*d) * 10.0).round() / 10.0)
+            .collect::<Vec<_>>()
+    );
+    let worst = samples[samples.len() - 1];
+    assert!(
+        worst < Duration::from_secs(1),
+        "revocation took {worst:?} to reach B"
+    );
+    drop((a, b));
+    db.drop_now().await;
+}
+
+/// What an engine without `LISTEN/NOTIFY` (CockroachDB, YugabyteDB) would give: node B
+/// runs in-process on a store with notices off, so it learns of A's revocations only by
+/// its periodic catch-up read (`poll_interval_ms`, 1 s by default). The bound becomes the
+/// poll interval plus one read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_notices_catch_up_polling_alone_bounds_revocation() {
+    let Some(db) = database().await else { return };
+    let deployment = Deployment::new(&db.url, 30);
+    let a = deployment.node("a").await;
+    let admin_a = a.with_token(&deployment.admin_token);
+    let ws = workspace1(&admin_a).await;
+
+    let store = PostgresStore::connect(&db.url, 4)
+        .await
+        .expect("connect")
+        .with_notices(false);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = Config::default();
+    config.data_dir = dir.path().to_owned();
+    config.database_url = db.url.clone();
+    config.public_url = PUBLIC_URL.into();
+    config.verifier.poll_interval_ms = 1000;
+    let options = StartOptions {
+        hash_key: HashKeySource {
+            hex: Some(deployment.hash_key.clone()),
+            file: None,
+        },
+        ..StartOptions::default()
+    };
+    let prepared = latchkey_server::prepare_with_store(config, Arc::new(store), options)
+        .await
+        .expect("node b prepares");
+    assert!(prepared.bootstrapped.is_none());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(latchkey_server::serve(listener, prepared.state, async {
+        let _ = stopped.await;
+    }));
+    let status_on_b = |secret: String| {
+        let client = Client::with_token(&url, secret).expect("client");
+        async move {
+            match client.me().await {
+                Ok(_) => 200,
+                Err(e) => e.status().unwrap_or(0),
+            }
+        }
+    };
+
+    let mut samples = Vec::new();
+    for i in 0..5 {
+        let (id, secret) =
+            create_token(&admin_a, &ws, &format!("polled {i}"), TokenType::Personal).await;
+        assert_eq!(status_on_b(secret.clone()).await, 200);
+        admin_a.tokens().revoke(&id).await.expect("revoke on a");
+        let started = Instant::now();
+        while status_on_b(secret.clone()).await != 401 {
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "catch-up polling never saw the revocation"
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        samples.push(started.elapsed());
+    }
+    samples.sort();
+    println!(
+        "revocation A→B by catch-up polling alone (poll_interval_ms = 1000), {} runs (ms): \
+         min {:.1} median {:.1} max {:.1}",
+        samples.len(),
+        millis(samples[0]),
+        millis(samples[samples.len() / 2]),
+        millis(samples[samples.len() - 1]),
+    );
+    let worst = samples[samples.len() - 1];
+    assert!(
+        worst < Duration::from_millis(2500),
+        "polling bound exceeded: {worst:?}"
+    );
+    let _ = stop.send(());
+    serving.await.expect("serve task").expect("serve");
+    drop(a);
+    db.drop_now().await;
+}
+
+/// Deactivation, a role change and disabling a type, each made on one node, are applied
+/// by the other within a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_and_org_changes_on_one_node_are_applied_by_the_other() {
+    let Some(db) = database().await else { return };
+    let deployment = Deployment::new(&db.url, 30);
+    let a = deployment.node("a").await;
+    let b = deployment.node("b").await;
+    let admin_b = b.with_token(&deployment.admin_token);
+    let ws = workspace1(&admin_b).await;
+    let bob = admin_b
+        .create_user(&CreateUserRequest {
+            username: "bob".into(),
+            password: "bob's password".into(),
+            role: OrgRole::Admin,
+            display_name: None,
+            email: None,
+        })
+        .await
+        .expect("create bob");
+    admin_b
+        .put_member(&ws, &bob.id, WorkspaceRole::Member)
+        .await
+        .expect("bob joins");
+    let bob_on_a = a.anonymous();
+    bob_on_a
+        .sign_in("bob", "bob's password")
+        .await
+        .expect("bob signs in on a");
+    let (_, bobs) = create_token(&bob_on_a, &ws, "bob's", TokenType::Personal).await;
+    assert_eq!(a.status_of(&bobs).await, 200);
+    // Bob is an org admin on A: he may list users.
+    a.with_token(&bobs)
+        .list_users(&Default::default())
+        .await
+        .expect("admin bob");
+
+    // A role change on B: A stops letting bob act as an org admin.
+    admin_b
+        .update_user(
+            &bob.id,
+            &UpdateUserRequest {
+                role: Some(OrgRole::Member),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("demote bob");
+    let started = Instant::now();
+    loop {
+        match a.with_token(&bobs).list_users(&Default::default()).await {
+            Err(e) if e.status() == Some(403) => break,
+            _ => assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "A still treats bob as an admin"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    println!(
+        "role change B→A applied after {:.1} ms",
+        millis(started.elapsed())
+    );
+
+    // Deactivation on B: A refuses bob's token.
+    admin_b
+        .update_user(
+            &bob.id,
+            &UpdateUserRequest {
+                active: Some(false),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("deactivate bob");
+    let took = until_status(&a, &bobs, 401, Duration::from_secs(5)).await;
+    println!("deactivation B→A applied after {:.1} ms", millis(took));
+    assert!(took < Duration::from_secs(1), "deactivation took {took:?}");
+
+    // Disabling a type on A: B refuses tokens of that type.
+    let admin_a = a.with_token(&deployment.admin_token);
+    let (_, client_token) = create_token(&admin_a, &ws, "client", TokenType::Client).await;
+    assert_eq!(
+        b.with_token(&client_token)
+            .list_projects(&ws)
+            .await
+            .map(|_| 200)
+            .unwrap_or(0),
+        200
+    );
+    let org = admin_a.me().await.expect("me").org.id;
+    let enabled: Vec<TokenType> = TokenType::ALL
+        .into_iter()
+        .filter(|t| *t != TokenType::Client)
+        .collect();
+    admin_a
+        .update_token_settings(
+            &org,
+            &UpdateTokenSettingsRequest {
+                enabled_types: Some(enabled),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("disable client tokens");
+    let started = Instant::now();
+    loop {
+        match b.with_token(&client_token).list_projects(&ws).await {
+            Err(e) if e.status() == Some(401) => break,
+            _ => assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "B still accepts a disabled type"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    println!(
+        "type disabling A→B applied after {:.1} ms",
+        millis(started.elapsed())
+    );
+    assert!(started.elapsed() < Duration::from_secs(1));
+    drop((a, b));
+    db.drop_now().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_with_sigkill_leaves_the_others_serving() {
+    let Some(db) = database().await else { return };
+    let deployment = Deployment::new(&db.url, 30);
+    let mut a = deployment.node("a").await;
+    let b = deployment.node("b").await;
+    let admin_a = a.with_token(&deployment.admin_token);
+    let ws = workspace1(&admin_a).await;
+    let (_, made_on_a) = create_token(&admin_a, &ws, "made on a", TokenType::Personal).await;
+    assert_eq!(a.status_of(&made_on_a).await, 200);
+
+    a.kill_9();
+    assert!(!a.is_running());
+    assert!(b.anonymous().readyz().await.is_ok());
+    // Acknowledged on A means committed in the shared database: B knows the token.
+    assert_eq!(b.status_of(&made_on_a).await, 200);
+    let admin_b = b.with_token(&deployment.admin_token);
+    let (id, made_on_b) = create_token(&admin_b, &ws, "made on b", TokenType::Personal).await;
+    assert_eq!(b.status_of(&made_on_b).await, 200);
+    admin_b.tokens().revoke(&id).await.expect("revoke on b");
+    assert_eq!(b.status_of(&made_on_b).await, 401);
+
+    // A replacement node joins; it is not a first start.
+    let c = deployment.node("c").await;
+    assert_eq!(c.status_of(&made_on_a).await, 200);
+    assert_eq!(c.status_of(&made_on_b).await, 401);
+    assert!(!c.stdout().contains("first start"), "{}", c.stdout());
+    drop((a, b, c));
+    db.drop_now().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_first_start_of_three_nodes_bootstraps_once() {
+    let Some(db) = database().await else { return };
+    let deployment = Deployment::new(&db.url, 30);
+    // All three start at once on the empty database: all migrate, one bootstraps.
+    let mut nodes: Vec<Node> = ["a", "b", "c"]
+        .iter()
+        .map(|n| deployment.spawn(n))
+        .collect();
+    for node in &mut nodes {
+        node.ready().await;
+    }
+    let banners = || {
+        nodes
+            .iter()
+            .filter(|n| n.stdout().contains("Latchkey first start"))
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while banners() == 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(banners(), 1, "exactly one node bootstraps");
+    for node in &nodes {
+        let me = node
+            .with_token(&deployment.admin_token)
+            .me()
+            .await
+            .expect("admin everywhere");
+        assert_eq!(me.user.username, "admin");
+    }
+    let admin = nodes[2].with_token(&deployment.admin_token);
+    let users = admin.list_users(&Default::default()).await.expect("users");
+    assert_eq!(users.items.len(), 1, "one administrator");
+    let tokens = admin.my_tokens(&Default::default()).await.expect("tokens");
+    assert_eq!(tokens.items.len(), 1, "one initial token");
+    let workspaces = admin.list_workspaces().await.expect("workspaces");
+    assert_eq!(workspaces.items.len(), 1, "one Workspace 1");
+    drop(nodes);
+    db.drop_now().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_creates_at_a_limit_from_two_nodes_do_not_overshoot() {
+    let Some(db) = database().await else { return };
+    let deployment = Deployment::new(&db.url, 30);
+    let a = deployment.node("a").await;
+    let b = deployment.node("b").await;
+    let admin_a = a.with_token(&deployment.admin_token);
+    let admin_b = b.with_token(&deployment.admin_token);
+    let ws = workspace1(&admin_a).await;
+    // The bootstrap token holds one slot; five are free.
+    admin_a
+        .update_instance_settings(&UpdateInstanceSettingsRequest {
+            max_active_tokens: Some(Some(6)),
+            ..Default::default()
+        })
+        .await
+        .expect("limit");
+    let attempts: Vec<_> = (0..20)
+        .map(|i| {
+            let client = if i % 2 == 0 {
+                admin_a.clone()
+            } else {
+                admin_b.clone()
+            };
+            let ws = ws.clone();
+            tokio::spawn(async move {
+                client
+                    .tokens()
+                    .create(
+                        &ws,
+                        &CreateTokenRequest::new(format!("race {i}"), TokenType::Client),
+                    )
+                    .await
+            })
+        })
+        .collect();
+    let mut created = 0;
+    for attempt in attempts {
+        match attempt.await.expect("task") {
+            Ok(_) => created += 1,
+            Err(e) => assert!(e.is_limit_exceeded(), "unexpected error: {e:?}"),
+        }
+    }
+    assert_eq!(created, 5, "the limit holds across nodes");
+    drop((a, b));
+    db.drop_now().await;
+}
+
+/// PostgreSQL restarts under two running nodes (a throwaway cluster, never the machine's
+/// own): while it is away requests fail cleanly with 503 and `/readyz` says so; cached
+/// grants are trusted for `max_staleness_secs` and then refused (fail closed); when it is
+/// back, the same processes serve again, and revocations propagate again within a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_survive_a_postgresql_restart() {
+    let cluster = match Cluster::start() {
+        Ok(cluster) => cluster,
+        Err(why) => {
+            let _: Option<()> = pg::skip(&format!("no throwaway PostgreSQL cluster: {why}"));
+            return;
+        }
+    };
+    let db = TestDatabase::create_on(&cluster.admin_url())
+        .await
+        .expect("database");
+    let deployment = Deployment::new(&db.url, 3);
+    let mut a = deployment.node("a").await;
+    let mut b = deployment.node("b").await;
+    let admin_a = a.with_token(&deployment.admin_token);
+    let ws = workspace1(&admin_a).await;
+    let (_, cached) = create_token(&admin_a, &ws, "cached on b", TokenType::Personal).await;
+    let (_, uncached) = create_token(&admin_a, &ws, "never seen by b", TokenType::Personal).await;
+    assert_eq!(b.status_of(&cached).await, 200);
+
+    cluster.stop().expect("stop PostgreSQL");
+    let stopped = Instant::now();
+    // Writes and cache misses: 503, promptly.
+    let err = admin_a
+        .tokens()
+        .create(
+            &ws,
+            &CreateTokenRequest::new("while down", TokenType::Personal),
+        )
+        .await
+        .expect_err("no database");
+    assert_eq!(err.status(), Some(503), "{err:?}");
+    assert_eq!(b.status_of(&uncached).await, 503);
+    let ready = b.anonymous().readyz().await;
+    assert!(ready.is_err(), "/readyz is 503 while the database is away");
+    // The cached grant is trusted up to max_staleness (3 s), then refused.
+    until_status(&b, &cached, 503, Duration::from_secs(15)).await;
+    println!(
+        "fail-closed after {:.1} s without the database",
+        stopped.elapsed().as_secs_f64()
+    );
+    assert!(
+        stopped.elapsed() >= Duration::from_secs(2),
+        "not before max_staleness"
+    );
+
+    cluster.start_server().expect("start PostgreSQL");
+    let restarted = Instant::now();
+    // The same processes serve again.
+    until_status(&b, &cached, 200, Duration::from_secs(60)).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (id, fresh) = loop {
+        match admin_a
+            .tokens()
+            .create(
+                &ws,
+                &CreateTokenRequest::new("after restart", TokenType::Personal),
+            )
+            .await
+        {
+            Ok(created) => break (created.meta.id, created.token),
+            Err(e) => {
+                assert_eq!(e.status(), Some(503), "{e:?}");
+                assert!(
+                    Instant::now() < deadline,
+                    "A never recovered: {}",
+                    a.stderr()
+                );
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    println!(
+        "serving again {:.1} s after PostgreSQL came back",
+        restarted.elapsed().as_secs_f64()
+    );
+    assert!(b.anonymous().readyz().await.is_ok());
+    assert!(a.is_running() && b.is_running(), "no node was restarted");
+    // Notices flow again after the listeners reconnected.
+    assert_eq!(b.status_of(&fresh).await, 200);
+    admin_a.tokens().revoke(&id).await.expect("revoke");
+    let took = until_status(&b, &fresh, 401, Duration::from_secs(5)).await;
+    println!("revocation A→B after the restart: {:.1} ms", millis(took));
+    assert!(
+        took < Duration::from_secs(1),
+        "revocation took {took:?} after the restart"
+    );
+    drop((a, b));
+    db.drop_now().await;
+    drop(cluster);
+}

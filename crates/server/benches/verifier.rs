@@ -1,0 +1,138 @@
+//! The hot path, in process, against its physical floor: one HMAC-SHA256 over the token.
+//!
+//! `cargo bench -p latchkey-server --bench verifier` (see bench/README.md). Every figure
+//! is meant to be read as a ratio to `baseline/hmac_sha256` from the same run.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::future::Future;
+use std::hint::black_box;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use criterion::{Criterion, criterion_group, criterion_main};
+use latchkey_core::token;
+use latchkey_server::extract::ClientIp;
+use latchkey_server::verifier::Cached;
+use tower::ServiceExt as _;
+
+/// Polls a future once: the cached path never waits, so anything else is a bug here.
+fn ready<F: Future>(future: F) -> F::Output {
+    let mut future = pin!(future);
+    match future
+        .as_mut()
+        .poll(&mut Context::from_waker(Waker::noop()))
+    {
+        Poll::Ready(out) => out,
+        Poll::Pending => panic!("the cached path awaited"),
+    }
+}
+
+fn benches(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let token = common::personal_token();
+    let state = rt.block_on(common::state(dir.path(), &token));
+    let verifier = &state.verifier;
+    let key = common::hash_key();
+    let now = state.clock.now();
+    let bad = common::with_bad_checksum(&token);
+    let unknown = common::personal_token();
+    // Warm: the grant and its owner in memory, the unknown token in the negative cache.
+    rt.block_on(verifier.verify(&token, now)).unwrap();
+    assert!(rt.block_on(verifier.verify(&unknown, now)).is_err());
+    let token_id = rt
+        .block_on(verifier.verify(&token, now))
+        .unwrap()
+        .grant
+        .token
+        .id
+        .clone();
+
+    let mut g = c.benchmark_group("baseline");
+    g.bench_function("hmac_sha256", |b| b.iter(|| key.hash(black_box(&token))));
+    g.bench_function("checksum", |b| b.iter(|| token::parse(black_box(&token))));
+    g.finish();
+
+    let mut g = c.benchmark_group("verify");
+    g.bench_function("hit", |b| {
+        b.iter(|| ready(verifier.verify(black_box(&token), now)).unwrap())
+    });
+    g.bench_function("hit_sync", |b| {
+        b.iter(|| match verifier.check_cached(black_box(&token), now) {
+            Cached::Answer(answer) => answer.unwrap(),
+            Cached::Miss(_) => panic!("miss"),
+        })
+    });
+    g.bench_function("bad_checksum", |b| {
+        b.iter(|| ready(verifier.verify(black_box(&bad), now)).unwrap_err())
+    });
+    g.bench_function("unknown_negative_cached", |b| {
+        b.iter(|| ready(verifier.verify(black_box(&unknown), now)).unwrap_err())
+    });
+    g.bench_function("authenticate_token_hit", |b| {
+        let ip = ClientIp(Some([127, 0, 0, 1].into()));
+        b.iter(|| ready(state.authenticate_token(black_box(&token), ip)).unwrap())
+    });
+    // A cold verify: the grant is dropped before each check, so each one reads SQLite
+    // (`find_secret`) and builds a grant; the owner stays cached as in production.
+    g.bench_function("miss_sqlite", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                verifier.invalidate_token(&token_id);
+                let started = Instant::now();
+                rt.block_on(verifier.verify(black_box(&token), now))
+                    .unwrap();
+                total += started.elapsed();
+            }
+            total
+        })
+    });
+    g.finish();
+
+    // The whole axum stack in process (middleware, handler, response), no socket: what a
+    // request costs Latchkey itself on top of what hyper and the kernel cost.
+    let app = latchkey_server::app(state.clone());
+    let mut g = c.benchmark_group("router");
+    for (name, path) in [("auth_verify", "/auth/verify"), ("me", "/api/v1/me")] {
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let request = Request::get(path)
+                    .header(header::AUTHORIZATION, format!("Bearer {token}"))
+                    .body(Body::empty())
+                    .unwrap();
+                let response = rt.block_on(app.clone().oneshot(request)).unwrap();
+                assert_eq!(response.status(), StatusCode::OK);
+                response
+            })
+        });
+    }
+    g.bench_function("baseline_empty_runtime_block_on", |b| {
+        b.iter(|| rt.block_on(async { black_box(1) }))
+    });
+    g.finish();
+}
+
+fn config() -> Criterion {
+    Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .configure_from_args()
+}
+
+criterion_group! {
+    name = verifier;
+    config = config();
+    targets = benches
+}
+criterion_main!(verifier);

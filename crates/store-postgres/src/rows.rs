@@ -1,0 +1,309 @@
+//! Row decoding: from PostgreSQL rows to the records of `latchkey-core`, and the SQL that
+//! selects them (the same statements as the SQLite backend's, placeholders aside).
+
+use latchkey_core::{
+    InstanceSettings, MembershipRecord, OrgRecord, ProjectRecord, SecretHash, SecretRecord,
+    SessionRecord, StoredState, TokenRecord, TokenSettings, UserRecord, WorkspaceRecord, from_unix,
+};
+use latchkey_proto::{AuditEvent, OrgRole, Scope, TokenCreators, TokenType, WorkspaceRole};
+use latchkey_store::{Change, ChangeKind, IdempotencyRecord, SigningKeyRecord, StoreResult};
+use sqlx::Row;
+use sqlx::postgres::PgRow;
+use time::OffsetDateTime;
+
+use crate::error::{corrupt, db};
+
+/// Columns of an org row.
+pub(crate) const ORG_SELECT: &str = "SELECT id, name, enabled_types, personal_token_ttl_days, \
+     max_tokens_per_user, token_creators FROM orgs";
+
+/// Columns of a user row.
+pub(crate) const USER_SELECT: &str = "SELECT id, org_id, username, display_name, email, role, \
+     active, password_hash, created_at FROM users";
+
+/// Columns of a workspace row.
+pub(crate) const WORKSPACE_SELECT: &str = "SELECT id, org_id, name, created_at FROM workspaces";
+
+/// A membership with its workspace's name and its user's username.
+pub(crate) const MEMBERSHIP_SELECT: &str = "SELECT m.workspace_id, w.name AS workspace_name, \
+     m.user_id, u.username, m.role, m.created_at FROM memberships m \
+     JOIN workspaces w ON w.id = m.workspace_id JOIN users u ON u.id = m.user_id";
+
+/// Columns of a project row.
+pub(crate) const PROJECT_SELECT: &str =
+    "SELECT id, workspace_id, name, description, created_by, created_at FROM projects";
+
+/// The columns of a token with its workspace's name and its owner's username, over
+/// `tokens t` joined by [`token_joins!`].
+macro_rules! token_columns {
+    () => {
+        "t.id, t.org_id, t.name, t.token_type, t.hint, t.workspace_id, \
+         w.name AS workspace_name, t.owner_id, u.username AS owner_username, t.created_by, \
+         t.scopes, t.projects, t.environment, t.created_at, t.expires_at, t.last_used_at, \
+         t.last_used_ip, t.state, t.leaked"
+    };
+}
+
+/// The joins that [`token_columns!`] needs.
+macro_rules! token_joins {
+    () => {
+        " LEFT JOIN workspaces w ON w.id = t.workspace_id \
+         LEFT JOIN users u ON u.id = t.owner_id"
+    };
+}
+
+/// A token with its workspace's name and its owner's username.
+pub(crate) const TOKEN_SELECT: &str = concat!(
+    "SELECT ",
+    token_columns!(),
+    " FROM tokens t",
+    token_joins!()
+);
+
+/// A secret (columns prefixed `s_`) with its token.
+pub(crate) const SECRET_SELECT: &str = concat!(
+    "SELECT s.token_id AS s_token_id, s.hash AS s_hash, s.key_id AS s_key_id, \
+     s.not_after AS s_not_after, ",
+    token_columns!(),
+    " FROM token_secrets s JOIN tokens t ON t.id = s.token_id",
+    token_joins!()
+);
+
+/// Columns of a session row.
+pub(crate) const SESSION_SELECT: &str =
+    "SELECT id, user_id, created_at, last_seen_at, expires_at FROM sessions";
+
+/// Columns of an audit event row.
+pub(crate) const AUDIT_SELECT: &str = "SELECT id, action, actor_id, actor_token_id, \
+     target_type, target_id, workspace_id, subject_user_id, ip, details, created_at \
+     FROM audit_events";
+
+/// Columns of a signing key row.
+pub(crate) const SIGNING_KEY_SELECT: &str = "SELECT id, algorithm, public_key, private_key, \
+     created_at, retire_at, expires_at FROM signing_keys";
+
+fn get<'r, T>(row: &'r PgRow, column: &str) -> StoreResult<T>
+where
+    T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
+{
+    row.try_get(column).map_err(db)
+}
+
+fn time_of(row: &PgRow, column: &str) -> StoreResult<OffsetDateTime> {
+    Ok(from_unix(get::<i64>(row, column)?))
+}
+
+fn opt_time_of(row: &PgRow, column: &str) -> StoreResult<Option<OffsetDateTime>> {
+    Ok(get::<Option<i64>>(row, column)?.map(from_unix))
+}
+
+fn opt_u32_of(row: &PgRow, column: &str) -> StoreResult<Option<u32>> {
+    get::<Option<i64>>(row, column)?
+        .map(|v| u32::try_from(v).map_err(|_| corrupt(column, v)))
+        .transpose()
+}
+
+fn u32_of(row: &PgRow, column: &str) -> StoreResult<u32> {
+    let v = get::<i64>(row, column)?;
+    u32::try_from(v).map_err(|_| corrupt(column, v))
+}
+
+/// A 32-byte hash from a BLOB.
+pub(crate) fn hash_of(bytes: Vec<u8>) -> StoreResult<SecretHash> {
+    let len = bytes.len();
+    SecretHash::try_from(bytes).map_err(|_| corrupt("hash length", len))
+}
+
+/// Token settings as stored on an org row.
+pub(crate) fn token_settings(row: &PgRow) -> StoreResult<TokenSettings> {
+    let enabled = get::<i64>(row, "enabled_types")?;
+    let creators = get::<String>(row, "token_creators")?;
+    Ok(TokenSettings {
+        enabled_types: u8::try_from(enabled).map_err(|_| corrupt("enabled_types", enabled))?,
+        personal_token_ttl_days: opt_u32_of(row, "personal_token_ttl_days")?,
+        max_tokens_per_user: opt_u32_of(row, "max_tokens_per_user")?,
+        token_creators: TokenCreators::parse(&creators)
+            .ok_or_else(|| corrupt("token_creators", &creators))?,
+    })
+}
+
+/// An org.
+pub(crate) fn org(row: &PgRow) -> StoreResult<OrgRecord> {
+    Ok(OrgRecord {
+        id: get(row, "id")?,
+        name: get(row, "name")?,
+        token_settings: token_settings(row)?,
+    })
+}
+
+/// Instance settings.
+pub(crate) fn instance(row: &PgRow) -> StoreResult<InstanceSettings> {
+    Ok(InstanceSettings {
+        max_active_tokens: opt_u32_of(row, "max_active_tokens")?,
+        default_token_lifetime_days: u32_of(row, "default_token_lifetime_days")?,
+    })
+}
+
+/// A user.
+pub(crate) fn user(row: &PgRow) -> StoreResult<UserRecord> {
+    let role = get::<String>(row, "role")?;
+    Ok(UserRecord {
+        id: get(row, "id")?,
+        org_id: get(row, "org_id")?,
+        username: get(row, "username")?,
+        display_name: get(row, "display_name")?,
+        email: get(row, "email")?,
+        role: OrgRole::parse(&role).ok_or_else(|| corrupt("org role", &role))?,
+        active: get(row, "active")?,
+        password_hash: get(row, "password_hash")?,
+        created_at: time_of(row, "created_at")?,
+    })
+}
+
+/// A workspace.
+pub(crate) fn workspace(row: &PgRow) -> StoreResult<WorkspaceRecord> {
+    Ok(WorkspaceRecord {
+        id: get(row, "id")?,
+        org_id: get(row, "org_id")?,
+        name: get(row, "name")?,
+        created_at: time_of(row, "created_at")?,
+    })
+}
+
+/// A membership (from [`MEMBERSHIP_SELECT`]).
+pub(crate) fn membership(row: &PgRow) -> StoreResult<MembershipRecord> {
+    let role = get::<String>(row, "role")?;
+    Ok(MembershipRecord {
+        workspace_id: get(row, "workspace_id")?,
+        workspace_name: get(row, "workspace_name")?,
+        user_id: get(row, "user_id")?,
+        username: get(row, "username")?,
+        role: WorkspaceRole::parse(&role).ok_or_else(|| corrupt("workspace role", &role))?,
+        created_at: time_of(row, "created_at")?,
+    })
+}
+
+/// A project.
+pub(crate) fn project(row: &PgRow) -> StoreResult<ProjectRecord> {
+    Ok(ProjectRecord {
+        id: get(row, "id")?,
+        workspace_id: get(row, "workspace_id")?,
+        name: get(row, "name")?,
+        description: get(row, "description")?,
+        created_by: get(row, "created_by")?,
+        created_at: time_of(row, "created_at")?,
+    })
+}
+
+/// A JSON array of project ids.
+pub(crate) fn project_list(text: &str) -> StoreResult<Vec<String>> {
+    serde_json::from_str(text).map_err(|_| corrupt("project list", text))
+}
+
+/// A token (from [`TOKEN_SELECT`]).
+pub(crate) fn token(row: &PgRow) -> StoreResult<TokenRecord> {
+    let token_type = get::<String>(row, "token_type")?;
+    let state = get::<String>(row, "state")?;
+    let scopes = get::<String>(row, "scopes")?;
+    let projects = get::<String>(row, "projects")?;
+    Ok(TokenRecord {
+        id: get(row, "id")?,
+        org_id: get(row, "org_id")?,
+        name: get(row, "name")?,
+        token_type: TokenType::parse(&token_type)
+            .ok_or_else(|| corrupt("token type", &token_type))?,
+        hint: get(row, "hint")?,
+        workspace_id: get(row, "workspace_id")?,
+        workspace_name: get(row, "workspace_name")?,
+        owner_id: get(row, "owner_id")?,
+        owner_username: get(row, "owner_username")?,
+        created_by: get(row, "created_by")?,
+        scopes: serde_json::from_str::<Vec<Scope>>(&scopes)
+            .map_err(|_| corrupt("scopes", &scopes))?,
+        projects: project_list(&projects)?,
+        environment: get(row, "environment")?,
+        created_at: time_of(row, "created_at")?,
+        expires_at: opt_time_of(row, "expires_at")?,
+        last_used_at: opt_time_of(row, "last_used_at")?,
+        last_used_ip: get(row, "last_used_ip")?,
+        state: StoredState::parse(&state).ok_or_else(|| corrupt("token state", &state))?,
+        leaked: get(row, "leaked")?,
+    })
+}
+
+/// A secret; the columns are prefixed `s_` when selected next to a token.
+pub(crate) fn secret(row: &PgRow, prefix: &str) -> StoreResult<SecretRecord> {
+    Ok(SecretRecord {
+        token_id: get(row, &format!("{prefix}token_id"))?,
+        hash: hash_of(get(row, &format!("{prefix}hash"))?)?,
+        key_id: get(row, &format!("{prefix}key_id"))?,
+        not_after: opt_time_of(row, &format!("{prefix}not_after"))?,
+    })
+}
+
+/// A session.
+pub(crate) fn session(row: &PgRow) -> StoreResult<SessionRecord> {
+    Ok(SessionRecord {
+        id: get(row, "id")?,
+        user_id: get(row, "user_id")?,
+        created_at: time_of(row, "created_at")?,
+        last_seen_at: time_of(row, "last_seen_at")?,
+        expires_at: time_of(row, "expires_at")?,
+    })
+}
+
+/// An audit event.
+pub(crate) fn audit_event(row: &PgRow) -> StoreResult<AuditEvent> {
+    let details = get::<String>(row, "details")?;
+    Ok(AuditEvent {
+        id: get(row, "id")?,
+        action: get(row, "action")?,
+        actor_id: get(row, "actor_id")?,
+        actor_token_id: get(row, "actor_token_id")?,
+        target_type: get(row, "target_type")?,
+        target_id: get(row, "target_id")?,
+        workspace_id: get(row, "workspace_id")?,
+        subject_user_id: get(row, "subject_user_id")?,
+        ip: get(row, "ip")?,
+        details: serde_json::from_str(&details).map_err(|_| corrupt("audit details", &details))?,
+        created_at: time_of(row, "created_at")?,
+    })
+}
+
+/// An idempotency record.
+pub(crate) fn idempotency(row: &PgRow) -> StoreResult<IdempotencyRecord> {
+    Ok(IdempotencyRecord {
+        key: get(row, "key")?,
+        request_hash: get(row, "request_hash")?,
+        response: get(row, "response")?,
+        created_at: time_of(row, "created_at")?,
+    })
+}
+
+/// A signing key.
+pub(crate) fn signing_key(row: &PgRow) -> StoreResult<SigningKeyRecord> {
+    Ok(SigningKeyRecord {
+        id: get(row, "id")?,
+        algorithm: get(row, "algorithm")?,
+        public_key: get(row, "public_key")?,
+        private_key: get(row, "private_key")?,
+        created_at: time_of(row, "created_at")?,
+        retire_at: time_of(row, "retire_at")?,
+        expires_at: time_of(row, "expires_at")?,
+    })
+}
+
+/// One change of the feed.
+pub(crate) fn change(row: &PgRow) -> StoreResult<Change> {
+    let kind = get::<String>(row, "kind")?;
+    Ok(Change {
+        version: get(row, "version")?,
+        kind: ChangeKind::parse(&kind).ok_or_else(|| corrupt("change kind", &kind))?,
+        id: get(row, "entity_id")?,
+    })
+}
+
+/// Decodes every row with `f`.
+pub(crate) fn all<T>(rows: &[PgRow], f: impl Fn(&PgRow) -> StoreResult<T>) -> StoreResult<Vec<T>> {
+    rows.iter().map(f).collect()
+}

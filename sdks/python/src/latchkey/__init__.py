@@ -1,0 +1,113 @@
+"""Latchkey: the Python SDK for the self-hosted API token service.
+
+.. code-block:: python
+
+    from latchkey import Client
+
+    client = Client(CLUSTER_URL, API_TOKEN)  # or Client() with LATCHKEY_URL, LATCHKEY_API_KEY
+    project = client.create_project(name="Fraud Demo", description="This is an Onboarding Demo")
+
+See ``docs/sdk-python.md`` in the repository for the full guide.
+"""
+
+from ._async_client import AsyncClient, AsyncMembers, AsyncTokens, AsyncUsers
+from ._client import Client, Members, Tokens, Users
+from ._exceptions import (
+    APIConnectionError,
+    APIError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    ConfigurationError,
+    ConflictError,
+    LatchkeyError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    ServerError,
+    ValidationError,
+)
+from ._format import TOKEN_PATTERN, is_well_formed, token_type_of
+from ._http import NOT_GIVEN, NotGiven
+from ._models import (
+    AuditEvent,
+    CreatedToken,
+    Health,
+    InstanceSettings,
+    Introspection,
+    Me,
+    Member,
+    Membership,
+    Org,
+    OrgRole,
+    Page,
+    Project,
+    Scope,
+    Token,
+    TokenSettings,
+    TokenState,
+    TokenType,
+    User,
+    VerifyResult,
+    Workspace,
+    WorkspaceRole,
+)
+from ._redact import install as _install_log_redaction
+from ._version import __version__
+
+_install_log_redaction()
+
+__all__ = [
+    "__version__",
+    # clients
+    "Client",
+    "AsyncClient",
+    "Tokens",
+    "Members",
+    "Users",
+    "AsyncTokens",
+    "AsyncMembers",
+    "AsyncUsers",
+    "NOT_GIVEN",
+    "NotGiven",
+    # exceptions
+    "LatchkeyError",
+    "ConfigurationError",
+    "APIConnectionError",
+    "APITimeoutError",
+    "APIError",
+    "BadRequestError",
+    "AuthenticationError",
+    "PermissionDeniedError",
+    "NotFoundError",
+    "ConflictError",
+    "ValidationError",
+    "RateLimitError",
+    "ServerError",
+    # models
+    "Page",
+    "Token",
+    "CreatedToken",
+    "User",
+    "Org",
+    "Membership",
+    "Me",
+    "Workspace",
+    "Member",
+    "Project",
+    "VerifyResult",
+    "Introspection",
+    "AuditEvent",
+    "InstanceSettings",
+    "TokenSettings",
+    "Health",
+    "TokenType",
+    "TokenState",
+    "Scope",
+    "OrgRole",
+    "WorkspaceRole",
+    # token format
+    "TOKEN_PATTERN",
+    "is_well_formed",
+    "token_type_of",
+]

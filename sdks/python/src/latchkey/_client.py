@@ -1,0 +1,493 @@
+"""The synchronous client."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import datetime
+from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Sequence, TypeVar, Union
+
+import httpx
+
+from . import _endpoints as E
+from ._http import (
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_TIMEOUT,
+    NOT_GIVEN,
+    Call,
+    Core,
+    EnsureFresh,
+    Flow,
+    NotGiven,
+    Send,
+    Sleep,
+    no_cookie_jar,
+    resolve_base_url,
+    resolve_token,
+)
+from ._models import (
+    AuditEvent,
+    CreatedToken,
+    Health,
+    InstanceSettings,
+    Introspection,
+    Me,
+    Member,
+    Page,
+    Project,
+    Token,
+    TokenSettings,
+    User,
+    VerifyResult,
+    Workspace,
+)
+
+T = TypeVar("T")
+
+__all__ = ["Client"]
+
+
+class Client:
+    """A Latchkey API client.
+
+    ``Client(url, token)``, or ``Client()`` to read ``LATCHKEY_URL`` and ``LATCHKEY_API_KEY``.
+    A URL without a scheme means ``https://``. A personal token (``lkp_``) is exchanged for a
+    short-lived access JWT and refreshed before it expires, transparently and thread-safely;
+    other tokens are sent as they are. ``jwt_exchange=False`` turns the exchange off (``True``
+    tries it for any token).
+
+    Requests time out after ``timeout`` seconds (a float or an ``httpx.Timeout``).
+    Connection errors and 429/503 answers are retried up to ``max_retries`` times with
+    backoff (honouring ``Retry-After``), for idempotent requests and those carrying an
+    ``Idempotency-Key`` only. Errors raise :class:`~latchkey.APIError` subclasses.
+
+    Use it as a context manager, or call :meth:`close`, to release connections. Safe to
+    share between threads.
+    """
+
+    def __init__(
+        self,
+        url: Optional[str] = None,
+        token: Optional[str] = None,
+        *,
+        timeout: Union[float, httpx.Timeout, None] = DEFAULT_TIMEOUT,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        jwt_exchange: Optional[bool] = None,
+        headers: Optional[Mapping[str, str]] = None,
+        http_client: Optional[httpx.Client] = None,
+    ) -> None:
+        base_url = resolve_base_url(url)
+        self._owns_http = http_client is None
+        http = http_client or httpx.Client(cookies=no_cookie_jar(), follow_redirects=False)
+        self._core = Core(
+            base_url,
+            resolve_token(token),
+            timeout=timeout,
+            max_retries=max_retries,
+            jwt_exchange=jwt_exchange,
+            headers=headers,
+            http_client=http,
+        )
+        self._http = http
+        self._refresh_lock = threading.Lock()
+        self._sleep: Callable[[float], None] = time.sleep
+        self.tokens = Tokens(self)
+        self.members = Members(self)
+        self.users = Users(self)
+
+    def __repr__(self) -> str:
+        return f"Client({self._core!r})"
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Closes the connection pool (not an ``http_client`` you passed in)."""
+        if self._owns_http:
+            self._http.close()
+
+    # -- driving the shared core
+
+    def _drive(self, flow: Flow[T]) -> T:
+        to_send: Any = None
+        to_throw: Optional[BaseException] = None
+        while True:
+            try:
+                action = flow.throw(to_throw) if to_throw is not None else flow.send(to_send)
+            except StopIteration as stop:
+                return stop.value  # type: ignore[no-any-return]
+            to_send = to_throw = None
+            if isinstance(action, Send):
+                try:
+                    to_send = self._http.send(action.request)
+                except httpx.TransportError as exc:
+                    to_throw = exc
+            elif isinstance(action, Sleep):
+                self._sleep(action.seconds)
+            elif isinstance(action, EnsureFresh):
+                with self._refresh_lock:
+                    if self._core.auth.wants_refresh():
+                        self._drive(self._core.refresh_flow())
+
+    def _call(self, call: Call[T]) -> T:
+        return self._drive(self._core.call_flow(call))
+
+    # -- about the client
+
+    @property
+    def base_url(self) -> str:
+        """The server's base URL."""
+        return self._core.base_url
+
+    @property
+    def auth_mode(self) -> str:
+        """How requests authenticate: ``access_token`` (personal token exchanged for a JWT),
+        ``token`` (sent as it is), ``session`` (after :meth:`sign_in`) or ``none``."""
+        return self._core.auth.mode
+
+    @property
+    def token_expiration(self) -> Optional[datetime]:
+        """When the credential expires, from the last ``Latchkey-Token-Expiration`` header
+        (for an access JWT: the JWT's expiry)."""
+        return self._core.auth.token_expiration
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Optional[Mapping[str, Any]] = None,
+        json: Any = None,
+        content: Optional[bytes] = None,
+        headers: Optional[Mapping[str, str]] = None,
+        idempotency_key: Optional[str] = None,
+    ) -> Any:
+        """Calls any route with the client's authentication, retries and errors; returns the
+        decoded JSON (``None`` for an empty answer)."""
+        return self._call(E.raw(method, path, params, json, content, headers, idempotency_key))
+
+    def paginate(self, method: Callable[..., Page[T]], *args: Any, **kwargs: Any) -> Iterator[T]:
+        """Iterates every item of a list method, page after page:
+        ``for t in client.paginate(client.tokens.list, workspace="Workspace 1")``."""
+        cursor = kwargs.pop("cursor", None)
+        while True:
+            page = method(*args, cursor=cursor, **kwargs)
+            yield from page.items
+            if not page.next_cursor:
+                return
+            cursor = page.next_cursor
+
+    # -- system
+
+    def health(self) -> Health:
+        """``GET /healthz``."""
+        return self._call(E.healthz())
+
+    def ready(self) -> bool:
+        """Whether ``GET /readyz`` answers ready."""
+        try:
+            return self._call(E.readyz()).ok
+        except Exception:
+            return False
+
+    # -- session
+
+    def sign_in(self, username: str, password: str) -> User:
+        """Signs in with a username and password; later requests use the session instead of
+        the token, until :meth:`sign_out`."""
+        return self._call(E.sign_in(username, password))
+
+    def sign_out(self) -> None:
+        """Ends the session (server side too); the client goes back to its token, if any."""
+        self._drive(self._core.sign_out_flow())
+
+    # -- me, workspaces
+
+    def me(self) -> Me:
+        """Who am I: the user, the organization and the workspace memberships."""
+        return self._call(E.me())
+
+    def workspaces(
+        self, *, limit: Optional[int] = None, cursor: Optional[str] = None
+    ) -> Page[Workspace]:
+        """Workspaces the caller may enter."""
+        return self._call(E.list_workspaces(limit, cursor))
+
+    def workspace(self, workspace: str) -> Workspace:
+        """One workspace, by id or name."""
+        return self._call(E.get_workspace(workspace))
+
+    def create_workspace(self, name: str) -> Workspace:
+        """Creates a workspace (org admins)."""
+        return self._call(E.create_workspace(name))
+
+    # -- projects
+
+    def create_project(
+        self,
+        name: str,
+        description: Optional[str] = None,
+        workspace: Optional[str] = None,
+    ) -> Project:
+        """Creates a project in ``workspace`` (id or name), or, without one, in the token's
+        own workspace (``POST /projects``)."""
+        return self._call(E.create_project(name, description, workspace))
+
+    def list_projects(
+        self,
+        workspace: Optional[str] = None,
+        *,
+        limit: Optional[int] = None,
+        cursor: Optional[str] = None,
+    ) -> Page[Project]:
+        """Projects of ``workspace`` (id or name), or of the token's workspace."""
+        return self._call(E.list_projects(workspace, limit, cursor))
+
+    def delete_project(self, project_id: str, *, workspace: str) -> None:
+        """Deletes a project of ``workspace`` (id or name)."""
+        self._call(E.delete_project(project_id, workspace))
+
+    # -- checks
+
+    def verify(self, token: str) -> VerifyResult:
+        """Checks a token: ``valid`` and its metadata, or the ``reason`` it fails."""
+        return self._call(E.verify(token))
+
+    def introspect(self, token: str) -> Introspection:
+        """RFC 7662 introspection (needs a token with the ``introspect`` scope, an admin
+        token, or an org admin's session)."""
+        return self._call(E.introspect(token))
+
+    def oauth_revoke(self, token: str) -> None:
+        """RFC 7009 revocation of a token by its secret (the caller authenticates; a token
+        may revoke itself). Unknown tokens are not an error."""
+        self._call(E.oauth_revoke(token))
+
+    def report_leaked(self, tokens: Sequence[str]) -> None:
+        """Leak report: revokes every listed secret that exists, for good (it can only be
+        rotated). Needs no credential; the answer is the same whatever the secrets were."""
+        self._call(E.report_leaked(tokens))
+
+    def jwks(self) -> Dict[str, Any]:
+        """The public keys (JWK Set) that verify Latchkey's access JWTs."""
+        return self._call(E.jwks())
+
+    # -- audit, settings
+
+    def audit_events(
+        self,
+        *,
+        workspace: Optional[str] = None,
+        actor: Optional[str] = None,
+        token: Optional[str] = None,
+        action: Optional[str] = None,
+        since: Union[datetime, str, None] = None,
+        until: Union[datetime, str, None] = None,
+        limit: Optional[int] = None,
+        cursor: Optional[str] = None,
+    ) -> Page[AuditEvent]:
+        """The audit log, newest first, filtered by workspace id, actor user id, token id,
+        action (``token.created``, ...) and time (``since`` inclusive, ``until`` exclusive)."""
+        return self._call(
+            E.audit_events(workspace, actor, token, action, since, until, limit, cursor)
+        )
+
+    def instance_settings(self) -> InstanceSettings:
+        """Instance limits and defaults (instance owner)."""
+        return self._call(E.get_instance_settings())
+
+    def update_instance_settings(
+        self,
+        *,
+        max_active_tokens: Union[int, None, NotGiven] = NOT_GIVEN,
+        default_token_lifetime_days: Union[int, NotGiven] = NOT_GIVEN,
+    ) -> InstanceSettings:
+        """Changes instance settings; ``max_active_tokens=None`` means unlimited."""
+        return self._call(
+            E.update_instance_settings(max_active_tokens, default_token_lifetime_days)
+        )
+
+    def token_settings(self, org: Optional[str] = None) -> TokenSettings:
+        """The organization's token settings (``org`` defaults to the caller's)."""
+        return self._drive(self._token_settings_flow(org))
+
+    def _token_settings_flow(self, org: Optional[str]) -> Flow[TokenSettings]:
+        if org is None:
+            org = (yield from self._core.call_flow(E.me())).org.id
+        return (yield from self._core.call_flow(E.get_token_settings(org)))
+
+    def update_token_settings(
+        self,
+        org: Optional[str] = None,
+        *,
+        enabled_types: Union[Sequence[str], NotGiven] = NOT_GIVEN,
+        personal_token_ttl_days: Union[int, None, NotGiven] = NOT_GIVEN,
+        max_tokens_per_user: Union[int, None, NotGiven] = NOT_GIVEN,
+        token_creators: Union[str, NotGiven] = NOT_GIVEN,
+    ) -> TokenSettings:
+        """Changes the organization's token settings; ``None`` means the default
+        (``personal_token_ttl_days``) or unlimited (``max_tokens_per_user``)."""
+        return self._drive(
+            self._update_token_settings_flow(
+                org, enabled_types, personal_token_ttl_days, max_tokens_per_user, token_creators
+            )
+        )
+
+    def _update_token_settings_flow(self, org: Optional[str], *args: Any) -> Flow[TokenSettings]:
+        if org is None:
+            org = (yield from self._core.call_flow(E.me())).org.id
+        return (yield from self._core.call_flow(E.update_token_settings(org, *args)))
+
+
+class Tokens:
+    """``client.tokens``: create, list, get, revoke, restore, rotate and delete tokens."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def create(
+        self,
+        workspace: str,
+        name: str,
+        type: str = "personal",
+        scopes: Optional[Sequence[str]] = None,
+        projects: Optional[Sequence[str]] = None,
+        environment: Optional[str] = None,
+        expires_in_days: Optional[int] = None,
+        *,
+        expires_at: Union[datetime, str, None] = None,
+        owner_id: Optional[str] = None,
+    ) -> CreatedToken:
+        """Creates a token in ``workspace`` (id or name). The answer's ``.token`` is the
+        secret, shown this once."""
+        return self._client._call(
+            E.create_token(
+                workspace,
+                name,
+                type,
+                scopes,
+                projects,
+                environment,
+                expires_in_days,
+                expires_at,
+                owner_id,
+            )
+        )
+
+    def list(
+        self,
+        workspace: Optional[str] = None,
+        *,
+        limit: Optional[int] = None,
+        cursor: Optional[str] = None,
+    ) -> Page[Token]:
+        """Tokens of ``workspace`` (id or name) that the caller may see; without a workspace,
+        the caller's own tokens in every workspace."""
+        return self._client._call(E.list_tokens(workspace, limit, cursor))
+
+    def get(self, token_id: str) -> Token:
+        """One token's metadata."""
+        return self._client._call(E.get_token(token_id))
+
+    def revoke(self, token_id: str) -> Token:
+        """Revokes a token: it stops working at once (it can be restored)."""
+        return self._client._call(E.token_action(token_id, "revoke"))
+
+    def restore(self, token_id: str) -> Token:
+        """Re-approves a revoked token (before it expires)."""
+        return self._client._call(E.token_action(token_id, "restore"))
+
+    def rotate(
+        self,
+        token_id: str,
+        grace_seconds: Optional[int] = None,
+        idempotency_key: Optional[str] = None,
+        *,
+        expires_in_days: Optional[int] = None,
+        expires_at: Union[datetime, str, None] = None,
+    ) -> CreatedToken:
+        """Gives a token a new secret under the same id; the old one keeps working for
+        ``grace_seconds``. With an ``idempotency_key`` the call is retried safely and a retry
+        gets the same secret."""
+        return self._client._call(
+            E.rotate_token(token_id, grace_seconds, expires_in_days, expires_at, idempotency_key)
+        )
+
+    def delete(self, token_id: str) -> None:
+        """Deletes a token for good."""
+        self._client._call(E.delete_token(token_id))
+
+
+class Members:
+    """``client.members``: workspace memberships."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def list(
+        self, workspace: str, *, limit: Optional[int] = None, cursor: Optional[str] = None
+    ) -> Page[Member]:
+        """Members of a workspace (id or name)."""
+        return self._client._call(E.list_members(workspace, limit, cursor))
+
+    def put(self, workspace: str, user_id: str, role: str = "member") -> Member:
+        """Adds a user to a workspace, or changes their role (``admin``, ``member``,
+        ``viewer``)."""
+        return self._client._call(E.put_member(workspace, user_id, role))
+
+    def remove(self, workspace: str, user_id: str) -> None:
+        """Removes a user from a workspace."""
+        self._client._call(E.remove_member(workspace, user_id))
+
+
+class Users:
+    """``client.users``: the organization's users (org admins)."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def list(self, *, limit: Optional[int] = None, cursor: Optional[str] = None) -> Page[User]:
+        """Users of the organization."""
+        return self._client._call(E.list_users(limit, cursor))
+
+    def create(
+        self,
+        username: str,
+        password: str,
+        role: str = "member",
+        *,
+        display_name: Optional[str] = None,
+        email: Optional[str] = None,
+    ) -> User:
+        """Creates a user with an org role (``owner``, ``admin``, ``member``)."""
+        return self._client._call(E.create_user(username, password, role, display_name, email))
+
+    def get(self, user_id: str) -> User:
+        """One user."""
+        return self._client._call(E.get_user(user_id))
+
+    def update(
+        self,
+        user_id: str,
+        *,
+        active: Union[bool, NotGiven] = NOT_GIVEN,
+        role: Union[str, NotGiven] = NOT_GIVEN,
+        display_name: Union[str, None, NotGiven] = NOT_GIVEN,
+        email: Union[str, None, NotGiven] = NOT_GIVEN,
+        password: Union[str, NotGiven] = NOT_GIVEN,
+    ) -> User:
+        """Changes a user; only the arguments given are sent (``None`` clears a field)."""
+        return self._client._call(
+            E.update_user(user_id, active, role, display_name, email, password)
+        )
+
+    def deactivate(self, user_id: str) -> User:
+        """Deactivates a user: their sessions end and their tokens stop working at once."""
+        return self.update(user_id, active=False)
+
+    def reactivate(self, user_id: str) -> User:
+        """Reactivates a user; their tokens that are not revoked or expired work again."""
+        return self.update(user_id, active=True)

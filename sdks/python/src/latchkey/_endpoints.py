@@ -1,0 +1,431 @@
+"""Every REST call as data: which request, and how to read the answer.
+
+:class:`~latchkey.Client` and :class:`~latchkey.AsyncClient` are thin wrappers that run these
+through the shared core, so a route, a body or a parser is written once.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Dict, Mapping, Optional, Sequence, Union
+
+from ._http import (
+    NO_BODY,
+    Call,
+    NotGiven,
+    RequestSpec,
+    json_body,
+    keep_session,
+    parse_json,
+    parse_none,
+    seg,
+)
+from ._models import (
+    AuditEvent,
+    CreatedToken,
+    Health,
+    InstanceSettings,
+    Introspection,
+    Me,
+    Member,
+    Page,
+    Project,
+    Token,
+    TokenSettings,
+    User,
+    VerifyResult,
+    Workspace,
+    format_datetime,
+)
+
+Json = Dict[str, Any]
+
+
+def _page(item: Any) -> Any:
+    return parse_json(lambda data: Page.from_dict(data, item))
+
+
+def _paging(limit: Optional[int], cursor: Optional[str], **extra: Any) -> Dict[str, Any]:
+    return dict(extra, limit=limit, cursor=cursor)
+
+
+def _set(body: Json, key: str, value: Any) -> None:
+    """Adds ``key`` to a PATCH body unless the argument was not given (``None`` is sent as
+    ``null``)."""
+    if not isinstance(value, NotGiven):
+        body[key] = value
+
+
+def _when(value: Union[datetime, str, None]) -> Optional[str]:
+    if value is None or isinstance(value, str):
+        return value
+    return format_datetime(value)
+
+
+# --------------------------------------------------------------------------- system
+
+
+def healthz() -> Call[Health]:
+    return Call(RequestSpec("GET", "/healthz", auth=False), parse_json(Health.from_dict))
+
+
+def readyz() -> Call[Health]:
+    return Call(RequestSpec("GET", "/readyz", auth=False), parse_json(Health.from_dict))
+
+
+# --------------------------------------------------------------------------- session, me
+
+
+def sign_in(username: str, password: str) -> Call[User]:
+    return Call(
+        RequestSpec(
+            "POST",
+            "/api/v1/session",
+            json={"username": username, "password": password},
+            auth=False,
+        ),
+        parse_json(User.from_dict),
+        after=keep_session,
+    )
+
+
+def me() -> Call[Me]:
+    return Call(RequestSpec("GET", "/api/v1/me"), parse_json(Me.from_dict))
+
+
+# --------------------------------------------------------------------------- workspaces
+
+
+def list_workspaces(limit: Optional[int], cursor: Optional[str]) -> Call[Page[Workspace]]:
+    return Call(
+        RequestSpec("GET", "/api/v1/workspaces", params=_paging(limit, cursor)),
+        _page(Workspace.from_dict),
+    )
+
+
+def get_workspace(workspace: str) -> Call[Workspace]:
+    return Call(
+        RequestSpec("GET", f"/api/v1/workspaces/{seg(workspace)}"),
+        parse_json(Workspace.from_dict),
+    )
+
+
+def create_workspace(name: str) -> Call[Workspace]:
+    return Call(
+        RequestSpec("POST", "/api/v1/workspaces", json={"name": name}),
+        parse_json(Workspace.from_dict),
+    )
+
+
+def list_members(workspace: str, limit: Optional[int], cursor: Optional[str]) -> Call[Page[Member]]:
+    return Call(
+        RequestSpec(
+            "GET", f"/api/v1/workspaces/{seg(workspace)}/members", params=_paging(limit, cursor)
+        ),
+        _page(Member.from_dict),
+    )
+
+
+def put_member(workspace: str, user_id: str, role: str) -> Call[Member]:
+    return Call(
+        RequestSpec(
+            "PUT",
+            f"/api/v1/workspaces/{seg(workspace)}/members/{seg(user_id)}",
+            json={"role": role},
+        ),
+        parse_json(Member.from_dict),
+    )
+
+
+def remove_member(workspace: str, user_id: str) -> Call[None]:
+    return Call(
+        RequestSpec("DELETE", f"/api/v1/workspaces/{seg(workspace)}/members/{seg(user_id)}"),
+        parse_none,
+    )
+
+
+# --------------------------------------------------------------------------- projects
+
+
+def create_project(
+    name: str, description: Optional[str], workspace: Optional[str]
+) -> Call[Project]:
+    body: Json = {"name": name}
+    if description is not None:
+        body["description"] = description
+    path = "/projects" if workspace is None else f"/api/v1/workspaces/{seg(workspace)}/projects"
+    return Call(RequestSpec("POST", path, json=body), parse_json(Project.from_dict))
+
+
+def list_projects(
+    workspace: Optional[str], limit: Optional[int], cursor: Optional[str]
+) -> Call[Page[Project]]:
+    path = "/projects" if workspace is None else f"/api/v1/workspaces/{seg(workspace)}/projects"
+    return Call(RequestSpec("GET", path, params=_paging(limit, cursor)), _page(Project.from_dict))
+
+
+def delete_project(project_id: str, workspace: str) -> Call[None]:
+    return Call(
+        RequestSpec("DELETE", f"/api/v1/workspaces/{seg(workspace)}/projects/{seg(project_id)}"),
+        parse_none,
+    )
+
+
+# --------------------------------------------------------------------------- tokens
+
+
+def create_token(
+    workspace: str,
+    name: str,
+    type: str,
+    scopes: Optional[Sequence[str]],
+    projects: Optional[Sequence[str]],
+    environment: Optional[str],
+    expires_in_days: Optional[int],
+    expires_at: Union[datetime, str, None],
+    owner_id: Optional[str],
+) -> Call[CreatedToken]:
+    body: Json = {"name": name, "type": type}
+    if scopes is not None:
+        body["scopes"] = list(scopes)
+    if projects is not None:
+        body["projects"] = list(projects)
+    if environment is not None:
+        body["environment"] = environment
+    if expires_in_days is not None:
+        body["expires_in_days"] = expires_in_days
+    if expires_at is not None:
+        body["expires_at"] = _when(expires_at)
+    if owner_id is not None:
+        body["owner_id"] = owner_id
+    return Call(
+        RequestSpec("POST", f"/api/v1/workspaces/{seg(workspace)}/tokens", json=body),
+        parse_json(CreatedToken.from_dict),
+    )
+
+
+def list_tokens(
+    workspace: Optional[str], limit: Optional[int], cursor: Optional[str]
+) -> Call[Page[Token]]:
+    path = (
+        "/api/v1/me/tokens" if workspace is None else f"/api/v1/workspaces/{seg(workspace)}/tokens"
+    )
+    return Call(RequestSpec("GET", path, params=_paging(limit, cursor)), _page(Token.from_dict))
+
+
+def get_token(token_id: str) -> Call[Token]:
+    return Call(RequestSpec("GET", f"/api/v1/tokens/{seg(token_id)}"), parse_json(Token.from_dict))
+
+
+def delete_token(token_id: str) -> Call[None]:
+    return Call(RequestSpec("DELETE", f"/api/v1/tokens/{seg(token_id)}"), parse_none)
+
+
+def token_action(token_id: str, action: str) -> Call[Token]:
+    # Action endpoints take an empty body with no content type.
+    return Call(
+        RequestSpec("POST", f"/api/v1/tokens/{seg(token_id)}/{action}"),
+        parse_json(Token.from_dict),
+    )
+
+
+def rotate_token(
+    token_id: str,
+    grace_seconds: Optional[int],
+    expires_in_days: Optional[int],
+    expires_at: Union[datetime, str, None],
+    idempotency_key: Optional[str],
+) -> Call[CreatedToken]:
+    body: Json = {}
+    if grace_seconds is not None:
+        body["grace_seconds"] = grace_seconds
+    if expires_in_days is not None:
+        body["expires_in_days"] = expires_in_days
+    if expires_at is not None:
+        body["expires_at"] = _when(expires_at)
+    spec = RequestSpec(
+        "POST",
+        f"/api/v1/tokens/{seg(token_id)}/rotate",
+        json=body if body else NO_BODY,
+        idempotency_key=idempotency_key,
+    )
+    return Call(spec, parse_json(CreatedToken.from_dict))
+
+
+def verify(token: str) -> Call[VerifyResult]:
+    return Call(
+        # Public route: no credential needed, so none is sent (and none is exchanged).
+        RequestSpec("POST", "/api/v1/tokens/verify", json={"token": token}, auth=False),
+        parse_json(VerifyResult.from_dict),
+    )
+
+
+def introspect(token: str) -> Call[Introspection]:
+    return Call(
+        RequestSpec("POST", "/oauth/introspect", form={"token": token}),
+        parse_json(Introspection.from_dict),
+    )
+
+
+def oauth_revoke(token: str) -> Call[None]:
+    return Call(RequestSpec("POST", "/oauth/revoke", form={"token": token}), parse_none)
+
+
+def report_leaked(tokens: Sequence[str]) -> Call[None]:
+    # Anyone holding a secret may report it; no other credential is needed or sent.
+    return Call(
+        RequestSpec(
+            "POST", "/api/v1/credentials/revoke", json={"tokens": list(tokens)}, auth=False
+        ),
+        parse_none,
+    )
+
+
+def jwks() -> Call[Dict[str, Any]]:
+    return Call(RequestSpec("GET", "/.well-known/jwks.json", auth=False), json_body)
+
+
+# --------------------------------------------------------------------------- users, audit, settings
+
+
+def list_users(limit: Optional[int], cursor: Optional[str]) -> Call[Page[User]]:
+    return Call(
+        RequestSpec("GET", "/api/v1/users", params=_paging(limit, cursor)), _page(User.from_dict)
+    )
+
+
+def create_user(
+    username: str,
+    password: str,
+    role: str,
+    display_name: Optional[str],
+    email: Optional[str],
+) -> Call[User]:
+    body: Json = {"username": username, "password": password, "role": role}
+    if display_name is not None:
+        body["display_name"] = display_name
+    if email is not None:
+        body["email"] = email
+    return Call(RequestSpec("POST", "/api/v1/users", json=body), parse_json(User.from_dict))
+
+
+def get_user(user_id: str) -> Call[User]:
+    return Call(RequestSpec("GET", f"/api/v1/users/{seg(user_id)}"), parse_json(User.from_dict))
+
+
+def update_user(
+    user_id: str,
+    active: Union[bool, NotGiven],
+    role: Union[str, NotGiven],
+    display_name: Union[str, None, NotGiven],
+    email: Union[str, None, NotGiven],
+    password: Union[str, NotGiven],
+) -> Call[User]:
+    body: Json = {}
+    _set(body, "active", active)
+    _set(body, "role", role)
+    _set(body, "display_name", display_name)
+    _set(body, "email", email)
+    _set(body, "password", password)
+    return Call(
+        RequestSpec("PATCH", f"/api/v1/users/{seg(user_id)}", json=body),
+        parse_json(User.from_dict),
+    )
+
+
+def audit_events(
+    workspace: Optional[str],
+    actor: Optional[str],
+    token: Optional[str],
+    action: Optional[str],
+    since: Union[datetime, str, None],
+    until: Union[datetime, str, None],
+    limit: Optional[int],
+    cursor: Optional[str],
+) -> Call[Page[AuditEvent]]:
+    params = _paging(
+        limit,
+        cursor,
+        workspace=workspace,
+        actor=actor,
+        token=token,
+        action=action,
+        since=_when(since),
+        until=_when(until),
+    )
+    return Call(
+        RequestSpec("GET", "/api/v1/audit-events", params=params), _page(AuditEvent.from_dict)
+    )
+
+
+def get_instance_settings() -> Call[InstanceSettings]:
+    return Call(
+        RequestSpec("GET", "/api/v1/instance/settings"), parse_json(InstanceSettings.from_dict)
+    )
+
+
+def update_instance_settings(
+    max_active_tokens: Union[int, None, NotGiven],
+    default_token_lifetime_days: Union[int, NotGiven],
+) -> Call[InstanceSettings]:
+    body: Json = {}
+    _set(body, "max_active_tokens", max_active_tokens)
+    _set(body, "default_token_lifetime_days", default_token_lifetime_days)
+    return Call(
+        RequestSpec("PATCH", "/api/v1/instance/settings", json=body),
+        parse_json(InstanceSettings.from_dict),
+    )
+
+
+def get_token_settings(org: str) -> Call[TokenSettings]:
+    return Call(
+        RequestSpec("GET", f"/api/v1/orgs/{seg(org)}/token-settings"),
+        parse_json(TokenSettings.from_dict),
+    )
+
+
+def update_token_settings(
+    org: str,
+    enabled_types: Union[Sequence[str], NotGiven],
+    personal_token_ttl_days: Union[int, None, NotGiven],
+    max_tokens_per_user: Union[int, None, NotGiven],
+    token_creators: Union[str, NotGiven],
+) -> Call[TokenSettings]:
+    body: Json = {}
+    if not isinstance(enabled_types, NotGiven):
+        body["enabled_types"] = list(enabled_types)
+    _set(body, "personal_token_ttl_days", personal_token_ttl_days)
+    _set(body, "max_tokens_per_user", max_tokens_per_user)
+    _set(body, "token_creators", token_creators)
+    return Call(
+        RequestSpec("PATCH", f"/api/v1/orgs/{seg(org)}/token-settings", json=body),
+        parse_json(TokenSettings.from_dict),
+    )
+
+
+# --------------------------------------------------------------------------- escape hatch
+
+
+def raw(
+    method: str,
+    path: str,
+    params: Optional[Mapping[str, Any]],
+    json: Any,
+    content: Optional[bytes],
+    headers: Optional[Mapping[str, str]],
+    idempotency_key: Optional[str],
+) -> Call[Any]:
+    if not path.startswith("/"):
+        path = "/" + path
+    return Call(
+        RequestSpec(
+            method.upper(),
+            path,
+            params=params,
+            json=NO_BODY if json is None else json,
+            content=content,
+            headers=headers,
+            idempotency_key=idempotency_key,
+        ),
+        json_body,
+    )

@@ -1,0 +1,71 @@
+"""Steps the console tests share, each done the way a person does it: by names on the page."""
+
+from __future__ import annotations
+
+from harness import TOKEN_RE, Console
+
+
+def open_workspace_tokens(c: Console, workspace: str = "Workspace 1") -> None:
+    c.go("/workspaces")
+    c.follow(workspace)
+    assert c.heading() == workspace
+    c.follow("Settings")
+    c.follow("API Access Tokens")
+    assert c.heading() == "API Access Tokens"
+
+
+def read_dialog_secret(c: Console) -> str:
+    """Reads the secret from the show-once dialog, checks the dialog, and closes it."""
+    dialog = c.dialog()
+    secret = c.field("Token", dialog).get_attribute("value")
+    assert TOKEN_RE.match(secret), secret
+    assert c.field("Token", dialog).get_attribute("readonly") is not None
+    assert "will not be shown again" in dialog.text
+    assert secret not in c.driver.current_url
+    c.press("Done", dialog)
+    assert c.no_dialog()
+    assert secret not in c.driver.page_source
+    return secret
+
+
+def create_token(
+    c: Console,
+    name: str,
+    token_type: str | None = None,
+    expires: str | None = None,
+    environment: str | None = None,
+) -> str:
+    """Fills the create form on the current page, submits it and returns the secret."""
+    c.fill("Token Name", name)
+    if token_type:
+        c.choose("Type", token_type)
+    if expires:
+        c.fill("Expires in (days)", expires)
+    if environment:
+        c.fill("Environment", environment)
+    c.press("Create Token")
+    return read_dialog_secret(c)
+
+
+def create_user(admin: Console, username: str, password: str, role: str = "member") -> None:
+    admin.go("/organization/users")
+    admin.fill("Username", username)
+    admin.fill("Password", password)
+    admin.choose("Role", role)
+    admin.press("Create user")
+    assert "User created." in admin.banner(), admin.banner()
+
+
+def add_member(admin: Console, workspace: str, username: str, role: str = "member") -> None:
+    admin.go("/workspaces")
+    admin.follow(workspace)
+    admin.follow("Settings")
+    admin.follow("Members")
+    admin.fill("Username", username)
+    admin.choose("Role", role)
+    admin.press("Add member")
+    assert "Member added." in admin.banner(), admin.banner()
+
+
+def cookie_header(c: Console) -> dict[str, str]:
+    return {"Cookie": f"latchkey_session={c.session_cookie()}"}
