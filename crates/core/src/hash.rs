@@ -2,6 +2,8 @@
 //! never holds, so a stolen database cannot even confirm a guessed token.
 
 use hmac::{Hmac, Mac};
+use sha2::digest::consts::U64;
+use sha2::digest::generic_array::GenericArray;
 use sha2::{Digest, Sha256};
 
 /// The HMAC output stored for a secret.
@@ -20,10 +22,61 @@ pub enum HashKeyError {
 
 /// The server's secret key with its HMAC state precomputed, so hashing a token costs two
 /// SHA-256 compressions instead of four.
+///
+/// A message of at most 55 bytes (every Latchkey secret) fits one padded block, so its
+/// HMAC is exactly two compressions: the inner one from the precomputed `ipad` state over
+/// the padded message, the outer one from the precomputed `opad` state over the padded
+/// inner digest. [`HashKey::hash`] does just that on the stack; longer input goes through
+/// the `hmac` crate. Both give standard HMAC-SHA256 (tested against each other).
 #[derive(Clone)]
 pub struct HashKey {
     mac: Hmac<Sha256>,
+    inner: [u32; 8],
+    outer: [u32; 8],
     id: String,
+}
+
+/// SHA-256's initial state.
+const SHA256_IV: [u32; 8] = [
+    0x6a09_e667,
+    0xbb67_ae85,
+    0x3c6e_f372,
+    0xa54f_f53a,
+    0x510e_527f,
+    0x9b05_688c,
+    0x1f83_d9ab,
+    0x5be0_cd19,
+];
+
+/// Longest message that fits one SHA-256 block with its padding.
+const ONE_BLOCK_MAX: usize = 55;
+
+#[inline]
+fn compress(state: &mut [u32; 8], block: &[u8; 64]) {
+    sha2::compress256(
+        state,
+        std::slice::from_ref(GenericArray::<u8, U64>::from_slice(block)),
+    );
+}
+
+/// The state after absorbing `key` (zero-padded to a block) XOR `pad`.
+fn pad_state(key: &[u8; 32], pad: u8) -> [u32; 8] {
+    let mut block = [pad; 64];
+    for (b, k) in block.iter_mut().zip(key) {
+        *b ^= k;
+    }
+    let mut state = SHA256_IV;
+    compress(&mut state, &block);
+    state
+}
+
+/// Pads `len` message bytes already in `block` (after one block of key pad) and writes
+/// the bit length.
+#[inline]
+fn pad_block(block: &mut [u8; 64], len: usize) {
+    block[len] = 0x80;
+    let bits = ((64 + len) as u64) * 8;
+    block[56..].copy_from_slice(&bits.to_be_bytes());
 }
 
 impl std::fmt::Debug for HashKey {
@@ -44,7 +97,12 @@ impl HashKey {
         id_hasher.update(b"latchkey key id v1\0");
         id_hasher.update(bytes);
         let id = hex::encode(&id_hasher.finalize()[..8]);
-        HashKey { mac, id }
+        HashKey {
+            mac,
+            inner: pad_state(bytes, 0x36),
+            outer: pad_state(bytes, 0x5c),
+            id,
+        }
     }
 
     /// Parses the configured text form: 64 hex characters, a trailing newline ignored.
@@ -74,8 +132,33 @@ impl HashKey {
     /// HMAC-SHA256 of `secret`.
     #[inline]
     pub fn hash(&self, secret: &str) -> SecretHash {
+        let message = secret.as_bytes();
+        if message.len() > ONE_BLOCK_MAX {
+            return self.hash_with_crate(message);
+        }
+        let mut block = [0u8; 64];
+        block[..message.len()].copy_from_slice(message);
+        pad_block(&mut block, message.len());
+        let mut inner = self.inner;
+        compress(&mut inner, &block);
+        let mut block = [0u8; 64];
+        for (chunk, word) in block.chunks_exact_mut(4).zip(inner) {
+            chunk.copy_from_slice(&word.to_be_bytes());
+        }
+        pad_block(&mut block, 32);
+        let mut outer = self.outer;
+        compress(&mut outer, &block);
+        let mut out = [0u8; 32];
+        for (chunk, word) in out.chunks_exact_mut(4).zip(outer) {
+            chunk.copy_from_slice(&word.to_be_bytes());
+        }
+        out
+    }
+
+    /// HMAC-SHA256 of `message` through the `hmac` crate (any length).
+    pub fn hash_with_crate(&self, message: &[u8]) -> SecretHash {
         let mut mac = self.mac.clone();
-        mac.update(secret.as_bytes());
+        mac.update(message);
         mac.finalize().into_bytes().into()
     }
 
@@ -125,6 +208,23 @@ mod tests {
         assert_ne!(a.id(), b.id());
         assert_eq!(a.id().len(), 16);
         assert!(!format!("{a:?}").contains("0101"));
+    }
+
+    #[test]
+    fn two_block_path_matches_the_hmac_crate_at_every_length() {
+        for seed in 0u8..4 {
+            let key_bytes: [u8; 32] = std::array::from_fn(|i| (i as u8).wrapping_mul(31) ^ seed);
+            let key = HashKey::from_bytes(&key_bytes);
+            let text: String = (0..120).map(|i| char::from(b'a' + ((i * 7 + seed as usize) % 26) as u8)).collect();
+            for len in 0..=text.len() {
+                let message = &text[..len];
+                assert_eq!(
+                    key.hash(message),
+                    key.hash_with_crate(message.as_bytes()),
+                    "length {len}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -4,6 +4,8 @@
 //! Everything here is unit-tested exactly because nothing here reads the time, the disk or
 //! the network; the server reads the clock once per request and passes it in.
 
+#![warn(missing_docs)]
+
 pub mod hash;
 pub mod model;
 pub mod policy;

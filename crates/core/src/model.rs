@@ -344,6 +344,9 @@ pub struct SecretRecord {
     pub key_id: String,
     /// After this instant the secret no longer works (rotated out).
     pub not_after: Option<OffsetDateTime>,
+    /// The token's new hint when this secret replaces another (`rotate_token` stores it on
+    /// the token); not kept with the secret, so records read back carry `None`.
+    pub hint: Option<String>,
 }
 
 /// A console session. Its secret is stored only as a keyed hash.

@@ -83,10 +83,25 @@ pub fn checksum(random: &[u8]) -> [u8; CHECKSUM_LEN] {
 
 /// Makes a new secret of `kind` from the operating system's CSPRNG.
 pub fn generate(kind: SecretKind) -> String {
+    // Uniform base62 digits by rejection sampling over random bytes (248 = 4 × 62, so
+    // `b % 62` is uniform for b < 248), drawing from the OS in one call per 64 bytes
+    // rather than one per digit.
     let mut rng = OsRng;
     let mut random = [0u8; RANDOM_LEN];
-    for byte in random.iter_mut() {
-        *byte = BASE62[rng.gen_range(0..62)];
+    let mut pool = [0u8; 64];
+    let mut used = pool.len();
+    let mut filled = 0;
+    while filled < RANDOM_LEN {
+        if used == pool.len() {
+            rng.fill(&mut pool[..]);
+            used = 0;
+        }
+        let b = pool[used];
+        used += 1;
+        if b < 248 {
+            random[filled] = BASE62[usize::from(b % 62)];
+            filled += 1;
+        }
     }
     assemble(kind, &random)
 }

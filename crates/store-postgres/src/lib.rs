@@ -24,6 +24,8 @@
 //! SQLite backend's; [`Store::migrate`] applies it. [`PostgresStore::connect`] does not
 //! migrate by itself.
 
+#![warn(missing_docs)]
+
 mod error;
 mod notices;
 mod ops;
@@ -67,13 +69,24 @@ const MIN_POOL: u32 = 1;
 /// A [`Store`] on a PostgreSQL database, shared with the other nodes.
 ///
 /// Cloning is cheap and shares the pool and the notice listener.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PostgresStore {
     pool: PgPool,
     options: PgConnectOptions,
     /// Whether writes send `NOTIFY` and a listener may be started.
     notify: bool,
     notices: Arc<OnceLock<notices::Notices>>,
+}
+
+/// Never shows the connection options: they hold the password.
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("host", &self.options.get_host())
+            .field("database", &self.options.get_database())
+            .field("notify", &self.notify)
+            .finish_non_exhaustive()
+    }
 }
 
 impl PostgresStore {
@@ -84,22 +97,25 @@ impl PostgresStore {
     pub async fn connect(url: &str, pool_size: u32) -> StoreResult<PostgresStore> {
         let options = PgConnectOptions::from_str(url)
             .map_err(|e| StoreError::Internal(format!("invalid PostgreSQL URL: {e}")))?
-            .application_name("latchkey")
-            .log_statements(tracing::log::LevelFilter::Trace);
-        let pool = PgPoolOptions::new()
-            .max_connections(pool_size.max(MIN_POOL))
-            .min_connections(0)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(options.clone())
-            .await
-            .map_err(db)?;
-        let notify = notices::supported(&pool).await?;
+            .application_name("latchkey");
+        // One connection first, so a start against a database that is away or refuses us
+        // says why (the pool would only report a timeout).
+        let mut first = options.connect().await.map_err(db)?;
+        let notify = notices::supported(&mut first).await?;
+        if let Err(e) = first.close().await {
+            tracing::debug!(error = %e, "closing the first connection failed");
+        }
         if !notify {
             tracing::warn!(
                 "this database has no LISTEN/NOTIFY: other nodes' changes are seen by \
                  catch-up polling alone (verifier.poll_interval_ms)"
             );
         }
+        let pool = PgPoolOptions::new()
+            .max_connections(pool_size.max(MIN_POOL))
+            .min_connections(0)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_lazy_with(options.clone());
         Ok(PostgresStore {
             pool,
             options,
@@ -241,6 +257,11 @@ impl Store for PostgresStore {
     /// afterwards, which also releases the lock if a migration failed half-way.
     async fn migrate(&self) -> StoreResult<()> {
         let mut conn = self.options.connect().await.map_err(db)?;
+        // "relation _sqlx_migrations already exists, skipping" at every start is noise.
+        sqlx::query("SET client_min_messages = warning")
+            .execute(&mut conn)
+            .await
+            .map_err(db)?;
         let result = MIGRATOR.run_direct(&mut conn).await.map_err(error::migrate);
         if let Err(e) = conn.close().await {
             tracing::debug!(error = %e, "closing the migration connection failed");

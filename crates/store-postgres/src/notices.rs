@@ -13,7 +13,7 @@
 use std::time::Duration;
 
 use latchkey_store::StoreResult;
-use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions};
 use tokio::sync::watch;
 
 use crate::error::db;
@@ -23,16 +23,16 @@ pub(crate) const CHANNEL: &str = "latchkey_changes";
 
 /// First wait before reconnecting the listener, doubled after each failure…
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
-/// …up to this.
-const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// …up to this (short: until the listener is back, changes arrive by polling only).
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// How long one connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Whether this database has `LISTEN/NOTIFY` (PostgreSQL does; CockroachDB and YugabyteDB
 /// do not). A failed probe for any reason other than connectivity means "no".
-pub(crate) async fn supported(pool: &PgPool) -> StoreResult<bool> {
+pub(crate) async fn supported(conn: &mut PgConnection) -> StoreResult<bool> {
     match sqlx::query("SELECT pg_notify('latchkey_probe', '')")
-        .execute(pool)
+        .execute(conn)
         .await
     {
         Ok(_) => Ok(true),

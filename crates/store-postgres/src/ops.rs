@@ -920,11 +920,15 @@ pub(crate) async fn rotate_token(
     }
     insert_secret(conn, now, id, new_secret).await?;
     let expires_at = expires_at.unwrap_or(token.expires_at);
-    sqlx::query("UPDATE tokens SET state = $1, leaked = $2, expires_at = $3 WHERE id = $4")
+    sqlx::query(
+        "UPDATE tokens SET state = $1, leaked = $2, expires_at = $3, hint = COALESCE($4, hint) \
+         WHERE id = $5",
+    )
         .bind(state.as_str())
         .bind(false)
         .bind(opt_secs(expires_at))
-        .bind(id)
+        .bind(new_secret.hint.as_deref())
+    .bind(id)
         .execute(&mut *conn)
         .await
         .map_err(db)?;

@@ -238,6 +238,7 @@ pub(crate) fn secret(row: &PgRow, prefix: &str) -> StoreResult<SecretRecord> {
         hash: hash_of(get(row, &format!("{prefix}hash"))?)?,
         key_id: get(row, &format!("{prefix}key_id"))?,
         not_after: opt_time_of(row, &format!("{prefix}not_after"))?,
+        hint: None,
     })
 }
 

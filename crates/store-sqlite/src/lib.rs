@@ -16,6 +16,8 @@
 //! The schema lives in `migrations/` (embedded in the binary); [`latchkey_store::Store::migrate`]
 //! applies it. [`SqliteStore::open`] does not migrate by itself.
 
+#![warn(missing_docs)]
+
 mod error;
 mod ops;
 mod rows;
@@ -41,6 +43,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{QueryBuilder, Sqlite, Transaction};
 use time::OffsetDateTime;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::error::db;
 
@@ -63,6 +66,105 @@ const MAX_PAGE: u32 = 10_000;
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
+    /// Token creations, committed in batches by [`batch_creates`].
+    creates: mpsc::UnboundedSender<CreateJob>,
+}
+
+/// One `create_token` call waiting for the batch writer.
+#[derive(Debug)]
+struct CreateJob {
+    now: OffsetDateTime,
+    token: TokenRecord,
+    secret: SecretRecord,
+    limits: Limits,
+    event: NewAuditEvent,
+    reply: oneshot::Sender<StoreResult<TokenRecord>>,
+}
+
+/// Most creations committed by one transaction.
+const MAX_CREATE_BATCH: usize = 64;
+
+/// Group commit for token creation, the write that comes in floods (DESIGN.md §7:
+/// "concurrent writes batched through the writer"). Creations that queue up while a
+/// commit is in progress share the next transaction: each runs in its own savepoint (a
+/// refused one — a limit, a second legacy token — rolls back alone and is answered at
+/// once), then one `COMMIT` (one WAL sync) makes them all durable, and only then is each
+/// caller answered. A lone creation is not delayed. Limits stay exact: the batch runs one
+/// creation after another on the single writer connection, each seeing the ones before.
+async fn batch_creates(writer: SqlitePool, mut jobs: mpsc::UnboundedReceiver<CreateJob>) {
+    let mut batch = Vec::with_capacity(MAX_CREATE_BATCH);
+    while jobs.recv_many(&mut batch, MAX_CREATE_BATCH).await > 0 {
+        run_create_batch(&writer, std::mem::take(&mut batch)).await;
+    }
+}
+
+async fn run_create_batch(writer: &SqlitePool, jobs: Vec<CreateJob>) {
+    let mut tx = match writer.begin_with("BEGIN IMMEDIATE").await {
+        Ok(tx) => tx,
+        Err(e) => {
+            let err = db(e);
+            for job in jobs {
+                let _ = job.reply.send(Err(err.clone()));
+            }
+            return;
+        }
+    };
+    let mut created = Vec::with_capacity(jobs.len());
+    let mut broken: Option<StoreError> = None;
+    for job in jobs {
+        if let Some(err) = &broken {
+            let _ = job.reply.send(Err(err.clone()));
+            continue;
+        }
+        let conn: &mut ops::Conn = &mut tx;
+        if let Err(e) = sqlx::query("SAVEPOINT create_token").execute(&mut *conn).await {
+            let err = db(e);
+            let _ = job.reply.send(Err(err.clone()));
+            broken = Some(err);
+            continue;
+        }
+        let result = ops::create_token(
+            conn,
+            job.now,
+            &job.token,
+            &job.secret,
+            &job.limits,
+            &job.event,
+        )
+        .await;
+        let end = match &result {
+            Ok(_) => "RELEASE create_token",
+            Err(_) => "ROLLBACK TO create_token",
+        };
+        let mut ended = sqlx::query(end).execute(&mut *conn).await.map(|_| ());
+        if result.is_err() && ended.is_ok() {
+            ended = sqlx::query("RELEASE create_token")
+                .execute(&mut *conn)
+                .await
+                .map(|_| ());
+        }
+        if let Err(e) = ended {
+            broken = Some(db(e));
+        }
+        match result {
+            Ok(record) => created.push((job.reply, record)),
+            Err(err) => {
+                let _ = job.reply.send(Err(err));
+            }
+        }
+    }
+    let outcome = match broken {
+        Some(err) => {
+            if let Err(rollback) = tx.rollback().await {
+                tracing::warn!(error = %rollback, "rollback failed");
+            }
+            Err(err)
+        }
+        None => tx.commit().await.map_err(db),
+    };
+    for (reply, record) in created {
+        let _ = reply.send(outcome.clone().map(|()| record));
+    }
 }
 
 impl SqliteStore {
@@ -115,7 +217,13 @@ impl SqliteStore {
                 .await
                 .map_err(db)?
         };
-        Ok(SqliteStore { writer, reader })
+        let (creates, jobs) = mpsc::unbounded_channel();
+        tokio::spawn(batch_creates(writer.clone(), jobs));
+        Ok(SqliteStore {
+            writer,
+            reader,
+            creates,
+        })
     }
 
     /// Closes every connection; later calls answer `Unavailable`.
@@ -529,9 +637,31 @@ impl Store for SqliteStore {
         limits: &Limits,
         event: NewAuditEvent,
     ) -> StoreResult<TokenRecord> {
-        in_tx!(self, |conn| ops::create_token(
-            conn, now, &token, &secret, limits, &event
-        ))
+        let (reply, answer) = oneshot::channel();
+        let job = CreateJob {
+            now,
+            token,
+            secret,
+            limits: limits.clone(),
+            event,
+            reply,
+        };
+        match self.creates.send(job) {
+            Ok(()) => answer.await.unwrap_or_else(|_| {
+                Err(StoreError::Unavailable(
+                    "the SQLite batch writer stopped".to_owned(),
+                ))
+            }),
+            // The batch writer is gone (its runtime ended): write directly.
+            Err(mpsc::error::SendError(job)) => in_tx!(self, |conn| ops::create_token(
+                conn,
+                job.now,
+                &job.token,
+                &job.secret,
+                &job.limits,
+                &job.event
+            )),
+        }
     }
 
     async fn get_token(&self, id: &str) -> StoreResult<TokenRecord> {

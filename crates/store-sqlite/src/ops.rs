@@ -934,11 +934,15 @@ pub(crate) async fn rotate_token(
     }
     insert_secret(conn, now, id, new_secret).await?;
     let expires_at = expires_at.unwrap_or(token.expires_at);
-    sqlx::query("UPDATE tokens SET state = ?, leaked = ?, expires_at = ? WHERE id = ?")
-        .bind(state.as_str())
-        .bind(false)
-        .bind(opt_secs(expires_at))
-        .bind(id)
+    sqlx::query(
+        "UPDATE tokens SET state = ?, leaked = ?, expires_at = ?, hint = COALESCE(?, hint) \
+         WHERE id = ?",
+    )
+    .bind(state.as_str())
+    .bind(false)
+    .bind(opt_secs(expires_at))
+    .bind(new_secret.hint.as_deref())
+    .bind(id)
         .execute(&mut *conn)
         .await
         .map_err(db)?;

@@ -262,6 +262,7 @@ pub fn secret_for(token_id: &str) -> SecretRecord {
         hash: hash_of(&new_id()),
         key_id: "test-key".to_owned(),
         not_after: None,
+        hint: None,
     }
 }
 
@@ -2316,6 +2317,26 @@ pub async fn rotate_with_grace(store: Arc<dyn Store>) {
     // A later rotation never extends an earlier secret's grace.
     let (_, new_found) = store.find_secret(&new.hash).await.unwrap().unwrap();
     assert_eq!(new_found.not_after, Some(at(60)));
+    // The new secret's hint replaces the token's.
+    let mut hinted = secret_for(&token.id);
+    hinted.hint = Some("lkc_…HINT".into());
+    let with_hint = store
+        .rotate_token(
+            at(40),
+            &token.id,
+            hinted,
+            Some(at(90)),
+            None,
+            None,
+            event("token.rotated"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        with_hint.hint, "lkc_…HINT",
+        "a rotation stores the new hint"
+    );
+    assert_eq!(store.get_token(&token.id).await.unwrap().hint, "lkc_…HINT");
     let (_, newer_found) = store.find_secret(&newer.hash).await.unwrap().unwrap();
     assert_eq!(newer_found.not_after, Some(at(80)));
     assert_eq!(
@@ -2328,7 +2349,7 @@ pub async fn rotate_with_grace(store: Arc<dyn Store>) {
         )
         .await
         .len(),
-        3
+        4
     );
 }
 

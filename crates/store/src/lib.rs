@@ -18,6 +18,8 @@
 //! projects, workspaces without members, the hash key) record none. A refused write
 //! records nothing at all: no change, no audit event.
 
+#![warn(missing_docs)]
+
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
