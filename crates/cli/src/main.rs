@@ -150,12 +150,9 @@ fn completions(shell: Shell) -> CliResult {
         Shell::Zsh => clap_complete::Shell::Zsh,
         Shell::Fish => clap_complete::Shell::Fish,
     };
-    clap_complete::generate(
-        shell,
-        &mut Cli::command(),
-        "latchkey",
-        &mut std::io::stdout(),
-    );
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "latchkey", &mut script);
+    output::emit(&String::from_utf8_lossy(&script));
     Ok(EXIT_OK)
 }
 

@@ -15,7 +15,7 @@ use serde_json::json;
 
 use crate::error::{CliError, CliResult, EXIT_OK};
 use crate::input;
-use crate::output::{self, OutputArgs, print_json};
+use crate::output::{self, OutputArgs, outln, print_json};
 use crate::serve::{StoreLocation, env, hash_key_source};
 
 /// The suffix of the hash key copy written next to a backup.
@@ -202,20 +202,20 @@ pub async fn backup(args: BackupArgs) -> CliResult {
             "hash_key": key_copy.as_ref().map(|p| p.display().to_string()),
         }))?;
     } else {
-        println!(
+        outln!(
             "Backup written: {} ({bytes} bytes, a consistent copy of {})",
             dest.display(),
             db.display()
         );
         match (&key_copy, &key_file) {
-            (Some(key), _) => println!("Hash key copied: {} (mode 0600)", key.display()),
-            (None, Err(why)) => println!(
+            (Some(key), _) => outln!("Hash key copied: {} (mode 0600)", key.display()),
+            (None, Err(why)) => outln!(
                 "Hash key NOT copied ({why}): keep the key with the backup, no token can be \
                  checked without it"
             ),
             (None, Ok(_)) => {}
         }
-        println!(
+        outln!(
             "To restore: copy the backup to DIR/latchkey.db and the key to DIR/hash.key, \
              then run `latchkey serve --data-dir DIR`."
         );
@@ -328,12 +328,12 @@ async fn reset_password(args: ResetPasswordArgs) -> CliResult {
         }
         print_json(&doc)?;
     } else {
-        println!(
+        outln!(
             "Password of {} reset; their console sessions were ended.",
             output::clean(&updated.username)
         );
         if generated {
-            println!("New password: {text}");
+            outln!("New password: {text}");
             eprintln!("Copy the password now: it is shown only this once.");
         }
         if !updated.active {

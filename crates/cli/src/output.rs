@@ -39,11 +39,43 @@ impl OutputArgs {
     }
 }
 
+/// Writes to stdout. A closed pipe (`latchkey token list | head -1`) ends the output quietly
+/// where `print!` would panic; any other failure (a full disk) is reported and exits 1, so a
+/// secret that could not be written never looks like a success.
+pub fn emit(text: &str) {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        Err(e) => {
+            eprintln!("error: cannot write to stdout: {e}");
+            std::process::exit(i32::from(crate::error::EXIT_FAILED));
+        }
+    }
+}
+
+/// `print!` through [`emit`].
+macro_rules! out {
+    ($($arg:tt)*) => { $crate::output::emit(&format!($($arg)*)) };
+}
+
+/// `println!` through [`emit`].
+macro_rules! outln {
+    () => { $crate::output::emit("\n") };
+    ($($arg:tt)*) => { $crate::output::emit(&format!("{}\n", format_args!($($arg)*))) };
+}
+
+pub(crate) use {out, outln};
+
 /// Prints `value` as one pretty JSON document on stdout.
 pub fn print_json<T: Serialize + ?Sized>(value: &T) -> Result<(), CliError> {
     let text = serde_json::to_string_pretty(value)
         .map_err(|e| CliError::failed(format!("cannot encode the answer as JSON: {e}")))?;
-    println!("{text}");
+    outln!("{text}");
     Ok(())
 }
 
@@ -138,9 +170,9 @@ impl Table {
     /// Prints the table, or a note when it has no rows.
     pub fn print_or(&self, empty: &str) {
         if self.rows.is_empty() {
-            println!("{empty}");
+            outln!("{empty}");
         } else {
-            print!("{}", self.render());
+            out!("{}", self.render());
         }
     }
 }
@@ -257,9 +289,11 @@ pub fn print_created(created: &CreatedToken, json: bool, verb: &str) -> Result<(
     if json {
         return print_json(created);
     }
-    print!("{}", token_details(&created.meta));
-    println!();
-    println!("{SECRET_LABEL} {}", created.token);
+    out!(
+        "{}\n{SECRET_LABEL} {}\n",
+        token_details(&created.meta),
+        created.token
+    );
     eprintln!(
         "{verb} token {:?}. Copy the token now: it is shown only this once.",
         clean(&created.meta.name)

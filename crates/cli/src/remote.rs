@@ -18,7 +18,7 @@ use serde_json::json;
 
 use crate::error::{CliError, CliResult, EXIT_FAILED, EXIT_OK};
 use crate::input;
-use crate::output::{self, OutputArgs, print_json};
+use crate::output::{self, OutputArgs, out, outln, print_json};
 use crate::profile::{self, Profile};
 
 /// The most pages a list command follows (200 items each).
@@ -288,8 +288,8 @@ pub async fn login(args: LoginArgs) -> CliResult {
         }
         print_json(&doc)?;
     } else {
-        println!("Logged in to {base} as {who}.");
-        println!("Saved the URL and token to {} (mode 0600).", path.display());
+        outln!("Logged in to {base} as {who}.");
+        outln!("Saved the URL and token to {} (mode 0600).", path.display());
     }
     Ok(EXIT_OK)
 }
@@ -311,9 +311,9 @@ pub fn logout(args: LogoutArgs) -> CliResult {
             "config_file": path.display().to_string(),
         }))?;
     } else if removed {
-        println!("Logged out: removed {}.", path.display());
+        outln!("Logged out: removed {}.", path.display());
     } else {
-        println!("Not logged in (no {}).", path.display());
+        outln!("Not logged in (no {}).", path.display());
     }
     Ok(EXIT_OK)
 }
@@ -325,7 +325,7 @@ pub async fn whoami(remote: Remote) -> CliResult {
     if remote.json() {
         print_json(&me)?;
     } else {
-        print!("{}", output::me_details(&me));
+        out!("{}", output::me_details(&me));
     }
     Ok(EXIT_OK)
 }
@@ -537,7 +537,7 @@ pub async fn token(cmd: TokenCmd) -> CliResult {
             if args.remote.json() {
                 print_json(&json!({ "id": args.id, "deleted": true }))?;
             } else {
-                println!("Deleted token {}.", output::clean(&args.id));
+                outln!("Deleted token {}.", output::clean(&args.id));
             }
             Ok(EXIT_OK)
         }
@@ -548,7 +548,7 @@ fn print_token(token: &Token, json: bool) -> CliResult {
     if json {
         print_json(token)?;
     } else {
-        print!("{}", output::token_details(token));
+        out!("{}", output::token_details(token));
     }
     Ok(EXIT_OK)
 }
@@ -633,7 +633,7 @@ pub async fn project(cmd: ProjectCmd) -> CliResult {
             if args.remote.json() {
                 print_json(&project)?;
             } else {
-                print!("{}", output::project_details(&project));
+                out!("{}", output::project_details(&project));
             }
             Ok(EXIT_OK)
         }
@@ -696,7 +696,7 @@ pub async fn verify(args: VerifyArgs) -> CliResult {
     if args.remote.json() {
         print_json(&answer)?;
     } else {
-        print!("{}", output::verify_text(&answer));
+        out!("{}", output::verify_text(&answer));
     }
     Ok(if answer.valid { EXIT_OK } else { EXIT_FAILED })
 }

@@ -21,14 +21,6 @@ enum Actor {
     Outsider,
 }
 
-const ACTORS: [Actor; 6] = [
-    Actor::OrgOwner,
-    Actor::OrgAdmin,
-    Actor::WsAdmin,
-    Actor::WsMember,
-    Actor::WsViewer,
-    Actor::Outsider,
-];
 
 /// The rules of DESIGN.md §1, written out independently of `latchkey_core::policy`.
 fn may_create(actor: Actor, t: TokenType) -> bool {

@@ -70,9 +70,11 @@ async fn postgres_database(dir: &Path, config: &mut Config) -> Option<TestDataba
 
 /// Configuration every test server uses: cheap Argon2, generous throttles, fast polling.
 pub fn test_config(dir: &Path) -> Config {
-    let mut config = Config::default();
-    config.data_dir = dir.to_owned();
-    config.api_key_headers = vec!["rime-api-key".into()];
+    let mut config = Config {
+        data_dir: dir.to_owned(),
+        api_key_headers: vec!["rime-api-key".into()],
+        ..Config::default()
+    };
     config.passwords.memory_kib = 64;
     config.passwords.iterations = 1;
     config.throttle.sign_in_attempts = 1000;

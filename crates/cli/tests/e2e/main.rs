@@ -1,5 +1,10 @@
 //! Black-box tests: the real server on a random port over a real SQLite file, driven through
-//! the Rust SDK, raw HTTP, and the `latchkey` binary as a subprocess.
+//! the Rust SDK, raw HTTP, and the `latchkey` binary as a subprocess. With
+//! `LATCHKEY_TEST_BACKEND=postgres` the harness's servers run on PostgreSQL instead; the
+//! `scale_out` tests always do (several nodes on one database).
+
+// Test helpers outside #[test] functions may panic on setup failures: that is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod harness;
 

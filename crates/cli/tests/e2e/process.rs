@@ -16,6 +16,16 @@ struct Proc {
     stdout: String,
 }
 
+impl Drop for Proc {
+    /// A failed assertion must not leave a server running.
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 fn spawn(dir: &Path, envs: &[(&str, &str)]) -> Proc {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_latchkey"));
     cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
@@ -59,7 +69,7 @@ impl Proc {
     /// Reads whatever stdout holds once the process has exited.
     fn finish(mut self) -> String {
         let _ = self.child.wait();
-        let mut out = self.stdout;
+        let mut out = std::mem::take(&mut self.stdout);
         if let Some(mut s) = self.child.stdout.take() {
             let _ = s.read_to_string(&mut out);
         }
@@ -109,6 +119,14 @@ async fn first_start_prints_once_restart_keeps_data_and_sigterm_flushes() {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
+        // The database (and its WAL) hold password and token hashes: owner-only too.
+        for file in ["latchkey.db", "latchkey.db-wal"] {
+            let path = dir.path().join(file);
+            if path.exists() {
+                let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+                assert_eq!(mode & 0o077, 0, "{file} is {mode:o}");
+            }
+        }
     }
 
     let second = spawn(dir.path(), &[]);

@@ -370,10 +370,12 @@ async fn without_notices_catch_up_polling_alone_bounds_revocation() {
         .expect("connect")
         .with_notices(false);
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut config = Config::default();
-    config.data_dir = dir.path().to_owned();
-    config.database_url = db.url.clone();
-    config.public_url = PUBLIC_URL.into();
+    let mut config = Config {
+        data_dir: dir.path().to_owned(),
+        database_url: db.url.clone(),
+        public_url: PUBLIC_URL.into(),
+        ..Config::default()
+    };
     config.verifier.poll_interval_ms = 1000;
     let options = StartOptions {
         hash_key: HashKeySource {
@@ -702,7 +704,7 @@ async fn nodes_survive_a_postgresql_restart() {
     let db = TestDatabase::create_on(&cluster.admin_url())
         .await
         .expect("database");
-    let deployment = Deployment::new(&db.url, 3);
+    let deployment = Deployment::new(&db.url, 5);
     let mut a = deployment.node("a").await;
     let mut b = deployment.node("b").await;
     let admin_a = a.with_token(&deployment.admin_token);
@@ -713,6 +715,12 @@ async fn nodes_survive_a_postgresql_restart() {
 
     cluster.stop().expect("stop PostgreSQL");
     let stopped = Instant::now();
+    // Within max_staleness (5 s) the cached grant is still trusted.
+    assert_eq!(
+        b.status_of(&cached).await,
+        200,
+        "cached grants have a grace"
+    );
     // Writes and cache misses: 503, promptly.
     let err = admin_a
         .tokens()
@@ -726,14 +734,14 @@ async fn nodes_survive_a_postgresql_restart() {
     assert_eq!(b.status_of(&uncached).await, 503);
     let ready = b.anonymous().readyz().await;
     assert!(ready.is_err(), "/readyz is 503 while the database is away");
-    // The cached grant is trusted up to max_staleness (3 s), then refused.
-    until_status(&b, &cached, 503, Duration::from_secs(15)).await;
+    // After max_staleness without a successful read of the feed, it is refused too.
+    until_status(&b, &cached, 503, Duration::from_secs(20)).await;
     println!(
         "fail-closed after {:.1} s without the database",
         stopped.elapsed().as_secs_f64()
     );
     assert!(
-        stopped.elapsed() >= Duration::from_secs(2),
+        stopped.elapsed() >= Duration::from_secs(3),
         "not before max_staleness"
     );
 
@@ -773,9 +781,11 @@ async fn nodes_survive_a_postgresql_restart() {
     assert_eq!(b.status_of(&fresh).await, 200);
     admin_a.tokens().revoke(&id).await.expect("revoke");
     let took = until_status(&b, &fresh, 401, Duration::from_secs(5)).await;
+    // If B's listener has not reconnected yet (it retries every second at most), the
+    // catch-up read still brings the change within a poll interval.
     println!("revocation A→B after the restart: {:.1} ms", millis(took));
     assert!(
-        took < Duration::from_secs(1),
+        took < Duration::from_secs(2),
         "revocation took {took:?} after the restart"
     );
     drop((a, b));
