@@ -206,6 +206,7 @@ class Console:
             "--disable-dev-shm-usage",
             "--no-first-run",
             "--no-default-browser-check",
+            "--hide-scrollbars",
             f"--user-data-dir={self.profile}",
             f"--window-size={self.DESKTOP[0]},{self.DESKTOP[1]}",
         ):
@@ -448,16 +449,17 @@ class Console:
         import base64
 
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        metrics = self.driver.execute_cdp_cmd("Page.getLayoutMetrics", {})
-        size = metrics.get("cssContentSize") or metrics["contentSize"]
-        shot = self.driver.execute_cdp_cmd(
-            "Page.captureScreenshot",
-            {
-                "format": "png",
-                "captureBeyondViewport": True,
-                "clip": {"x": 0, "y": 0, "width": size["width"], "height": min(size["height"], 6000), "scale": 1},
-            },
-        )
+        if self.driver.execute_script("return document.querySelector('dialog[open]') !== null"):
+            # A modal dialog: what the person sees is the viewport.
+            self.driver.execute_script("window.scrollTo(0, 0)")
+            shot = self.driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png"})
+        else:
+            metrics = self.driver.execute_cdp_cmd("Page.getLayoutMetrics", {})
+            size = metrics.get("cssContentSize") or metrics["contentSize"]
+            clip = {"x": 0, "y": 0, "width": size["width"], "height": min(size["height"], 6000), "scale": 1}
+            shot = self.driver.execute_cdp_cmd(
+                "Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True, "clip": clip}
+            )
         path = SCREENSHOTS / f"{name}.png"
         path.write_bytes(base64.b64decode(shot["data"]))
         return path

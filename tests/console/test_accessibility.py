@@ -4,8 +4,27 @@ Screenshots of each page land in target/console-screenshots/."""
 
 from __future__ import annotations
 
+import os
+import shutil
+
 from flows import add_member, create_token, create_user, open_workspace_tokens, read_dialog_secret
-from harness import Console, wait_for
+from harness import ROOT, SCREENSHOTS, Console, wait_for
+
+# The screenshots docs/console.md shows; LATCHKEY_UPDATE_DOCS_SCREENSHOTS=1 refreshes them.
+DOC_SCREENSHOTS = [
+    "sign-in-desktop",
+    "workspaces-desktop",
+    "api-access-tokens-desktop",
+    "token-dialog-desktop",
+    "confirm-rotate-desktop",
+    "account-desktop",
+    "api-access-new-desktop",
+    "org-token-settings-desktop",
+    "org-users-desktop",
+    "org-audit-log-desktop",
+    "api-access-tokens-mobile",
+    "token-dialog-mobile",
+]
 
 
 def audit_page(c: Console, name: str, problems: list[str]) -> None:
@@ -90,6 +109,12 @@ def test_every_page_is_accessible_and_fits_a_phone(server, browsers):
     audit_page(mia, "member-api-access-tokens", problems)
     mia.go("/organization")
     audit_page(mia, "member-forbidden", problems)
+
+    if os.environ.get("LATCHKEY_UPDATE_DOCS_SCREENSHOTS") == "1":
+        target = ROOT / "docs" / "console-screenshots"
+        target.mkdir(parents=True, exist_ok=True)
+        for name in DOC_SCREENSHOTS:
+            shutil.copyfile(SCREENSHOTS / f"{name}.png", target / f"{name}.png")
 
     assert not problems, "\n".join(problems)
 

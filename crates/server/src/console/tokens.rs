@@ -1014,7 +1014,7 @@ pub async fn create_api_token(
 fn grace_note(grace: u64) -> Option<String> {
     (grace > 0).then(|| {
         let hours = grace / 3600;
-        if hours >= 24 && hours % 24 == 0 {
+        if hours >= 24 && hours.is_multiple_of(24) {
             format!("The old secret keeps working for {} day(s).", hours / 24)
         } else if hours >= 1 {
             format!("The old secret keeps working for {hours} hour(s).")
