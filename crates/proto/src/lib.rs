@@ -4,6 +4,8 @@
 //! The server, the Rust SDK and the CLI all speak these types, so a field renamed here is a
 //! breaking change for every client. DESIGN.md §3 is the human-readable version of this crate.
 
+#![warn(missing_docs)]
+
 mod enums;
 mod error;
 mod objects;

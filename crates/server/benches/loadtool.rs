@@ -156,6 +156,7 @@ async fn bulk_load(data_dir: &Path, count: usize, tokens_file: &Path) {
                 hash: key.hash(&secret),
                 key_id: key.id().to_owned(),
                 not_after: None,
+                hint: None,
             };
             writeln!(out, "{secret}").unwrap();
             batch.push((record, secret_record));

@@ -152,6 +152,7 @@ pub async fn bootstrap(
         hash: state.hash_key.hash(&secret),
         key_id: state.hash_key.id().to_owned(),
         not_after: None,
+        hint: None,
     };
     let event = NewAuditEvent {
         action: "instance.bootstrapped".into(),

@@ -108,6 +108,7 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             create_private_dir(dir)?;
         }
+        create_private_file(path)?;
         let store = SqliteStore::open(path).await?;
         return Ok(Arc::new(store));
     }
@@ -121,20 +122,43 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
     )))
 }
 
+/// Creates a directory that only the owner can read (0700), if it does not exist yet. An
+/// existing directory keeps the permissions its operator gave it.
 fn create_private_dir(dir: &Path) -> Result<(), StartError> {
     let io = |context: String| move |source| StartError::Io { context, source };
-    std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
+    if dir.exists() {
+        return Ok(());
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
     #[cfg(unix)]
     {
-        use std::os::unix::fs::PermissionsExt;
-        if let Ok(meta) = std::fs::metadata(dir)
-            && meta.permissions().mode() & 0o077 != 0
-            && dir.ends_with("latchkey-data")
-        {
-            let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
-        }
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
     }
-    Ok(())
+    builder
+        .create(dir)
+        .map_err(io(format!("creating {}", dir.display())))
+}
+
+/// Creates the SQLite file with mode 0600 before SQLite opens it: SQLite gives its `-wal`
+/// and `-shm` files the database file's permissions, so password and token hashes are never
+/// readable by other local users.
+fn create_private_file(path: &Path) -> Result<(), StartError> {
+    if path.exists() {
+        return Ok(());
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path).map(|_| ()).map_err(|source| StartError::Io {
+        context: format!("creating {}", path.display()),
+        source,
+    })
 }
 
 /// The hash key: `LATCHKEY_HASH_KEY`, else `LATCHKEY_HASH_KEY_FILE`, else `hash.key` in the
@@ -235,10 +259,10 @@ pub async fn prepare_with_store(
         options.clock.now(),
     )
     .await?;
-    let dummy_password_hash =
-        password::hash_password(&config.passwords, password::generate_password())
-            .await
-            .map_err(|e| StartError::Invalid(e.to_string()))?;
+    // The dummy hash (for sign-ins of unknown users) is made on first use: an Argon2 run
+    // costs its memory (19 MiB by default), and one at start would stay in the allocator.
+    password::check_config(&config.passwords).map_err(|e| StartError::Invalid(e.to_string()))?;
+    let dummy_password_hash = tokio::sync::OnceCell::new();
     let state = AppState::new(state::AppStateInner {
         sign_in_throttle: state::Throttle::new(
             config.throttle.sign_in_attempts,

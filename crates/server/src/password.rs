@@ -17,6 +17,11 @@ fn hasher(config: &PasswordConfig) -> Result<Argon2<'static>, ApiError> {
     Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
 }
 
+/// Checks that the configured Argon2 parameters are usable (at start).
+pub fn check_config(config: &PasswordConfig) -> Result<(), ApiError> {
+    hasher(config).map(|_| ())
+}
+
 /// Hashes a password into a PHC string (in a blocking thread).
 pub async fn hash_password(config: &PasswordConfig, password: String) -> Result<String, ApiError> {
     let argon = hasher(config)?;

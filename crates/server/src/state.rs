@@ -80,7 +80,9 @@ impl Throttle {
     /// Records one event for `key`.
     pub fn record(&self, key: Option<IpAddr>, now: i64) {
         // `len` visits every shard: look only now and then.
-        if self.records.fetch_add(1, Ordering::Relaxed) % 1024 == 0 && self.counts.len() > 100_000 {
+        if self.records.fetch_add(1, Ordering::Relaxed).is_multiple_of(1024)
+            && self.counts.len() > 100_000
+        {
             let cutoff = now - self.window_secs;
             self.counts.retain(|_, (start, _)| *start > cutoff);
         }
@@ -207,8 +209,9 @@ pub struct AppStateInner {
     pub api_key_headers: Vec<HeaderName>,
     /// Public URL without trailing slash.
     pub public_url: String,
-    /// An Argon2 hash to verify against when the user is unknown, so timing does not tell.
-    pub dummy_password_hash: String,
+    /// An Argon2 hash to verify against when the user is unknown, so timing does not tell
+    /// (made on first use: see [`AppState::dummy_password_hash`]).
+    pub dummy_password_hash: tokio::sync::OnceCell<String>,
 }
 
 impl Deref for AppState {
@@ -220,6 +223,19 @@ impl Deref for AppState {
 }
 
 impl AppState {
+    /// The dummy password hash, made on first use with the configured Argon2 cost.
+    pub async fn dummy_password_hash(&self) -> Result<String, crate::error::ApiError> {
+        self.dummy_password_hash
+            .get_or_try_init(|| {
+                crate::password::hash_password(
+                    &self.config.passwords,
+                    crate::password::generate_password(),
+                )
+            })
+            .await
+            .cloned()
+    }
+
     /// Wraps the parts.
     pub fn new(inner: AppStateInner) -> AppState {
         AppState(Arc::new(inner))

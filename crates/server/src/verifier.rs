@@ -349,6 +349,7 @@ impl Verifier {
                     hash: [0; 32],
                     key_id: String::new(),
                     not_after: None,
+                    hint: None,
                 };
                 let grant = Arc::new(grant_from(token, &secret));
                 if self.epoch.load(Ordering::Acquire) == epoch {

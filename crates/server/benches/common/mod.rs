@@ -42,10 +42,19 @@ pub async fn state(data_dir: &Path, admin_token: &str) -> AppState {
         },
         clock: Clock::default(),
     };
-    latchkey_server::prepare(config(data_dir), options)
+    let state = latchkey_server::prepare(config(data_dir), options)
         .await
         .expect("server state")
-        .state
+        .state;
+    // What `serve`'s poller does: keep the verifier fresh (it fails closed when stale).
+    let poller = state.clone();
+    tokio::spawn(async move {
+        loop {
+            let _ = poller.verifier.sync().await;
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+    });
+    state
 }
 
 /// A fresh well-formed personal token.

@@ -9,7 +9,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use latchkey_core::ScopeSet;
-use latchkey_proto::{ErrorBody, RefreshRequest, RefreshResponse, Scope, TokenType};
+use latchkey_proto::{ErrorBody, RefreshRequest, RefreshResponse, Scope};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 

@@ -181,7 +181,8 @@ impl AppState {
             return Ok(());
         };
         let is_self = p.token().is_some_and(|g| g.token.id == token.id);
-        if !is_self && !(p.can_see(&token) && p.can_manage(&token)) {
+        let may_manage = p.can_see(&token) && p.can_manage(&token);
+        if !is_self && !may_manage {
             return Err(ApiError::forbidden("you may not revoke this token"));
         }
         let now = self.clock.now();

@@ -36,10 +36,10 @@ impl AppState {
         }
         self.sign_in_throttle.record(ip.0, now.unix_timestamp());
         let user = self.store.find_user_by_username(username).await?;
-        let hash = user
-            .as_ref()
-            .and_then(|u| u.password_hash.clone())
-            .unwrap_or_else(|| self.dummy_password_hash.clone());
+        let hash = match user.as_ref().and_then(|u| u.password_hash.clone()) {
+            Some(hash) => hash,
+            None => self.dummy_password_hash().await?,
+        };
         let password_ok = verify_password(hash, password.to_owned()).await;
         let user = match user {
             Some(u) if password_ok && u.active && u.password_hash.is_some() => u,

@@ -328,6 +328,7 @@ impl AppState {
             hash,
             key_id: self.hash_key.id().to_owned(),
             not_after: None,
+            hint: None,
         };
         let stored = self
             .store
@@ -549,6 +550,7 @@ impl AppState {
             hash,
             key_id: self.hash_key.id().to_owned(),
             not_after: None,
+            hint: Some(token::hint(&secret)),
         };
         // The old secret is kept (hashed) past its deadline so that it answers `revoked`
         // rather than `not_found`, until the sweep purges it after `ROTATED_SECRET_RETENTION`.
