@@ -215,7 +215,9 @@ mod tests {
         for seed in 0u8..4 {
             let key_bytes: [u8; 32] = std::array::from_fn(|i| (i as u8).wrapping_mul(31) ^ seed);
             let key = HashKey::from_bytes(&key_bytes);
-            let text: String = (0..120).map(|i| char::from(b'a' + ((i * 7 + seed as usize) % 26) as u8)).collect();
+            let text: String = (0..120)
+                .map(|i| char::from(b'a' + ((i * 7 + seed as usize) % 26) as u8))
+                .collect();
             for len in 0..=text.len() {
                 let message = &text[..len];
                 assert_eq!(

@@ -26,7 +26,6 @@ use latchkey_core::token::{self, SecretKind};
 use latchkey_core::{NewAuditEvent, SecretRecord, StoredState, TokenRecord};
 use latchkey_proto::{Scope, TokenType};
 use latchkey_server::verifier::VerifyError;
-use latchkey_store::Store as _;
 use latchkey_store_sqlite::SqliteStore;
 use rand::{Rng, SeedableRng};
 

@@ -100,7 +100,7 @@ impl Principal {
     /// Whether the caller may see workspace `workspace_id` at all.
     pub fn can_enter_workspace(&self, workspace_id: &str) -> bool {
         if let Some(grant) = self.token()
-            && let Some(ws) = &grant.token.workspace_id
+            && let Some(ws) = grant.token.workspace_id.as_deref()
             && ws != workspace_id
         {
             return false;
@@ -185,7 +185,7 @@ impl Principal {
         NewAuditEvent {
             action: action.to_owned(),
             actor_id: self.user_id().map(str::to_owned),
-            actor_token_id: self.token().map(|g| g.token.id.clone()),
+            actor_token_id: self.token().map(|g| g.token.id.to_string()),
             ip: self.ip.to_text(),
             details: serde_json::Value::Object(Default::default()),
             ..NewAuditEvent::default()
@@ -289,7 +289,7 @@ impl AppState {
                 self.metrics.observe_verify(Ok(()));
                 let grant = &checked.verified.grant;
                 if grant.note_use(secs) {
-                    self.last_used.record(&grant.token_id, secs, ip.0);
+                    self.last_used.record(grant.token_id(), secs, ip.0);
                 }
                 Ok(Principal {
                     user: checked.verified.owner,

@@ -155,10 +155,13 @@ fn create_private_file(path: &Path) -> Result<(), StartError> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    options.open(path).map(|_| ()).map_err(|source| StartError::Io {
-        context: format!("creating {}", path.display()),
-        source,
-    })
+    options
+        .open(path)
+        .map(|_| ())
+        .map_err(|source| StartError::Io {
+            context: format!("creating {}", path.display()),
+            source,
+        })
 }
 
 /// The hash key: `LATCHKEY_HASH_KEY`, else `LATCHKEY_HASH_KEY_FILE`, else `hash.key` in the

@@ -80,7 +80,10 @@ impl Throttle {
     /// Records one event for `key`.
     pub fn record(&self, key: Option<IpAddr>, now: i64) {
         // `len` visits every shard: look only now and then.
-        if self.records.fetch_add(1, Ordering::Relaxed).is_multiple_of(1024)
+        if self
+            .records
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(1024)
             && self.counts.len() > 100_000
         {
             let cutoff = now - self.window_secs;

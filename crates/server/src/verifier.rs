@@ -9,16 +9,16 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use axum::http::HeaderValue;
 use dashmap::DashMap;
-use latchkey_core::model::{MembershipRecord, StateContext, TokenRecord};
+use latchkey_core::model::{MembershipRecord, StateContext, StoredState, TokenRecord};
 use latchkey_core::token::{self, SecretKind};
 use latchkey_core::{HashKey, OrgRecord, ScopeSet, SecretHash, SecretRecord, UserRecord};
-use latchkey_proto::{MembershipRef, OrgRole, Reason, User, WorkspaceRole};
+use latchkey_proto::{MembershipRef, OrgRole, Reason, TokenType, User, WorkspaceRole};
 use latchkey_store::{Change, ChangeKind, Store, StoreError};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -27,26 +27,49 @@ use tokio::sync::OnceCell;
 use crate::fasthash::{FxBuild, SecretHashBuild};
 use crate::metrics::{Metrics, StoreOp};
 
-/// One secret's token, as it was when read from the store.
+/// One secret's token, as it was when read from the store: what the checks and the
+/// identity headers need, kept small (a node may hold millions). Ids shared by many
+/// tokens (workspace, owner) are interned. Everything else (name, hint, last use, …) is
+/// read from the store by the few answers that show it.
 #[derive(Debug)]
 pub struct Grant {
-    /// The token id (shared, so recording last-used does not allocate).
-    pub token_id: Arc<str>,
-    /// The token's record.
-    pub token: TokenRecord,
+    /// The token's hot fields.
+    pub token: GrantToken,
     /// Its scopes as a set.
     pub scopes: ScopeSet,
     /// When this particular secret stops working (rotated out), if it does.
     pub secret_not_after: Option<OffsetDateTime>,
     /// `Latchkey-Token-Expiration` value, precomputed.
     pub expiration_header: Option<HeaderValue>,
-    /// Forward-auth identity headers, built on first use.
-    forward_headers: OnceLock<ForwardHeaders>,
     /// The last second a use of this grant was handed to the last-used buffer.
     last_use: AtomicI64,
 }
 
-/// A grant's `X-Latchkey-*` header values, built once per grant.
+/// The fields of a [`TokenRecord`] that checks read on every request.
+#[derive(Debug, Clone)]
+pub struct GrantToken {
+    /// Id (shared, so recording last-used does not allocate).
+    pub id: Arc<str>,
+    /// Type.
+    pub token_type: TokenType,
+    /// Stored state.
+    pub state: StoredState,
+    /// Workspace it acts in (`None` for legacy tokens).
+    pub workspace_id: Option<Arc<str>>,
+    /// Owning user (`None` for workspace tokens).
+    pub owner_id: Option<Arc<str>>,
+    /// Creation time.
+    pub created_at: OffsetDateTime,
+    /// Expiry.
+    pub expires_at: Option<OffsetDateTime>,
+    /// Bound projects (empty: all).
+    pub projects: Box<[String]>,
+    /// Bound environment.
+    pub environment: Option<Box<str>>,
+}
+
+/// A grant's `X-Latchkey-*` header values (built per answer: kept out of the grant so a
+/// cached grant stays small).
 #[derive(Debug, Clone)]
 pub struct ForwardHeaders {
     /// `X-Latchkey-Token-Id`.
@@ -60,6 +83,11 @@ pub struct ForwardHeaders {
 }
 
 impl Grant {
+    /// The token id.
+    pub fn token_id(&self) -> &Arc<str> {
+        &self.token.id
+    }
+
     /// Whether this use is the first in second `now` (only those go to the last-used
     /// buffer; later ones in the same second would not change what is stored).
     #[inline]
@@ -69,18 +97,16 @@ impl Grant {
     }
 
     /// The forward-auth identity headers.
-    pub fn forward_headers(&self) -> &ForwardHeaders {
-        self.forward_headers.get_or_init(|| {
-            let value = |text: &str| HeaderValue::from_str(text).ok();
-            ForwardHeaders {
-                token_id: value(&self.token.id),
-                workspace: self.token.workspace_id.as_deref().and_then(value),
-                environment: self.token.environment.as_deref().and_then(value),
-                projects: (!self.token.projects.is_empty())
-                    .then(|| self.token.projects.join(","))
-                    .and_then(|p| value(&p)),
-            }
-        })
+    pub fn forward_headers(&self) -> ForwardHeaders {
+        let value = |text: &str| HeaderValue::from_str(text).ok();
+        ForwardHeaders {
+            token_id: value(&self.token.id),
+            workspace: self.token.workspace_id.as_deref().and_then(value),
+            environment: self.token.environment.as_deref().and_then(value),
+            projects: (!self.token.projects.is_empty())
+                .then(|| self.token.projects.join(","))
+                .and_then(|p| value(&p)),
+        }
     }
 }
 
@@ -145,6 +171,33 @@ pub struct VerifierStats {
     pub coalesced: AtomicU64,
 }
 
+/// The cached secrets of one token: almost always one (two during a rotation's grace).
+#[derive(Debug)]
+enum SecretHashes {
+    One(SecretHash),
+    More(Vec<SecretHash>),
+}
+
+impl SecretHashes {
+    fn one(hash: SecretHash) -> SecretHashes {
+        SecretHashes::One(hash)
+    }
+
+    fn push(&mut self, hash: SecretHash) {
+        match self {
+            SecretHashes::One(first) => *self = SecretHashes::More(vec![*first, hash]),
+            SecretHashes::More(all) => all.push(hash),
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &SecretHash> {
+        match self {
+            SecretHashes::One(h) => std::slice::from_ref(h).iter(),
+            SecretHashes::More(all) => all.iter(),
+        }
+    }
+}
+
 /// What one store read for a hash found; shared by concurrent misses of that hash.
 type LoadResult = Result<Arc<Grant>, VerifyError>;
 
@@ -162,7 +215,9 @@ pub struct Verifier {
     key: HashKey,
     store: Arc<dyn Store>,
     grants: DashMap<SecretHash, Arc<Grant>, SecretHashBuild>,
-    hashes_by_token: DashMap<Arc<str>, Vec<SecretHash>, FxBuild>,
+    hashes_by_token: DashMap<Arc<str>, SecretHashes, FxBuild>,
+    /// Workspace and owner ids shared by the grants (bounded by users + workspaces).
+    interned: DashMap<Arc<str>, (), FxBuild>,
     /// Grants by token id, for access JWTs whose `pat` is checked at every use.
     by_id: DashMap<String, Arc<Grant>, FxBuild>,
     unknown: DashMap<SecretHash, (), SecretHashBuild>,
@@ -206,6 +261,7 @@ impl Verifier {
             store,
             grants: DashMap::default(),
             hashes_by_token: DashMap::default(),
+            interned: DashMap::default(),
             by_id: DashMap::default(),
             unknown: DashMap::default(),
             unknown_cap: unknown_cap.max(1),
@@ -224,6 +280,18 @@ impl Verifier {
         verifier.refresh_org().await?;
         verifier.heard_from_store();
         Ok(verifier)
+    }
+
+    /// A grant for a store row, with workspace and owner ids interned.
+    fn grant(&self, token: TokenRecord, secret: &SecretRecord) -> Grant {
+        grant_with(token, secret, |s| {
+            if let Some(shared) = self.interned.get(s) {
+                return Arc::clone(shared.key());
+            }
+            let shared: Arc<str> = Arc::from(s);
+            self.interned.insert(Arc::clone(&shared), ());
+            shared
+        })
     }
 
     /// Records store timings into `metrics` (the node's, shared with the HTTP layer).
@@ -351,7 +419,7 @@ impl Verifier {
                     not_after: None,
                     hint: None,
                 };
-                let grant = Arc::new(grant_from(token, &secret));
+                let grant = Arc::new(self.grant(token, &secret));
                 if self.epoch.load(Ordering::Acquire) == epoch {
                     self.by_id.insert(id.to_owned(), Arc::clone(&grant));
                 }
@@ -414,12 +482,12 @@ impl Verifier {
             }
             return Err(VerifyError::Invalid(Reason::NotFound));
         };
-        let grant = Arc::new(grant_from(token, &secret));
+        let grant = Arc::new(self.grant(token, &secret));
         if self.epoch.load(Ordering::Acquire) == epoch {
             self.hashes_by_token
-                .entry(Arc::clone(&grant.token_id))
-                .or_default()
-                .push(hash);
+                .entry(Arc::clone(&grant.token.id))
+                .and_modify(|hashes| hashes.push(hash))
+                .or_insert_with(|| SecretHashes::one(hash));
             self.grants.insert(hash, Arc::clone(&grant));
         }
         Ok(grant)
@@ -433,7 +501,7 @@ impl Verifier {
         now: OffsetDateTime,
     ) -> Option<Result<Verified, VerifyError>> {
         let owner = match &grant.token.owner_id {
-            Some(id) => Some(Arc::clone(self.users.get(id.as_str())?.value())),
+            Some(id) => Some(Arc::clone(self.users.get(&**id)?.value())),
             None => None,
         };
         Some(self.decide(grant, owner, now))
@@ -529,8 +597,8 @@ impl Verifier {
         self.epoch.fetch_add(1, Ordering::AcqRel);
         self.by_id.remove(token_id);
         if let Some((_, hashes)) = self.hashes_by_token.remove(token_id) {
-            for hash in hashes {
-                self.grants.remove(&hash);
+            for hash in hashes.iter() {
+                self.grants.remove(hash);
             }
         }
     }
@@ -638,20 +706,36 @@ fn user_view(user: &UserRecord, memberships: &[MembershipRecord]) -> UserView {
     }
 }
 
-/// Builds a grant from a store row.
+/// Builds a grant from a store row (ids not interned; see [`Verifier::grant`]).
 pub fn grant_from(token: TokenRecord, secret: &SecretRecord) -> Grant {
+    grant_with(token, secret, |s| Arc::from(s))
+}
+
+fn grant_with(
+    token: TokenRecord,
+    secret: &SecretRecord,
+    intern: impl Fn(&str) -> Arc<str>,
+) -> Grant {
     let expiration_header = token
         .expires_at
         .and_then(|e| e.format(&Rfc3339).ok())
         .and_then(|s| HeaderValue::from_str(&s).ok());
     Grant {
-        token_id: Arc::from(token.id.as_str()),
+        token: GrantToken {
+            id: Arc::from(token.id.as_str()),
+            token_type: token.token_type,
+            state: token.state,
+            workspace_id: token.workspace_id.as_deref().map(&intern),
+            owner_id: token.owner_id.as_deref().map(&intern),
+            created_at: token.created_at,
+            expires_at: token.expires_at,
+            projects: token.projects.into_boxed_slice(),
+            environment: token.environment.map(String::into_boxed_str),
+        },
         scopes: token.scopes.iter().copied().collect(),
         secret_not_after: secret.not_after,
         expiration_header,
-        forward_headers: OnceLock::new(),
         last_use: AtomicI64::new(i64::MIN),
-        token,
     }
 }
 

@@ -117,7 +117,10 @@ async fn run_create_batch(writer: &SqlitePool, jobs: Vec<CreateJob>) {
             continue;
         }
         let conn: &mut ops::Conn = &mut tx;
-        if let Err(e) = sqlx::query("SAVEPOINT create_token").execute(&mut *conn).await {
+        if let Err(e) = sqlx::query("SAVEPOINT create_token")
+            .execute(&mut *conn)
+            .await
+        {
             let err = db(e);
             let _ = job.reply.send(Err(err.clone()));
             broken = Some(err);

@@ -943,9 +943,9 @@ pub(crate) async fn rotate_token(
     .bind(opt_secs(expires_at))
     .bind(new_secret.hint.as_deref())
     .bind(id)
-        .execute(&mut *conn)
-        .await
-        .map_err(db)?;
+    .execute(&mut *conn)
+    .await
+    .map_err(db)?;
     if let Some(record) = idempotency {
         sqlx::query("DELETE FROM idempotency WHERE created_at < ?")
             .bind(secs(record.created_at - IDEMPOTENCY_TTL))

@@ -59,7 +59,12 @@ impl AppState {
             .owner
             .clone()
             .ok_or_else(|| ApiError::Internal("personal token without owner".into()))?;
-        let workspace = grant.token.workspace_id.clone().unwrap_or_default();
+        let workspace = grant
+            .token
+            .workspace_id
+            .as_deref()
+            .unwrap_or_default()
+            .to_owned();
         let rights =
             latchkey_core::policy::user_scopes(owner.role, owner.workspace_role(Some(&workspace)));
         let scopes: ScopeSet = checked.scopes.intersect(rights);
@@ -81,14 +86,14 @@ impl AppState {
                 .map(|s| s.as_str().to_owned())
                 .collect(),
             jti: latchkey_core::new_id(),
-            pat: grant.token.id.clone(),
+            pat: grant.token.id.to_string(),
             iat: now.unix_timestamp(),
             exp,
         };
         let access = self.jwt.issue(&claims, now).await?;
         self.metrics.observe_verify(Ok(()));
         self.last_used
-            .record(&grant.token_id, now.unix_timestamp(), ip.0);
+            .record(grant.token_id(), now.unix_timestamp(), ip.0);
         Ok(RefreshResponse {
             access,
             expires_in: u64::try_from(exp - now.unix_timestamp() - 1).unwrap_or(0),
@@ -129,11 +134,11 @@ impl AppState {
         let mut answer = json!({
             "active": true,
             "scope": checked.scopes.to_space_separated(),
-            "client_id": t.id,
-            "sub": t.owner_id.clone().or_else(|| t.workspace_id.clone()),
+            "client_id": &*t.id,
+            "sub": t.owner_id.as_deref().or(t.workspace_id.as_deref()),
             "token_type": "Bearer",
             "iat": checked.jwt.as_ref().map(|c| c.iat).unwrap_or(t.created_at.unix_timestamp()),
-            "workspace_id": t.workspace_id,
+            "workspace_id": t.workspace_id.as_deref(),
             "latchkey_type": t.token_type.as_str(),
         });
         if let Some(owner) = &checked.verified.owner {
@@ -180,7 +185,7 @@ impl AppState {
         let Some(token) = self.token_of_secret(secret).await? else {
             return Ok(());
         };
-        let is_self = p.token().is_some_and(|g| g.token.id == token.id);
+        let is_self = p.token().is_some_and(|g| *g.token.id == *token.id);
         let may_manage = p.can_see(&token) && p.can_manage(&token);
         if !is_self && !may_manage {
             return Err(ApiError::forbidden("you may not revoke this token"));

@@ -15,7 +15,7 @@ impl Principal {
     /// Projects the caller's token is bound to (`None`: not bound, all of the workspace's).
     fn project_binding(&self) -> Option<&[String]> {
         self.token()
-            .map(|g| g.token.projects.as_slice())
+            .map(|g| &*g.token.projects)
             .filter(|p| !p.is_empty())
     }
 
@@ -25,9 +25,14 @@ impl Principal {
             Some(g) if g.token.token_type == TokenType::Legacy => Err(ApiError::WorkspaceRequired(
                 "legacy tokens are user-wide; use /api/v1/workspaces/{ws}/projects".into(),
             )),
-            Some(g) => g.token.workspace_id.clone().ok_or_else(|| {
-                ApiError::WorkspaceRequired("this token is not bound to a workspace".into())
-            }),
+            Some(g) => g
+                .token
+                .workspace_id
+                .as_deref()
+                .map(str::to_owned)
+                .ok_or_else(|| {
+                    ApiError::WorkspaceRequired("this token is not bound to a workspace".into())
+                }),
             None => Err(ApiError::WorkspaceRequired(
                 "signed-in requests must name the workspace: use /api/v1/workspaces/{ws}/projects"
                     .into(),

@@ -86,7 +86,10 @@ impl Principal {
     /// Whether this caller may see `token` (visibility rules of DESIGN.md §1).
     pub fn can_see(&self, token: &TokenRecord) -> bool {
         if let Some(grant) = self.token()
-            && let (Some(own_ws), Some(ws)) = (&grant.token.workspace_id, &token.workspace_id)
+            && let (Some(own_ws), Some(ws)) = (
+                grant.token.workspace_id.as_deref(),
+                token.workspace_id.as_deref(),
+            )
             && own_ws != ws
         {
             return false;
@@ -626,7 +629,7 @@ impl AppState {
         let actor = p
             .user_id()
             .map(str::to_owned)
-            .or_else(|| p.token().map(|g| g.token.id.clone()))
+            .or_else(|| p.token().map(|g| g.token.id.to_string()))
             .unwrap_or_default();
         let scoped = format!("rotate\0{actor}\0{token_id}\0{key}");
         let record_key = hex::encode(self.hash_key.hash(&scoped));
@@ -700,9 +703,12 @@ impl AppState {
         match self.check_credential(secret, now).await {
             Ok(checked) => {
                 self.metrics.observe_verify(Ok(()));
-                let token = self
-                    .token_view(checked.verified.grant.token.clone(), now)
+                // The grant keeps only what checks need; the answer shows the whole token.
+                let record = self
+                    .store
+                    .get_token(&checked.verified.grant.token.id)
                     .await?;
+                let token = self.token_view(record, now).await?;
                 Ok(VerifyResponse {
                     valid: true,
                     token: Some(token),
