@@ -924,14 +924,14 @@ pub(crate) async fn rotate_token(
         "UPDATE tokens SET state = $1, leaked = $2, expires_at = $3, hint = COALESCE($4, hint) \
          WHERE id = $5",
     )
-        .bind(state.as_str())
-        .bind(false)
-        .bind(opt_secs(expires_at))
-        .bind(new_secret.hint.as_deref())
+    .bind(state.as_str())
+    .bind(false)
+    .bind(opt_secs(expires_at))
+    .bind(new_secret.hint.as_deref())
     .bind(id)
-        .execute(&mut *conn)
-        .await
-        .map_err(db)?;
+    .execute(&mut *conn)
+    .await
+    .map_err(db)?;
     if let Some(record) = idempotency {
         sqlx::query("DELETE FROM idempotency WHERE created_at < $1")
             .bind(secs(record.created_at - IDEMPOTENCY_TTL))

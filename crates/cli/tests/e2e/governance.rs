@@ -21,7 +21,6 @@ enum Actor {
     Outsider,
 }
 
-
 /// The rules of DESIGN.md §1, written out independently of `latchkey_core::policy`.
 fn may_create(actor: Actor, t: TokenType) -> bool {
     match actor {
