@@ -19,29 +19,40 @@ use crate::state::AppState;
 /// The whole HTTP application over `state`.
 pub fn app(state: AppState) -> Router {
     let body_limit = state.config.max_body_bytes;
-    crate::api::routes()
+    let router = crate::api::routes()
         .merge(crate::console::routes())
         .fallback(|| async { ApiError::NotFound("route") })
         .method_not_allowed_fallback(|| async {
             ApiError::BadRequest("method not allowed on this route".into())
         })
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            crate::auth::authenticate,
-        ))
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(middleware::from_fn_with_state(state.clone(), observe))
-        .layer(TraceLayer::new_for_http())
-        .with_state(state)
+        .layer(middleware::from_fn_with_state(state.clone(), observe));
+    // Request spans cost a layer on every request: only when someone will see them
+    // (`RUST_LOG=tower_http=debug`; the filter is fixed at start).
+    let router = if tracing::enabled!(target: "tower_http::trace", tracing::Level::DEBUG) {
+        router.layer(TraceLayer::new_for_http())
+    } else {
+        router
+    };
+    router.with_state(state)
 }
 
-/// Records metrics and sets headers every response carries.
-async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
+/// The one middleware every request passes: authenticates it (see
+/// [`crate::auth::authenticate_request`]), records metrics and sets the headers every
+/// response carries. One layer rather than two saves a boxed service and future per
+/// request.
+async fn observe(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let started = Instant::now();
     // `MatchedPath` is an `Arc<str>` and a standard `Method` is a tag: neither clone allocates.
     let route = req.extensions().get::<MatchedPath>().cloned();
     let method = req.method().clone();
+    let expiration = crate::auth::authenticate_request(&state, &mut req).await;
     let mut response = next.run(req).await;
+    if let Some(value) = expiration {
+        response
+            .headers_mut()
+            .insert(crate::auth::TOKEN_EXPIRATION_HEADER, value);
+    }
     let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
     let headers = response.headers_mut();
     headers.insert(
@@ -97,33 +108,34 @@ type Tick = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
 fn every(
     period: Duration,
     stop: watch::Receiver<bool>,
-    tick: impl FnMut() -> Tick + Send + 'static,
+    mut tick: impl FnMut() -> Tick + Send + 'static,
 ) -> tokio::task::JoinHandle<()> {
-    every_or_woken(period, None, stop, tick)
+    every_or_woken(period, None, stop, move |_woken| tick())
 }
 
 /// Like [`every`], and also at once whenever `wake` changes (the store's change notices:
 /// another node committed a change), so a revocation elsewhere is applied here within
-/// milliseconds; the period stays as the catch-up for notices lost or not sent.
+/// milliseconds; the period stays as the catch-up for notices lost or not sent. `tick`
+/// is told whether a notice woke it.
 fn every_or_woken(
     period: Duration,
     mut wake: Option<watch::Receiver<i64>>,
     mut stop: watch::Receiver<bool>,
-    mut tick: impl FnMut() -> Tick + Send + 'static,
+    mut tick: impl FnMut(bool) -> Tick + Send + 'static,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut interval = tokio::time::interval(period.max(Duration::from_millis(10)));
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = interval.tick() => tick().await,
+                _ = interval.tick() => tick(false).await,
                 woken = async {
                     match wake.as_mut() {
                         Some(rx) => rx.changed().await,
                         None => std::future::pending().await,
                     }
                 } => match woken {
-                    Ok(()) => tick().await,
+                    Ok(()) => tick(true).await,
                     // The notices are gone (the store closed them): poll only.
                     Err(_) => wake = None,
                 },
@@ -146,10 +158,17 @@ fn spawn_background(
     let s3 = state;
     let notices = s1.store.change_notices();
     vec![
-        every_or_woken(poll, notices, stop.clone(), move || {
+        every_or_woken(poll, notices, stop.clone(), move |woken| {
             let s = s1.clone();
+            let noticed = Instant::now();
             Box::pin(async move {
-                match s.verifier.sync().await {
+                let synced = s.verifier.sync().await;
+                if woken && synced.is_ok() {
+                    // Notice received → change applied here (the notices carry no commit
+                    // time, so this is the part of the cross-node lag this node adds).
+                    s.metrics.observe_notification_lag(noticed.elapsed());
+                }
+                match synced {
                     Ok(summary) if summary.signing_keys_changed => {
                         if let Err(e) = s.jwt.reload(s.clock.now()).await {
                             tracing::warn!(error = %e, "signing key reload failed");

@@ -380,13 +380,29 @@ impl AppState {
 }
 
 /// Middleware: authenticates once, stores the outcome for the `Principal` extractor, and
-/// adds `Latchkey-Token-Expiration` to responses of token-authenticated requests.
+/// adds `Latchkey-Token-Expiration` to responses of token-authenticated requests. (The
+/// app runs [`authenticate_request`] inside its one outer middleware instead, to save a
+/// layer per request; this stays for routers built by hand.)
 pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let expiration = authenticate_request(&state, &mut req).await;
+    let mut response = next.run(req).await;
+    if let Some(value) = expiration {
+        response
+            .headers_mut()
+            .insert(TOKEN_EXPIRATION_HEADER, value);
+    }
+    response
+}
+
+/// Authenticates a request once and stores the outcome (an [`AuthOutcome`]) in its
+/// extensions for the `Principal` extractor; returns the `Latchkey-Token-Expiration` value
+/// the response must carry, if any.
+pub async fn authenticate_request(state: &AppState, req: &mut Request) -> Option<HeaderValue> {
     let peer = req
         .extensions()
         .get::<ConnectInfo<std::net::SocketAddr>>()
         .map(|c| c.0.ip());
-    let ip = client_ip(&state, peer, req.headers());
+    let ip = client_ip(state, peer, req.headers());
     let outcome = if let Some(secret) = presented_secret(req.headers(), &state.api_key_headers) {
         Some(state.authenticate_token(secret, ip).await)
     } else if let Some(cookie) = session_cookie(req.headers()) {
@@ -409,13 +425,7 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         _ => None,
     };
     req.extensions_mut().insert(AuthOutcome(outcome));
-    let mut response = next.run(req).await;
-    if let Some(value) = expiration {
-        response
-            .headers_mut()
-            .insert(TOKEN_EXPIRATION_HEADER, value);
-    }
-    response
+    expiration
 }
 
 impl FromRequestParts<AppState> for Principal {

@@ -175,8 +175,7 @@ pub struct Metrics {
     store_errors: [AtomicU64; STORE_OPS.len()],
     /// Age of the oldest buffered last-used time when its batch was written.
     last_used_flush_lag: Histogram,
-    /// Time from a change being committed on one node to being applied on this one, as
-    /// far as the backend can tell (PostgreSQL `NOTIFY` carries the commit time).
+    /// From a pushed change notice to the change applied on this node.
     notification_lag: Histogram,
     /// Last-used entries written.
     pub last_used_flushed: AtomicU64,
@@ -232,10 +231,11 @@ impl Metrics {
         self.last_used_flush_lag.observe(lag);
     }
 
-    /// Records the delay between a change committed (on any node) and this node applying
-    /// it. The hook for backends that push change notices with their commit time
-    /// (PostgreSQL `LISTEN/NOTIFY`); the polling SQLite backend has no commit time to
-    /// compare with and records nothing.
+    /// Records a change-notice lag: from a pushed change notice (PostgreSQL
+    /// `LISTEN/NOTIFY`, see `Store::change_notices`) to the change being applied on this
+    /// node. The notices carry the version only, not the commit time, so this is the part
+    /// of the cross-node lag this node adds; a backend whose notices carry the commit time
+    /// can report the whole delay here. Polling alone (SQLite) records nothing.
     pub fn observe_notification_lag(&self, lag: Duration) {
         self.notification_lag.observe(lag);
     }
@@ -304,7 +304,7 @@ impl Metrics {
         self.last_used_flush_lag
             .render(&mut out, "latchkey_last_used_flush_lag_seconds", "");
         out.push_str(
-            "# HELP latchkey_change_notification_lag_seconds Delay from a change committed on any node to this node applying it (backends with pushed notices).\n",
+            "# HELP latchkey_change_notification_lag_seconds From a pushed change notice (another node committed) to the change applied on this node.\n",
         );
         out.push_str("# TYPE latchkey_change_notification_lag_seconds histogram\n");
         self.notification_lag

@@ -26,13 +26,16 @@ async fn call(
     (status, json)
 }
 
+/// Content type, body, expected status, code and field.
+type Case<'a> = (Option<&'a str>, Vec<u8>, u16, &'a str, Option<&'a str>);
+
 #[tokio::test]
 async fn bad_bodies_are_refused_with_the_right_status_and_nothing_changes() {
     let server = TestServer::start_with(|c| c.max_body_bytes = 4096).await;
     let ws = server.workspace1().await;
     let path = format!("/api/v1/workspaces/{ws}/tokens");
     let json = Some("application/json");
-    let cases: Vec<(Option<&str>, Vec<u8>, u16, &str, Option<&str>)> = vec![
+    let cases: Vec<Case<'_>> = vec![
         (json, b"{".to_vec(), 400, "malformed_json", None),
         (
             json,

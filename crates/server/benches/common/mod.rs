@@ -15,12 +15,14 @@ pub const HASH_KEY_HEX: &str = "6c617463686b65792d62656e63686d61726b2d6b65792d6e
 
 /// A config over `data_dir` with cheap password hashing (only the bootstrap hashes one).
 pub fn config(data_dir: &Path) -> Config {
-    let mut config = Config::default();
-    config.data_dir = data_dir.to_path_buf();
-    config.passwords = PasswordConfig {
-        memory_kib: 64,
-        iterations: 1,
-        parallelism: 1,
+    let mut config = Config {
+        data_dir: data_dir.to_path_buf(),
+        passwords: PasswordConfig {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        },
+        ..Config::default()
     };
     config.throttle.failed_token_checks = u32::MAX;
     config.verifier.negative_cache_size = 10_000_000;

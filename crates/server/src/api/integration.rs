@@ -4,8 +4,8 @@
 use std::sync::OnceLock;
 
 use axum::Json;
+use axum::extract::Request;
 use axum::extract::State;
-use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use latchkey_core::ScopeSet;
@@ -201,7 +201,9 @@ fn scopes_header(scopes: ScopeSet) -> HeaderValue {
 #[utoipa::path(get, path = "/auth/verify", tag = "integration",
     responses((status = 200, description = "Allowed; identity in X-Latchkey-* headers"),
               (status = 401, description = "No or bad token"), (status = 403, description = "Refused by a route policy")))]
-pub async fn forward_auth(State(state): State<AppState>, parts: Parts) -> Response {
+pub async fn forward_auth(State(state): State<AppState>, req: Request) -> Response {
+    // The request by value: its parts are moved out, not cloned as the `Parts` extractor does.
+    let (parts, _body) = req.into_parts();
     let principal = match parts.extensions.get::<AuthOutcome>() {
         Some(AuthOutcome(Some(Ok(p)))) => p,
         Some(AuthOutcome(Some(Err(e)))) => {
