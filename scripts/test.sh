@@ -15,6 +15,10 @@ if ! "$PY" -c "import jwt, cryptography" 2>/dev/null; then
   "$PY" -m pip install --quiet --disable-pip-version-check "pyjwt[crypto]>=2.8"
 fi
 export LATCHKEY_TEST_PYTHON="$PY"
+# The binary the Python suites start (honours CARGO_TARGET_DIR like cargo does).
+LATCHKEY_BIN="${CARGO_TARGET_DIR:-$(pwd)/target}/debug/latchkey"
+case "$LATCHKEY_BIN" in /*) ;; *) LATCHKEY_BIN="$(pwd)/$LATCHKEY_BIN" ;; esac
+export LATCHKEY_BIN
 
 cargo build --workspace --bins
 cargo test --workspace
@@ -31,7 +35,7 @@ if [ -d sdks/python/tests ]; then
   if ! "$PY" -c "import httpx, pytest, latchkey" 2>/dev/null; then
     "$PY" -m pip install --quiet --disable-pip-version-check -e "./sdks/python[test]"
   fi
-  LATCHKEY_BIN="$(pwd)/target/debug/latchkey" "$PY" -m pytest -q sdks/python/tests
+  "$PY" -m pytest -q sdks/python/tests
 fi
 
 # The console's browser tests (tests/console): the real binary driven through headless
@@ -44,4 +48,4 @@ AXE_VERSION="4.10.3"
 if [ ! -f tests/console/node_modules/axe-core/axe.min.js ] && command -v npm >/dev/null 2>&1; then
   npm install --silent --no-audit --no-fund --no-save --prefix tests/console "axe-core@$AXE_VERSION"
 fi
-LATCHKEY_BIN="$(pwd)/target/debug/latchkey" "$PY" -m pytest -c tests/console/pytest.ini tests/console
+"$PY" -m pytest -c tests/console/pytest.ini tests/console
