@@ -34,7 +34,7 @@ sys_busy() { awk '/^cpu /{print $2+$3+$4+$7+$8, $2+$3+$4+$5+$6+$7+$8}' /proc/sta
 machine_load() { local b0 a0 b1 a1; read b0 a0 < <(sys_busy); sleep 2; read b1 a1 < <(sys_busy)
   awk -v b=$((b1-b0)) -v a=$((a1-a0)) 'BEGIN{printf "%.0f", 100*b/a}'; }
 # wait_quiet: wait (at most QUIET_MAX s) until the machine is idle (< 15% busy over 2 s)
-wait_quiet() { local i l; for ((i=0; i<${QUIET_MAX:-60}; i+=2)); do
+wait_quiet() { local i l=0; for ((i=0; i<${QUIET_MAX:-60}; i+=2)); do
   l=$(machine_load); [ "$l" -lt 15 ] && { IDLE_PCT=$l; return 0; }; done
   IDLE_PCT=$l; note "machine still ${l}% busy after ${QUIET_MAX:-60}s: this run is disturbed"; }
 
