@@ -21,7 +21,7 @@ pub fn app(state: AppState) -> Router {
     let body_limit = state.config.max_body_bytes;
     let router = crate::api::routes()
         .merge(crate::console::routes())
-        .fallback(|| async { ApiError::NotFound("route") })
+        .fallback(not_found)
         .method_not_allowed_fallback(|| async {
             ApiError::BadRequest("method not allowed on this route".into())
         })
@@ -35,6 +35,28 @@ pub fn app(state: AppState) -> Router {
         router
     };
     router.with_state(state)
+}
+
+/// Unknown routes: a JSON error for API clients, a readable page for a browser (one that
+/// asks for HTML, outside the machine-facing prefixes).
+async fn not_found(req: Request) -> Response {
+    let path = req.uri().path();
+    let machine_facing = ["/api/", "/auth/", "/oauth/", "/.well-known/"]
+        .iter()
+        .any(|prefix| path.starts_with(prefix));
+    let wants_html = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/html"));
+    if wants_html && !machine_facing {
+        return crate::console::session::message_page(
+            axum::http::StatusCode::NOT_FOUND,
+            "Not found",
+            "There is no page at this address.",
+        );
+    }
+    axum::response::IntoResponse::into_response(ApiError::NotFound("route"))
 }
 
 /// The one middleware every request passes: authenticates it (see

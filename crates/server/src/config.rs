@@ -139,8 +139,12 @@ pub struct VerifierConfig {
     pub max_staleness_secs: u64,
     /// How often buffered last-used times are written.
     pub last_used_flush_secs: u64,
-    /// How often expired tokens are marked and rotated-out secrets purged.
+    /// How often expired tokens are marked and retired rows (rotated-out secrets, old
+    /// sessions, old change-feed rows) purged.
     pub expiry_sweep_secs: u64,
+    /// Change-feed rows kept by the sweep. A node away for more changes than this drops
+    /// its whole cache when it catches up (correct, only slower for a moment).
+    pub change_feed_keep: u64,
 }
 
 impl Default for VerifierConfig {
@@ -151,6 +155,7 @@ impl Default for VerifierConfig {
             max_staleness_secs: 30,
             last_used_flush_secs: 5,
             expiry_sweep_secs: 60,
+            change_feed_keep: 100_000,
         }
     }
 }

@@ -208,6 +208,9 @@ pub struct SyncSummary {
     pub applied: usize,
     /// Whether JWT signing keys changed (the caller reloads them).
     pub signing_keys_changed: bool,
+    /// Whether the feed had been purged past this node's position, so every cache was
+    /// dropped.
+    pub cache_dropped: bool,
 }
 
 /// The verifier. One per node.
@@ -603,6 +606,17 @@ impl Verifier {
         }
     }
 
+    /// Forgets every cached grant, user view and unknown hash, and rereads the org.
+    pub async fn forget_all(&self) -> Result<(), StoreError> {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.grants.clear();
+        self.hashes_by_token.clear();
+        self.by_id.clear();
+        self.users.clear();
+        self.unknown.clear();
+        self.refresh_org().await
+    }
+
     /// Forgets a user's view (state, role or membership change).
     pub fn invalidate_user(&self, user_id: &str) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
@@ -624,6 +638,22 @@ impl Verifier {
                 .timed(StoreOp::ChangesSince, self.store.changes_since(after, 1000))
                 .await?;
             let count = changes.len();
+            if changes
+                .first()
+                .is_some_and(|first| first.version > after + 1)
+            {
+                // The feed was purged past this node's position (it was away longer than
+                // the kept window): what changed meanwhile is unknown, so nothing cached
+                // can be trusted.
+                self.forget_all().await?;
+                summary.signing_keys_changed = true;
+                summary.cache_dropped = true;
+                tracing::warn!(
+                    after,
+                    first = changes.first().map(|c| c.version),
+                    "change feed purged past this node's position; dropped every cache"
+                );
+            }
             for change in &changes {
                 self.apply(change).await?;
                 summary.signing_keys_changed |= change.kind == ChangeKind::SigningKeys;

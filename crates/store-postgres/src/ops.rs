@@ -12,8 +12,8 @@ use latchkey_core::{
 };
 use latchkey_proto::{OrgRole, TokenType, WorkspaceRole};
 use latchkey_store::{
-    BootstrapPlan, ChangeKind, IdempotencyRecord, LastUsed, SigningKeyRecord, StoreError,
-    StoreResult, UserPatch,
+    BootstrapPlan, ChangeKind, IdempotencyRecord, LastUsed, Purged, Retention, SigningKeyRecord,
+    StoreError, StoreResult, UserPatch,
 };
 use std::collections::BTreeMap;
 
@@ -1075,6 +1075,38 @@ pub(crate) async fn purge_rotated_secrets(
             .map_err(db)?
             .rows_affected(),
     )
+}
+
+/// Deletes expired or idle sessions, old idempotent answers and change-feed rows older
+/// than the kept window (see [`Store::purge_retired`](latchkey_store::Store::purge_retired)).
+pub(crate) async fn purge_retired(conn: &mut Conn, retention: &Retention) -> StoreResult<Purged> {
+    let sessions = sqlx::query("DELETE FROM sessions WHERE expires_at <= $1 OR last_seen_at <= $2")
+        .bind(secs(retention.sessions_expired_at))
+        .bind(secs(retention.sessions_idle_since))
+        .execute(&mut *conn)
+        .await
+        .map_err(db)?
+        .rows_affected();
+    let idempotency = sqlx::query("DELETE FROM idempotency WHERE created_at < $1")
+        .bind(secs(retention.idempotency_before))
+        .execute(&mut *conn)
+        .await
+        .map_err(db)?
+        .rows_affected();
+    let keep = i64::try_from(retention.keep_changes.max(1)).unwrap_or(i64::MAX);
+    let changes = sqlx::query(
+        "DELETE FROM changes WHERE version <= (SELECT version FROM change_counter WHERE id = 1) - $1",
+    )
+    .bind(keep)
+    .execute(&mut *conn)
+    .await
+    .map_err(db)?
+    .rows_affected();
+    Ok(Purged {
+        sessions,
+        idempotency,
+        changes,
+    })
 }
 
 // --- sessions -----------------------------------------------------------------------

@@ -34,8 +34,8 @@ use latchkey_core::{
 };
 use latchkey_proto::{AuditEvent, TokenType, WorkspaceRole};
 use latchkey_store::{
-    AuditFilter, BootstrapPlan, Change, IdempotencyRecord, LastUsed, PageRequest, Paged,
-    SigningKeyRecord, Store, StoreError, StoreResult, TokenFilter, UserPatch,
+    AuditFilter, BootstrapPlan, Change, IdempotencyRecord, LastUsed, PageRequest, Paged, Purged,
+    Retention, SigningKeyRecord, Store, StoreError, StoreResult, TokenFilter, UserPatch,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
@@ -804,6 +804,10 @@ impl Store for SqliteStore {
 
     async fn purge_rotated_secrets(&self, now: OffsetDateTime) -> StoreResult<u64> {
         in_tx!(self, |conn| ops::purge_rotated_secrets(conn, now))
+    }
+
+    async fn purge_retired(&self, retention: &Retention) -> StoreResult<Purged> {
+        in_tx!(self, |conn| ops::purge_retired(conn, retention))
     }
 
     async fn count_active_tokens(&self) -> StoreResult<u64> {

@@ -9,9 +9,11 @@ use latchkey_core::{
 };
 use latchkey_proto::{OrgRole, TokenType, WorkspaceRole};
 use latchkey_store::{
-    BootstrapPlan, ChangeKind, IdempotencyRecord, LastUsed, SigningKeyRecord, StoreError,
-    StoreResult, UserPatch,
+    BootstrapPlan, ChangeKind, IdempotencyRecord, LastUsed, Purged, Retention, SigningKeyRecord,
+    StoreError, StoreResult, UserPatch,
 };
+use std::collections::BTreeMap;
+
 use sqlx::{Row, SqliteConnection};
 use time::{Duration, OffsetDateTime};
 
@@ -1000,27 +1002,45 @@ pub(crate) async fn delete_token(
 
 /// Merges last-used observations: the latest time wins, and the IP goes with it.
 pub(crate) async fn record_last_used(conn: &mut Conn, batch: &[LastUsed]) -> StoreResult<()> {
+    // One statement per chunk rather than one per token: every statement is a round trip
+    // to the connection's thread, and under traffic spread over many tokens a flush holds
+    // tens of thousands of them.
+    let mut latest: BTreeMap<&str, (i64, Option<&str>)> = BTreeMap::new();
     for used in batch {
         let at = secs(used.at);
+        let entry = latest
+            .entry(used.token_id.as_str())
+            .or_insert((at, used.ip.as_deref()));
+        if at > entry.0 {
+            *entry = (at, used.ip.as_deref());
+        }
+    }
+    let rows: Vec<(&str, i64, Option<&str>)> = latest
+        .into_iter()
+        .map(|(id, (at, ip))| (id, at, ip))
+        .collect();
+    for chunk in rows.chunks(LAST_USED_CHUNK) {
+        let json = serde_json::to_string(chunk)
+            .map_err(|e| StoreError::Internal(format!("encoding last-used batch: {e}")))?;
         sqlx::query(
-            "UPDATE tokens SET \
-             last_used_ip = CASE WHEN last_used_at IS NULL OR last_used_at < ? \
-                            THEN ? ELSE last_used_ip END, \
-             last_used_at = CASE WHEN last_used_at IS NULL OR last_used_at < ? \
-                            THEN ? ELSE last_used_at END \
-             WHERE id = ?",
+            "UPDATE tokens SET last_used_at = u.at, last_used_ip = u.ip \
+             FROM (SELECT json_extract(value, '$[0]') AS id, \
+                          json_extract(value, '$[1]') AS at, \
+                          json_extract(value, '$[2]') AS ip \
+                   FROM json_each(?)) AS u \
+             WHERE tokens.id = u.id \
+             AND (tokens.last_used_at IS NULL OR tokens.last_used_at < u.at)",
         )
-        .bind(at)
-        .bind(&used.ip)
-        .bind(at)
-        .bind(at)
-        .bind(&used.token_id)
+        .bind(json)
         .execute(&mut *conn)
         .await
         .map_err(db)?;
     }
     Ok(())
 }
+
+/// Last-used rows per `UPDATE` statement.
+const LAST_USED_CHUNK: usize = 5_000;
 
 /// Marks active tokens past their expiry as `expired`, one `token.expired` event each.
 pub(crate) async fn expire_tokens(
@@ -1076,6 +1096,38 @@ pub(crate) async fn purge_rotated_secrets(
             .map_err(db)?
             .rows_affected(),
     )
+}
+
+/// Deletes expired or idle sessions, old idempotent answers and change-feed rows older
+/// than the kept window (see [`Store::purge_retired`](latchkey_store::Store::purge_retired)).
+pub(crate) async fn purge_retired(conn: &mut Conn, retention: &Retention) -> StoreResult<Purged> {
+    let sessions = sqlx::query("DELETE FROM sessions WHERE expires_at <= ? OR last_seen_at <= ?")
+        .bind(secs(retention.sessions_expired_at))
+        .bind(secs(retention.sessions_idle_since))
+        .execute(&mut *conn)
+        .await
+        .map_err(db)?
+        .rows_affected();
+    let idempotency = sqlx::query("DELETE FROM idempotency WHERE created_at < ?")
+        .bind(secs(retention.idempotency_before))
+        .execute(&mut *conn)
+        .await
+        .map_err(db)?
+        .rows_affected();
+    let keep = i64::try_from(retention.keep_changes.max(1)).unwrap_or(i64::MAX);
+    let changes = sqlx::query(
+        "DELETE FROM changes WHERE version <= (SELECT version FROM change_counter WHERE id = 1) - ?",
+    )
+    .bind(keep)
+    .execute(&mut *conn)
+    .await
+    .map_err(db)?
+    .rows_affected();
+    Ok(Purged {
+        sessions,
+        idempotency,
+        changes,
+    })
 }
 
 // --- sessions -----------------------------------------------------------------------

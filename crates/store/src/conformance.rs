@@ -30,8 +30,8 @@ use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
 
 use crate::{
-    AuditFilter, BootstrapPlan, ChangeKind, IdempotencyRecord, LastUsed, PageRequest,
-    SigningKeyRecord, Store, StoreError, TokenFilter, UserPatch,
+    AuditFilter, BootstrapPlan, ChangeKind, IdempotencyRecord, LastUsed, PageRequest, Purged,
+    Retention, SigningKeyRecord, Store, StoreError, TokenFilter, UserPatch,
 };
 
 // --- running -------------------------------------------------------------------------------
@@ -80,6 +80,7 @@ cases!(
     change_feed,
     signing_keys,
     unknown_ids_are_not_found,
+    purge_retired_rows,
 );
 
 /// Runs every case, each on a store from `make` (fresh, migrated, empty), and panics
@@ -188,6 +189,7 @@ macro_rules! store_conformance_tests {
             change_feed,
             signing_keys,
             unknown_ids_are_not_found,
+            purge_retired_rows,
         );
     };
 }
@@ -3308,4 +3310,153 @@ pub async fn unknown_ids_are_not_found(store: Arc<dyn Store>) {
             .await
     ));
     expect_no_change(store, v).await;
+}
+
+/// Housekeeping deletes expired and idle sessions, old idempotent answers and all but the
+/// newest change-feed rows, and nothing else; versions stay where they were.
+pub async fn purge_retired_rows(store: Arc<dyn Store>) {
+    let store = &*store;
+    let world = bootstrapped(store).await;
+    // Three sessions: past its absolute expiry, idle since t0, and fresh.
+    let expired = SessionRecord {
+        expires_at: at(100),
+        ..session_record(&world.admin.id, t0())
+    };
+    let idle = session_record(&world.admin.id, t0());
+    let live = session_record(&world.admin.id, t0());
+    for (session, secret) in [
+        (&expired, "expired session"),
+        (&idle, "idle session"),
+        (&live, "live session"),
+    ] {
+        store
+            .create_session(
+                t0(),
+                session.clone(),
+                hash_of(secret),
+                event("session.created"),
+            )
+            .await
+            .unwrap();
+    }
+    store.touch_session(&expired.id, at(90)).await.unwrap();
+    store.touch_session(&live.id, at(500)).await.unwrap();
+
+    let token = add_token(
+        store,
+        &world,
+        TokenType::Client,
+        Some(&world.workspace),
+        None,
+    )
+    .await;
+    let old_answer = IdempotencyRecord {
+        key: "caller:rotate:old".to_owned(),
+        request_hash: vec![1],
+        response: vec![2],
+        created_at: at(10),
+    };
+    store
+        .rotate_token(
+            at(10),
+            &token.id,
+            secret_for(&token.id),
+            None,
+            None,
+            Some(old_answer.clone()),
+            event("token.rotated"),
+        )
+        .await
+        .unwrap();
+    let new_answer = IdempotencyRecord {
+        key: "caller:rotate:new".to_owned(),
+        created_at: at(400),
+        ..old_answer.clone()
+    };
+    store
+        .rotate_token(
+            at(400),
+            &token.id,
+            secret_for(&token.id),
+            None,
+            None,
+            Some(new_answer.clone()),
+            event("token.rotated"),
+        )
+        .await
+        .unwrap();
+
+    let version = store.current_version().await.unwrap();
+    assert!(version >= 3, "the setup above wrote changes: {version}");
+    let feed = store.changes_since(0, 10_000).await.unwrap();
+    let purged = store
+        .purge_retired(&Retention {
+            sessions_expired_at: at(200),
+            sessions_idle_since: at(200),
+            idempotency_before: at(300),
+            keep_changes: 2,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        purged,
+        Purged {
+            sessions: 2,
+            idempotency: 1,
+            changes: u64::try_from(feed.len() - 2).unwrap(),
+        }
+    );
+    assert_eq!(
+        store
+            .find_session(&hash_of("expired session"))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store.find_session(&hash_of("idle session")).await.unwrap(),
+        None
+    );
+    assert!(
+        store
+            .find_session(&hash_of("live session"))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(
+        store.get_idempotency(&old_answer.key, t0()).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.get_idempotency(&new_answer.key, t0()).await.unwrap(),
+        Some(new_answer)
+    );
+
+    // The newest two changes remain, versions unchanged, so a reader behind them sees a gap.
+    assert_eq!(store.current_version().await.unwrap(), version);
+    let kept: Vec<i64> = store
+        .changes_since(0, 10_000)
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| c.version)
+        .collect();
+    assert_eq!(kept, vec![version - 1, version]);
+    // The token itself is untouched.
+    assert!(store.get_token(&token.id).await.is_ok());
+
+    // Nothing left to purge; at least one change row always stays.
+    let again = store
+        .purge_retired(&Retention {
+            sessions_expired_at: at(200),
+            sessions_idle_since: at(200),
+            idempotency_before: at(300),
+            keep_changes: 0,
+        })
+        .await
+        .unwrap();
+    assert_eq!(again.sessions + again.idempotency, 0);
+    assert_eq!(again.changes, 1);
+    assert_eq!(store.changes_since(0, 10).await.unwrap().len(), 1);
 }

@@ -220,6 +220,30 @@ pub struct LastUsed {
     pub ip: Option<String>,
 }
 
+/// What the housekeeping sweep removes: rows that no request can use any more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Sessions whose absolute expiry is at or before this instant are deleted.
+    pub sessions_expired_at: OffsetDateTime,
+    /// Sessions last seen at or before this instant (idle past the timeout) are deleted.
+    pub sessions_idle_since: OffsetDateTime,
+    /// Idempotent answers created before this instant are deleted.
+    pub idempotency_before: OffsetDateTime,
+    /// How many of the newest change-feed rows to keep (at least one is always kept).
+    pub keep_changes: u64,
+}
+
+/// What [`Store::purge_retired`] deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Purged {
+    /// Expired or idle sessions.
+    pub sessions: u64,
+    /// Old idempotent answers.
+    pub idempotency: u64,
+    /// Change-feed rows older than the kept window.
+    pub changes: u64,
+}
+
 /// Everything the first start creates, in one transaction guarded by a unique row so that
 /// concurrent first starts bootstrap exactly once.
 #[derive(Debug, Clone)]
@@ -502,6 +526,11 @@ pub trait Store: Send + Sync + 'static {
     async fn expire_tokens(&self, now: OffsetDateTime) -> StoreResult<Vec<String>>;
     /// Deletes secrets whose `not_after` has passed; returns how many.
     async fn purge_rotated_secrets(&self, now: OffsetDateTime) -> StoreResult<u64>;
+    /// Deletes rows past their use: expired or idle sessions, old idempotent answers, and
+    /// all but the newest `keep_changes` change-feed rows. Versions stay contiguous, so a
+    /// node whose feed position is older than what is kept sees the gap in
+    /// [`Store::changes_since`] and must drop everything it cached.
+    async fn purge_retired(&self, retention: &Retention) -> StoreResult<Purged>;
     /// Counts active tokens (for metrics and limits' display).
     async fn count_active_tokens(&self) -> StoreResult<u64>;
 

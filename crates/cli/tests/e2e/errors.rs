@@ -410,3 +410,52 @@ async fn sign_in_is_throttled() {
         .unwrap_err();
     assert_eq!(err.status(), Some(429));
 }
+
+/// An unknown address answers a browser with a readable page and anything else (and
+/// every machine-facing prefix, whatever it accepts) with the JSON error.
+#[tokio::test]
+async fn unknown_routes_answer_browsers_with_a_page_and_clients_with_json() {
+    let server = TestServer::start().await;
+    let browser_accept = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
+    let get = |path: &str, accept: Option<&str>| {
+        let mut req = server.http().get(format!("{}{path}", server.url));
+        if let Some(accept) = accept {
+            req = req.header("accept", accept);
+        }
+        async move {
+            let resp = req.send().await.unwrap();
+            let status = resp.status().as_u16();
+            let content_type = resp
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            (status, content_type, resp.text().await.unwrap())
+        }
+    };
+
+    let (status, content_type, body) = get("/no/such/page", Some(browser_accept)).await;
+    assert_eq!(status, 404);
+    assert!(content_type.starts_with("text/html"), "{content_type}");
+    assert!(
+        body.contains("Not found") && body.contains("Back to Workspaces"),
+        "{body}"
+    );
+
+    for (path, accept) in [
+        ("/no/such/page", None),
+        ("/no/such/page", Some("application/json")),
+        ("/api/v1/nothing-here", Some(browser_accept)),
+        ("/auth/nothing-here", Some(browser_accept)),
+    ] {
+        let (status, content_type, body) = get(path, accept).await;
+        assert_eq!(status, 404, "{path} {accept:?}");
+        assert!(
+            content_type.starts_with("application/json"),
+            "{path}: {content_type}"
+        );
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(json["error"]["code"], "not_found", "{path}");
+    }
+}

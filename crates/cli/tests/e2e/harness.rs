@@ -165,6 +165,11 @@ impl TestServer {
         (self.dir.clone(), self._tempdir.take())
     }
 
+    /// Whether this server runs on PostgreSQL (`LATCHKEY_TEST_BACKEND=postgres`).
+    pub fn on_postgres(&self) -> bool {
+        self.database.is_some()
+    }
+
     /// A client without credentials (a fresh cookie store).
     pub fn anonymous(&self) -> Client {
         Client::new(&self.url).expect("client")

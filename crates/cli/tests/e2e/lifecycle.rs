@@ -277,3 +277,57 @@ async fn last_used_is_recorded_in_memory_and_flushed_on_shutdown() {
     assert_eq!(t.last_used_ip.as_deref(), Some("127.0.0.1"));
     drop(keep);
 }
+
+/// Housekeeping trims the change feed. A node whose feed position fell behind the kept
+/// window cannot know what changed meanwhile, so on catch-up it drops its whole cache: a
+/// token revoked by another node (here: straight in the store) is refused, not served
+/// from memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_behind_a_purged_change_feed_drops_its_cache() {
+    let server = TestServer::start_with(|c| {
+        // No catch-up read during the test: only the explicit sync below.
+        c.verifier.poll_interval_ms = 3_600_000;
+        c.verifier.change_feed_keep = 1;
+    })
+    .await;
+    let admin = server.admin();
+    let ws = server.workspace1().await;
+    let cached = server
+        .token(&admin, &ws, "cached", TokenType::Personal)
+        .await;
+    let user = server.with_token(&cached.token);
+    user.me()
+        .await
+        .expect("the token works and its grant is cached");
+
+    // "Another node" revokes it, then makes one more change; housekeeping keeps only that.
+    let store = &server.state.store;
+    let now = server.state.clock.now();
+    store
+        .revoke_token(now, &cached.meta.id, false, Default::default())
+        .await
+        .expect("revoke in the store");
+    server
+        .token(&admin, &ws, "a later change", TokenType::Client)
+        .await;
+    server
+        .state
+        .sweep_expired()
+        .await
+        .expect("housekeeping sweep");
+    assert_eq!(
+        store.changes_since(0, 100).await.expect("feed").len(),
+        1,
+        "the sweep keeps change_feed_keep rows"
+    );
+
+    let summary = server.state.verifier.sync().await.expect("catch-up read");
+    if !server.on_postgres() {
+        // (On PostgreSQL the revocation's NOTIFY may have been applied already.)
+        assert!(summary.cache_dropped, "{summary:?}");
+    }
+    let err = user.me().await.expect_err("a revoked token is refused");
+    assert_eq!(err.status(), Some(401));
+    // Everything else still works, now read afresh from the store.
+    admin.me().await.expect("the admin's token still works");
+}

@@ -25,6 +25,8 @@ const IDEMPOTENCY_PURPOSE: &str = "idempotent rotate v1";
 
 /// How long a rotated-out secret keeps answering `revoked` before it is forgotten.
 const ROTATED_SECRET_RETENTION: time::Duration = time::Duration::days(30);
+/// How long an idempotent rotate answer can be replayed.
+const IDEMPOTENCY_RETENTION: time::Duration = time::Duration::hours(24);
 
 /// Longest rotation grace period accepted (7 days).
 const MAX_GRACE_SECONDS: u64 = 7 * 86_400;
@@ -647,7 +649,7 @@ impl AppState {
     ) -> Result<Option<CreatedToken>, ApiError> {
         let Some(stored) = self
             .store
-            .get_idempotency(record_key, now - time::Duration::hours(24))
+            .get_idempotency(record_key, now - IDEMPOTENCY_RETENTION)
             .await?
         else {
             return Ok(None);
@@ -741,6 +743,21 @@ impl AppState {
         self.store
             .purge_rotated_secrets(now - ROTATED_SECRET_RETENTION)
             .await?;
+        let idle = time::Duration::seconds(
+            i64::try_from(self.config.sessions.idle_timeout_secs).unwrap_or(i64::MAX / 2),
+        );
+        let purged = self
+            .store
+            .purge_retired(&latchkey_store::Retention {
+                sessions_expired_at: now,
+                sessions_idle_since: now.checked_sub(idle).unwrap_or(now),
+                idempotency_before: now - IDEMPOTENCY_RETENTION,
+                keep_changes: self.config.verifier.change_feed_keep,
+            })
+            .await?;
+        if purged != latchkey_store::Purged::default() {
+            tracing::debug!(?purged, "housekeeping deleted retired rows");
+        }
         self.metrics
             .tokens_expired
             .fetch_add(expired.len() as u64, std::sync::atomic::Ordering::Relaxed);
