@@ -110,10 +110,13 @@ async fn listen(pool: PgPool, sender: watch::Sender<i64>) {
                         () = sender.closed() => return,
                         received = listener.try_recv() => match received {
                             Ok(Some(notice)) => publish(&sender, notice.payload()),
-                            // The connection dropped and the listener reconnected by itself.
+                            // The connection dropped. sqlx would reconnect inside the next
+                            // `try_recv`, but then nothing would wake the reader once it is
+                            // back: subscribe afresh instead, which wakes it after connecting.
                             Ok(None) => {
-                                tracing::warn!("change notices: connection lost and re-established; re-reading the change feed");
-                                sender.send_modify(|_| {});
+                                tracing::warn!("change notices: connection lost; the change feed is still polled");
+                                failures += 1;
+                                break;
                             }
                             Err(e) => {
                                 tracing::warn!(error = %e, "change notices: connection lost; the change feed is still polled");
