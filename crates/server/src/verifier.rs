@@ -39,8 +39,6 @@ pub struct Grant {
     pub scopes: ScopeSet,
     /// When this particular secret stops working (rotated out), if it does.
     pub secret_not_after: Option<OffsetDateTime>,
-    /// `Latchkey-Token-Expiration` value, precomputed.
-    pub expiration_header: Option<HeaderValue>,
     /// The last second a use of this grant was handed to the last-used buffer.
     last_use: AtomicI64,
 }
@@ -83,6 +81,12 @@ pub struct ForwardHeaders {
 }
 
 impl Grant {
+    /// The `Latchkey-Token-Expiration` value, built per answer: kept in the grant it cost
+    /// about 70 bytes per cached token (the value and its heap buffer), for ≈ 20 ns saved.
+    pub fn expiration_header(&self) -> Option<HeaderValue> {
+        self.token.expires_at.map(rfc3339_header)
+    }
+
     /// The token id.
     pub fn token_id(&self) -> &Arc<str> {
         &self.token.id
@@ -746,10 +750,6 @@ fn grant_with(
     secret: &SecretRecord,
     intern: impl Fn(&str) -> Arc<str>,
 ) -> Grant {
-    let expiration_header = token
-        .expires_at
-        .and_then(|e| e.format(&Rfc3339).ok())
-        .and_then(|s| HeaderValue::from_str(&s).ok());
     Grant {
         token: GrantToken {
             id: Arc::from(token.id.as_str()),
@@ -764,7 +764,6 @@ fn grant_with(
         },
         scopes: token.scopes.iter().copied().collect(),
         secret_not_after: secret.not_after,
-        expiration_header,
         last_use: AtomicI64::new(i64::MIN),
     }
 }
@@ -776,4 +775,60 @@ pub enum Cached {
     Answer(Result<Verified, VerifyError>),
     /// Not in memory: the store must be asked about this hash.
     Miss(SecretHash),
+}
+
+/// `at` as RFC 3339 in UTC with whole seconds (`2027-08-23T10:00:00Z`, how every instant is
+/// written on the wire), formatted on the stack rather than through the general formatter.
+pub fn rfc3339_header(at: OffsetDateTime) -> HeaderValue {
+    let at = at.to_offset(time::UtcOffset::UTC);
+    let year = at.year();
+    if !(0..=9999).contains(&year) {
+        let text = at.format(&Rfc3339).unwrap_or_default();
+        return HeaderValue::try_from(text).unwrap_or_else(|_| HeaderValue::from_static(""));
+    }
+    let mut buf = *b"0000-00-00T00:00:00Z";
+    let fields: [(usize, usize, u32); 6] = [
+        (0, 4, year.unsigned_abs()),
+        (5, 2, u32::from(u8::from(at.month()))),
+        (8, 2, u32::from(at.day())),
+        (11, 2, u32::from(at.hour())),
+        (14, 2, u32::from(at.minute())),
+        (17, 2, u32::from(at.second())),
+    ];
+    for (start, width, mut value) in fields {
+        for slot in buf[start..start + width].iter_mut().rev() {
+            // `value % 10` is a single digit.
+            *slot = b'0' + (value % 10) as u8;
+            value /= 10;
+        }
+    }
+    HeaderValue::from_bytes(&buf).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_header_matches_the_general_formatter() {
+        let mut at = OffsetDateTime::UNIX_EPOCH;
+        // Every month and day boundary, odd hours and seconds, far years.
+        for step in 0..5_000i64 {
+            at += time::Duration::seconds(86_399 * 7 + step * 3_601 + 17);
+            let expected = at.format(&Rfc3339).unwrap();
+            assert_eq!(rfc3339_header(at).to_str().unwrap(), expected);
+        }
+        let far = OffsetDateTime::from_unix_timestamp(253_402_300_799).unwrap();
+        assert_eq!(
+            rfc3339_header(far).to_str().unwrap(),
+            "9999-12-31T23:59:59Z"
+        );
+        let offset = OffsetDateTime::from_unix_timestamp(1_798_759_800)
+            .unwrap()
+            .to_offset(time::UtcOffset::from_hms(2, 0, 0).unwrap());
+        assert_eq!(
+            rfc3339_header(offset).to_str().unwrap(),
+            "2026-12-31T23:30:00Z"
+        );
+    }
 }

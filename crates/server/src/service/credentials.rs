@@ -57,7 +57,7 @@ impl AppState {
         match self.verifier.check_cached(credential, now) {
             Cached::Answer(answer) => Some(answer.map(|verified| Checked {
                 scopes: verified.grant.scopes,
-                expiration: verified.grant.expiration_header.clone(),
+                expiration: verified.grant.expiration_header(),
                 verified,
                 jwt: None,
             })),
@@ -75,7 +75,7 @@ impl AppState {
             let verified = self.verifier.verify(credential, now).await?;
             return Ok(Checked {
                 scopes: verified.grant.scopes,
-                expiration: verified.grant.expiration_header.clone(),
+                expiration: verified.grant.expiration_header(),
                 verified,
                 jwt: None,
             });
