@@ -199,8 +199,11 @@ impl SqliteStore {
             .clone()
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full);
+        // No ping before handing out a connection: a connection to a local file does not go
+        // stale, and each ping is one more round trip to the connection's thread.
         let mut writer_pool = SqlitePoolOptions::new()
             .max_connections(1)
+            .test_before_acquire(false)
             .acquire_timeout(ACQUIRE_TIMEOUT);
         if in_memory {
             // The database lives only as long as a connection to it.
@@ -215,6 +218,7 @@ impl SqliteStore {
         } else {
             SqlitePoolOptions::new()
                 .max_connections(READ_CONNECTIONS)
+                .test_before_acquire(false)
                 .acquire_timeout(ACQUIRE_TIMEOUT)
                 .connect_with(base.pragma("query_only", "ON"))
                 .await
