@@ -338,10 +338,9 @@ impl AppState {
         let now = self.clock.now();
         let hash = self.hash_key.hash(secret);
         let session = self.store.find_session(&hash).await?.ok_or_else(expired)?;
-        let idle = time::Duration::seconds(
-            i64::try_from(self.config.sessions.idle_timeout_secs).unwrap_or(i64::MAX / 2),
-        );
-        if session.expires_at <= now || session.last_seen_at + idle <= now {
+        if session.expires_at <= now
+            || session.last_seen_at + self.config.sessions.idle_timeout() <= now
+        {
             self.store.delete_session(now, &session.id, None).await?;
             return Err(expired());
         }

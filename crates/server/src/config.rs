@@ -96,6 +96,13 @@ pub struct SessionConfig {
     pub max_lifetime_secs: u64,
 }
 
+impl SessionConfig {
+    /// The idle timeout as a duration.
+    pub fn idle_timeout(&self) -> time::Duration {
+        time::Duration::seconds(i64::try_from(self.idle_timeout_secs).unwrap_or(i64::MAX / 2))
+    }
+}
+
 impl Default for SessionConfig {
     fn default() -> Self {
         SessionConfig {

@@ -15,7 +15,6 @@ use latchkey_store::{
     BootstrapPlan, ChangeKind, IdempotencyRecord, LastUsed, Purged, Retention, SigningKeyRecord,
     StoreError, StoreResult, UserPatch,
 };
-use std::collections::BTreeMap;
 
 use sqlx::{PgConnection, Row};
 use time::{Duration, OffsetDateTime};
@@ -989,20 +988,11 @@ pub(crate) async fn delete_token(
 /// written in one statement whose condition keeps whatever a later flush from another
 /// node already wrote: flushes from many nodes merge by `max` and never regress.
 pub(crate) async fn record_last_used(conn: &mut Conn, batch: &[LastUsed]) -> StoreResult<()> {
-    let mut latest: BTreeMap<&str, (i64, Option<&str>)> = BTreeMap::new();
-    for used in batch {
-        let at = secs(used.at);
-        let entry = latest
-            .entry(used.token_id.as_str())
-            .or_insert((at, used.ip.as_deref()));
-        if at > entry.0 {
-            *entry = (at, used.ip.as_deref());
-        }
-    }
+    let latest = latchkey_store::latest_use_per_token(batch);
     let mut ids = Vec::with_capacity(latest.len());
     let mut ats = Vec::with_capacity(latest.len());
     let mut ips = Vec::with_capacity(latest.len());
-    for (id, (at, ip)) in latest {
+    for (id, at, ip) in latest {
         ids.push(id.to_owned());
         ats.push(at);
         ips.push(ip.map(str::to_owned));

@@ -289,8 +289,11 @@ async fn survives_a_database_restart() {
         started.elapsed()
     );
 
-    cluster.start_server().unwrap();
+    // Nothing wakes the reader while the database is away; forget earlier wake-ups now,
+    // before it is back, so the one the reconnection sends cannot be missed (PostgreSQL
+    // accepts connections a moment before `pg_ctl -w` returns).
     rx.mark_unchanged();
+    cluster.start_server().unwrap();
     // Back: the same stores work again.
     let deadline = Instant::now() + Duration::from_secs(30);
     while a.ping().await.is_err() {

@@ -12,8 +12,6 @@ use latchkey_store::{
     BootstrapPlan, ChangeKind, IdempotencyRecord, LastUsed, Purged, Retention, SigningKeyRecord,
     StoreError, StoreResult, UserPatch,
 };
-use std::collections::BTreeMap;
-
 use sqlx::{Row, SqliteConnection};
 use time::{Duration, OffsetDateTime};
 
@@ -1005,20 +1003,7 @@ pub(crate) async fn record_last_used(conn: &mut Conn, batch: &[LastUsed]) -> Sto
     // One statement per chunk rather than one per token: every statement is a round trip
     // to the connection's thread, and under traffic spread over many tokens a flush holds
     // tens of thousands of them.
-    let mut latest: BTreeMap<&str, (i64, Option<&str>)> = BTreeMap::new();
-    for used in batch {
-        let at = secs(used.at);
-        let entry = latest
-            .entry(used.token_id.as_str())
-            .or_insert((at, used.ip.as_deref()));
-        if at > entry.0 {
-            *entry = (at, used.ip.as_deref());
-        }
-    }
-    let rows: Vec<(&str, i64, Option<&str>)> = latest
-        .into_iter()
-        .map(|(id, (at, ip))| (id, at, ip))
-        .collect();
+    let rows = latchkey_store::latest_use_per_token(batch);
     for chunk in rows.chunks(LAST_USED_CHUNK) {
         let json = serde_json::to_string(chunk)
             .map_err(|e| StoreError::Internal(format!("encoding last-used batch: {e}")))?;

@@ -220,6 +220,27 @@ pub struct LastUsed {
     pub ip: Option<String>,
 }
 
+/// The latest observation per token in `batch` (on a tie, the first seen), as
+/// `(token id, unix seconds, ip)` ordered by token id: what a backend's
+/// [`Store::record_last_used`] writes, in one statement.
+pub fn latest_use_per_token(batch: &[LastUsed]) -> Vec<(&str, i64, Option<&str>)> {
+    let mut latest: std::collections::BTreeMap<&str, (i64, Option<&str>)> =
+        std::collections::BTreeMap::new();
+    for used in batch {
+        let at = used.at.unix_timestamp();
+        let entry = latest
+            .entry(used.token_id.as_str())
+            .or_insert((at, used.ip.as_deref()));
+        if at > entry.0 {
+            *entry = (at, used.ip.as_deref());
+        }
+    }
+    latest
+        .into_iter()
+        .map(|(id, (at, ip))| (id, at, ip))
+        .collect()
+}
+
 /// What the housekeeping sweep removes: rows that no request can use any more.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Retention {

@@ -743,14 +743,13 @@ impl AppState {
         self.store
             .purge_rotated_secrets(now - ROTATED_SECRET_RETENTION)
             .await?;
-        let idle = time::Duration::seconds(
-            i64::try_from(self.config.sessions.idle_timeout_secs).unwrap_or(i64::MAX / 2),
-        );
         let purged = self
             .store
             .purge_retired(&latchkey_store::Retention {
                 sessions_expired_at: now,
-                sessions_idle_since: now.checked_sub(idle).unwrap_or(now),
+                sessions_idle_since: now
+                    .checked_sub(self.config.sessions.idle_timeout())
+                    .unwrap_or(now),
                 idempotency_before: now - IDEMPOTENCY_RETENTION,
                 keep_changes: self.config.verifier.change_feed_keep,
             })
