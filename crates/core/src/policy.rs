@@ -283,6 +283,20 @@ pub fn can_manage_token(
     token_type.is_user_owned() && token_owner_id == Some(actor_id)
 }
 
+/// Whether org role `a` outranks org role `b` (owner > admin > member). Nobody changes,
+/// or mints or rotates credentials for, a user whose role outranks their own; passwords and
+/// emails of others are reset only from strictly above.
+pub fn outranks(a: OrgRole, b: OrgRole) -> bool {
+    fn rank(r: OrgRole) -> u8 {
+        match r {
+            OrgRole::Owner => 2,
+            OrgRole::Admin => 1,
+            OrgRole::Member => 0,
+        }
+    }
+    rank(a) > rank(b)
+}
+
 /// Why a requested lifetime is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LifetimeError {

@@ -84,6 +84,10 @@ pub struct UpdateUserRequest {
     /// New password (at least 8 characters).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<String>,
+    /// The current password: required when users change their own password (through a
+    /// console session; tokens cannot change passwords).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_password: Option<String>,
 }
 
 impl std::fmt::Debug for UpdateUserRequest {

@@ -16,4 +16,5 @@ mod integration;
 mod lifecycle;
 mod process;
 mod scale_out;
+mod security;
 mod users;

@@ -185,6 +185,11 @@ impl AppState {
                                     "that user is deactivated",
                                 ));
                             }
+                            if policy::outranks(owner.role, actor.role) {
+                                return Err(ApiError::forbidden(
+                                    "you may not create tokens for a user whose role outranks yours",
+                                ));
+                            }
                             Some(owner)
                         }
                         _ => Some(actor.clone()),
@@ -432,6 +437,28 @@ impl AppState {
         Ok(token)
     }
 
+    /// A new secret for someone else's token goes to the caller: refused when the token's
+    /// owner outranks the caller (an admin must not become the owner by rotating).
+    async fn may_mint_for_owner(&self, p: &Principal, token: &TokenRecord) -> Result<(), ApiError> {
+        let (Some(owner_id), Some(actor)) = (token.owner_id.as_deref(), p.user.as_ref()) else {
+            return Ok(());
+        };
+        if owner_id == actor.id {
+            return Ok(());
+        }
+        let owner = match self.verifier.user(owner_id).await {
+            Ok(owner) => owner,
+            Err(StoreError::NotFound(_)) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        if policy::outranks(owner.role, actor.role) {
+            return Err(ApiError::forbidden(
+                "you may not rotate the token of a user whose role outranks yours",
+            ));
+        }
+        Ok(())
+    }
+
     fn token_event(p: &Principal, action: &str, token: &TokenRecord) -> NewAuditEvent {
         let mut event = p.event(action);
         event.target_type = Some("token".into());
@@ -502,6 +529,7 @@ impl AppState {
     ) -> Result<CreatedToken, ApiError> {
         let now = self.clock.now();
         let token = self.manageable_token(p, id).await?;
+        self.may_mint_for_owner(p, &token).await?;
         let idempotency = match idempotency_key {
             Some(key) => {
                 let (record_key, request_hash) = self.idempotency_key(p, &token.id, key, &req)?;

@@ -1,14 +1,16 @@
 //! Users: create, list, read, change (role, deactivation, profile, password), and `/me`.
 
 use latchkey_core::UserRecord;
-use latchkey_core::policy::Permission;
-use latchkey_proto::{CreateUserRequest, Me, OrgRef, OrgRole, Page, UpdateUserRequest, User};
+use latchkey_core::policy::{self, Permission};
+use latchkey_proto::{
+    CreateUserRequest, Me, OrgRef, OrgRole, Page, Scope, UpdateUserRequest, User,
+};
 use latchkey_store::{PageRequest, UserPatch};
 use serde_json::json;
 
 use crate::auth::Principal;
 use crate::error::ApiError;
-use crate::password::{check_new_password, hash_password};
+use crate::password::{check_new_password, hash_password, verify_password};
 use crate::service::{check_name, page_of};
 use crate::state::AppState;
 
@@ -147,12 +149,24 @@ impl AppState {
         let actor = p.require_user()?.clone();
         let is_self = actor.id == id;
         let admin_fields = req.active.is_some() || req.role.is_some();
+        let profile_fields = req.display_name.is_some() || req.email.is_some();
+        if is_self && p.token().is_some() && req.password.is_some() {
+            return Err(ApiError::forbidden(
+                "a token cannot change its owner's password; sign in to the console",
+            ));
+        }
         if admin_fields || !is_self {
             p.authorize(Permission::ManageUsers, None)?;
-        } else if p.token().is_some() && req.password.is_some() {
-            return Err(ApiError::forbidden(
-                "a token cannot change its owner's password",
-            ));
+        } else if p.token().is_some() {
+            // Self-service through a token: the profile only with the `admin` scope (a
+            // token minted for projects must not rename its owner or change their email).
+            if profile_fields {
+                p.require_scope(Scope::Admin).map_err(|_| {
+                    ApiError::forbidden(
+                        "changing your account with a token needs the admin scope; sign in to the console",
+                    )
+                })?;
+            }
         }
         if !latchkey_core::is_id(id) {
             return Err(ApiError::NotFound("user"));
@@ -166,6 +180,38 @@ impl AppState {
             return Err(ApiError::forbidden(
                 "only owners may change an owner or grant owner",
             ));
+        }
+        if !is_self {
+            // Nobody changes a user who outranks them; credentials (password, email, the
+            // way back into an account) only from strictly above.
+            if policy::outranks(target.role, actor.role) {
+                return Err(ApiError::forbidden(
+                    "you may not change a user whose role outranks yours",
+                ));
+            }
+            let credentials = req.password.is_some() || req.email.is_some();
+            if credentials && !policy::outranks(actor.role, target.role) {
+                return Err(ApiError::forbidden(
+                    "only users of a higher role may reset this user's password or email",
+                ));
+            }
+        } else if req.password.is_some() {
+            let current = req.current_password.as_deref().ok_or_else(|| {
+                ApiError::field(
+                    "current_password",
+                    "give your current password to set a new one",
+                )
+            })?;
+            let ok = match target.password_hash.clone() {
+                Some(hash) => verify_password(hash, current.to_owned()).await,
+                None => false,
+            };
+            if !ok {
+                return Err(ApiError::field(
+                    "current_password",
+                    "the current password is wrong",
+                ));
+            }
         }
         if let Some(pw) = &req.password {
             check_new_password("password", pw)?;
