@@ -57,7 +57,8 @@ pub struct Config {
     pub api_key_headers: Vec<String>,
     /// Largest request body accepted.
     pub max_body_bytes: usize,
-    /// Proxies whose `X-Forwarded-For` is believed (CIDRs).
+    /// Proxies whose `X-Forwarded-For` is believed (CIDRs or plain IPs).
+    #[serde(deserialize_with = "cidrs")]
     pub trusted_proxies: Vec<IpNet>,
     /// `text` or `json` logs.
     pub log_format: LogFormat,
@@ -214,6 +215,48 @@ impl Default for JwtConfig {
 pub struct ForwardAuthConfig {
     /// Rules, first match applies.
     pub routes: Vec<ForwardAuthRoute>,
+    /// The proxy that calls `/auth/verify` (`nginx`, `traefik`, `caddy`, `envoy`,
+    /// `custom`): decides which headers carry the original URI and method. Only its
+    /// headers are believed, and only from `trusted_proxies`.
+    pub proxy: crate::forward_auth::ProxyKind,
+    /// Overrides the preset's original-URI header (required with `proxy = "custom"`).
+    pub uri_header: Option<String>,
+    /// Overrides the preset's original-method header (required with `proxy = "custom"`).
+    pub method_header: Option<String>,
+    /// Whether rule paths match case-sensitively (default `false`: `/API/admin` is judged
+    /// as `/api/admin`, so no upstream's case folding can dodge a rule).
+    pub case_sensitive_paths: bool,
+}
+
+impl ForwardAuthConfig {
+    /// Where the original request's URI and method are read from.
+    pub fn target_source(&self) -> Result<crate::forward_auth::TargetSource, ConfigError> {
+        use crate::forward_auth::ProxyKind;
+        let preset = self.proxy.headers();
+        let name = |key: &str, configured: &Option<String>, preset: Option<&str>| {
+            let Some(text) = configured.as_deref().or(preset) else {
+                return if self.proxy == ProxyKind::Custom {
+                    Err(ConfigError::Invalid {
+                        name: format!("forward_auth.{key}"),
+                        message: "proxy = \"custom\" needs uri_header and method_header".into(),
+                    })
+                } else {
+                    Ok(None)
+                };
+            };
+            http::HeaderName::from_bytes(text.to_ascii_lowercase().as_bytes())
+                .map(Some)
+                .map_err(|_| ConfigError::Invalid {
+                    name: format!("forward_auth.{key}"),
+                    message: format!("{text:?} is not a valid header name"),
+                })
+        };
+        Ok(crate::forward_auth::TargetSource {
+            proxy: self.proxy,
+            uri_header: name("uri_header", &self.uri_header, preset.map(|p| p.0))?,
+            method_header: name("method_header", &self.method_header, preset.map(|p| p.1))?,
+        })
+    }
 }
 
 /// One forward-auth rule.
@@ -349,6 +392,15 @@ impl Config {
                 message: "must be at least 1".into(),
             });
         }
+        self.forward_auth.target_source()?;
+        if !self.forward_auth.routes.is_empty() && self.trusted_proxies.is_empty() {
+            return Err(ConfigError::Invalid {
+                name: "forward_auth.routes".into(),
+                message: "route policies need trusted_proxies: the original URI is believed \
+                          only from the proxy's address"
+                    .into(),
+            });
+        }
         if self.throttle.window_secs == 0 {
             return Err(ConfigError::Invalid {
                 name: "throttle.window_secs".into(),
@@ -385,6 +437,15 @@ impl Config {
     pub fn is_trusted_proxy(&self, ip: IpAddr) -> bool {
         self.trusted_proxies.iter().any(|net| net.contains(&ip))
     }
+}
+
+/// `trusted_proxies` from a file: CIDRs or plain IPs, as in the environment variable.
+fn cidrs<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<IpNet>, D::Error> {
+    let texts = Vec::<String>::deserialize(deserializer)?;
+    texts
+        .iter()
+        .map(|t| parse_cidr(t.trim()).map_err(serde::de::Error::custom))
+        .collect()
 }
 
 fn parse_cidr(text: &str) -> Result<IpNet, ConfigError> {
@@ -438,6 +499,31 @@ mod tests {
         assert_eq!(c.database_pool_size, 25);
         c.database_pool_size = 0;
         assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn forward_auth_routes_need_trusted_proxies_and_known_headers() {
+        let routes = "[[forward_auth.routes]]\npath = \"/a/\"\n";
+        let c: Config = toml::from_str(routes).unwrap();
+        assert!(c.validate().is_err());
+        let c: Config =
+            toml::from_str(&format!("trusted_proxies = [\"10.0.0.1\"]\n{routes}")).unwrap();
+        c.validate().unwrap();
+        let custom = "[forward_auth]\nproxy = \"custom\"\nuri_header = \"x-uri\"\n";
+        assert!(
+            toml::from_str::<Config>(custom)
+                .unwrap()
+                .validate()
+                .is_err()
+        );
+        let custom = format!("{custom}method_header = \"x-method\"\n");
+        toml::from_str::<Config>(&custom)
+            .unwrap()
+            .validate()
+            .unwrap();
+        let bad = "[forward_auth]\nuri_header = \"bad header\"\n";
+        assert!(toml::from_str::<Config>(bad).unwrap().validate().is_err());
+        assert!(toml::from_str::<Config>("[forward_auth]\nproxy = \"haproxy\"\n").is_err());
     }
 
     #[test]

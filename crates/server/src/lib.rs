@@ -22,6 +22,7 @@ pub mod crypto;
 pub mod error;
 pub mod extract;
 pub mod fasthash;
+pub mod forward_auth;
 pub mod jwt;
 pub mod metrics;
 pub mod password;

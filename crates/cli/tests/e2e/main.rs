@@ -15,6 +15,7 @@ mod governance;
 mod integration;
 mod lifecycle;
 mod process;
+mod proxies;
 mod scale_out;
 mod security;
 mod users;

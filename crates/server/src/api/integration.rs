@@ -4,9 +4,11 @@
 use std::sync::OnceLock;
 
 use axum::Json;
-use axum::extract::Request;
+use std::net::SocketAddr;
+
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::extract::{ConnectInfo, Request};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use latchkey_core::ScopeSet;
 use latchkey_proto::{ErrorBody, RefreshRequest, RefreshResponse, Scope};
@@ -16,6 +18,7 @@ use utoipa::ToSchema;
 use crate::auth::{AuthOutcome, Credential, MaybePrincipal, Principal};
 use crate::error::ApiError;
 use crate::extract::{ApiForm, ApiJson, ClientIp};
+use crate::forward_auth::{self, TargetRefused};
 use crate::state::AppState;
 
 /// Exchange a personal token for a short-lived access JWT.
@@ -125,10 +128,15 @@ pub async fn report_leaked(
     ))
 }
 
-fn header_str<'a>(headers: &'a HeaderMap, names: &[&str]) -> Option<&'a str> {
-    names
-        .iter()
-        .find_map(|n| headers.get(*n).and_then(|v| v.to_str().ok()))
+/// A 403 for a request forward-auth cannot judge: the reason header, no challenge (the
+/// token is fine; the proxy's description of the request is not).
+fn deny_plain(status: StatusCode, refused: TargetRefused) -> Response {
+    let mut response = status.into_response();
+    response.headers_mut().insert(
+        HeaderName::from_static("x-latchkey-reason"),
+        HeaderValue::from_static(refused.as_str()),
+    );
+    response
 }
 
 /// The `WWW-Authenticate` challenge for a refusal, from a table for the fixed reasons.
@@ -200,7 +208,8 @@ fn scopes_header(scopes: ScopeSet) -> HeaderValue {
 /// Nothing else, because proxies turn other statuses into 500s.
 #[utoipa::path(get, path = "/auth/verify", tag = "integration",
     responses((status = 200, description = "Allowed; identity in X-Latchkey-* headers"),
-              (status = 401, description = "No or bad token"), (status = 403, description = "Refused by a route policy")))]
+              (status = 401, description = "No or bad token (X-Latchkey-Reason says why)"),
+              (status = 403, description = "Refused by a route policy, or (with route policies) the original request cannot be judged: X-Latchkey-Reason untrusted_proxy, missing_uri, ambiguous_uri, bad_uri, missing_method, ambiguous_method, bad_method")))]
 pub async fn forward_auth(State(state): State<AppState>, req: Request) -> Response {
     // The request by value: its parts are moved out, not cloned as the `Parts` extractor does.
     let (parts, _body) = req.into_parts();
@@ -224,12 +233,37 @@ pub async fn forward_auth(State(state): State<AppState>, req: Request) -> Respon
     };
     let token = &grant.token;
     let scopes = principal.effective_scopes(token.workspace_id.as_deref());
-    if !state.config.forward_auth.routes.is_empty() {
-        let path =
-            header_str(&parts.headers, &["x-original-uri", "x-forwarded-uri"]).unwrap_or("/");
-        let method = header_str(&parts.headers, &["x-original-method", "x-forwarded-method"])
-            .unwrap_or(parts.method.as_str());
-        if let Some(rule) = state.forward_auth_rule(method, path) {
+    let fa = &state.config.forward_auth;
+    if !fa.routes.is_empty() {
+        // Only a trusted proxy's word about the original request counts, and only in the
+        // headers of its kind; anything missing, repeated or odd is refused.
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
+        if !peer.is_some_and(|ip| state.config.is_trusted_proxy(ip)) {
+            return deny_plain(StatusCode::FORBIDDEN, TargetRefused::UntrustedProxy);
+        }
+        let target = fa
+            .target_source()
+            .map_err(|_| TargetRefused::MissingUri)
+            .and_then(|source| {
+                let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+                forward_auth::target(
+                    &source,
+                    &parts.headers,
+                    path,
+                    parts.method.as_str(),
+                    fa.case_sensitive_paths,
+                )
+            });
+        let target = match target {
+            Ok(target) => target,
+            Err(refused) => return deny_plain(StatusCode::FORBIDDEN, refused),
+        };
+        if let Some(rule) =
+            forward_auth::matching_rule(&fa.routes, &target, fa.case_sensitive_paths)
+        {
             if let Some(types) = &rule.types
                 && !types.contains(&token.token_type)
             {

@@ -87,6 +87,12 @@ pub fn routes() -> Router<AppState> {
             "/auth/verify",
             axum::routing::any(integration::forward_auth),
         )
+        // Envoy ext_authz with `path_prefix: /auth/verify` appends the original path (and
+        // keeps the original method).
+        .route(
+            "/auth/verify/{*original}",
+            axum::routing::any(integration::forward_auth),
+        )
         .route("/api/v1/openapi.json", get(system::openapi))
         .route("/healthz", get(system::healthz))
         .route("/readyz", get(system::readyz))

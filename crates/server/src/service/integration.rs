@@ -8,7 +8,6 @@ use latchkey_proto::{Reason, RefreshResponse, Scope, TokenType};
 use serde_json::{Value, json};
 
 use crate::auth::{Principal, reason_message};
-use crate::config::ForwardAuthRoute;
 use crate::error::ApiError;
 use crate::extract::ClientIp;
 use crate::jwt::{AccessClaims, looks_like_jwt};
@@ -242,82 +241,5 @@ impl AppState {
             tracing::warn!(token_id = %token.id, "token revoked by a leak report");
         }
         Ok(())
-    }
-
-    /// The forward-auth rule that applies to a method and path, if any.
-    pub fn forward_auth_rule(&self, method: &str, path: &str) -> Option<&ForwardAuthRoute> {
-        let path = normalize_path(path);
-        self.config.forward_auth.routes.iter().find(|rule| {
-            let prefix = rule.path.trim_end_matches('/');
-            let path_ok = prefix.is_empty()
-                || path == prefix
-                || path
-                    .strip_prefix(prefix)
-                    .is_some_and(|rest| rest.starts_with('/'));
-            let method_ok = rule
-                .methods
-                .as_ref()
-                .is_none_or(|ms| ms.iter().any(|m| m.eq_ignore_ascii_case(method)));
-            path_ok && method_ok
-        })
-    }
-}
-
-/// Percent-decodes a request path (dropping the query) and resolves `.` and `..` segments,
-/// so `/api/client/../admin` is judged as `/api/admin`.
-pub fn normalize_path(raw: &str) -> String {
-    let raw = raw.split(['?', '#']).next().unwrap_or("");
-    let bytes = raw.as_bytes();
-    let mut decoded = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
-        {
-            decoded.push(h * 16 + l);
-            i += 3;
-            continue;
-        }
-        decoded.push(bytes[i]);
-        i += 1;
-    }
-    let text = String::from_utf8_lossy(&decoded);
-    let mut segments: Vec<&str> = Vec::new();
-    for segment in text.split('/') {
-        match segment {
-            "" | "." => {}
-            ".." => {
-                segments.pop();
-            }
-            s => segments.push(s),
-        }
-    }
-    let mut out = String::from("/");
-    out.push_str(&segments.join("/"));
-    out
-}
-
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::normalize_path;
-
-    #[test]
-    fn paths_are_decoded_and_dot_segments_resolved() {
-        assert_eq!(normalize_path("/api/client/../admin/x?y=1"), "/api/admin/x");
-        assert_eq!(normalize_path("/api/%61dmin/"), "/api/admin");
-        assert_eq!(normalize_path("/api/client/%2e%2e/admin"), "/api/admin");
-        assert_eq!(normalize_path("/../../etc"), "/etc");
-        assert_eq!(normalize_path(""), "/");
-        assert_eq!(normalize_path("/a/%zz"), "/a/%zz");
     }
 }
