@@ -69,7 +69,7 @@ async def test_async_errors_and_sessions(server: Server) -> None:
     async with AsyncClient(server.url, make_token()) as stranger:
         with pytest.raises(AuthenticationError):
             await stranger.me()
-    async with AsyncClient(server.url) as console:
+    async with AsyncClient(server.url, anonymous=True) as console:
         await console.sign_in("admin", server.admin_password)
         assert console.auth_mode == "session"
         name = unique("Async WS")

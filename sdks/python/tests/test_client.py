@@ -74,7 +74,7 @@ def test_me_and_workspaces(admin: Client) -> None:
 
 def test_workspace_names_are_url_encoded(server: Server) -> None:
     # The admin token acts in "Workspace 1" only; an org admin's session sees every workspace.
-    with Client(server.url) as console:
+    with Client(server.url, anonymous=True) as console:
         console.sign_in("admin", server.admin_password)
         name = unique("Team / Ünïcode & spaces?")
         created = console.create_workspace(name)
@@ -115,14 +115,14 @@ def test_users_and_members(admin: Client, server: Server) -> None:
     assert (updated.display_name, updated.email) == (None, "bob@example.com")
 
     # A plain member may not create workspaces: 403 with the server's code and message.
-    with Client(server.url) as as_bob:
+    with Client(server.url, anonymous=True) as as_bob:
         as_bob.sign_in(username, "bob password 123")
         with pytest.raises(PermissionDeniedError) as err:
             as_bob.create_workspace(unique("nope"))
         assert err.value.status == 403 and err.value.code == "forbidden" and err.value.message
 
     assert admin.users.deactivate(bob.id).active is False
-    with Client(server.url) as as_bob:
+    with Client(server.url, anonymous=True) as as_bob:
         with pytest.raises(AuthenticationError):
             as_bob.sign_in(username, "bob password 123")
     assert admin.users.reactivate(bob.id).active is True
@@ -283,7 +283,7 @@ def test_errors_carry_status_code_and_message(admin: Client, server: Server) -> 
             stranger.me()
     assert unauth.value.status == 401 and unauth.value.code in ("unauthenticated", "invalid_token")
 
-    with Client(server.url) as anonymous:
+    with Client(server.url, anonymous=True) as anonymous:
         assert anonymous.auth_mode == "none"
         with pytest.raises(AuthenticationError) as anon:
             anonymous.me()
@@ -301,7 +301,7 @@ def test_admin_token_is_bound_to_its_workspace_sign_in_is_not(
         admin.tokens.create(other.id, unique("x"), type="client")
     assert other.id not in [w.id for w in admin.workspaces()]
 
-    with Client(server.url) as console:
+    with Client(server.url, anonymous=True) as console:
         user = console.sign_in("admin", server.admin_password)
         assert user.username == "admin" and console.auth_mode == "session"
         made = console.tokens.create(other.name, unique("x"), type="client")
@@ -316,7 +316,7 @@ def test_admin_token_is_bound_to_its_workspace_sign_in_is_not(
     ended = server.http("GET", "/api/v1/me", headers={"Cookie": f"latchkey_session={session}"})
     assert ended.status_code == 401
 
-    with Client(server.url) as console:
+    with Client(server.url, anonymous=True) as console:
         with pytest.raises(AuthenticationError) as err:
             console.sign_in("admin", "wrong password")
         assert err.value.status == 401
@@ -377,7 +377,7 @@ def test_introspect(admin: Client, introspect_route: None) -> None:
 def test_health(admin: Client) -> None:
     assert admin.health().ok
     assert admin.ready()
-    with Client("http://127.0.0.1:9", max_retries=0) as nowhere:
+    with Client("http://127.0.0.1:9", max_retries=0, anonymous=True) as nowhere:
         assert not nowhere.ready()
 
 

@@ -38,7 +38,7 @@ def test_no_secret_in_reprs_or_log_lines(server: Server, caplog: pytest.LogCaptu
             errors.append(exc)
         client.tokens.delete(created.id)
 
-    with Client(server.url) as console:
+    with Client(server.url, anonymous=True) as console:
         console.sign_in("admin", server.admin_password)
         secrets.append(console._core.auth._session)
         texts.append(repr(console))

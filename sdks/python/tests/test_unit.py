@@ -87,6 +87,19 @@ def test_missing_url_is_a_clear_error() -> None:
         Client("ftp://x.example", "t")
 
 
+def test_a_client_without_a_token_says_what_to_set() -> None:
+    for cls in (Client, AsyncClient):
+        with pytest.raises(ConfigurationError) as err:
+            cls("keys.example.com")
+        message = str(err.value)
+        assert "LATCHKEY_API_KEY" in message and "anonymous=True" in message
+        with pytest.raises(ConfigurationError, match="LATCHKEY_API_KEY"):
+            cls("keys.example.com", "  ")
+        assert cls("keys.example.com", anonymous=True).auth_mode == "none"
+        with pytest.raises(ConfigurationError, match="contradict"):
+            cls("keys.example.com", make_token(), anonymous=True)
+
+
 def test_repr_never_shows_the_token() -> None:
     token = make_token()
     for client in (Client("h.example", token), AsyncClient("h.example", token)):
@@ -279,9 +292,13 @@ def test_async_client_has_the_same_surface(sync_cls: type, async_cls: type) -> N
         if isinstance(member, property):
             continue
         amember = async_members[async_name]
-        assert inspect.iscoroutinefunction(amember) or inspect.isasyncgenfunction(amember), (
-            async_name
-        )
+        # List methods return an AsyncPaginator (await it, or `async for` over it).
+        returns_paginator = "AsyncPaginator" in str(inspect.signature(amember).return_annotation)
+        assert (
+            inspect.iscoroutinefunction(amember)
+            or inspect.isasyncgenfunction(amember)
+            or returns_paginator
+        ), async_name
         sync_params = list(inspect.signature(member).parameters.values())
         async_params = list(inspect.signature(amember).parameters.values())
         assert [(p.name, p.kind, p.default) for p in sync_params] == [

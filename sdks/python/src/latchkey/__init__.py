@@ -10,8 +10,7 @@
 See ``docs/sdk-python.md`` in the repository for the full guide.
 """
 
-from ._async_client import AsyncClient, AsyncMembers, AsyncTokens, AsyncUsers
-from ._client import Client, Members, Tokens, Users
+from ._async.client import AsyncClient, AsyncMembers, AsyncTokens, AsyncUsers
 from ._exceptions import (
     APIConnectionError,
     APIError,
@@ -30,6 +29,9 @@ from ._exceptions import (
 from ._format import TOKEN_PATTERN, is_well_formed, token_type_of
 from ._http import NOT_GIVEN, NotGiven
 from ._models import (
+    SCOPES,
+    TOKEN_STATES,
+    TOKEN_TYPES,
     AuditEvent,
     CreatedToken,
     Health,
@@ -44,15 +46,19 @@ from ._models import (
     Project,
     Scope,
     Token,
+    TokenCreators,
     TokenSettings,
     TokenState,
     TokenType,
     User,
+    VerifyReason,
     VerifyResult,
     Workspace,
     WorkspaceRole,
 )
+from ._pagination import AsyncPage, AsyncPaginator, SyncPage
 from ._redact import install as _install_log_redaction
+from ._sync.client import Client, Members, Tokens, Users
 from ._version import __version__
 
 _install_log_redaction()
@@ -86,6 +92,9 @@ __all__ = [
     "ServerError",
     # models
     "Page",
+    "SyncPage",
+    "AsyncPage",
+    "AsyncPaginator",
     "Token",
     "CreatedToken",
     "User",
@@ -104,8 +113,13 @@ __all__ = [
     "TokenType",
     "TokenState",
     "Scope",
+    "VerifyReason",
     "OrgRole",
     "WorkspaceRole",
+    "TokenCreators",
+    "TOKEN_TYPES",
+    "TOKEN_STATES",
+    "SCOPES",
     # token format
     "TOKEN_PATTERN",
     "is_well_formed",

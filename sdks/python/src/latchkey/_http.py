@@ -120,12 +120,26 @@ def resolve_base_url(url: Optional[str]) -> str:
     return url.rstrip("/")
 
 
-def resolve_token(token: Optional[str]) -> Optional[str]:
-    """The token from the argument or ``LATCHKEY_API_KEY`` (``None``: anonymous)."""
+def resolve_token(token: Optional[str], *, anonymous: bool = False) -> Optional[str]:
+    """The token from the argument or ``LATCHKEY_API_KEY``.
+
+    Without one, a client fails here, at construction, naming what to set, rather than at
+    its first call with a 401; ``anonymous=True`` builds a client for the public calls
+    only (``None``)."""
+    if anonymous:
+        if token is not None and str(token).strip():
+            raise ConfigurationError("a token and anonymous=True contradict each other")
+        return None
     if token is None:
         token = os.environ.get(ENV_API_KEY)
     token = (token or "").strip()
-    return token or None
+    if not token:
+        raise ConfigurationError(
+            f"no API token: pass Client(url, token) or set {ENV_API_KEY}; "
+            "for public calls only (verify, sign_in, health, report_leaked) "
+            "pass anonymous=True"
+        )
+    return token
 
 
 def seg(value: Any) -> str:

@@ -2,8 +2,10 @@
 
 Each class has ``from_dict`` that takes the server's JSON object. Unknown keys are ignored so
 a newer server does not break an older SDK. Times are timezone-aware ``datetime`` objects in
-UTC. Enumerated values (token type, state, roles, scopes) are plain strings as on the wire;
-the ``TokenType``, ``TokenState``, ``Scope`` and role constants name them.
+UTC. Enumerated values (token type, state, roles, scopes) are plain strings as on the wire,
+typed with ``Literal`` aliases (``TokenType``, ``TokenState``, ``Scope``, ...) so a type
+checker catches a misspelt ``"personnal"``; a value a newer server adds still arrives as
+its string.
 
 The only object that ever holds a secret is :class:`CreatedToken` (the answer of a token
 create or rotate), and its ``token`` field is left out of ``repr()``.
@@ -14,14 +16,32 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable, Dict, Generic, Iterator, List, Mapping, Optional, TypeVar
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Generic,
+    Iterator,
+    List,
+    Literal,
+    Mapping,
+    Optional,
+    Tuple,
+    TypeVar,
+    get_args,
+)
 
 __all__ = [
     "TokenType",
     "TokenState",
     "Scope",
+    "VerifyReason",
     "OrgRole",
     "WorkspaceRole",
+    "TokenCreators",
+    "TOKEN_TYPES",
+    "TOKEN_STATES",
+    "SCOPES",
     "Page",
     "Token",
     "CreatedToken",
@@ -43,52 +63,36 @@ __all__ = [
 T = TypeVar("T")
 
 
-class TokenType:
-    """Token type names (``Token.type``)."""
+#: Token type names (``Token.type``).
+TokenType = Literal["personal", "legacy", "client", "frontend", "admin"]
+#: Token state names (``Token.state``); ``suspended`` and ``type_disabled`` are derived
+#: when read (the owner is deactivated, the type is disabled).
+TokenState = Literal["active", "revoked", "expired", "suspended", "type_disabled"]
+#: Scope names (``Token.scopes``).
+Scope = Literal[
+    "projects:read",
+    "projects:write",
+    "tokens:read",
+    "tokens:write",
+    "members:read",
+    "introspect",
+    "admin",
+]
+#: Why a token check failed (``VerifyResult.reason``).
+VerifyReason = Literal[
+    "bad_format", "not_found", "expired", "revoked", "type_disabled", "suspended"
+]
+#: A user's role in the organization (``User.role``).
+OrgRole = Literal["owner", "admin", "member"]
+#: A user's role in a workspace (``Member.role``).
+WorkspaceRole = Literal["admin", "member", "viewer"]
+#: Who may create tokens (``TokenSettings.token_creators``).
+TokenCreators = Literal["members", "admins"]
 
-    PERSONAL = "personal"
-    LEGACY = "legacy"
-    CLIENT = "client"
-    FRONTEND = "frontend"
-    ADMIN = "admin"
-
-
-class TokenState:
-    """Token state names (``Token.state``)."""
-
-    ACTIVE = "active"
-    REVOKED = "revoked"
-    EXPIRED = "expired"
-    SUSPENDED = "suspended"
-    TYPE_DISABLED = "type_disabled"
-
-
-class Scope:
-    """Scope names (``Token.scopes``)."""
-
-    PROJECTS_READ = "projects:read"
-    PROJECTS_WRITE = "projects:write"
-    TOKENS_READ = "tokens:read"
-    TOKENS_WRITE = "tokens:write"
-    MEMBERS_READ = "members:read"
-    INTROSPECT = "introspect"
-    ADMIN = "admin"
-
-
-class OrgRole:
-    """A user's role in the organization (``User.role``)."""
-
-    OWNER = "owner"
-    ADMIN = "admin"
-    MEMBER = "member"
-
-
-class WorkspaceRole:
-    """A user's role in a workspace (``Member.role``)."""
-
-    ADMIN = "admin"
-    MEMBER = "member"
-    VIEWER = "viewer"
+#: Every value of each literal type, for code that needs them at run time.
+TOKEN_TYPES: Tuple[TokenType, ...] = get_args(TokenType)
+TOKEN_STATES: Tuple[TokenState, ...] = get_args(TokenState)
+SCOPES: Tuple[Scope, ...] = get_args(Scope)
 
 
 _RFC3339 = re.compile(
@@ -128,7 +132,8 @@ def _req_dt(value: Any) -> datetime:
     return parsed
 
 
-def _str_list(value: Any) -> List[str]:
+def _str_list(value: Any) -> List[Any]:
+    # List[Any]: the strings may be typed as a Literal (scopes, token types) by the caller.
     return [str(v) for v in (value or [])]
 
 
@@ -166,11 +171,11 @@ class Token:
 
     id: str
     name: str
-    type: str
+    type: TokenType
     hint: str
-    state: str
+    state: TokenState
     created_at: datetime
-    scopes: List[str] = field(default_factory=list)
+    scopes: List[Scope] = field(default_factory=list)
     projects: List[str] = field(default_factory=list)
     workspace_id: Optional[str] = None
     workspace_name: Optional[str] = None
@@ -211,7 +216,7 @@ class Token:
     @property
     def active(self) -> bool:
         """Whether the token's state is ``active``."""
-        return self.state == TokenState.ACTIVE
+        return self.state == "active"
 
 
 @dataclass
@@ -243,7 +248,7 @@ class User:
 
     id: str
     username: str
-    role: str
+    role: OrgRole
     active: bool
     created_at: datetime
     display_name: Optional[str] = None
@@ -280,7 +285,7 @@ class Membership:
 
     workspace_id: str
     workspace_name: str
-    role: str
+    role: WorkspaceRole
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Membership":
@@ -297,7 +302,7 @@ class Me:
 
     id: str
     username: str
-    role: str
+    role: OrgRole
     active: bool
     created_at: datetime
     org: Org
@@ -359,7 +364,7 @@ class Member:
     workspace_id: str
     user_id: str
     username: str
-    role: str
+    role: WorkspaceRole
     created_at: datetime
 
     @classmethod
@@ -404,7 +409,7 @@ class VerifyResult:
 
     valid: bool
     token: Optional[Token] = None
-    reason: Optional[str] = None
+    reason: Optional[VerifyReason] = None
 
     def __bool__(self) -> bool:
         return self.valid
@@ -435,7 +440,7 @@ class Introspection:
     exp: Optional[int] = None
     iat: Optional[int] = None
     workspace_id: Optional[str] = None
-    latchkey_type: Optional[str] = None
+    latchkey_type: Optional[TokenType] = None
 
     def __bool__(self) -> bool:
         return self.active
@@ -524,8 +529,8 @@ class InstanceSettings:
 class TokenSettings:
     """An organization's token settings."""
 
-    enabled_types: List[str]
-    token_creators: str
+    enabled_types: List[TokenType]
+    token_creators: TokenCreators
     personal_token_ttl_days: Optional[int] = None
     max_tokens_per_user: Optional[int] = None
 

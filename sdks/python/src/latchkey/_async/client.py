@@ -1,14 +1,17 @@
-"""The asynchronous client: the same surface as :class:`~latchkey.Client`, awaited."""
+"""The asynchronous client, :class:`~latchkey.AsyncClient`.
+
+This file is the source of the synchronous client too: ``scripts/gen_sync.py`` writes
+``latchkey/_sync/client.py`` from it with the ``unasync`` tool (as httpx and httpcore do),
+so the two cannot drift apart. Edit this file, then run ``python scripts/gen_sync.py``;
+a test fails while the generated file is out of date.
+"""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime
 from typing import (
     Any,
     AsyncIterator,
-    Awaitable,
-    Callable,
     Dict,
     Mapping,
     Optional,
@@ -19,8 +22,9 @@ from typing import (
 
 import httpx
 
-from . import _endpoints as E
-from ._http import (
+from .. import _endpoints as E
+from .._concurrency import AsyncLock, async_sleep
+from .._http import (
     DEFAULT_MAX_RETRIES,
     DEFAULT_TIMEOUT,
     NOT_GIVEN,
@@ -35,7 +39,7 @@ from ._http import (
     resolve_base_url,
     resolve_token,
 )
-from ._models import (
+from .._models import (
     AuditEvent,
     CreatedToken,
     Health,
@@ -43,36 +47,48 @@ from ._models import (
     Introspection,
     Me,
     Member,
-    Page,
+    OrgRole,
     Project,
+    Scope,
     Token,
+    TokenCreators,
     TokenSettings,
+    TokenType,
     User,
     VerifyResult,
     Workspace,
+    WorkspaceRole,
 )
+from .._pagination import AsyncListMethod, AsyncPaginator, MakeCall, paginate_async
 
 T = TypeVar("T")
 
-__all__ = ["AsyncClient"]
+__all__ = ["AsyncClient", "AsyncTokens", "AsyncMembers", "AsyncUsers"]
 
 
 class AsyncClient:
-    """An asynchronous Latchkey API client, with the surface of :class:`~latchkey.Client`.
+    """The asynchronous Latchkey API client.
 
     ``AsyncClient(url, token)``, or ``AsyncClient()`` to read ``LATCHKEY_URL`` and
-    ``LATCHKEY_API_KEY``. A URL without a scheme means ``https://``. A personal token
-    (``lkp_``) is exchanged for a short-lived access JWT and refreshed before it expires,
-    transparently (concurrent tasks share one refresh); other tokens are sent as they are.
-    ``jwt_exchange=False`` turns the exchange off (``True`` tries it for any token).
+    ``LATCHKEY_API_KEY``. A URL without a scheme means ``https://``. Without a token the
+    client refuses to be built (it says what to set), unless ``anonymous=True``: then only
+    public calls work (``verify``, ``sign_in``, ``health``, ``report_leaked``).
+
+    A personal token (``lkp_``) is exchanged for a short-lived access JWT and refreshed
+    before it expires, transparently (concurrent callers share one refresh); other tokens
+    are sent as they are. ``jwt_exchange=False`` turns the exchange off (``True`` tries it
+    for any token).
 
     Requests time out after ``timeout`` seconds (a float or an ``httpx.Timeout``).
     Connection errors and 429/503 answers are retried up to ``max_retries`` times with
     backoff (honouring ``Retry-After``), for idempotent requests and those carrying an
     ``Idempotency-Key`` only. Errors raise :class:`~latchkey.APIError` subclasses.
 
-    Use it as an async context manager, or call :meth:`aclose`, to release connections.
-    Safe to share between tasks of one event loop.
+    List methods return results that walk every page when iterated; ``.items`` is the
+    first page.
+
+    Use it as a context manager, or call :meth:`aclose`, to release connections. One
+    client may be shared by every thread (sync) or by every task of one event loop (async).
     """
 
     def __init__(
@@ -85,13 +101,15 @@ class AsyncClient:
         jwt_exchange: Optional[bool] = None,
         headers: Optional[Mapping[str, str]] = None,
         http_client: Optional[httpx.AsyncClient] = None,
+        anonymous: bool = False,
     ) -> None:
         base_url = resolve_base_url(url)
+        credential = resolve_token(token, anonymous=anonymous)
         self._owns_http = http_client is None
         http = http_client or httpx.AsyncClient(cookies=no_cookie_jar(), follow_redirects=False)
         self._core = Core(
             base_url,
-            resolve_token(token),
+            credential,
             timeout=timeout,
             max_retries=max_retries,
             jwt_exchange=jwt_exchange,
@@ -99,8 +117,8 @@ class AsyncClient:
             http_client=http,
         )
         self._http = http
-        self._refresh_lock: Optional[asyncio.Lock] = None
-        self._sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+        self._refresh_lock = AsyncLock()
+        self._sleep = async_sleep
         self.tokens = AsyncTokens(self)
         self.members = AsyncMembers(self)
         self.users = AsyncUsers(self)
@@ -138,14 +156,15 @@ class AsyncClient:
             elif isinstance(action, Sleep):
                 await self._sleep(action.seconds)
             elif isinstance(action, EnsureFresh):
-                if self._refresh_lock is None:
-                    self._refresh_lock = asyncio.Lock()
                 async with self._refresh_lock:
                     if self._core.auth.wants_refresh():
                         await self._drive(self._core.refresh_flow())
 
     async def _call(self, call: Call[T]) -> T:
         return await self._drive(self._core.call_flow(call))
+
+    def _list(self, make: MakeCall[T], cursor: Optional[str]) -> AsyncPaginator[T]:
+        return paginate_async(self._call, make, cursor)
 
     # -- about the client
 
@@ -184,10 +203,11 @@ class AsyncClient:
         )
 
     async def paginate(
-        self, method: Callable[..., Awaitable[Page[T]]], *args: Any, **kwargs: Any
+        self, method: AsyncListMethod[T], *args: Any, **kwargs: Any
     ) -> AsyncIterator[T]:
-        """Iterates every item of a list method, page after page:
-        ``async for t in client.paginate(client.tokens.list, workspace="Workspace 1")``."""
+        """Iterates every item of a list method, page after page (as iterating the list
+        result itself does): ``client.paginate(client.tokens.list, workspace="Workspace 1")``.
+        """
         cursor = kwargs.pop("cursor", None)
         while True:
             page = await method(*args, cursor=cursor, **kwargs)
@@ -206,7 +226,8 @@ class AsyncClient:
     async def ready(self) -> bool:
         """Whether ``GET /readyz`` answers ready."""
         try:
-            return (await self._call(E.readyz())).ok
+            health = await self._call(E.readyz())
+            return health.ok
         except Exception:
             return False
 
@@ -227,11 +248,11 @@ class AsyncClient:
         """Who am I: the user, the organization and the workspace memberships."""
         return await self._call(E.me())
 
-    async def workspaces(
+    def workspaces(
         self, *, limit: Optional[int] = None, cursor: Optional[str] = None
-    ) -> Page[Workspace]:
+    ) -> AsyncPaginator[Workspace]:
         """Workspaces the caller may enter."""
-        return await self._call(E.list_workspaces(limit, cursor))
+        return self._list(lambda at: E.list_workspaces(limit, at), cursor)
 
     async def workspace(self, workspace: str) -> Workspace:
         """One workspace, by id or name."""
@@ -253,15 +274,15 @@ class AsyncClient:
         own workspace (``POST /projects``)."""
         return await self._call(E.create_project(name, description, workspace))
 
-    async def list_projects(
+    def list_projects(
         self,
         workspace: Optional[str] = None,
         *,
         limit: Optional[int] = None,
         cursor: Optional[str] = None,
-    ) -> Page[Project]:
+    ) -> AsyncPaginator[Project]:
         """Projects of ``workspace`` (id or name), or of the token's workspace."""
-        return await self._call(E.list_projects(workspace, limit, cursor))
+        return self._list(lambda at: E.list_projects(workspace, limit, at), cursor)
 
     async def delete_project(self, project_id: str, *, workspace: str) -> None:
         """Deletes a project of ``workspace`` (id or name)."""
@@ -294,7 +315,7 @@ class AsyncClient:
 
     # -- audit, settings
 
-    async def audit_events(
+    def audit_events(
         self,
         *,
         workspace: Optional[str] = None,
@@ -305,11 +326,12 @@ class AsyncClient:
         until: Union[datetime, str, None] = None,
         limit: Optional[int] = None,
         cursor: Optional[str] = None,
-    ) -> Page[AuditEvent]:
+    ) -> AsyncPaginator[AuditEvent]:
         """The audit log, newest first, filtered by workspace id, actor user id, token id,
         action (``token.created``, ...) and time (``since`` inclusive, ``until`` exclusive)."""
-        return await self._call(
-            E.audit_events(workspace, actor, token, action, since, until, limit, cursor)
+        return self._list(
+            lambda at: E.audit_events(workspace, actor, token, action, since, until, limit, at),
+            cursor,
         )
 
     async def instance_settings(self) -> InstanceSettings:
@@ -340,10 +362,10 @@ class AsyncClient:
         self,
         org: Optional[str] = None,
         *,
-        enabled_types: Union[Sequence[str], NotGiven] = NOT_GIVEN,
+        enabled_types: Union[Sequence[TokenType], NotGiven] = NOT_GIVEN,
         personal_token_ttl_days: Union[int, None, NotGiven] = NOT_GIVEN,
         max_tokens_per_user: Union[int, None, NotGiven] = NOT_GIVEN,
-        token_creators: Union[str, NotGiven] = NOT_GIVEN,
+        token_creators: Union[TokenCreators, NotGiven] = NOT_GIVEN,
     ) -> TokenSettings:
         """Changes the organization's token settings; ``None`` means the default
         (``personal_token_ttl_days``) or unlimited (``max_tokens_per_user``)."""
@@ -369,8 +391,8 @@ class AsyncTokens:
         self,
         workspace: str,
         name: str,
-        type: str = "personal",
-        scopes: Optional[Sequence[str]] = None,
+        type: TokenType = "personal",
+        scopes: Optional[Sequence[Scope]] = None,
         projects: Optional[Sequence[str]] = None,
         environment: Optional[str] = None,
         expires_in_days: Optional[int] = None,
@@ -394,16 +416,17 @@ class AsyncTokens:
             )
         )
 
-    async def list(
+    def list(
         self,
         workspace: Optional[str] = None,
         *,
         limit: Optional[int] = None,
         cursor: Optional[str] = None,
-    ) -> Page[Token]:
+    ) -> AsyncPaginator[Token]:
         """Tokens of ``workspace`` (id or name) that the caller may see; without a workspace,
-        the caller's own tokens in every workspace."""
-        return await self._client._call(E.list_tokens(workspace, limit, cursor))
+        the caller's own tokens in every workspace. Iterating the result walks every page;
+        ``limit`` is the page size."""
+        return self._client._list(lambda at: E.list_tokens(workspace, limit, at), cursor)
 
     async def get(self, token_id: str) -> Token:
         """One token's metadata."""
@@ -444,13 +467,13 @@ class AsyncMembers:
     def __init__(self, client: AsyncClient) -> None:
         self._client = client
 
-    async def list(
+    def list(
         self, workspace: str, *, limit: Optional[int] = None, cursor: Optional[str] = None
-    ) -> Page[Member]:
+    ) -> AsyncPaginator[Member]:
         """Members of a workspace (id or name)."""
-        return await self._client._call(E.list_members(workspace, limit, cursor))
+        return self._client._list(lambda at: E.list_members(workspace, limit, at), cursor)
 
-    async def put(self, workspace: str, user_id: str, role: str = "member") -> Member:
+    async def put(self, workspace: str, user_id: str, role: WorkspaceRole = "member") -> Member:
         """Adds a user to a workspace, or changes their role (``admin``, ``member``,
         ``viewer``)."""
         return await self._client._call(E.put_member(workspace, user_id, role))
@@ -466,17 +489,17 @@ class AsyncUsers:
     def __init__(self, client: AsyncClient) -> None:
         self._client = client
 
-    async def list(
+    def list(
         self, *, limit: Optional[int] = None, cursor: Optional[str] = None
-    ) -> Page[User]:
+    ) -> AsyncPaginator[User]:
         """Users of the organization."""
-        return await self._client._call(E.list_users(limit, cursor))
+        return self._client._list(lambda at: E.list_users(limit, at), cursor)
 
     async def create(
         self,
         username: str,
         password: str,
-        role: str = "member",
+        role: OrgRole = "member",
         *,
         display_name: Optional[str] = None,
         email: Optional[str] = None,
@@ -495,7 +518,7 @@ class AsyncUsers:
         user_id: str,
         *,
         active: Union[bool, NotGiven] = NOT_GIVEN,
-        role: Union[str, NotGiven] = NOT_GIVEN,
+        role: Union[OrgRole, NotGiven] = NOT_GIVEN,
         display_name: Union[str, None, NotGiven] = NOT_GIVEN,
         email: Union[str, None, NotGiven] = NOT_GIVEN,
         password: Union[str, NotGiven] = NOT_GIVEN,

@@ -1,16 +1,28 @@
-"""The synchronous client."""
+"""The synchronous client, generated from ``latchkey/_async/client.py``.
+
+Do not edit: change the async source, then run ``python scripts/gen_sync.py`` (a test fails
+while this file is out of date).
+"""
 
 from __future__ import annotations
 
-import threading
-import time
 from datetime import datetime
-from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Sequence, TypeVar, Union
+from typing import (
+    Any,
+    Dict,
+    Iterator,
+    Mapping,
+    Optional,
+    Sequence,
+    TypeVar,
+    Union,
+)
 
 import httpx
 
-from . import _endpoints as E
-from ._http import (
+from .. import _endpoints as E
+from .._concurrency import SyncLock, sync_sleep
+from .._http import (
     DEFAULT_MAX_RETRIES,
     DEFAULT_TIMEOUT,
     NOT_GIVEN,
@@ -25,7 +37,7 @@ from ._http import (
     resolve_base_url,
     resolve_token,
 )
-from ._models import (
+from .._models import (
     AuditEvent,
     CreatedToken,
     Health,
@@ -33,36 +45,48 @@ from ._models import (
     Introspection,
     Me,
     Member,
-    Page,
+    OrgRole,
     Project,
+    Scope,
     Token,
+    TokenCreators,
     TokenSettings,
+    TokenType,
     User,
     VerifyResult,
     Workspace,
+    WorkspaceRole,
 )
+from .._pagination import MakeCall, SyncListMethod, SyncPage, paginate_sync
 
 T = TypeVar("T")
 
-__all__ = ["Client"]
+__all__ = ["Client", "Tokens", "Members", "Users"]
 
 
 class Client:
-    """A Latchkey API client.
+    """The synchronous Latchkey API client.
 
-    ``Client(url, token)``, or ``Client()`` to read ``LATCHKEY_URL`` and ``LATCHKEY_API_KEY``.
-    A URL without a scheme means ``https://``. A personal token (``lkp_``) is exchanged for a
-    short-lived access JWT and refreshed before it expires, transparently and thread-safely;
-    other tokens are sent as they are. ``jwt_exchange=False`` turns the exchange off (``True``
-    tries it for any token).
+    ``Client(url, token)``, or ``Client()`` to read ``LATCHKEY_URL`` and
+    ``LATCHKEY_API_KEY``. A URL without a scheme means ``https://``. Without a token the
+    client refuses to be built (it says what to set), unless ``anonymous=True``: then only
+    public calls work (``verify``, ``sign_in``, ``health``, ``report_leaked``).
+
+    A personal token (``lkp_``) is exchanged for a short-lived access JWT and refreshed
+    before it expires, transparently (concurrent callers share one refresh); other tokens
+    are sent as they are. ``jwt_exchange=False`` turns the exchange off (``True`` tries it
+    for any token).
 
     Requests time out after ``timeout`` seconds (a float or an ``httpx.Timeout``).
     Connection errors and 429/503 answers are retried up to ``max_retries`` times with
     backoff (honouring ``Retry-After``), for idempotent requests and those carrying an
     ``Idempotency-Key`` only. Errors raise :class:`~latchkey.APIError` subclasses.
 
-    Use it as a context manager, or call :meth:`close`, to release connections. Safe to
-    share between threads.
+    List methods return results that walk every page when iterated; ``.items`` is the
+    first page.
+
+    Use it as a context manager, or call :meth:`close`, to release connections. One
+    client may be shared by every thread (sync) or by every task of one event loop (async).
     """
 
     def __init__(
@@ -75,13 +99,15 @@ class Client:
         jwt_exchange: Optional[bool] = None,
         headers: Optional[Mapping[str, str]] = None,
         http_client: Optional[httpx.Client] = None,
+        anonymous: bool = False,
     ) -> None:
         base_url = resolve_base_url(url)
+        credential = resolve_token(token, anonymous=anonymous)
         self._owns_http = http_client is None
         http = http_client or httpx.Client(cookies=no_cookie_jar(), follow_redirects=False)
         self._core = Core(
             base_url,
-            resolve_token(token),
+            credential,
             timeout=timeout,
             max_retries=max_retries,
             jwt_exchange=jwt_exchange,
@@ -89,8 +115,8 @@ class Client:
             http_client=http,
         )
         self._http = http
-        self._refresh_lock = threading.Lock()
-        self._sleep: Callable[[float], None] = time.sleep
+        self._refresh_lock = SyncLock()
+        self._sleep = sync_sleep
         self.tokens = Tokens(self)
         self.members = Members(self)
         self.users = Users(self)
@@ -135,6 +161,9 @@ class Client:
     def _call(self, call: Call[T]) -> T:
         return self._drive(self._core.call_flow(call))
 
+    def _list(self, make: MakeCall[T], cursor: Optional[str]) -> SyncPage[T]:
+        return paginate_sync(self._call, make, cursor)
+
     # -- about the client
 
     @property
@@ -169,13 +198,15 @@ class Client:
         decoded JSON (``None`` for an empty answer)."""
         return self._call(E.raw(method, path, params, json, content, headers, idempotency_key))
 
-    def paginate(self, method: Callable[..., Page[T]], *args: Any, **kwargs: Any) -> Iterator[T]:
-        """Iterates every item of a list method, page after page:
-        ``for t in client.paginate(client.tokens.list, workspace="Workspace 1")``."""
+    def paginate(self, method: SyncListMethod[T], *args: Any, **kwargs: Any) -> Iterator[T]:
+        """Iterates every item of a list method, page after page (as iterating the list
+        result itself does): ``client.paginate(client.tokens.list, workspace="Workspace 1")``.
+        """
         cursor = kwargs.pop("cursor", None)
         while True:
             page = method(*args, cursor=cursor, **kwargs)
-            yield from page.items
+            for item in page.items:
+                yield item
             if not page.next_cursor:
                 return
             cursor = page.next_cursor
@@ -189,7 +220,8 @@ class Client:
     def ready(self) -> bool:
         """Whether ``GET /readyz`` answers ready."""
         try:
-            return self._call(E.readyz()).ok
+            health = self._call(E.readyz())
+            return health.ok
         except Exception:
             return False
 
@@ -212,9 +244,9 @@ class Client:
 
     def workspaces(
         self, *, limit: Optional[int] = None, cursor: Optional[str] = None
-    ) -> Page[Workspace]:
+    ) -> SyncPage[Workspace]:
         """Workspaces the caller may enter."""
-        return self._call(E.list_workspaces(limit, cursor))
+        return self._list(lambda at: E.list_workspaces(limit, at), cursor)
 
     def workspace(self, workspace: str) -> Workspace:
         """One workspace, by id or name."""
@@ -242,9 +274,9 @@ class Client:
         *,
         limit: Optional[int] = None,
         cursor: Optional[str] = None,
-    ) -> Page[Project]:
+    ) -> SyncPage[Project]:
         """Projects of ``workspace`` (id or name), or of the token's workspace."""
-        return self._call(E.list_projects(workspace, limit, cursor))
+        return self._list(lambda at: E.list_projects(workspace, limit, at), cursor)
 
     def delete_project(self, project_id: str, *, workspace: str) -> None:
         """Deletes a project of ``workspace`` (id or name)."""
@@ -288,11 +320,12 @@ class Client:
         until: Union[datetime, str, None] = None,
         limit: Optional[int] = None,
         cursor: Optional[str] = None,
-    ) -> Page[AuditEvent]:
+    ) -> SyncPage[AuditEvent]:
         """The audit log, newest first, filtered by workspace id, actor user id, token id,
         action (``token.created``, ...) and time (``since`` inclusive, ``until`` exclusive)."""
-        return self._call(
-            E.audit_events(workspace, actor, token, action, since, until, limit, cursor)
+        return self._list(
+            lambda at: E.audit_events(workspace, actor, token, action, since, until, limit, at),
+            cursor,
         )
 
     def instance_settings(self) -> InstanceSettings:
@@ -323,10 +356,10 @@ class Client:
         self,
         org: Optional[str] = None,
         *,
-        enabled_types: Union[Sequence[str], NotGiven] = NOT_GIVEN,
+        enabled_types: Union[Sequence[TokenType], NotGiven] = NOT_GIVEN,
         personal_token_ttl_days: Union[int, None, NotGiven] = NOT_GIVEN,
         max_tokens_per_user: Union[int, None, NotGiven] = NOT_GIVEN,
-        token_creators: Union[str, NotGiven] = NOT_GIVEN,
+        token_creators: Union[TokenCreators, NotGiven] = NOT_GIVEN,
     ) -> TokenSettings:
         """Changes the organization's token settings; ``None`` means the default
         (``personal_token_ttl_days``) or unlimited (``max_tokens_per_user``)."""
@@ -352,8 +385,8 @@ class Tokens:
         self,
         workspace: str,
         name: str,
-        type: str = "personal",
-        scopes: Optional[Sequence[str]] = None,
+        type: TokenType = "personal",
+        scopes: Optional[Sequence[Scope]] = None,
         projects: Optional[Sequence[str]] = None,
         environment: Optional[str] = None,
         expires_in_days: Optional[int] = None,
@@ -383,10 +416,11 @@ class Tokens:
         *,
         limit: Optional[int] = None,
         cursor: Optional[str] = None,
-    ) -> Page[Token]:
+    ) -> SyncPage[Token]:
         """Tokens of ``workspace`` (id or name) that the caller may see; without a workspace,
-        the caller's own tokens in every workspace."""
-        return self._client._call(E.list_tokens(workspace, limit, cursor))
+        the caller's own tokens in every workspace. Iterating the result walks every page;
+        ``limit`` is the page size."""
+        return self._client._list(lambda at: E.list_tokens(workspace, limit, at), cursor)
 
     def get(self, token_id: str) -> Token:
         """One token's metadata."""
@@ -429,11 +463,11 @@ class Members:
 
     def list(
         self, workspace: str, *, limit: Optional[int] = None, cursor: Optional[str] = None
-    ) -> Page[Member]:
+    ) -> SyncPage[Member]:
         """Members of a workspace (id or name)."""
-        return self._client._call(E.list_members(workspace, limit, cursor))
+        return self._client._list(lambda at: E.list_members(workspace, limit, at), cursor)
 
-    def put(self, workspace: str, user_id: str, role: str = "member") -> Member:
+    def put(self, workspace: str, user_id: str, role: WorkspaceRole = "member") -> Member:
         """Adds a user to a workspace, or changes their role (``admin``, ``member``,
         ``viewer``)."""
         return self._client._call(E.put_member(workspace, user_id, role))
@@ -449,15 +483,15 @@ class Users:
     def __init__(self, client: Client) -> None:
         self._client = client
 
-    def list(self, *, limit: Optional[int] = None, cursor: Optional[str] = None) -> Page[User]:
+    def list(self, *, limit: Optional[int] = None, cursor: Optional[str] = None) -> SyncPage[User]:
         """Users of the organization."""
-        return self._client._call(E.list_users(limit, cursor))
+        return self._client._list(lambda at: E.list_users(limit, at), cursor)
 
     def create(
         self,
         username: str,
         password: str,
-        role: str = "member",
+        role: OrgRole = "member",
         *,
         display_name: Optional[str] = None,
         email: Optional[str] = None,
@@ -474,7 +508,7 @@ class Users:
         user_id: str,
         *,
         active: Union[bool, NotGiven] = NOT_GIVEN,
-        role: Union[str, NotGiven] = NOT_GIVEN,
+        role: Union[OrgRole, NotGiven] = NOT_GIVEN,
         display_name: Union[str, None, NotGiven] = NOT_GIVEN,
         email: Union[str, None, NotGiven] = NOT_GIVEN,
         password: Union[str, NotGiven] = NOT_GIVEN,
