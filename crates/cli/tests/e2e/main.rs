@@ -14,6 +14,7 @@ mod errors;
 mod governance;
 mod integration;
 mod lifecycle;
+mod observability;
 mod process;
 mod proxies;
 mod scale_out;

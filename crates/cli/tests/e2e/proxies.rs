@@ -721,7 +721,10 @@ async fn recipe_holds(kind: ProxyKind) {
     let seen = upstream_saw(&answer).unwrap();
     assert_eq!(seen["x-latchkey-token-type"], ["client"]);
     assert_eq!(seen["x-latchkey-environment"], ["staging"]);
-    assert_eq!(seen["x-latchkey-projects"], std::slice::from_ref(&project.id));
+    assert_eq!(
+        seen["x-latchkey-projects"],
+        std::slice::from_ref(&project.id)
+    );
     assert!(!seen.contains_key("x-latchkey-user"), "{kind:?}: {seen:?}");
 
     // Route policies from the page: a client token is kept out of /api/admin/, whatever

@@ -1,0 +1,191 @@
+//! The Prometheus alert rules and the Grafana dashboard in `docs/observability/`: promtool
+//! accepts the rules and their unit tests pass, every dashboard query parses as PromQL, and
+//! every metric they name is one a real server exports (or one of the two that DESIGN.md §8
+//! announces for the lifecycle work).
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::harness::TestServer;
+
+/// Metrics the rules and dashboard use before the server exports them (DESIGN.md §8: the
+/// expiry gauge, and the webhook delivery counter the lifecycle work adds under this name).
+const ANNOUNCED: [&str; 2] = [
+    "latchkey_tokens_expiring",
+    "latchkey_webhook_deliveries_total",
+];
+
+fn docs() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/observability")
+}
+
+fn promtool() -> Option<PathBuf> {
+    let found = ["/usr/bin/promtool", "/usr/local/bin/promtool"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists());
+    if found.is_none() {
+        let why = "SKIP: promtool is not installed (apt-get install prometheus; .ci/run does it)";
+        assert!(
+            std::env::var("LATCHKEY_TEST_REQUIRE_ALL").as_deref() != Ok("1"),
+            "{why}"
+        );
+        eprintln!("{why}");
+    }
+    found
+}
+
+fn run(promtool: &Path, args: &[&str], dir: &Path) {
+    let out = Command::new(promtool)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run promtool");
+    assert!(
+        out.status.success(),
+        "promtool {args:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Every `latchkey_*` metric name in `text`, histogram suffixes folded into the family.
+fn metric_names(text: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("latchkey_") {
+        let boundary = rest[..at]
+            .chars()
+            .next_back()
+            .is_none_or(|c| !(c.is_ascii_alphanumeric() || c == '_'));
+        let tail = &rest[at..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'))
+            .unwrap_or(tail.len());
+        let name = &tail[..end];
+        if boundary {
+            let family = ["_bucket", "_count", "_sum"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .unwrap_or(name);
+            names.insert(family.to_owned());
+        }
+        rest = &tail[end.max(1)..];
+    }
+    names
+}
+
+/// The PromQL of every panel (and template query) of the dashboard.
+fn dashboard_queries(dashboard: &serde_json::Value) -> Vec<String> {
+    fn walk(value: &serde_json::Value, out: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                if let Some(serde_json::Value::String(expr)) = map.get("expr") {
+                    out.push(expr.clone());
+                }
+                map.values().for_each(|v| walk(v, out));
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| walk(v, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(dashboard, &mut out);
+    out
+}
+
+#[tokio::test]
+async fn alert_rules_and_dashboard_use_what_the_server_exports() {
+    let dir = docs();
+    let rules = std::fs::read_to_string(dir.join("latchkey-alerts.yml")).expect("alert rules");
+    let dashboard_text =
+        std::fs::read_to_string(dir.join("grafana-dashboard.json")).expect("dashboard");
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&dashboard_text).expect("the dashboard is JSON");
+
+    // The dashboard is importable: unique panel ids, a Prometheus data source variable, and
+    // a query in every graph.
+    let panels = dashboard["panels"].as_array().expect("panels");
+    let ids: BTreeSet<u64> = panels.iter().filter_map(|p| p["id"].as_u64()).collect();
+    assert_eq!(ids.len(), panels.len(), "panel ids must be unique");
+    for panel in panels.iter().filter(|p| p["type"] != "row") {
+        let targets = panel["targets"].as_array().expect("targets");
+        assert!(!targets.is_empty(), "panel {} has no query", panel["title"]);
+        assert_eq!(panel["datasource"]["uid"], "${datasource}");
+    }
+    let queries = dashboard_queries(&dashboard);
+    assert!(queries.len() >= 20, "{} queries", queries.len());
+
+    if let Some(promtool) = promtool() {
+        run(&promtool, &["check", "rules", "latchkey-alerts.yml"], &dir);
+        run(
+            &promtool,
+            &["test", "rules", "latchkey-alerts.test.yml"],
+            &dir,
+        );
+        // Each dashboard query, with Grafana's variables filled in, as a recording rule
+        // that promtool parses.
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mut as_rules = String::from("groups:\n  - name: dashboard\n    rules:\n");
+        for (i, query) in queries.iter().enumerate() {
+            let promql = query
+                .replace("$__rate_interval", "5m")
+                .replace("$job", ".*")
+                .replace("$instance", ".*");
+            let quoted = serde_json::to_string(&promql).expect("quote");
+            as_rules.push_str(&format!(
+                "      - record: dashboard:query_{i}\n        expr: {quoted}\n"
+            ));
+        }
+        std::fs::write(tmp.path().join("dashboard.yml"), as_rules).expect("write");
+        run(&promtool, &["check", "rules", "dashboard.yml"], tmp.path());
+    }
+
+    // Every name is exported by a real server, after it has answered requests.
+    let server = TestServer::start().await;
+    let admin = server.admin();
+    admin.me().await.expect("me");
+    admin.verify("lkp_not_a_token").await.expect("verify");
+    let exported = server
+        .http()
+        .get(format!("{}/metrics", server.url))
+        .send()
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("metrics body");
+    let exported = metric_names(&exported);
+    let used: BTreeSet<String> = metric_names(&rules)
+        .union(&metric_names(&queries.join("\n")))
+        .cloned()
+        .collect();
+    assert!(used.len() >= 12, "{used:?}");
+    let unknown: Vec<&String> = used
+        .iter()
+        .filter(|n| !exported.contains(*n) && !ANNOUNCED.contains(&n.as_str()))
+        .collect();
+    assert!(
+        unknown.is_empty(),
+        "the rules or dashboard use metrics the server does not export: {unknown:?}\nexported: {exported:?}"
+    );
+    for name in ANNOUNCED {
+        assert!(used.contains(name), "{name} is announced but unused");
+        if !exported.contains(name) {
+            eprintln!("note: {name} is not exported yet (DESIGN.md §8 lifecycle work)");
+        }
+    }
+    server.stop().await;
+}
+
+#[test]
+fn metric_names_are_found_at_word_boundaries() {
+    let names = metric_names(
+        "rate(latchkey_http_request_duration_seconds_bucket{x=\"y\"}[5m]) / not_latchkey_x + latchkey_up",
+    );
+    assert_eq!(
+        names.into_iter().collect::<Vec<_>>(),
+        ["latchkey_http_request_duration_seconds", "latchkey_up"]
+    );
+}
