@@ -41,6 +41,25 @@ if [ -d sdks/python/tests ]; then
   "$PY" -m pytest -q sdks/python/tests
 fi
 
+# The TypeScript SDK (sdks/typescript): compiled by tsc, its types checked, then node --test
+# against the real binary, Express and Hono apps included (~5 s with npm ci; node_modules
+# is kept, so a warm machine skips the install).
+if [ -f sdks/typescript/package.json ]; then
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "SKIP: npm is not installed: the TypeScript SDK tests do not run" >&2
+    [ "${LATCHKEY_TEST_REQUIRE_ALL:-}" = 1 ] && exit 1
+  else
+    ts_deps_missing=0
+    for dep in typescript express hono; do
+      [ -f "sdks/typescript/node_modules/$dep/package.json" ] || ts_deps_missing=1
+    done
+    if [ "$ts_deps_missing" = 1 ]; then
+      npm ci --prefix sdks/typescript --no-audit --no-fund --silent
+    fi
+    npm test --prefix sdks/typescript --silent
+  fi
+fi
+
 # The Debian package (tests/packaging): built with cargo-deb from the debug binary above,
 # installed with dpkg, started as its systemd unit says, backed up, restored, upgraded and
 # purged (~5 s; installing cargo-deb on a fresh machine: ~40 s, once).
