@@ -24,7 +24,7 @@ use clap::{CommandFactory as _, Parser, Subcommand, ValueEnum};
 use crate::error::{CliError, CliResult, EXIT_OK};
 use crate::operator::{AdminCmd, BackupArgs};
 use crate::remote::{
-    LoginArgs, LogoutArgs, ProjectCmd, Remote, TokenCmd, VerifyArgs, WorkspaceCmd,
+    LoginArgs, LogoutArgs, ProfileCmd, ProjectCmd, Remote, TokenCmd, VerifyArgs, WorkspaceCmd,
 };
 use crate::serve::StoreArgs;
 
@@ -72,13 +72,20 @@ Examples:
   latchkey login                                       # asks for the URL and the token
   latchkey login --url https://latchkey.example.com --token -   # token from stdin
   echo \"$TOKEN\" | latchkey login --url http://127.0.0.1:8080
+  latchkey login --profile staging --url https://keys.staging.example.com   # a second server
 
 The file is $LATCHKEY_CONFIG_DIR/config.toml, else $XDG_CONFIG_HOME/latchkey/config.toml,
 else ~/.config/latchkey/config.toml.")]
     Login(LoginArgs),
-    /// Forget the saved URL and token (the token itself keeps working until revoked).
-    #[command(after_help = "Example:\n  latchkey logout")]
+    /// Forget a saved profile (the token itself keeps working until revoked).
+    #[command(after_help = "Examples:\n  latchkey logout\n  latchkey logout --profile staging")]
     Logout(LogoutArgs),
+    /// Saved servers (profiles): list them, choose the default.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  latchkey login --profile staging --url https://keys.staging.example.com\n  latchkey profile list\n  latchkey profile use staging\n  latchkey token list --profile prod"
+    )]
+    Profile(ProfileCmd),
     /// Show who the token belongs to: user, organization, workspace memberships.
     #[command(after_help = "Examples:\n  latchkey whoami\n  latchkey whoami --output json")]
     Whoami(Remote),
@@ -168,6 +175,7 @@ async fn run(command: Command) -> CliResult {
         Command::Openapi => server_side(serve::openapi()),
         Command::Login(args) => remote::login(args).await,
         Command::Logout(args) => remote::logout(args),
+        Command::Profile(cmd) => remote::profiles(cmd),
         Command::Whoami(args) => remote::whoami(args).await,
         Command::Workspace(cmd) => remote::workspace(cmd).await,
         Command::Token(cmd) => remote::token(cmd).await,

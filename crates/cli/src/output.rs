@@ -101,19 +101,67 @@ fn opt_time(t: Option<OffsetDateTime>, none: &str) -> String {
     t.map(rfc3339).unwrap_or_else(|| none.to_owned())
 }
 
-/// `2027-08-22` (lists: the day is enough).
-fn day(t: OffsetDateTime) -> String {
-    let d = t.date();
-    format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
-}
-
-/// `2027-08-22 10:00` (UTC).
-fn minute(t: OffsetDateTime) -> String {
-    format!("{} {:02}:{:02}", day(t), t.hour(), t.minute())
-}
-
 fn or_dash(value: Option<&str>) -> String {
     value.map(clean).unwrap_or_else(|| "-".to_owned())
+}
+
+/// The short form of an id shown in tables: its last 8 characters (a UUIDv7 begins with
+/// its creation time, so the end is what tells ids apart). Commands accept it back.
+pub fn short_id(id: &str) -> String {
+    let chars: Vec<char> = id.chars().collect();
+    chars[chars.len().saturating_sub(SHORT_ID_LEN)..]
+        .iter()
+        .collect()
+}
+
+/// Characters in a [`short_id`].
+pub const SHORT_ID_LEN: usize = 8;
+
+/// A saved token as lists show one (`lkp_…a1B2`), never the secret.
+pub fn hint_of(token: &str) -> String {
+    match token.split_once('_') {
+        Some((prefix, rest)) if prefix.len() == 3 && prefix.starts_with("lk") && rest.len() > 8 => {
+            let tail: String = rest.chars().skip(rest.chars().count() - 4).collect();
+            format!("{prefix}_…{tail}")
+        }
+        _ => "<redacted>".to_owned(),
+    }
+}
+
+/// `text` cut to `max` characters, ending in `…` when cut.
+pub fn truncate(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let mut out: String = text.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+/// `t` relative to `now`, as people say it: `just now`, `5m ago`, `3h ago`, `12d ago`,
+/// `in 29d`, `2y ago`.
+pub fn relative(t: OffsetDateTime, now: OffsetDateTime) -> String {
+    let seconds = (t - now).whole_seconds();
+    let (future, magnitude) = (seconds > 0, seconds.unsigned_abs());
+    if magnitude < 60 {
+        return "just now".to_owned();
+    }
+    let amount = match magnitude {
+        m if m < 3_600 => format!("{}m", m / 60),
+        m if m < 86_400 => format!("{}h", m / 3_600),
+        m if m < 2 * 365 * 86_400 => format!("{}d", m / 86_400),
+        m => format!("{}y", m / (365 * 86_400)),
+    };
+    if future {
+        format!("in {amount}")
+    } else {
+        format!("{amount} ago")
+    }
+}
+
+fn relative_or(t: Option<OffsetDateTime>, now: OffsetDateTime, none: &str) -> String {
+    t.map(|t| relative(t, now))
+        .unwrap_or_else(|| none.to_owned())
 }
 
 /// A table with a header row; columns are padded to their widest cell.
@@ -245,8 +293,41 @@ pub fn token_details(token: &Token) -> String {
     details(&pairs)
 }
 
-/// A list of tokens as a table.
-pub fn token_table(tokens: &[Token]) -> Table {
+/// A list of tokens as a table: short ids, relative times, long cells shortened so a row
+/// fits 120 columns; `wide` shows full ids, RFC 3339 times, scopes and every character.
+pub fn token_table(tokens: &[Token], now: OffsetDateTime, wide: bool) -> Table {
+    if wide {
+        let mut table = Table::new(&[
+            "ID",
+            "NAME",
+            "TYPE",
+            "STATE",
+            "HINT",
+            "WORKSPACE",
+            "OWNER",
+            "SCOPES",
+            "CREATED",
+            "EXPIRES",
+            "LAST USED",
+        ]);
+        for t in tokens {
+            table.row(vec![
+                t.id.clone(),
+                t.name.clone(),
+                t.token_type.as_str().to_owned(),
+                t.state.as_str().to_owned(),
+                t.hint.clone(),
+                workspace_of(t),
+                owner_of(t),
+                scopes_of(t),
+                rfc3339(t.created_at),
+                opt_time(t.expires_at, "never"),
+                opt_time(t.last_used_at, "never"),
+            ]);
+        }
+        return table;
+    }
+    // 8 + 22 + 8 + 13 + 10 + 14 + 12 + 8 + 9 + 2 × 8 separators = 120.
     let mut table = Table::new(&[
         "ID",
         "NAME",
@@ -255,26 +336,20 @@ pub fn token_table(tokens: &[Token]) -> Table {
         "HINT",
         "WORKSPACE",
         "OWNER",
-        "SCOPES",
-        "CREATED",
         "EXPIRES",
         "LAST USED",
     ]);
     for t in tokens {
         table.row(vec![
-            t.id.clone(),
-            t.name.clone(),
+            short_id(&t.id),
+            truncate(&clean(&t.name), 22),
             t.token_type.as_str().to_owned(),
             t.state.as_str().to_owned(),
-            t.hint.clone(),
-            workspace_of(t),
-            owner_of(t),
-            scopes_of(t),
-            day(t.created_at),
-            t.expires_at.map(day).unwrap_or_else(|| "never".to_owned()),
-            t.last_used_at
-                .map(minute)
-                .unwrap_or_else(|| "never".to_owned()),
+            truncate(&t.hint, 10),
+            truncate(&workspace_of(t), 14),
+            truncate(&owner_of(t), 12),
+            truncate(&relative_or(t.expires_at, now, "never"), 8),
+            truncate(&relative_or(t.last_used_at, now, "never"), 9),
         ]);
     }
     table
@@ -330,11 +405,15 @@ pub fn me_details(me: &Me) -> String {
     out
 }
 
-/// Workspaces as a table.
-pub fn workspace_table(items: &[Workspace]) -> Table {
+/// Workspaces as a table (full ids: commands take them, or the name).
+pub fn workspace_table(items: &[Workspace], now: OffsetDateTime) -> Table {
     let mut table = Table::new(&["ID", "NAME", "CREATED"]);
     for w in items {
-        table.row(vec![w.id.clone(), w.name.clone(), rfc3339(w.created_at)]);
+        table.row(vec![
+            w.id.clone(),
+            truncate(&clean(&w.name), 60),
+            relative(w.created_at, now),
+        ]);
     }
     table
 }
@@ -351,16 +430,17 @@ pub fn project_details(p: &Project) -> String {
     ])
 }
 
-/// Projects as a table.
-pub fn project_table(items: &[Project]) -> Table {
-    let mut table = Table::new(&["ID", "NAME", "DESCRIPTION", "WORKSPACE ID", "CREATED"]);
+/// Projects as a table that fits 120 columns (full project ids: `--project` takes
+/// them, or the name).
+pub fn project_table(items: &[Project], now: OffsetDateTime) -> Table {
+    // 36 + 24 + 36 + 10 + 2 × 3 separators = 112.
+    let mut table = Table::new(&["ID", "NAME", "DESCRIPTION", "CREATED"]);
     for p in items {
         table.row(vec![
             p.id.clone(),
-            p.name.clone(),
-            or_dash(p.description.as_deref()),
-            p.workspace_id.clone(),
-            rfc3339(p.created_at),
+            truncate(&clean(&p.name), 24),
+            truncate(&or_dash(p.description.as_deref()), 36),
+            truncate(&relative(p.created_at, now), 10),
         ]);
     }
     table
@@ -407,10 +487,60 @@ mod tests {
     }
 
     #[test]
+    fn short_ids_truncation_and_relative_times() {
+        assert_eq!(short_id("01a24f85-1c56-70b5-9970-03a5c63d4610"), "c63d4610");
+        assert_eq!(short_id("abc"), "abc");
+        assert_eq!(truncate("abcdef", 4), "abc…");
+        assert_eq!(truncate("abcd", 4), "abcd");
+        let now = time::macros::datetime!(2027-08-22 10:00:00 UTC);
+        let at = |secs: i64| now + time::Duration::seconds(secs);
+        assert_eq!(relative(at(-30), now), "just now");
+        assert_eq!(relative(at(-300), now), "5m ago");
+        assert_eq!(relative(at(-3 * 3600), now), "3h ago");
+        assert_eq!(relative(at(29 * 86_400 + 60), now), "in 29d");
+        assert_eq!(relative(at(-800 * 86_400), now), "2y ago");
+    }
+
+    #[test]
+    fn a_token_table_fits_120_columns_whatever_the_names() {
+        let now = time::macros::datetime!(2027-08-22 10:00:00 UTC);
+        let long = "x".repeat(200);
+        let token: Token = serde_json::from_value(serde_json::json!({
+            "id": "01a24f85-1c56-70b5-9970-03a5c63d4610",
+            "name": long,
+            "type": "client",
+            "hint": "lkc_…a1B2",
+            "state": "type_disabled",
+            "scopes": ["projects:read"],
+            "projects": [],
+            "workspace_id": "01a24f85-1bfc-719e-bcac-33da38ee79b7",
+            "workspace_name": long,
+            "owner_id": null,
+            "owner_username": null,
+            "created_by": null,
+            "environment": null,
+            "created_at": "2027-08-01T10:00:00Z",
+            "expires_at": "2029-08-01T10:00:00Z",
+            "last_used_at": "2027-08-22T09:55:00Z",
+            "last_used_ip": null
+        }))
+        .unwrap();
+        let text = token_table(std::slice::from_ref(&token), now, false).render();
+        for line in text.lines() {
+            assert!(
+                line.chars().count() <= 120,
+                "{} columns: {line}",
+                line.chars().count()
+            );
+        }
+        assert!(text.contains("c63d4610") && text.contains("5m ago") && text.contains("in 710d"));
+        let wide = token_table(&[token], now, true).render();
+        assert!(wide.contains(&long) && wide.contains("01a24f85-1c56-70b5-9970-03a5c63d4610"));
+    }
+
+    #[test]
     fn dates() {
         let t = time::macros::datetime!(2027-08-02 09:05:07 UTC);
         assert_eq!(rfc3339(t), "2027-08-02T09:05:07Z");
-        assert_eq!(day(t), "2027-08-02");
-        assert_eq!(minute(t), "2027-08-02 09:05");
     }
 }

@@ -2,26 +2,29 @@
 //! `token`, `project`, `verify`.
 //!
 //! Where the server and token come from, first match wins: `--url` / `--token` (`-` reads
-//! the token from stdin), then `LATCHKEY_URL` / `LATCHKEY_API_KEY`, then the file `latchkey
-//! login` wrote. The saved token is only ever sent to the saved URL.
+//! the token from stdin), then `LATCHKEY_URL` / `LATCHKEY_API_KEY`, then the profile
+//! `latchkey login` saved (`--profile` / `LATCHKEY_PROFILE`, else the default one). A saved
+//! token is only ever sent to its saved URL.
 
 use std::future::Future;
 
 use clap::{Args, Subcommand};
 use latchkey_client::proto::{
-    CreateTokenRequest, Page, Project, RotateTokenRequest, Scope, Token, TokenType, Workspace,
+    CreateTokenRequest, Page, Project, RotateTokenRequest, Scope, Token, TokenState, TokenType,
+    Workspace,
 };
 use latchkey_client::reqwest::Method;
 use latchkey_client::{Client, PageQuery};
 use serde::de::DeserializeOwned;
 use serde_json::json;
+use time::OffsetDateTime;
 
 use crate::error::{CliError, CliResult, EXIT_FAILED, EXIT_OK};
 use crate::input;
 use crate::output::{self, OutputArgs, out, outln, print_json};
-use crate::profile::{self, Profile};
+use crate::profile::{self, Profile, Profiles};
 
-/// The most pages a list command follows (200 items each).
+/// The most pages `token list` follows while filtering (200 items each).
 const MAX_PAGES: usize = 100;
 /// Items per page when listing everything.
 const PAGE_SIZE: u32 = 200;
@@ -41,8 +44,16 @@ pub struct Remote {
         value_name = "TOKEN"
     )]
     pub token: Option<String>,
+    /// Saved server to use (see `latchkey profile list`) [default: the default profile].
+    #[arg(long, env = "LATCHKEY_PROFILE", value_name = "NAME")]
+    pub profile: Option<String>,
     #[command(flatten)]
     pub output: OutputArgs,
+}
+
+/// Now, for relative times in tables (the CLI is an edge: it reads the clock).
+fn now() -> OffsetDateTime {
+    OffsetDateTime::now_utc()
 }
 
 fn non_empty(value: &Option<String>) -> Option<&str> {
@@ -68,7 +79,24 @@ impl Remote {
         // The saved file is read only when it may supply something (a call that needs no
         // token and has a URL does not look at it).
         let needs_saved = flag_url.is_none() || (flag_token.is_none() && token_required);
-        let saved = if needs_saved { profile::load()? } else { None };
+        let wanted = non_empty(&self.profile);
+        let saved: Option<Profile> = if needs_saved || wanted.is_some() {
+            let profiles = profile::load()?;
+            match (wanted, profiles.get(wanted)) {
+                (_, Some(found)) => Some(found.clone()),
+                (Some(name), None) => {
+                    return Err(CliError::usage(format!(
+                        "no saved profile {:?}: run `latchkey login --profile {}` (see \
+                         `latchkey profile list`)",
+                        output::clean(name),
+                        output::clean(name)
+                    )));
+                }
+                (None, None) => None,
+            }
+        } else {
+            None
+        };
         let url = match (flag_url, &saved) {
             (Some(url), _) => url.to_owned(),
             (None, Some(saved)) => saved.url.clone(),
@@ -105,24 +133,13 @@ impl Remote {
 
 // ---- paging and lookups --------------------------------------------------------------
 
-/// Every item of a paged list (bounded by [`MAX_PAGES`]).
-async fn all_pages<T, F, Fut>(mut fetch: F) -> Result<Vec<T>, CliError>
+/// Every item of a paged list (the SDK's walk over every page).
+async fn all_pages<T, F, Fut>(fetch: F) -> Result<Vec<T>, CliError>
 where
     F: FnMut(PageQuery) -> Fut,
     Fut: Future<Output = Result<Page<T>, latchkey_client::Error>>,
 {
-    let mut items = Vec::new();
-    let mut query = PageQuery::limit(PAGE_SIZE);
-    for _ in 0..MAX_PAGES {
-        let page = fetch(query.clone()).await?;
-        let next = query.next(&page);
-        items.extend(page.items);
-        match next {
-            Some(next) => query = next,
-            None => break,
-        }
-    }
-    Ok(items)
+    Ok(latchkey_client::collect_all(fetch).await?)
 }
 
 /// The whole list, shaped as the API's page object (`next_cursor` null).
@@ -218,6 +235,10 @@ pub struct LoginArgs {
         value_name = "TOKEN"
     )]
     pub token: Option<String>,
+    /// Save under this name, to keep several servers [default: the default profile, or
+    /// `default`]. The first profile saved becomes the default.
+    #[arg(long, env = "LATCHKEY_PROFILE", value_name = "NAME")]
+    pub profile: Option<String>,
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -277,19 +298,36 @@ pub async fn login(args: LoginArgs) -> CliResult {
         }
         Err(e) => return Err(e.into()),
     };
-    let path = profile::save(&Profile {
-        url: base.clone(),
-        token,
-    })?;
+    let mut profiles = profile::load()?;
+    let name = profiles.name(non_empty(&args.profile)).to_owned();
+    profile::check_name(&name)?;
+    profiles.profiles.insert(
+        name.clone(),
+        Profile {
+            url: base.clone(),
+            token,
+        },
+    );
+    if profiles.default.is_none() {
+        profiles.default = Some(name.clone());
+    }
+    let path = profile::save(&profiles)?;
     if args.output.json() {
-        let mut doc = json!({ "url": base, "config_file": path.display().to_string() });
+        let mut doc = json!({
+            "url": base,
+            "profile": name,
+            "config_file": path.display().to_string(),
+        });
         if let (Some(doc), Some(identity)) = (doc.as_object_mut(), identity.as_object()) {
             doc.extend(identity.clone());
         }
         print_json(&doc)?;
     } else {
         outln!("Logged in to {base} as {who}.");
-        outln!("Saved the URL and token to {} (mode 0600).", path.display());
+        outln!(
+            "Saved the URL and token as profile {name:?} in {} (mode 0600).",
+            path.display()
+        );
     }
     Ok(EXIT_OK)
 }
@@ -297,25 +335,123 @@ pub async fn login(args: LoginArgs) -> CliResult {
 /// `latchkey logout`.
 #[derive(Args)]
 pub struct LogoutArgs {
+    /// The profile to forget [default: the default profile].
+    #[arg(long, env = "LATCHKEY_PROFILE", value_name = "NAME")]
+    pub profile: Option<String>,
     #[command(flatten)]
     pub output: OutputArgs,
 }
 
-/// `latchkey logout`: removes the saved file (the token itself stays valid; revoke it with
-/// `latchkey token revoke` if it should stop working).
+/// `latchkey logout`: forgets one saved profile, and removes the file with the last one
+/// (the token itself stays valid; `latchkey token revoke` stops it).
 pub fn logout(args: LogoutArgs) -> CliResult {
-    let (removed, path) = profile::remove()?;
+    let mut profiles = profile::load()?;
+    let name = profiles.name(non_empty(&args.profile)).to_owned();
+    let removed = profiles.profiles.remove(&name).is_some();
+    if profiles.default.as_deref() == Some(name.as_str()) {
+        profiles.default = profiles.profiles.keys().next().cloned();
+    }
+    let path = if profiles.profiles.is_empty() {
+        profile::remove_file()?.1
+    } else {
+        profile::save(&profiles)?
+    };
     if args.output.json() {
         print_json(&json!({
             "logged_out": removed,
+            "profile": name,
+            "default": profiles.default,
             "config_file": path.display().to_string(),
         }))?;
     } else if removed {
-        outln!("Logged out: removed {}.", path.display());
+        outln!("Logged out: forgot profile {name:?} ({}).", path.display());
+        if let Some(default) = &profiles.default {
+            outln!("The default profile is now {default:?}.");
+        }
     } else {
-        outln!("Not logged in (no {}).", path.display());
+        outln!("Not logged in as profile {name:?} (see `latchkey profile list`).");
     }
     Ok(EXIT_OK)
+}
+
+// ---- profiles ------------------------------------------------------------------------
+
+/// `latchkey profile …`.
+#[derive(Subcommand)]
+pub enum ProfileCmd {
+    /// List the saved servers.
+    #[command(
+        after_help = "Examples:\n  latchkey profile list\n  latchkey profile list --output json"
+    )]
+    List(OutputArgs),
+    /// Make a saved server the default.
+    #[command(after_help = "Example:\n  latchkey profile use staging")]
+    Use {
+        /// The profile's name.
+        name: String,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+}
+
+/// Runs a `profile` command.
+pub fn profiles(cmd: ProfileCmd) -> CliResult {
+    match cmd {
+        ProfileCmd::List(output) => {
+            let profiles = profile::load()?;
+            let default = profiles.name(None).to_owned();
+            if output.json() {
+                let items: Vec<_> = profiles
+                    .profiles
+                    .iter()
+                    .map(|(name, p)| {
+                        json!({
+                            "name": name,
+                            "url": p.url,
+                            "token_hint": output::hint_of(&p.token),
+                            "default": *name == default,
+                        })
+                    })
+                    .collect();
+                print_json(&json!({ "items": items, "default": profiles.default }))?;
+            } else {
+                profile_table(&profiles, &default).print_or(
+                    "No saved profiles: run `latchkey login` (with --profile NAME to keep several).",
+                );
+            }
+            Ok(EXIT_OK)
+        }
+        ProfileCmd::Use { name, output } => {
+            let mut profiles = profile::load()?;
+            if !profiles.profiles.contains_key(&name) {
+                return Err(CliError::usage(format!(
+                    "no saved profile {:?} (see `latchkey profile list`)",
+                    output::clean(&name)
+                )));
+            }
+            profiles.default = Some(name.clone());
+            let path = profile::save(&profiles)?;
+            if output.json() {
+                print_json(&json!({ "default": name, "config_file": path.display().to_string() }))?;
+            } else {
+                outln!("The default profile is now {name:?}.");
+            }
+            Ok(EXIT_OK)
+        }
+    }
+}
+
+fn profile_table(profiles: &Profiles, default: &str) -> output::Table {
+    let mut table = output::Table::new(&["", "NAME", "URL", "TOKEN"]);
+    for (name, p) in &profiles.profiles {
+        table.row(vec![
+            if name == default { "*" } else { "" }.to_owned(),
+            name.clone(),
+            output::truncate(&p.url, 70),
+            output::hint_of(&p.token),
+        ]);
+    }
+    table
 }
 
 /// `latchkey whoami`.
@@ -355,7 +491,7 @@ pub async fn workspace(cmd: WorkspaceCmd) -> CliResult {
             if remote.json() {
                 print_json(&as_page(items))?;
             } else {
-                output::workspace_table(&items).print_or("No workspaces.");
+                output::workspace_table(&items, now()).print_or("No workspaces.");
             }
             Ok(EXIT_OK)
         }
@@ -407,21 +543,64 @@ pub struct CreateToken {
     pub remote: Remote,
 }
 
+fn parse_state(name: &str) -> Result<TokenState, String> {
+    TokenState::parse(name).ok_or_else(|| {
+        let all: Vec<_> = TokenState::ALL.iter().map(|s| s.as_str()).collect();
+        format!("unknown token state; one of: {}", all.join(", "))
+    })
+}
+
 /// `latchkey token list`.
 #[derive(Args)]
 pub struct ListTokens {
     /// Tokens of this workspace (name or id) that you may see; without it: your own tokens.
     #[arg(long, short = 'w', value_name = "WORKSPACE")]
     pub workspace: Option<String>,
+    /// Only tokens in this state: active, revoked, expired, suspended, type_disabled.
+    #[arg(long, value_parser = parse_state)]
+    pub state: Option<TokenState>,
+    /// Only tokens of this type: personal, legacy, client, frontend, admin.
+    #[arg(long = "type", short = 't', value_parser = parse_type)]
+    pub token_type: Option<TokenType>,
+    /// Show at most N tokens (newest first) [default: all].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub limit: Option<u32>,
+    /// Full ids, exact times, scopes, no shortening (wider than 120 columns).
+    #[arg(long)]
+    pub wide: bool,
     #[command(flatten)]
     pub remote: Remote,
+}
+
+/// Which token a command is about.
+#[derive(Args)]
+pub struct TokenRef {
+    /// The token: its id, the short id tables show, or its name (looked up in --workspace,
+    /// else among your own tokens).
+    #[arg(value_name = "TOKEN")]
+    pub target: String,
+    /// The workspace (name or id) to look a name or short id up in.
+    #[arg(long, short = 'w', value_name = "WORKSPACE")]
+    pub workspace: Option<String>,
 }
 
 /// A command on one token.
 #[derive(Args)]
 pub struct TokenId {
-    /// The token's id (from `latchkey token list`).
-    pub id: String,
+    #[command(flatten)]
+    pub which: TokenRef,
+    #[command(flatten)]
+    pub remote: Remote,
+}
+
+/// `latchkey token delete`.
+#[derive(Args)]
+pub struct DeleteToken {
+    #[command(flatten)]
+    pub which: TokenRef,
+    /// Delete without asking (needed when stdin is not a terminal).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
     #[command(flatten)]
     pub remote: Remote,
 }
@@ -429,8 +608,8 @@ pub struct TokenId {
 /// `latchkey token rotate`.
 #[derive(Args)]
 pub struct RotateToken {
-    /// The token's id.
-    pub id: String,
+    #[command(flatten)]
+    pub which: TokenRef,
     /// Seconds the old secret keeps working (default 0: it stops at once).
     #[arg(long, value_name = "N")]
     pub grace_seconds: Option<u64>,
@@ -455,10 +634,18 @@ In table output the secret is on the line starting with \"Token:\".")]
     #[command(after_help = "\
 Examples:
   latchkey token list
-  latchkey token list --workspace \"Workspace 1\" --output json")]
+  latchkey token list --workspace \"Workspace 1\" --state active --type client --limit 20
+  latchkey token list --workspace \"Workspace 1\" --output json
+
+The table fits 120 columns (short ids, relative times); --wide shows everything. The state
+and type filters are applied by the CLI to what the server lists.")]
     List(ListTokens),
     /// Show one token's metadata (never its secret).
-    #[command(after_help = "Example:\n  latchkey token get 0197f0c4-1b2c-7d3e-8f40-123456789abc")]
+    #[command(after_help = "\
+Examples:
+  latchkey token get 0197f0c4-1b2c-7d3e-8f40-123456789abc
+  latchkey token get 456789ab                     # the short id from `token list`
+  latchkey token get ci-pipeline --workspace \"Workspace 1\"")]
     Get(TokenId),
     /// Revoke a token: it stops working at once (it can be restored before it expires).
     #[command(
@@ -476,72 +663,186 @@ Examples:
   latchkey token rotate 0197f0c4-1b2c-7d3e-8f40-123456789abc
   latchkey token rotate 0197f0c4-1b2c-7d3e-8f40-123456789abc --grace-seconds 3600")]
     Rotate(RotateToken),
-    /// Delete a token for good.
-    #[command(
-        after_help = "Example:\n  latchkey token delete 0197f0c4-1b2c-7d3e-8f40-123456789abc"
-    )]
-    Delete(TokenId),
+    /// Delete a token for good (asks first; --yes does not).
+    #[command(after_help = "\
+Examples:
+  latchkey token delete ci-pipeline --workspace \"Workspace 1\"   # asks: Delete token ...? [y/N]
+  latchkey token delete 0197f0c4-1b2c-7d3e-8f40-123456789abc --yes
+
+Without a terminal to ask on, --yes is required.")]
+    Delete(DeleteToken),
 }
 
 /// Runs a `token` command.
 pub async fn token(cmd: TokenCmd) -> CliResult {
     match cmd {
         TokenCmd::Create(args) => create_token(args).await,
-        TokenCmd::List(args) => {
-            let remote = &args.remote;
-            let client = remote.client(true, true)?;
-            let ws = match &args.workspace {
-                Some(w) => Some(workspace_id(&client, w).await?),
-                None => None,
-            };
-            let items: Vec<Token> = all_pages(|q| {
-                let (client, ws) = (&client, ws.as_deref());
-                async move { client.tokens().list(ws, &q).await }
-            })
-            .await?;
-            if remote.json() {
-                print_json(&as_page(items))?;
-            } else {
-                output::token_table(&items).print_or("No tokens.");
-            }
-            Ok(EXIT_OK)
-        }
+        TokenCmd::List(args) => list_tokens(args).await,
         TokenCmd::Get(args) => {
             let client = args.remote.client(true, true)?;
-            let token = client.tokens().get(&args.id).await?;
+            let id = token_id(&client, &args.which).await?;
+            let token = client.tokens().get(&id).await?;
             print_token(&token, args.remote.json())
         }
         TokenCmd::Revoke(args) => {
             let client = args.remote.client(true, true)?;
-            let token = client.tokens().revoke(&args.id).await?;
+            let id = token_id(&client, &args.which).await?;
+            let token = client.tokens().revoke(&id).await?;
             print_token(&token, args.remote.json())
         }
         TokenCmd::Restore(args) => {
             let client = args.remote.client(true, true)?;
-            let token = client.tokens().restore(&args.id).await?;
+            let id = token_id(&client, &args.which).await?;
+            let token = client.tokens().restore(&id).await?;
             print_token(&token, args.remote.json())
         }
         TokenCmd::Rotate(args) => {
             let client = args.remote.client(true, true)?;
+            let id = token_id(&client, &args.which).await?;
             let request = RotateTokenRequest {
                 grace_seconds: args.grace_seconds,
                 ..RotateTokenRequest::default()
             };
-            let rotated = client.tokens().rotate(&args.id, &request).await?;
+            let rotated = client.tokens().rotate(&id, &request).await?;
             output::print_created(&rotated, args.remote.json(), "Rotated")?;
             Ok(EXIT_OK)
         }
-        TokenCmd::Delete(args) => {
-            let client = args.remote.client(true, true)?;
-            client.tokens().delete(&args.id).await?;
-            if args.remote.json() {
-                print_json(&json!({ "id": args.id, "deleted": true }))?;
-            } else {
-                outln!("Deleted token {}.", output::clean(&args.id));
-            }
-            Ok(EXIT_OK)
+        TokenCmd::Delete(args) => delete_token(args).await,
+    }
+}
+
+/// Tokens listed and filtered: the server pages, the CLI filters by state and type (the
+/// workspace and "my tokens" routes take no such filters) and stops at `--limit`.
+async fn list_tokens(args: ListTokens) -> CliResult {
+    let remote = &args.remote;
+    let client = remote.client(true, true)?;
+    let ws = match &args.workspace {
+        Some(w) => Some(workspace_id(&client, w).await?),
+        None => None,
+    };
+    let wanted = |t: &Token| {
+        args.state.is_none_or(|s| t.state == s)
+            && args.token_type.is_none_or(|ty| t.token_type == ty)
+    };
+    let limit = args.limit.map(|n| n as usize);
+    let page_size = match (limit, args.state.is_some() || args.token_type.is_some()) {
+        (Some(n), false) => u32::try_from(n).unwrap_or(PAGE_SIZE).min(PAGE_SIZE),
+        _ => PAGE_SIZE,
+    };
+    let mut items: Vec<Token> = Vec::new();
+    let mut query = PageQuery::limit(page_size);
+    for _ in 0..MAX_PAGES {
+        let page = client.tokens().list(ws.as_deref(), &query).await?;
+        let next = query.next(&page);
+        items.extend(page.items.into_iter().filter(|t| wanted(t)));
+        if limit.is_some_and(|n| items.len() >= n) {
+            break;
+        }
+        match next {
+            Some(next) => query = next,
+            None => break,
         }
     }
+    if let Some(n) = limit {
+        items.truncate(n);
+    }
+    if remote.json() {
+        print_json(&as_page(items))?;
+    } else {
+        output::token_table(&items, now(), args.wide).print_or("No tokens.");
+    }
+    Ok(EXIT_OK)
+}
+
+/// A token's id from an id, a short id (the end of an id, as tables show) or a name, looked
+/// up in the workspace given, else among the caller's own tokens.
+async fn token_id(client: &Client, which: &TokenRef) -> Result<String, CliError> {
+    let wanted = which.target.trim();
+    if latchkey_core::is_id(wanted) {
+        return Ok(wanted.to_owned());
+    }
+    if wanted.is_empty() {
+        return Err(CliError::usage("no token given"));
+    }
+    let ws = match &which.workspace {
+        Some(w) => Some(workspace_id(client, w).await?),
+        None => None,
+    };
+    let candidates: Vec<Token> = all_pages(|q| {
+        let ws = ws.as_deref();
+        async move { client.tokens().list(ws, &q).await }
+    })
+    .await?;
+    let by_name: Vec<&Token> = candidates.iter().filter(|t| t.name == wanted).collect();
+    let short =
+        wanted.len() >= output::SHORT_ID_LEN && wanted.chars().all(|c| c.is_ascii_hexdigit());
+    let by_id: Vec<&Token> = if short {
+        candidates
+            .iter()
+            .filter(|t| t.id.ends_with(&wanted.to_ascii_lowercase()))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let found = if by_name.is_empty() { by_id } else { by_name };
+    let place = match &which.workspace {
+        Some(w) => format!("in workspace {:?}", output::clean(w)),
+        None => "among your tokens (pass --workspace to look in a workspace)".to_owned(),
+    };
+    match found.as_slice() {
+        [one] => Ok(one.id.clone()),
+        [] => Err(CliError::failed(format!(
+            "no token named or with the short id {:?} {place}",
+            output::clean(wanted)
+        ))),
+        many => {
+            let ids: Vec<&str> = many.iter().map(|t| t.id.as_str()).collect();
+            Err(CliError::usage(format!(
+                "{} tokens match {:?} {place}: pass one of the ids {}",
+                many.len(),
+                output::clean(wanted),
+                ids.join(", ")
+            )))
+        }
+    }
+}
+
+/// `latchkey token delete`: asks on the terminal unless `--yes`.
+async fn delete_token(args: DeleteToken) -> CliResult {
+    let client = args.remote.client(true, true)?;
+    let id = token_id(&client, &args.which).await?;
+    if !args.yes {
+        if !input::stdin_is_terminal() {
+            return Err(CliError::usage(
+                "token delete asks before deleting, and stdin is not a terminal: pass --yes",
+            ));
+        }
+        let token = client.tokens().get(&id).await?;
+        let answer = input::line(&format!(
+            "Delete token {:?} ({}, {} token of {})? It cannot be undone. [y/N] ",
+            output::clean(&token.name),
+            output::short_id(&token.id),
+            token.token_type.as_str(),
+            output::clean(
+                token
+                    .owner_username
+                    .as_deref()
+                    .or(token.workspace_name.as_deref())
+                    .unwrap_or("-")
+            ),
+        ))?;
+        if !matches!(answer.to_ascii_lowercase().as_str(), "y" | "yes") {
+            eprintln!("Not deleted.");
+            return Ok(EXIT_FAILED);
+        }
+    }
+    client.tokens().delete(&id).await?;
+    if args.remote.json() {
+        print_json(&json!({ "id": id, "deleted": true }))?;
+    } else {
+        outln!("Deleted token {}.", output::clean(&id));
+    }
+    Ok(EXIT_OK)
 }
 
 fn print_token(token: &Token, json: bool) -> CliResult {
@@ -656,7 +957,7 @@ pub async fn project(cmd: ProjectCmd) -> CliResult {
             if args.remote.json() {
                 print_json(&as_page(items))?;
             } else {
-                output::project_table(&items).print_or("No projects.");
+                output::project_table(&items, now()).print_or("No projects.");
             }
             Ok(EXIT_OK)
         }

@@ -80,6 +80,37 @@ impl PageQuery {
     }
 }
 
+/// Every item of a paged list, fetching page after page (200 items each) until the last —
+/// what iterating a list does in the Python and TypeScript SDKs. A server that hands back
+/// the cursor it was given ends the walk instead of looping.
+///
+/// ```no_run
+/// # async fn run(client: latchkey_client::Client) -> Result<(), latchkey_client::Error> {
+/// let every = latchkey_client::collect_all(|page| {
+///     let client = &client;
+///     async move { client.list_users(&page).await }
+/// })
+/// .await?;
+/// # Ok(()) }
+/// ```
+pub async fn collect_all<T, F, Fut>(mut fetch: F) -> Result<Vec<T>, Error>
+where
+    F: FnMut(PageQuery) -> Fut,
+    Fut: std::future::Future<Output = Result<Page<T>, Error>>,
+{
+    let mut items = Vec::new();
+    let mut query = PageQuery::limit(200);
+    loop {
+        let page = fetch(query.clone()).await?;
+        let next = query.next(&page).filter(|next| next.cursor != query.cursor);
+        items.extend(page.items);
+        match next {
+            Some(next) => query = next,
+            None => return Ok(items),
+        }
+    }
+}
+
 /// Filters for [`Client::audit_events`], sent as query parameters; every one optional.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct AuditQuery {
@@ -195,8 +226,10 @@ impl Client {
         Ok(client)
     }
 
-    /// A client configured from the environment: [`ENV_URL`] (`LATCHKEY_URL`, required) and
-    /// [`ENV_API_KEY`] (`LATCHKEY_API_KEY`, optional; unset or empty means no token).
+    /// A client configured from the environment: [`ENV_URL`] (`LATCHKEY_URL`) and
+    /// [`ENV_API_KEY`] (`LATCHKEY_API_KEY`), both required — without a token it fails here,
+    /// naming the variable, rather than at its first call with a 401. A client for public
+    /// calls only (verify, sign-in, health) is [`Client::new`].
     ///
     /// ```no_run
     /// # async fn run() -> Result<(), latchkey_client::Error> {
@@ -212,9 +245,11 @@ impl Client {
         let url = url
             .filter(|u| !u.trim().is_empty())
             .ok_or(Error::MissingEnv(ENV_URL))?;
-        let mut client = Client::new(&url)?;
-        client.set_token(key.filter(|k| !k.trim().is_empty()));
-        Ok(client)
+        let key = key
+            .map(|k| k.trim().to_owned())
+            .filter(|k| !k.is_empty())
+            .ok_or(Error::MissingEnv(ENV_API_KEY))?;
+        Client::with_token(&url, key)
     }
 
     /// A client over an existing `reqwest::Client` (its own proxy, TLS or pool settings).
@@ -707,6 +742,11 @@ impl Tokens<'_> {
         }
     }
 
+    /// Every token [`Tokens::list`] would show, all pages.
+    pub async fn list_all(&self, workspace_id: Option<&str>) -> Result<Vec<Token>, Error> {
+        collect_all(|page| async move { self.list(workspace_id, &page).await }).await
+    }
+
     /// `GET /api/v1/tokens/{id}`: one token's metadata.
     pub async fn get(&self, id: &str) -> Result<Token, Error> {
         self.client
@@ -1019,8 +1059,14 @@ mod tests {
             Client::from_env_values(Some(" ".into()), None),
             Err(Error::MissingEnv(ENV_URL))
         ));
-        let c = Client::from_env_values(Some("example.com".into()), Some(String::new()));
-        assert!(c.as_ref().is_ok_and(|c| !c.has_token()), "{c:?}");
+        assert!(matches!(
+            Client::from_env_values(Some("example.com".into()), Some(" ".into())),
+            Err(Error::MissingEnv(ENV_API_KEY))
+        ));
+        assert!(matches!(
+            Client::from_env_values(Some("example.com".into()), None),
+            Err(Error::MissingEnv(ENV_API_KEY))
+        ));
         let c = Client::from_env_values(Some("example.com".into()), Some("lkp_x".into()));
         assert!(c.as_ref().is_ok_and(|c| c.has_token()), "{c:?}");
     }

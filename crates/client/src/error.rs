@@ -62,7 +62,7 @@ pub enum Error {
     #[error("invalid Latchkey URL: {0}")]
     InvalidUrl(String),
     /// A required environment variable is not set (see [`crate::Client::from_env`]).
-    #[error("environment variable {0} is not set")]
+    #[error("environment variable {0} is not set (or empty)")]
     MissingEnv(&'static str),
 }
 

@@ -78,6 +78,7 @@ mod error;
 
 pub use client::{
     AuditQuery, Client, DEFAULT_TIMEOUT, ENV_API_KEY, ENV_URL, PageQuery, TokenHeader, Tokens,
+    collect_all,
 };
 pub use error::{Error, UNKNOWN_CODE, redact_secrets};
 /// The wire types (re-export of `latchkey-proto`).

@@ -74,6 +74,15 @@ pub enum TokenState {
 }
 
 impl TokenState {
+    /// Every state, in the order lists and filters show them.
+    pub const ALL: [TokenState; 5] = [
+        TokenState::Active,
+        TokenState::Revoked,
+        TokenState::Expired,
+        TokenState::Suspended,
+        TokenState::TypeDisabled,
+    ];
+
     /// The wire name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -87,15 +96,7 @@ impl TokenState {
 
     /// Parses a wire name.
     pub fn parse(name: &str) -> Option<TokenState> {
-        [
-            TokenState::Active,
-            TokenState::Revoked,
-            TokenState::Expired,
-            TokenState::Suspended,
-            TokenState::TypeDisabled,
-        ]
-        .into_iter()
-        .find(|s| s.as_str() == name)
+        TokenState::ALL.into_iter().find(|s| s.as_str() == name)
     }
 }
 

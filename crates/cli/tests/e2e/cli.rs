@@ -23,8 +23,9 @@ use crate::harness::{ADMIN_PASSWORD, TestServer, eventually};
 const UNKNOWN_TOKEN: &str = "lkp_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA3Ae0o2";
 
 /// Variables that would make a run depend on the machine it runs on.
-const CLEARED_ENV: [&str; 14] = [
+const CLEARED_ENV: [&str; 15] = [
     "LATCHKEY_URL",
+    "LATCHKEY_PROFILE",
     "LATCHKEY_API_KEY",
     "LATCHKEY_CONFIG_DIR",
     "LATCHKEY_NEW_PASSWORD",
@@ -86,6 +87,7 @@ impl Out {
 
 /// A CLI invocation being built.
 struct Run {
+    program: Option<String>,
     args: Vec<String>,
     envs: Vec<(String, String)>,
     stdin: Option<String>,
@@ -97,6 +99,13 @@ impl Run {
         self
     }
 
+    /// Runs `program args` instead of `latchkey` (e.g. `script` for a terminal).
+    fn program(mut self, program: &str, args: &[&str]) -> Self {
+        self.program = Some(program.into());
+        self.args = args.iter().map(|a| (*a).to_owned()).collect();
+        self
+    }
+
     fn stdin(mut self, text: &str) -> Self {
         self.stdin = Some(text.into());
         self
@@ -104,7 +113,11 @@ impl Run {
 
     async fn out(self) -> Out {
         let task = tokio::task::spawn_blocking(move || {
-            let mut cmd = Command::new(env!("CARGO_BIN_EXE_latchkey"));
+            let mut cmd = Command::new(
+                self.program
+                    .as_deref()
+                    .unwrap_or(env!("CARGO_BIN_EXE_latchkey")),
+            );
             cmd.args(&self.args);
             for key in CLEARED_ENV {
                 cmd.env_remove(key);
@@ -157,6 +170,7 @@ impl Ctx {
     /// `latchkey ARGS` with the config dir set and nothing else from the environment.
     fn cmd(&self, args: &[&str]) -> Run {
         Run {
+            program: None,
             args: args.iter().map(|a| (*a).to_owned()).collect(),
             envs: vec![(
                 "LATCHKEY_CONFIG_DIR".into(),
@@ -449,18 +463,258 @@ async fn cli_token_lifecycle_in_both_output_modes() {
     assert!(server.admin().verify(&new_secret).await.unwrap().valid);
     assert!(server.admin().verify(&newest).await.unwrap().valid);
 
-    // Delete (table and json), then it is gone: exit 1, one error line.
+    // Delete asks first; with no terminal to ask on it needs --yes (exit 2, nothing gone).
     let out = ctx.admin(&server, &["token", "delete", &client_id]).await;
+    assert!(out.fails(2).contains("--yes"), "{out:#?}");
+    assert!(server.admin().tokens().get(&client_id).await.is_ok());
+    // Delete (table and json), then it is gone: exit 1, one error line.
+    let out = ctx
+        .admin(&server, &["token", "delete", &client_id, "--yes"])
+        .await;
     out.ok();
     assert!(out.stdout.contains(&client_id));
     let deleted = ctx
-        .admin_json(&server, &["token", "delete", &personal_id])
+        .admin_json(&server, &["token", "delete", &personal_id, "-y"])
         .await;
     assert_eq!(deleted["deleted"], true);
     let out = ctx.admin(&server, &["token", "get", &client_id]).await;
     let line = out.fails(1);
     assert!(line.ends_with("(not_found, HTTP 404)"), "{line}");
     assert!(out.stdout.is_empty());
+}
+
+/// Issue 22: tokens by name and short id, list filters and `--limit`, tables that fit 120
+/// columns, `token delete` asking on a terminal, several saved servers.
+#[tokio::test]
+async fn cli_names_filters_tables_confirmation_and_profiles() {
+    let server = TestServer::start().await;
+    let ctx = Ctx::new();
+    let ws = server.workspace1().await;
+    let admin = server.admin();
+    let long_name = format!("nightly-export-{}", "x".repeat(150));
+    let backend = server
+        .token(&admin, &ws, "backend-api", TokenType::Client)
+        .await;
+    let long = server
+        .token(&admin, &ws, &long_name, TokenType::Frontend)
+        .await;
+    let personal = server
+        .token(&admin, &ws, "laptop", TokenType::Personal)
+        .await;
+    admin.tokens().revoke(&long.meta.id).await.unwrap();
+
+    // By name in a workspace, by name among my tokens, by the short id a table shows.
+    let got = ctx
+        .admin_json(
+            &server,
+            &["token", "get", "backend-api", "--workspace", "Workspace 1"],
+        )
+        .await;
+    assert_eq!(got["id"], backend.meta.id.as_str());
+    let mine = ctx.admin_json(&server, &["token", "get", "laptop"]).await;
+    assert_eq!(mine["id"], personal.meta.id.as_str());
+    let short = &backend.meta.id[backend.meta.id.len() - 8..];
+    let by_short = ctx
+        .admin_json(&server, &["token", "revoke", short, "-w", &ws])
+        .await;
+    assert_eq!(
+        (by_short["id"].as_str(), by_short["state"].as_str()),
+        (Some(backend.meta.id.as_str()), Some("revoked"))
+    );
+    ctx.admin_json(&server, &["token", "restore", "backend-api", "-w", &ws])
+        .await;
+    let out = ctx
+        .admin(
+            &server,
+            &["token", "get", "no-such-token", "-w", "Workspace 1"],
+        )
+        .await;
+    assert!(out.fails(1).contains("no token named"), "{out:#?}");
+    // A name two tokens share is refused with both ids.
+    let twin = server
+        .token(&admin, &ws, "backend-api", TokenType::Client)
+        .await;
+    let out = ctx
+        .admin(&server, &["token", "get", "backend-api", "-w", &ws])
+        .await;
+    let line = out.fails(2);
+    assert!(
+        line.contains(&twin.meta.id) && line.contains(&backend.meta.id),
+        "{line}"
+    );
+
+    // Filters (applied by the CLI) and --limit.
+    let revoked = ctx
+        .admin_json(&server, &["token", "list", "-w", &ws, "--state", "revoked"])
+        .await;
+    assert_eq!(ids(&revoked), vec![long.meta.id.clone()]);
+    let clients = ctx
+        .admin_json(&server, &["token", "list", "-w", &ws, "--type", "client"])
+        .await;
+    let client_ids = ids(&clients);
+    assert!(client_ids.contains(&twin.meta.id) && client_ids.contains(&backend.meta.id));
+    assert!(
+        clients["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["type"] == "client")
+    );
+    let two = ctx
+        .admin_json(&server, &["token", "list", "-w", &ws, "--limit", "2"])
+        .await;
+    assert_eq!(
+        ids(&two),
+        vec![twin.meta.id.clone(), personal.meta.id.clone()],
+        "newest first"
+    );
+    let one_client = ctx
+        .admin_json(
+            &server,
+            &[
+                "token", "list", "-w", &ws, "--type", "client", "--limit", "1",
+            ],
+        )
+        .await;
+    assert_eq!(ids(&one_client), vec![twin.meta.id.clone()]);
+    let out = ctx
+        .admin(&server, &["token", "list", "--state", "sleeping"])
+        .await;
+    assert_eq!(out.code, 2, "{out:#?}");
+
+    // The table fits 120 columns: short ids, shortened names, relative times.
+    let out = ctx.admin(&server, &["token", "list", "-w", &ws]).await;
+    out.ok();
+    for line in out.stdout.lines() {
+        assert!(
+            line.chars().count() <= 120,
+            "{} columns: {line}",
+            line.chars().count()
+        );
+    }
+    assert!(out.stdout.contains(short) && !out.stdout.contains(&backend.meta.id));
+    assert!(out.stdout.contains("nightly-export-") && !out.stdout.contains(&long_name));
+    assert!(
+        out.stdout.contains("just now") && out.stdout.contains("never"),
+        "{}",
+        out.stdout
+    );
+    let wide = ctx
+        .admin(&server, &["token", "list", "-w", &ws, "--wide"])
+        .await;
+    assert!(wide.ok().stdout.contains(&long_name) && wide.stdout.contains(&backend.meta.id));
+
+    // Delete asks on a terminal (a pty made by `script`): "n" keeps it, "y" deletes it.
+    if std::path::Path::new("/usr/bin/script").exists() {
+        let ask = |answer: &'static str| {
+            let command = format!(
+                "{} token delete {} --url {} --token {}",
+                env!("CARGO_BIN_EXE_latchkey"),
+                twin.meta.id,
+                server.url,
+                server.admin_token.as_deref().unwrap()
+            );
+            ctx.cmd(&[])
+                .program("/usr/bin/script", &["-qec", &command, "/dev/null"])
+                .stdin(answer)
+        };
+        let kept = ask("n\n").out().await;
+        assert!(
+            kept.stdout.contains("Delete token \"backend-api\""),
+            "{kept:#?}"
+        );
+        assert!(kept.stdout.contains("Not deleted"), "{kept:#?}");
+        assert!(admin.tokens().get(&twin.meta.id).await.is_ok());
+        let gone = ask("y\n").out().await;
+        assert!(gone.stdout.contains("Deleted token"), "{gone:#?}");
+        assert!(admin.tokens().get(&twin.meta.id).await.is_err());
+    } else {
+        assert!(
+            std::env::var("LATCHKEY_TEST_REQUIRE_ALL").as_deref() != Ok("1"),
+            "SKIP: no /usr/bin/script (util-linux) to give the CLI a terminal"
+        );
+        eprintln!("SKIP: no /usr/bin/script (util-linux) to give the CLI a terminal");
+    }
+
+    // Several saved servers: two profiles, the first the default, --profile picks.
+    let other = TestServer::start().await;
+    let out = ctx
+        .cmd(&["login", "--url", &server.url, "--token", "-"])
+        .stdin(server.admin_token.as_deref().unwrap())
+        .out()
+        .await;
+    assert!(out.ok().stdout.contains("profile \"default\""), "{out:#?}");
+    ctx.cmd(&[
+        "login",
+        "--profile",
+        "staging",
+        "--url",
+        &other.url,
+        "--token",
+        "-",
+    ])
+    .stdin(other.admin_token.as_deref().unwrap())
+    .out()
+    .await
+    .ok();
+    let listed = ctx
+        .cmd(&["profile", "list", "-o", "json"])
+        .out()
+        .await
+        .json();
+    assert_eq!(listed["default"], "default");
+    assert_eq!(listed["items"].as_array().unwrap().len(), 2);
+    assert!(
+        !listed
+            .to_string()
+            .contains(other.admin_token.as_deref().unwrap())
+    );
+    let table = ctx.cmd(&["profile", "list"]).out().await;
+    assert!(table.ok().stdout.contains("staging") && table.stdout.contains("lkp_…"));
+    let here = ctx
+        .cmd(&["token", "get", "laptop", "-o", "json"])
+        .out()
+        .await
+        .json();
+    assert_eq!(here["id"], personal.meta.id.as_str());
+    let there = ctx
+        .cmd(&["token", "get", "laptop", "--profile", "staging"])
+        .out()
+        .await;
+    assert!(there.fails(1).contains("no token named"), "{there:#?}");
+    let via_env = ctx
+        .cmd(&["whoami", "-o", "json"])
+        .env("LATCHKEY_PROFILE", "staging")
+        .out()
+        .await
+        .json();
+    assert_eq!(via_env["username"], "admin");
+    ctx.cmd(&["profile", "use", "staging"]).out().await.ok();
+    let workspaces = ctx
+        .cmd(&["workspace", "list", "-o", "json"])
+        .out()
+        .await
+        .json();
+    assert_eq!(
+        workspaces["items"][0]["id"],
+        other.workspace1().await.as_str()
+    );
+    let out = ctx.cmd(&["whoami", "--profile", "nope"]).out().await;
+    assert!(out.fails(2).contains("no saved profile"), "{out:#?}");
+    let out = ctx.cmd(&["logout", "--profile", "staging"]).out().await;
+    assert!(
+        out.ok()
+            .stdout
+            .contains("default profile is now \"default\""),
+        "{out:#?}"
+    );
+    let back = ctx
+        .cmd(&["token", "get", "laptop", "-o", "json"])
+        .out()
+        .await
+        .json();
+    assert_eq!(back["id"], personal.meta.id.as_str());
+    other.stop().await;
 }
 
 #[tokio::test]

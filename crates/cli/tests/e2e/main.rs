@@ -18,5 +18,6 @@ mod observability;
 mod process;
 mod proxies;
 mod scale_out;
+mod sdk;
 mod security;
 mod users;
