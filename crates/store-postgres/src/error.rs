@@ -82,11 +82,6 @@ fn conflict_message(constraint: Option<&str>) -> String {
     text.to_owned()
 }
 
-/// A stored value that does not parse: corrupt data or a newer schema.
-pub(crate) fn corrupt(what: &str, value: impl std::fmt::Display) -> StoreError {
-    StoreError::Internal(format!("unexpected stored {what}: {value}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

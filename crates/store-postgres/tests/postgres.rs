@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use latchkey_core::policy::Limits;
 use latchkey_proto::TokenType;
-use latchkey_store::conformance::{at, bootstrap_plan, event, t0, token_record, unlimited};
+use latchkey_store::conformance::{
+    at, bootstrap_plan, event, t0, token_record, two_stores_share_limits_and_changes, unlimited,
+};
 use latchkey_store::{LastUsed, Store, StoreError};
 use latchkey_store_postgres::PostgresStore;
 use latchkey_store_postgres::testing::{Cluster, TestDatabase, skip};
@@ -79,42 +81,7 @@ async fn two_nodes_share_limits_and_changes() {
     let a = node(&db.url).await;
     a.migrate().await.unwrap();
     let b = node(&db.url).await;
-    let plan = bootstrap_plan("shared");
-    assert!(b.bootstrap(t0(), plan.clone()).await.unwrap());
-    let limits = Limits {
-        max_active_tokens: Some(8),
-        max_tokens_per_user: None,
-    };
-    let tasks: Vec<_> = (0..24)
-        .map(|i| {
-            let store = if i % 2 == 0 { a.clone() } else { b.clone() };
-            let limits = limits.clone();
-            let (token, secret) =
-                token_record(&plan.org.id, TokenType::Client, Some(&plan.workspace), None);
-            tokio::spawn(async move {
-                store
-                    .create_token(t0(), token, secret, &limits, event("token.created"))
-                    .await
-            })
-        })
-        .collect();
-    let mut created = 0;
-    for task in tasks {
-        match task.await.unwrap() {
-            Ok(_) => created += 1,
-            Err(StoreError::LimitExceeded { .. }) => {}
-            Err(other) => panic!("unexpected error: {other:?}"),
-        }
-    }
-    assert_eq!(created, 7, "the bootstrap token holds the eighth slot");
-    assert_eq!(a.count_active_tokens().await.unwrap(), 8);
-    let version = a.current_version().await.unwrap();
-    assert_eq!(version, b.current_version().await.unwrap());
-    let feed = b.changes_since(0, 1000).await.unwrap();
-    assert_eq!(feed.last().unwrap().version, version);
-    for pair in feed.windows(2) {
-        assert_eq!(pair[0].version + 1, pair[1].version, "no gaps: {feed:?}");
-    }
+    two_stores_share_limits_and_changes(a, b).await;
     db.drop_now().await;
 }
 

@@ -3,9 +3,7 @@
 
 use std::sync::Arc;
 
-use latchkey_core::policy::Limits;
-use latchkey_proto::TokenType;
-use latchkey_store::conformance::{bootstrap_plan, event, t0, token_record};
+use latchkey_store::conformance::{bootstrap_plan, t0, two_stores_share_limits_and_changes};
 use latchkey_store::{Store, StoreError};
 use latchkey_store_sqlite::SqliteStore;
 
@@ -103,44 +101,5 @@ async fn two_stores_on_one_file_share_limits_and_changes() {
     let a: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).await.unwrap());
     a.migrate().await.unwrap();
     let b: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).await.unwrap());
-    let plan = bootstrap_plan("shared");
-    assert!(b.bootstrap(t0(), plan.clone()).await.unwrap());
-    let seen = a.changes_since(0, 100).await.unwrap();
-    assert!(!seen.is_empty());
-    assert_eq!(
-        seen.last().unwrap().version,
-        b.current_version().await.unwrap()
-    );
-
-    let limits = Limits {
-        max_active_tokens: Some(8),
-        max_tokens_per_user: None,
-    };
-    let tasks: Vec<_> = (0..24)
-        .map(|i| {
-            let store = if i % 2 == 0 { a.clone() } else { b.clone() };
-            let limits = limits.clone();
-            let (token, secret) =
-                token_record(&plan.org.id, TokenType::Client, Some(&plan.workspace), None);
-            tokio::spawn(async move {
-                store
-                    .create_token(t0(), token, secret, &limits, event("token.created"))
-                    .await
-            })
-        })
-        .collect();
-    let mut created = 0;
-    for task in tasks {
-        match task.await.unwrap() {
-            Ok(_) => created += 1,
-            Err(StoreError::LimitExceeded { .. }) => {}
-            Err(other) => panic!("unexpected error: {other:?}"),
-        }
-    }
-    assert_eq!(created, 7, "the bootstrap token holds the eighth slot");
-    assert_eq!(a.count_active_tokens().await.unwrap(), 8);
-    assert_eq!(
-        a.current_version().await.unwrap(),
-        b.current_version().await.unwrap()
-    );
+    two_stores_share_limits_and_changes(a, b).await;
 }

@@ -116,6 +116,48 @@ where
     );
 }
 
+/// Two stores on one database (two processes on one SQLite file, two nodes on one
+/// PostgreSQL database): creates through both at once cannot overshoot a limit, and both
+/// read one gapless change feed. `b` must be migrated and empty; `a` shares its database.
+pub async fn two_stores_share_limits_and_changes(a: Arc<dyn Store>, b: Arc<dyn Store>) {
+    let plan = bootstrap_plan("shared");
+    assert!(b.bootstrap(t0(), plan.clone()).await.unwrap());
+    let limits = Limits {
+        max_active_tokens: Some(8),
+        max_tokens_per_user: None,
+    };
+    let tasks: Vec<_> = (0..24)
+        .map(|i| {
+            let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+            let limits = limits.clone();
+            let (token, secret) =
+                token_record(&plan.org.id, TokenType::Client, Some(&plan.workspace), None);
+            tokio::spawn(async move {
+                store
+                    .create_token(t0(), token, secret, &limits, event("token.created"))
+                    .await
+            })
+        })
+        .collect();
+    let mut created = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(_) => created += 1,
+            Err(StoreError::LimitExceeded { .. }) => {}
+            Err(other) => panic!("unexpected error: {other:?}"),
+        }
+    }
+    assert_eq!(created, 7, "the bootstrap token holds the eighth slot");
+    assert_eq!(a.count_active_tokens().await.unwrap(), 8);
+    let version = a.current_version().await.unwrap();
+    assert_eq!(version, b.current_version().await.unwrap());
+    let feed = a.changes_since(0, 1000).await.unwrap();
+    assert_eq!(feed.last().unwrap().version, version);
+    for pair in feed.windows(2) {
+        assert_eq!(pair[0].version + 1, pair[1].version, "no gaps: {feed:?}");
+    }
+}
+
 /// What a store factory hands a case: the store alone, or the store with a guard (a
 /// temporary directory, a scratch database) that is dropped once the case is over, or
 /// `None` when the backend cannot be had here (the factory prints why; the case is

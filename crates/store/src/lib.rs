@@ -22,6 +22,8 @@
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
+#[cfg(feature = "sql")]
+pub mod sql;
 
 use async_trait::async_trait;
 use latchkey_core::policy::Limits;

@@ -1,21 +1,26 @@
-//! Row decoding: from PostgreSQL rows to the records of `latchkey-core`, and the SQL that
-//! selects them (the same statements as the SQLite backend's, placeholders aside).
+//! Row decoding: from rows of either database to the records of `latchkey-core`, and the
+//! SQL that selects them. The decoders are generic over the row type alone ([`SqlRow`]),
+//! so they read the same on SQLite and PostgreSQL: instants are unix seconds in an
+//! INTEGER/BIGINT, flags INTEGER 0/1 or BOOLEAN (sqlx decodes both as `bool`), hashes and
+//! key material BLOB/BYTEA, JSON text.
 
 use latchkey_core::{
     InstanceSettings, MembershipRecord, OrgRecord, ProjectRecord, SecretHash, SecretRecord,
     SessionRecord, StoredState, TokenRecord, TokenSettings, UserRecord, WorkspaceRecord, from_unix,
 };
 use latchkey_proto::{AuditEvent, OrgRole, Scope, TokenCreators, TokenType, WorkspaceRole};
-use latchkey_store::{Change, ChangeKind, IdempotencyRecord, SigningKeyRecord, StoreResult};
-use sqlx::Row;
-use sqlx::postgres::PgRow;
 use time::OffsetDateTime;
 
-use crate::error::{corrupt, db};
+use super::driver::{Column, SqlRow};
+use crate::{Change, ChangeKind, IdempotencyRecord, SigningKeyRecord, StoreError, StoreResult};
 
 /// Columns of an org row.
 pub(crate) const ORG_SELECT: &str = "SELECT id, name, enabled_types, personal_token_ttl_days, \
      max_tokens_per_user, token_creators FROM orgs";
+
+/// The instance settings row.
+pub(crate) const INSTANCE_SELECT: &str =
+    "SELECT max_active_tokens, default_token_lifetime_days FROM instance_settings WHERE id = 1";
 
 /// Columns of a user row.
 pub(crate) const USER_SELECT: &str = "SELECT id, org_id, username, display_name, email, role, \
@@ -82,28 +87,32 @@ pub(crate) const AUDIT_SELECT: &str = "SELECT id, action, actor_id, actor_token_
 pub(crate) const SIGNING_KEY_SELECT: &str = "SELECT id, algorithm, public_key, private_key, \
      created_at, retire_at, expires_at FROM signing_keys";
 
-fn get<'r, T>(row: &'r PgRow, column: &str) -> StoreResult<T>
-where
-    T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
-{
-    row.try_get(column).map_err(db)
+/// A stored value that does not parse: corrupt data or a newer schema.
+pub(crate) fn corrupt(what: &str, value: impl std::fmt::Display) -> StoreError {
+    StoreError::Internal(format!("unexpected stored {what}: {value}"))
 }
 
-fn time_of(row: &PgRow, column: &str) -> StoreResult<OffsetDateTime> {
+/// One column; a missing column or a type mismatch is a bug (`Internal`).
+pub(crate) fn get<T>(row: &impl Column<T>, column: &str) -> StoreResult<T> {
+    row.column(column)
+        .map_err(|e| StoreError::Internal(format!("reading column {column}: {e}")))
+}
+
+fn time_of(row: &impl SqlRow, column: &str) -> StoreResult<OffsetDateTime> {
     Ok(from_unix(get::<i64>(row, column)?))
 }
 
-fn opt_time_of(row: &PgRow, column: &str) -> StoreResult<Option<OffsetDateTime>> {
+fn opt_time_of(row: &impl SqlRow, column: &str) -> StoreResult<Option<OffsetDateTime>> {
     Ok(get::<Option<i64>>(row, column)?.map(from_unix))
 }
 
-fn opt_u32_of(row: &PgRow, column: &str) -> StoreResult<Option<u32>> {
+fn opt_u32_of(row: &impl SqlRow, column: &str) -> StoreResult<Option<u32>> {
     get::<Option<i64>>(row, column)?
         .map(|v| u32::try_from(v).map_err(|_| corrupt(column, v)))
         .transpose()
 }
 
-fn u32_of(row: &PgRow, column: &str) -> StoreResult<u32> {
+fn u32_of(row: &impl SqlRow, column: &str) -> StoreResult<u32> {
     let v = get::<i64>(row, column)?;
     u32::try_from(v).map_err(|_| corrupt(column, v))
 }
@@ -115,7 +124,7 @@ pub(crate) fn hash_of(bytes: Vec<u8>) -> StoreResult<SecretHash> {
 }
 
 /// Token settings as stored on an org row.
-pub(crate) fn token_settings(row: &PgRow) -> StoreResult<TokenSettings> {
+pub(crate) fn token_settings(row: &impl SqlRow) -> StoreResult<TokenSettings> {
     let enabled = get::<i64>(row, "enabled_types")?;
     let creators = get::<String>(row, "token_creators")?;
     Ok(TokenSettings {
@@ -128,7 +137,7 @@ pub(crate) fn token_settings(row: &PgRow) -> StoreResult<TokenSettings> {
 }
 
 /// An org.
-pub(crate) fn org(row: &PgRow) -> StoreResult<OrgRecord> {
+pub(crate) fn org(row: &impl SqlRow) -> StoreResult<OrgRecord> {
     Ok(OrgRecord {
         id: get(row, "id")?,
         name: get(row, "name")?,
@@ -137,7 +146,7 @@ pub(crate) fn org(row: &PgRow) -> StoreResult<OrgRecord> {
 }
 
 /// Instance settings.
-pub(crate) fn instance(row: &PgRow) -> StoreResult<InstanceSettings> {
+pub(crate) fn instance(row: &impl SqlRow) -> StoreResult<InstanceSettings> {
     Ok(InstanceSettings {
         max_active_tokens: opt_u32_of(row, "max_active_tokens")?,
         default_token_lifetime_days: u32_of(row, "default_token_lifetime_days")?,
@@ -145,7 +154,7 @@ pub(crate) fn instance(row: &PgRow) -> StoreResult<InstanceSettings> {
 }
 
 /// A user.
-pub(crate) fn user(row: &PgRow) -> StoreResult<UserRecord> {
+pub(crate) fn user(row: &impl SqlRow) -> StoreResult<UserRecord> {
     let role = get::<String>(row, "role")?;
     Ok(UserRecord {
         id: get(row, "id")?,
@@ -161,7 +170,7 @@ pub(crate) fn user(row: &PgRow) -> StoreResult<UserRecord> {
 }
 
 /// A workspace.
-pub(crate) fn workspace(row: &PgRow) -> StoreResult<WorkspaceRecord> {
+pub(crate) fn workspace(row: &impl SqlRow) -> StoreResult<WorkspaceRecord> {
     Ok(WorkspaceRecord {
         id: get(row, "id")?,
         org_id: get(row, "org_id")?,
@@ -171,7 +180,7 @@ pub(crate) fn workspace(row: &PgRow) -> StoreResult<WorkspaceRecord> {
 }
 
 /// A membership (from [`MEMBERSHIP_SELECT`]).
-pub(crate) fn membership(row: &PgRow) -> StoreResult<MembershipRecord> {
+pub(crate) fn membership(row: &impl SqlRow) -> StoreResult<MembershipRecord> {
     let role = get::<String>(row, "role")?;
     Ok(MembershipRecord {
         workspace_id: get(row, "workspace_id")?,
@@ -184,7 +193,7 @@ pub(crate) fn membership(row: &PgRow) -> StoreResult<MembershipRecord> {
 }
 
 /// A project.
-pub(crate) fn project(row: &PgRow) -> StoreResult<ProjectRecord> {
+pub(crate) fn project(row: &impl SqlRow) -> StoreResult<ProjectRecord> {
     Ok(ProjectRecord {
         id: get(row, "id")?,
         workspace_id: get(row, "workspace_id")?,
@@ -201,7 +210,7 @@ pub(crate) fn project_list(text: &str) -> StoreResult<Vec<String>> {
 }
 
 /// A token (from [`TOKEN_SELECT`]).
-pub(crate) fn token(row: &PgRow) -> StoreResult<TokenRecord> {
+pub(crate) fn token(row: &impl SqlRow) -> StoreResult<TokenRecord> {
     let token_type = get::<String>(row, "token_type")?;
     let state = get::<String>(row, "state")?;
     let scopes = get::<String>(row, "scopes")?;
@@ -232,7 +241,7 @@ pub(crate) fn token(row: &PgRow) -> StoreResult<TokenRecord> {
 }
 
 /// A secret; the columns are prefixed `s_` when selected next to a token.
-pub(crate) fn secret(row: &PgRow, prefix: &str) -> StoreResult<SecretRecord> {
+pub(crate) fn secret(row: &impl SqlRow, prefix: &str) -> StoreResult<SecretRecord> {
     Ok(SecretRecord {
         token_id: get(row, &format!("{prefix}token_id"))?,
         hash: hash_of(get(row, &format!("{prefix}hash"))?)?,
@@ -243,7 +252,7 @@ pub(crate) fn secret(row: &PgRow, prefix: &str) -> StoreResult<SecretRecord> {
 }
 
 /// A session.
-pub(crate) fn session(row: &PgRow) -> StoreResult<SessionRecord> {
+pub(crate) fn session(row: &impl SqlRow) -> StoreResult<SessionRecord> {
     Ok(SessionRecord {
         id: get(row, "id")?,
         user_id: get(row, "user_id")?,
@@ -254,7 +263,7 @@ pub(crate) fn session(row: &PgRow) -> StoreResult<SessionRecord> {
 }
 
 /// An audit event.
-pub(crate) fn audit_event(row: &PgRow) -> StoreResult<AuditEvent> {
+pub(crate) fn audit_event(row: &impl SqlRow) -> StoreResult<AuditEvent> {
     let details = get::<String>(row, "details")?;
     Ok(AuditEvent {
         id: get(row, "id")?,
@@ -272,7 +281,7 @@ pub(crate) fn audit_event(row: &PgRow) -> StoreResult<AuditEvent> {
 }
 
 /// An idempotency record.
-pub(crate) fn idempotency(row: &PgRow) -> StoreResult<IdempotencyRecord> {
+pub(crate) fn idempotency(row: &impl SqlRow) -> StoreResult<IdempotencyRecord> {
     Ok(IdempotencyRecord {
         key: get(row, "key")?,
         request_hash: get(row, "request_hash")?,
@@ -282,7 +291,7 @@ pub(crate) fn idempotency(row: &PgRow) -> StoreResult<IdempotencyRecord> {
 }
 
 /// A signing key.
-pub(crate) fn signing_key(row: &PgRow) -> StoreResult<SigningKeyRecord> {
+pub(crate) fn signing_key(row: &impl SqlRow) -> StoreResult<SigningKeyRecord> {
     Ok(SigningKeyRecord {
         id: get(row, "id")?,
         algorithm: get(row, "algorithm")?,
@@ -295,7 +304,7 @@ pub(crate) fn signing_key(row: &PgRow) -> StoreResult<SigningKeyRecord> {
 }
 
 /// One change of the feed.
-pub(crate) fn change(row: &PgRow) -> StoreResult<Change> {
+pub(crate) fn change(row: &impl SqlRow) -> StoreResult<Change> {
     let kind = get::<String>(row, "kind")?;
     Ok(Change {
         version: get(row, "version")?,
@@ -305,6 +314,9 @@ pub(crate) fn change(row: &PgRow) -> StoreResult<Change> {
 }
 
 /// Decodes every row with `f`.
-pub(crate) fn all<T>(rows: &[PgRow], f: impl Fn(&PgRow) -> StoreResult<T>) -> StoreResult<Vec<T>> {
+pub(crate) fn all<R: SqlRow, T>(
+    rows: &[R],
+    f: impl Fn(&R) -> StoreResult<T>,
+) -> StoreResult<Vec<T>> {
     rows.iter().map(f).collect()
 }

@@ -1,9 +1,10 @@
-//! The write operations, each run inside one transaction that first locks the change
-//! counter's row (see [`crate::PostgresStore`]): every function here takes that
-//! transaction's connection and leaves committing or rolling back to the caller.
-//!
-//! The statements are the SQLite backend's, with PostgreSQL placeholders; where the two
-//! differ it says why.
+//! The write operations. Each runs inside one write transaction that the backend opened
+//! ([`SqlBackend::write`]: on SQLite on the single writer connection, on PostgreSQL after
+//! locking the change counter's row); every function here takes that transaction's
+//! connection and leaves committing or rolling back to the backend. The statements are
+//! the same text on both engines (`$n` placeholders, which SQLite accepts too); the two
+//! that differ are the backend's own ([`SqlBackend::bump`],
+//! [`SqlBackend::record_last_used`]).
 
 use latchkey_core::policy::{Limits, check_restore, limits_for};
 use latchkey_core::{
@@ -11,19 +12,14 @@ use latchkey_core::{
     SessionRecord, StoredState, TokenRecord, TokenSettings, UserRecord, WorkspaceRecord, new_id,
 };
 use latchkey_proto::{OrgRole, TokenType, WorkspaceRole};
-use latchkey_store::{
+use time::{Duration, OffsetDateTime};
+
+use super::driver::{Arg, Conn, Fetch};
+use super::{SqlBackend, rows};
+use crate::{
     BootstrapPlan, ChangeKind, IdempotencyRecord, LastUsed, Purged, Retention, SigningKeyRecord,
     StoreError, StoreResult, UserPatch,
 };
-
-use sqlx::{PgConnection, Row};
-use time::{Duration, OffsetDateTime};
-
-use crate::error::db;
-use crate::rows;
-
-/// A connection inside a write transaction.
-pub(crate) type Conn = PgConnection;
 
 /// How long an idempotent answer is kept (DESIGN.md §7: 24 h).
 const IDEMPOTENCY_TTL: Duration = Duration::hours(24);
@@ -50,26 +46,19 @@ pub(crate) fn username_key(username: &str) -> String {
 
 // --- shared steps -------------------------------------------------------------------
 
-/// Bumps the change counter and records one change under the new version, in one round
-/// trip. The transaction already holds the counter's row lock (taken when it began), so
-/// versions follow commit order.
-pub(crate) async fn bump(conn: &mut Conn, kind: ChangeKind, id: &str) -> StoreResult<i64> {
-    sqlx::query_scalar(
-        "WITH bumped AS (UPDATE change_counter SET version = version + 1 WHERE id = 1 \
-         RETURNING version) \
-         INSERT INTO changes (version, kind, entity_id) SELECT version, $1, $2 FROM bumped \
-         RETURNING version",
-    )
-    .bind(kind.as_str())
-    .bind(id)
-    .fetch_one(&mut *conn)
-    .await
-    .map_err(db)
+/// Bumps the change counter and records one change under the new version (the backend's
+/// statement: [`SqlBackend::bump`]).
+pub(crate) async fn bump<B: SqlBackend>(
+    conn: &mut Conn<'_, B>,
+    kind: ChangeKind,
+    id: &str,
+) -> StoreResult<i64> {
+    B::bump(conn, kind, id).await
 }
 
 /// Writes an audit event (fresh id, `created_at = now`).
-pub(crate) async fn audit(
-    conn: &mut Conn,
+pub(crate) async fn audit<B: SqlBackend>(
+    conn: &mut Conn<'_, B>,
     now: OffsetDateTime,
     event: &NewAuditEvent,
 ) -> StoreResult<()> {
@@ -78,67 +67,71 @@ pub(crate) async fn audit(
          target_id, workspace_id, subject_user_id, ip, details, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
-    .bind(new_id())
-    .bind(&event.action)
-    .bind(&event.actor_id)
-    .bind(&event.actor_token_id)
-    .bind(&event.target_type)
-    .bind(&event.target_id)
-    .bind(&event.workspace_id)
-    .bind(&event.subject_user_id)
-    .bind(&event.ip)
-    .bind(json(&event.details)?)
-    .bind(secs(now))
-    .execute(&mut *conn)
-    .await
-    .map_err(db)?;
+    .arg(new_id())
+    .arg(&event.action)
+    .arg(&event.actor_id)
+    .arg(&event.actor_token_id)
+    .arg(&event.target_type)
+    .arg(&event.target_id)
+    .arg(&event.workspace_id)
+    .arg(&event.subject_user_id)
+    .arg(&event.ip)
+    .arg(json(&event.details)?)
+    .arg(secs(now))
+    .run(conn)
+    .await?;
     Ok(())
 }
 
 /// One user, inside the transaction.
-pub(crate) async fn load_user(conn: &mut Conn, id: &str) -> StoreResult<UserRecord> {
+pub(crate) async fn load_user<B: SqlBackend>(
+    conn: &mut Conn<'_, B>,
+    id: &str,
+) -> StoreResult<UserRecord> {
     let row = sqlx::query(&format!("{} WHERE id = $1", rows::USER_SELECT))
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(db)?
+        .arg(id)
+        .optional(conn)
+        .await?
         .ok_or(StoreError::NotFound("user"))?;
     rows::user(&row)
 }
 
 /// One token with its joined names, inside the transaction.
-pub(crate) async fn load_token(conn: &mut Conn, id: &str) -> StoreResult<TokenRecord> {
+pub(crate) async fn load_token<B: SqlBackend>(
+    conn: &mut Conn<'_, B>,
+    id: &str,
+) -> StoreResult<TokenRecord> {
     let row = sqlx::query(&format!("{} WHERE t.id = $1", rows::TOKEN_SELECT))
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(db)?
+        .arg(id)
+        .optional(conn)
+        .await?
         .ok_or(StoreError::NotFound("token"))?;
     rows::token(&row)
 }
 
-async fn load_workspace(conn: &mut Conn, id: &str) -> StoreResult<WorkspaceRecord> {
+async fn load_workspace<B: SqlBackend>(
+    conn: &mut Conn<'_, B>,
+    id: &str,
+) -> StoreResult<WorkspaceRecord> {
     let row = sqlx::query(&format!("{} WHERE id = $1", rows::WORKSPACE_SELECT))
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(db)?
+        .arg(id)
+        .optional(conn)
+        .await?
         .ok_or(StoreError::NotFound("workspace"))?;
     rows::workspace(&row)
 }
 
-async fn load_org(conn: &mut Conn, id: &str) -> StoreResult<OrgRecord> {
+async fn load_org<B: SqlBackend>(conn: &mut Conn<'_, B>, id: &str) -> StoreResult<OrgRecord> {
     let row = sqlx::query(&format!("{} WHERE id = $1", rows::ORG_SELECT))
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(db)?
+        .arg(id)
+        .optional(conn)
+        .await?
         .ok_or(StoreError::NotFound("org"))?;
     rows::org(&row)
 }
 
-async fn load_membership(
-    conn: &mut Conn,
+async fn load_membership<B: SqlBackend>(
+    conn: &mut Conn<'_, B>,
     workspace_id: &str,
     user_id: &str,
 ) -> StoreResult<MembershipRecord> {
@@ -146,109 +139,111 @@ async fn load_membership(
         "{} WHERE m.workspace_id = $1 AND m.user_id = $2",
         rows::MEMBERSHIP_SELECT
     ))
-    .bind(workspace_id)
-    .bind(user_id)
-    .fetch_optional(&mut *conn)
-    .await
-    .map_err(db)?
+    .arg(workspace_id)
+    .arg(user_id)
+    .optional(conn)
+    .await?
     .ok_or(StoreError::NotFound("membership"))?;
     rows::membership(&row)
 }
 
-async fn exists(conn: &mut Conn, sql: &str, id: &str) -> StoreResult<bool> {
-    let found: Option<i32> = sqlx::query_scalar(sql)
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(db)?;
-    Ok(found.is_some())
+/// Whether `sql` (a `SELECT COUNT(*) ... WHERE id = $1`) counts any row.
+async fn exists<B: SqlBackend>(conn: &mut Conn<'_, B>, sql: &str, id: &str) -> StoreResult<bool> {
+    let found: i64 = sqlx::query(sql).arg(id).scalar(conn).await?;
+    Ok(found > 0)
 }
 
-async fn require_user(conn: &mut Conn, id: &str) -> StoreResult<()> {
-    if exists(conn, "SELECT 1 FROM users WHERE id = $1", id).await? {
+async fn require_user<B: SqlBackend>(conn: &mut Conn<'_, B>, id: &str) -> StoreResult<()> {
+    if exists(conn, "SELECT COUNT(*) FROM users WHERE id = $1", id).await? {
         Ok(())
     } else {
         Err(StoreError::NotFound("user"))
     }
 }
 
-async fn require_workspace(conn: &mut Conn, id: &str) -> StoreResult<()> {
-    if exists(conn, "SELECT 1 FROM workspaces WHERE id = $1", id).await? {
+async fn require_workspace<B: SqlBackend>(conn: &mut Conn<'_, B>, id: &str) -> StoreResult<()> {
+    if exists(conn, "SELECT COUNT(*) FROM workspaces WHERE id = $1", id).await? {
         Ok(())
     } else {
         Err(StoreError::NotFound("workspace"))
     }
 }
 
-async fn insert_org(conn: &mut Conn, now: OffsetDateTime, org: &OrgRecord) -> StoreResult<()> {
+async fn insert_org<B: SqlBackend>(
+    conn: &mut Conn<'_, B>,
+    now: OffsetDateTime,
+    org: &OrgRecord,
+) -> StoreResult<()> {
     let s = &org.token_settings;
     sqlx::query(
         "INSERT INTO orgs (id, name, enabled_types, personal_token_ttl_days, \
          max_tokens_per_user, token_creators, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
-    .bind(&org.id)
-    .bind(&org.name)
-    .bind(i64::from(s.enabled_types))
-    .bind(s.personal_token_ttl_days.map(i64::from))
-    .bind(s.max_tokens_per_user.map(i64::from))
-    .bind(s.token_creators.as_str())
-    .bind(secs(now))
-    .execute(&mut *conn)
-    .await
-    .map_err(db)?;
+    .arg(&org.id)
+    .arg(&org.name)
+    .arg(i64::from(s.enabled_types))
+    .arg(s.personal_token_ttl_days.map(i64::from))
+    .arg(s.max_tokens_per_user.map(i64::from))
+    .arg(s.token_creators.as_str())
+    .arg(secs(now))
+    .run(conn)
+    .await?;
     Ok(())
 }
 
-async fn upsert_instance(conn: &mut Conn, settings: &InstanceSettings) -> StoreResult<()> {
+async fn upsert_instance<B: SqlBackend>(
+    conn: &mut Conn<'_, B>,
+    settings: &InstanceSettings,
+) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO instance_settings (id, max_active_tokens, default_token_lifetime_days) \
          VALUES (1, $1, $2) ON CONFLICT (id) DO UPDATE SET \
          max_active_tokens = excluded.max_active_tokens, \
          default_token_lifetime_days = excluded.default_token_lifetime_days",
     )
-    .bind(settings.max_active_tokens.map(i64::from))
-    .bind(i64::from(settings.default_token_lifetime_days))
-    .execute(&mut *conn)
-    .await
-    .map_err(db)?;
+    .arg(settings.max_active_tokens.map(i64::from))
+    .arg(i64::from(settings.default_token_lifetime_days))
+    .run(conn)
+    .await?;
     Ok(())
 }
 
-async fn insert_user(conn: &mut Conn, user: &UserRecord) -> StoreResult<()> {
+async fn insert_user<B: SqlBackend>(conn: &mut Conn<'_, B>, user: &UserRecord) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO users (id, org_id, username, username_key, display_name, email, role, \
          active, password_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
-    .bind(&user.id)
-    .bind(&user.org_id)
-    .bind(&user.username)
-    .bind(username_key(&user.username))
-    .bind(&user.display_name)
-    .bind(&user.email)
-    .bind(user.role.as_str())
-    .bind(user.active)
-    .bind(&user.password_hash)
-    .bind(secs(user.created_at))
-    .execute(&mut *conn)
-    .await
-    .map_err(db)?;
+    .arg(&user.id)
+    .arg(&user.org_id)
+    .arg(&user.username)
+    .arg(username_key(&user.username))
+    .arg(&user.display_name)
+    .arg(&user.email)
+    .arg(user.role.as_str())
+    .arg(user.active)
+    .arg(&user.password_hash)
+    .arg(secs(user.created_at))
+    .run(conn)
+    .await?;
     Ok(())
 }
 
-async fn insert_workspace(conn: &mut Conn, workspace: &WorkspaceRecord) -> StoreResult<()> {
+async fn insert_workspace<B: SqlBackend>(
+    conn: &mut Conn<'_, B>,
+    workspace: &WorkspaceRecord,
+) -> StoreResult<()> {
     sqlx::query("INSERT INTO workspaces (id, org_id, name, created_at) VALUES ($1, $2, $3, $4)")
-        .bind(&workspace.id)
-        .bind(&workspace.org_id)
-        .bind(&workspace.name)
-        .bind(secs(workspace.created_at))
-        .execute(&mut *conn)
-        .await
-        .map_err(db)?;
+        .arg(&workspace.id)
+        .arg(&workspace.org_id)
+        .arg(&workspace.name)
+        .arg(secs(workspace.created_at))
+        .run(conn)
+        .await?;
     Ok(())
 }
 
-async fn upsert_member(
-    conn: &mut Conn,
+async fn upsert_member<B: SqlBackend>(
+    conn: &mut Conn<'_, B>,
     now: OffsetDateTime,
     workspace_id: &str,
     user_id: &str,
@@ -258,48 +253,49 @@ async fn upsert_member(
         "INSERT INTO memberships (workspace_id, user_id, role, created_at) VALUES ($1, $2, $3, $4) \
          ON CONFLICT (workspace_id, user_id) DO UPDATE SET role = excluded.role",
     )
-    .bind(workspace_id)
-    .bind(user_id)
-    .bind(role.as_str())
-    .bind(secs(now))
-    .execute(&mut *conn)
-    .await
-    .map_err(db)?;
+    .arg(workspace_id)
+    .arg(user_id)
+    .arg(role.as_str())
+    .arg(secs(now))
+    .run(conn)
+    .await?;
     Ok(())
 }
 
-async fn insert_token(conn: &mut Conn, token: &TokenRecord) -> StoreResult<()> {
+async fn insert_token<B: SqlBackend>(
+    conn: &mut Conn<'_, B>,
+    token: &TokenRecord,
+) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO tokens (id, org_id, name, token_type, hint, workspace_id, owner_id, \
          created_by, scopes, projects, environment, created_at, expires_at, last_used_at, \
          last_used_ip, state, leaked) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
     )
-    .bind(&token.id)
-    .bind(&token.org_id)
-    .bind(&token.name)
-    .bind(token.token_type.as_str())
-    .bind(&token.hint)
-    .bind(&token.workspace_id)
-    .bind(&token.owner_id)
-    .bind(&token.created_by)
-    .bind(json(&token.scopes)?)
-    .bind(json(&token.projects)?)
-    .bind(&token.environment)
-    .bind(secs(token.created_at))
-    .bind(opt_secs(token.expires_at))
-    .bind(opt_secs(token.last_used_at))
-    .bind(&token.last_used_ip)
-    .bind(token.state.as_str())
-    .bind(token.leaked)
-    .execute(&mut *conn)
-    .await
-    .map_err(db)?;
+    .arg(&token.id)
+    .arg(&token.org_id)
+    .arg(&token.name)
+    .arg(token.token_type.as_str())
+    .arg(&token.hint)
+    .arg(&token.workspace_id)
+    .arg(&token.owner_id)
+    .arg(&token.created_by)
+    .arg(json(&token.scopes)?)
+    .arg(json(&token.projects)?)
+    .arg(&token.environment)
+    .arg(secs(token.created_at))
+    .arg(opt_secs(token.expires_at))
+    .arg(opt_secs(token.last_used_at))
+    .arg(&token.last_used_ip)
+    .arg(token.state.as_str())
+    .arg(token.leaked)
+    .run(conn)
+    .await?;
     Ok(())
 }
 
 /// Inserts a secret for `token_id` (the record's own `token_id` is not trusted).
-async fn insert_secret(
-    conn: &mut Conn,
+async fn insert_secret<B: SqlBackend>(
+    conn: &mut Conn<'_, B>,
     now: OffsetDateTime,
     token_id: &str,
     secret: &SecretRecord,
@@ -308,29 +304,31 @@ async fn insert_secret(
         "INSERT INTO token_secrets (hash, token_id, key_id, not_after, created_at) \
          VALUES ($1, $2, $3, $4, $5)",
     )
-    .bind(&secret.hash[..])
-    .bind(token_id)
-    .bind(&secret.key_id)
-    .bind(opt_secs(secret.not_after))
-    .bind(secs(now))
-    .execute(&mut *conn)
-    .await
-    .map_err(db)?;
+    .arg(&secret.hash[..])
+    .arg(token_id)
+    .arg(&secret.key_id)
+    .arg(opt_secs(secret.not_after))
+    .arg(secs(now))
+    .run(conn)
+    .await?;
     Ok(())
 }
 
 /// Whether one more active token fits in `limits`. A token counts while its stored state
 /// is `active` and it has not passed its expiry (the sweep may not have marked it yet).
-async fn check_limits(conn: &mut Conn, now: OffsetDateTime, limits: &Limits) -> StoreResult<()> {
+async fn check_limits<B: SqlBackend>(
+    conn: &mut Conn<'_, B>,
+    now: OffsetDateTime,
+    limits: &Limits,
+) -> StoreResult<()> {
     if let Some(max) = limits.max_active_tokens {
-        let count: i64 = sqlx::query_scalar(
+        let count: i64 = sqlx::query(
             "SELECT COUNT(*) FROM tokens WHERE state = 'active' \
              AND (expires_at IS NULL OR expires_at > $1)",
         )
-        .bind(secs(now))
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(db)?;
+        .arg(secs(now))
+        .scalar(conn)
+        .await?;
         if count >= i64::from(max) {
             return Err(StoreError::LimitExceeded {
                 limit: "max_active_tokens",
@@ -339,16 +337,15 @@ async fn check_limits(conn: &mut Conn, now: OffsetDateTime, limits: &Limits) -> 
         }
     }
     if let Some((owner, max)) = &limits.max_tokens_per_user {
-        let count: i64 = sqlx::query_scalar(
+        let count: i64 = sqlx::query(
             "SELECT COUNT(*) FROM tokens WHERE owner_id = $1 AND state = 'active' \
              AND token_type IN ('personal', 'legacy') \
              AND (expires_at IS NULL OR expires_at > $2)",
         )
-        .bind(owner)
-        .bind(secs(now))
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(db)?;
+        .arg(owner)
+        .arg(secs(now))
+        .scalar(conn)
+        .await?;
         if count >= i64::from(*max) {
             return Err(StoreError::LimitExceeded {
                 limit: "max_tokens_per_user",
@@ -361,7 +358,10 @@ async fn check_limits(conn: &mut Conn, now: OffsetDateTime, limits: &Limits) -> 
 
 /// The limits a token is under according to the stored settings (for reactivations that
 /// the caller did not pass limits for).
-async fn stored_limits(conn: &mut Conn, token: &TokenRecord) -> StoreResult<Limits> {
+async fn stored_limits<B: SqlBackend>(
+    conn: &mut Conn<'_, B>,
+    token: &TokenRecord,
+) -> StoreResult<Limits> {
     let settings = match load_org(conn, &token.org_id).await {
         Ok(org) => org.token_settings,
         Err(StoreError::NotFound(_)) => TokenSettings {
@@ -370,13 +370,7 @@ async fn stored_limits(conn: &mut Conn, token: &TokenRecord) -> StoreResult<Limi
         },
         Err(e) => return Err(e),
     };
-    let row = sqlx::query(
-        "SELECT max_active_tokens, default_token_lifetime_days FROM instance_settings \
-         WHERE id = 1",
-    )
-    .fetch_optional(&mut *conn)
-    .await
-    .map_err(db)?;
+    let row = sqlx::query(rows::INSTANCE_SELECT).optional(conn).await?;
     let instance = match row {
         Some(row) => rows::instance(&row)?,
         None => InstanceSettings {
@@ -395,40 +389,38 @@ async fn stored_limits(conn: &mut Conn, token: &TokenRecord) -> StoreResult<Limi
 // --- lifecycle ----------------------------------------------------------------------
 
 /// Records the hash key's id, or refuses another one.
-pub(crate) async fn ensure_hash_key(conn: &mut Conn, key_id: &str) -> StoreResult<()> {
-    let stored: Option<String> =
-        sqlx::query_scalar("SELECT value FROM meta WHERE key = 'hash_key_id'")
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(db)?;
+pub(crate) async fn ensure_hash_key<B: SqlBackend>(
+    conn: &mut Conn<'_, B>,
+    key_id: &str,
+) -> StoreResult<()> {
+    let stored: Option<String> = sqlx::query("SELECT value FROM meta WHERE key = 'hash_key_id'")
+        .optional_scalar(conn)
+        .await?;
     match stored {
         Some(stored) if stored == key_id => Ok(()),
         Some(stored) => Err(StoreError::HashKeyMismatch { stored }),
         None => {
             sqlx::query("INSERT INTO meta (key, value) VALUES ('hash_key_id', $1)")
-                .bind(key_id)
-                .execute(&mut *conn)
-                .await
-                .map_err(db)?;
+                .arg(key_id)
+                .run(conn)
+                .await?;
             Ok(())
         }
     }
 }
 
 /// The first start, guarded by the unique `bootstrap` row.
-pub(crate) async fn bootstrap(
-    conn: &mut Conn,
+pub(crate) async fn bootstrap<B: SqlBackend>(
+    conn: &mut Conn<'_, B>,
     now: OffsetDateTime,
     plan: &BootstrapPlan,
 ) -> StoreResult<bool> {
     let claimed = sqlx::query(
         "INSERT INTO bootstrap (id, done_at) VALUES (1, $1) ON CONFLICT (id) DO NOTHING",
     )
-    .bind(secs(now))
-    .execute(&mut *conn)
-    .await
-    .map_err(db)?
-    .rows_affected();
+    .arg(secs(now))
+    .run(conn)
+    .await?;
     if claimed == 0 {
         return Ok(false);
     }
@@ -457,8 +449,8 @@ pub(crate) async fn bootstrap(
 // --- settings -----------------------------------------------------------------------
 
 /// Replaces an org's token settings.
-pub(crate) async fn update_token_settings(
-    conn: &mut Conn,
+pub(crate) async fn update_token_settings<B: SqlBackend>(
+    conn: &mut Conn<'_, B>,
     now: OffsetDateTime,
     org_id: &str,
     settings: &TokenSettings,
@@ -468,15 +460,13 @@ pub(crate) async fn update_token_settings(
         "UPDATE orgs SET enabled_types = $1, personal_token_ttl_days = $2, \
          max_tokens_per_user = $3, token_creators = $4 WHERE id = $5",
     )
-    .bind(i64::from(settings.enabled_types))
-    .bind(settings.personal_token_ttl_days.map(i64::from))
-    .bind(settings.max_tokens_per_user.map(i64::from))
-    .bind(settings.token_creators.as_str())
-    .bind(org_id)
-    .execute(&mut *conn)
-    .await
-    .map_err(db)?
-    .rows_affected();
+    .arg(i64::from(settings.enabled_types))
+    .arg(settings.personal_token_ttl_days.map(i64::from))
+    .arg(settings.max_tokens_per_user.map(i64::from))
+    .arg(settings.token_creators.as_str())
+    .arg(org_id)
+    .run(conn)
+    .await?;
     if updated == 0 {
         return Err(StoreError::NotFound("org"));
     }
@@ -486,8 +476,8 @@ pub(crate) async fn update_token_settings(
 }
 
 /// Replaces the instance settings.
-pub(crate) async fn update_instance_settings(
-    conn: &mut Conn,
+pub(crate) async fn update_instance_settings<B: SqlBackend>(
+    conn: &mut Conn<'_, B>,
     now: OffsetDateTime,
     settings: &InstanceSettings,
     event: &NewAuditEvent,
@@ -495,21 +485,15 @@ pub(crate) async fn update_instance_settings(
     upsert_instance(conn, settings).await?;
     audit(conn, now, event).await?;
     bump(conn, ChangeKind::Instance, "").await?;
-    let row = sqlx::query(
-        "SELECT max_active_tokens, default_token_lifetime_days FROM instance_settings \
-         WHERE id = 1",
-    )
-    .fetch_one(&mut *conn)
-    .await
-    .map_err(db)?;
+    let row = sqlx::query(rows::INSTANCE_SELECT).one(conn).await?;
     rows::instance(&row)
 }
 
 // --- users --------------------------------------------------------------------------
 
 /// Creates a user.
-pub(crate) async fn create_user(
-    conn: &mut Conn,
+pub(crate) async fn create_user<B: SqlBackend>(
+    conn: &mut Conn<'_, B>,
     now: OffsetDateTime,
     user: &UserRecord,
     event: &NewAuditEvent,
@@ -521,8 +505,8 @@ pub(crate) async fn create_user(
 }
 
 /// Applies a user patch, refusing to leave the org without an active owner.
-pub(crate) async fn update_user(
-    conn: &mut Conn,
+pub(crate) async fn update_user<B: SqlBackend>(
+    conn: &mut Conn<'_, B>,
     now: OffsetDateTime,
     id: &str,
     patch: &UserPatch,
@@ -549,34 +533,31 @@ pub(crate) async fn update_user(
         "UPDATE users SET active = $1, role = $2, display_name = $3, email = $4, \
          password_hash = $5 WHERE id = $6",
     )
-    .bind(after.active)
-    .bind(after.role.as_str())
-    .bind(&after.display_name)
-    .bind(&after.email)
-    .bind(&after.password_hash)
-    .bind(id)
-    .execute(&mut *conn)
-    .await
-    .map_err(db)?;
+    .arg(after.active)
+    .arg(after.role.as_str())
+    .arg(&after.display_name)
+    .arg(&after.email)
+    .arg(&after.password_hash)
+    .arg(id)
+    .run(conn)
+    .await?;
     if patch.active == Some(false) || patch.password_hash.is_some() {
         sqlx::query("DELETE FROM sessions WHERE user_id = $1")
-            .bind(id)
-            .execute(&mut *conn)
-            .await
-            .map_err(db)?;
+            .arg(id)
+            .run(conn)
+            .await?;
     }
     let was_owner = before.active && before.role == OrgRole::Owner;
     let is_owner = after.active && after.role == OrgRole::Owner;
     if was_owner && !is_owner {
-        let owners: i64 = sqlx::query_scalar(
+        let owners: i64 = sqlx::query(
             "SELECT COUNT(*) FROM users WHERE org_id = $1 AND role = $2 AND active = $3",
         )
-        .bind(&before.org_id)
-        .bind(OrgRole::Owner.as_str())
-        .bind(true)
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(db)?;
+        .arg(&before.org_id)
+        .arg(OrgRole::Owner.as_str())
+        .arg(true)
+        .scalar(conn)
+        .await?;
         if owners == 0 {
             return Err(StoreError::LastOwner);
         }
@@ -589,8 +570,8 @@ pub(crate) async fn update_user(
 // --- workspaces and members ---------------------------------------------------------
 
 /// Creates a workspace, optionally with its creator as a member.
-pub(crate) async fn create_workspace(
-    conn: &mut Conn,
+pub(crate) async fn create_workspace<B: SqlBackend>(
+    conn: &mut Conn<'_, B>,
     now: OffsetDateTime,
     workspace: &WorkspaceRecord,
     creator: Option<&(String, WorkspaceRole)>,
@@ -607,8 +588,8 @@ pub(crate) async fn create_workspace(
 }
 
 /// Adds a member or changes their role.
-pub(crate) async fn put_member(
-    conn: &mut Conn,
+pub(crate) async fn put_member<B: SqlBackend>(
+    conn: &mut Conn<'_, B>,
     now: OffsetDateTime,
     workspace_id: &str,
     user_id: &str,
@@ -624,20 +605,18 @@ pub(crate) async fn put_member(
 }
 
 /// Removes a member.
-pub(crate) async fn remove_member(
-    conn: &mut Conn,
+pub(crate) async fn remove_member<B: SqlBackend>(
+    conn: &mut Conn<'_, B>,
     now: OffsetDateTime,
     workspace_id: &str,
     user_id: &str,
     event: &NewAuditEvent,
 ) -> StoreResult<()> {
     let removed = sqlx::query("DELETE FROM memberships WHERE workspace_id = $1 AND user_id = $2")
-        .bind(workspace_id)
-        .bind(user_id)
-        .execute(&mut *conn)
-        .await
-        .map_err(db)?
-        .rows_affected();
+        .arg(workspace_id)
+        .arg(user_id)
+        .run(conn)
+        .await?;
     if removed == 0 {
         return Err(StoreError::NotFound("membership"));
     }
@@ -649,8 +628,8 @@ pub(crate) async fn remove_member(
 // --- projects -----------------------------------------------------------------------
 
 /// Creates a project.
-pub(crate) async fn create_project(
-    conn: &mut Conn,
+pub(crate) async fn create_project<B: SqlBackend>(
+    conn: &mut Conn<'_, B>,
     now: OffsetDateTime,
     project: &ProjectRecord,
     event: &NewAuditEvent,
@@ -660,21 +639,19 @@ pub(crate) async fn create_project(
         "INSERT INTO projects (id, workspace_id, name, description, created_by, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6)",
     )
-    .bind(&project.id)
-    .bind(&project.workspace_id)
-    .bind(&project.name)
-    .bind(&project.description)
-    .bind(&project.created_by)
-    .bind(secs(project.created_at))
-    .execute(&mut *conn)
-    .await
-    .map_err(db)?;
+    .arg(&project.id)
+    .arg(&project.workspace_id)
+    .arg(&project.name)
+    .arg(&project.description)
+    .arg(&project.created_by)
+    .arg(secs(project.created_at))
+    .run(conn)
+    .await?;
     audit(conn, now, event).await?;
     let row = sqlx::query(&format!("{} WHERE id = $1", rows::PROJECT_SELECT))
-        .bind(&project.id)
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(db)?;
+        .arg(&project.id)
+        .one(conn)
+        .await?;
     rows::project(&row)
 }
 
@@ -693,18 +670,17 @@ fn like_escape(text: &str) -> String {
 /// Deletes a project; tokens bound only to it go too, tokens bound to it and others lose
 /// the binding (never widened to "all projects"). Each such token change is audited
 /// (`token.deleted` / `token.updated`, by the project event's actor).
-pub(crate) async fn delete_project(
-    conn: &mut Conn,
+pub(crate) async fn delete_project<B: SqlBackend>(
+    conn: &mut Conn<'_, B>,
     now: OffsetDateTime,
     id: &str,
     event: &NewAuditEvent,
 ) -> StoreResult<Vec<String>> {
     let workspace_id: Option<String> =
-        sqlx::query_scalar("SELECT workspace_id FROM projects WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(db)?;
+        sqlx::query("SELECT workspace_id FROM projects WHERE id = $1")
+            .arg(id)
+            .optional_scalar(conn)
+            .await?;
     if workspace_id.is_none() {
         return Err(StoreError::NotFound("project"));
     }
@@ -714,14 +690,13 @@ pub(crate) async fn delete_project(
         "SELECT id, projects, owner_id, workspace_id FROM tokens \
          WHERE projects LIKE $1 ESCAPE '\\' ORDER BY id",
     )
-    .bind(pattern)
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(db)?;
+    .arg(pattern)
+    .all(conn)
+    .await?;
     let mut deleted = Vec::new();
     for row in bound {
-        let token_id: String = row.try_get("id").map_err(db)?;
-        let projects: String = row.try_get("projects").map_err(db)?;
+        let token_id: String = rows::get(&row, "id")?;
+        let projects: String = rows::get(&row, "projects")?;
         let projects = rows::project_list(&projects)?;
         if !projects.iter().any(|p| p == id) {
             continue;
@@ -738,8 +713,8 @@ pub(crate) async fn delete_project(
             actor_token_id: event.actor_token_id.clone(),
             target_type: Some("token".to_owned()),
             target_id: Some(token_id.clone()),
-            workspace_id: row.try_get("workspace_id").map_err(db)?,
-            subject_user_id: row.try_get("owner_id").map_err(db)?,
+            workspace_id: rows::get(&row, "workspace_id")?,
+            subject_user_id: rows::get(&row, "owner_id")?,
             ip: event.ip.clone(),
             details: serde_json::json!({ "project_deleted": id }),
         };
@@ -748,20 +723,18 @@ pub(crate) async fn delete_project(
             deleted.push(token_id.clone());
         } else {
             sqlx::query("UPDATE tokens SET projects = $1 WHERE id = $2")
-                .bind(json(&rest)?)
-                .bind(&token_id)
-                .execute(&mut *conn)
-                .await
-                .map_err(db)?;
+                .arg(json(&rest)?)
+                .arg(&token_id)
+                .run(conn)
+                .await?;
         }
         audit(conn, now, &token_event).await?;
         bump(conn, ChangeKind::Token, &token_id).await?;
     }
     sqlx::query("DELETE FROM projects WHERE id = $1")
-        .bind(id)
-        .execute(&mut *conn)
-        .await
-        .map_err(db)?;
+        .arg(id)
+        .run(conn)
+        .await?;
     audit(conn, now, event).await?;
     Ok(deleted)
 }
@@ -769,8 +742,8 @@ pub(crate) async fn delete_project(
 // --- tokens -------------------------------------------------------------------------
 
 /// Inserts a token and its secret within the limits; one legacy token per user.
-pub(crate) async fn create_token(
-    conn: &mut Conn,
+pub(crate) async fn create_token<B: SqlBackend>(
+    conn: &mut Conn<'_, B>,
     now: OffsetDateTime,
     token: &TokenRecord,
     secret: &SecretRecord,
@@ -780,13 +753,12 @@ pub(crate) async fn create_token(
     if token.token_type == TokenType::Legacy
         && let Some(owner) = &token.owner_id
     {
-        let existing: i64 = sqlx::query_scalar(
+        let existing: i64 = sqlx::query(
             "SELECT COUNT(*) FROM tokens WHERE owner_id = $1 AND token_type = 'legacy'",
         )
-        .bind(owner)
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(db)?;
+        .arg(owner)
+        .scalar(conn)
+        .await?;
         if existing > 0 {
             return Err(StoreError::Conflict(LEGACY_TAKEN.to_owned()));
         }
@@ -801,9 +773,27 @@ pub(crate) async fn create_token(
     load_token(conn, &token.id).await
 }
 
+/// Inserts many tokens with their secrets at once (bulk import): no limit checks, one
+/// audit event and one change for the whole batch.
+pub(crate) async fn import_tokens<B: SqlBackend>(
+    conn: &mut Conn<'_, B>,
+    now: OffsetDateTime,
+    tokens: &[(TokenRecord, SecretRecord)],
+    event: &NewAuditEvent,
+) -> StoreResult<()> {
+    for (token, secret) in tokens {
+        insert_token(conn, token).await?;
+        insert_secret(conn, now, &token.id, secret).await?;
+    }
+    audit(conn, now, event).await?;
+    // One change for the batch: readers drop their negative caches (the id names no token).
+    bump(conn, ChangeKind::Token, "").await?;
+    Ok(())
+}
+
 /// Revokes (idempotently); `leaked` is sticky.
-pub(crate) async fn revoke_token(
-    conn: &mut Conn,
+pub(crate) async fn revoke_token<B: SqlBackend>(
+    conn: &mut Conn<'_, B>,
     now: OffsetDateTime,
     id: &str,
     leaked: bool,
@@ -816,20 +806,19 @@ pub(crate) async fn revoke_token(
         StoredState::Expired => StoredState::Expired,
     };
     sqlx::query("UPDATE tokens SET state = $1, leaked = $2 WHERE id = $3")
-        .bind(state.as_str())
-        .bind(token.leaked || leaked)
-        .bind(id)
-        .execute(&mut *conn)
-        .await
-        .map_err(db)?;
+        .arg(state.as_str())
+        .arg(token.leaked || leaked)
+        .arg(id)
+        .run(conn)
+        .await?;
     audit(conn, now, event).await?;
     bump(conn, ChangeKind::Token, id).await?;
     load_token(conn, id).await
 }
 
 /// Re-approves a revoked token within the limits.
-pub(crate) async fn restore_token(
-    conn: &mut Conn,
+pub(crate) async fn restore_token<B: SqlBackend>(
+    conn: &mut Conn<'_, B>,
     now: OffsetDateTime,
     id: &str,
     limits: &Limits,
@@ -845,11 +834,10 @@ pub(crate) async fn restore_token(
     }
     check_limits(conn, now, limits).await?;
     sqlx::query("UPDATE tokens SET state = $1 WHERE id = $2")
-        .bind(StoredState::Active.as_str())
-        .bind(id)
-        .execute(&mut *conn)
-        .await
-        .map_err(db)?;
+        .arg(StoredState::Active.as_str())
+        .arg(id)
+        .run(conn)
+        .await?;
     audit(conn, now, event).await?;
     bump(conn, ChangeKind::Token, id).await?;
     load_token(conn, id).await
@@ -866,8 +854,8 @@ pub(crate) struct Rotation<'a> {
 }
 
 /// Replaces a token's secret (see the trait's documentation).
-pub(crate) async fn rotate_token(
-    conn: &mut Conn,
+pub(crate) async fn rotate_token<B: SqlBackend>(
+    conn: &mut Conn<'_, B>,
     now: OffsetDateTime,
     rotation: Rotation<'_>,
 ) -> StoreResult<TokenRecord> {
@@ -902,19 +890,17 @@ pub(crate) async fn rotate_token(
                 "UPDATE token_secrets SET not_after = $1 WHERE token_id = $2 \
                  AND (not_after IS NULL OR not_after > $3)",
             )
-            .bind(secs(not_after))
-            .bind(id)
-            .bind(secs(not_after))
-            .execute(&mut *conn)
-            .await
-            .map_err(db)?;
+            .arg(secs(not_after))
+            .arg(id)
+            .arg(secs(not_after))
+            .run(conn)
+            .await?;
         }
         None => {
             sqlx::query("DELETE FROM token_secrets WHERE token_id = $1")
-                .bind(id)
-                .execute(&mut *conn)
-                .await
-                .map_err(db)?;
+                .arg(id)
+                .run(conn)
+                .await?;
         }
     }
     insert_secret(conn, now, id, new_secret).await?;
@@ -923,54 +909,48 @@ pub(crate) async fn rotate_token(
         "UPDATE tokens SET state = $1, leaked = $2, expires_at = $3, hint = COALESCE($4, hint) \
          WHERE id = $5",
     )
-    .bind(state.as_str())
-    .bind(false)
-    .bind(opt_secs(expires_at))
-    .bind(new_secret.hint.as_deref())
-    .bind(id)
-    .execute(&mut *conn)
-    .await
-    .map_err(db)?;
+    .arg(state.as_str())
+    .arg(false)
+    .arg(opt_secs(expires_at))
+    .arg(new_secret.hint.as_deref())
+    .arg(id)
+    .run(conn)
+    .await?;
     if let Some(record) = idempotency {
         sqlx::query("DELETE FROM idempotency WHERE created_at < $1")
-            .bind(secs(record.created_at - IDEMPOTENCY_TTL))
-            .execute(&mut *conn)
-            .await
-            .map_err(db)?;
+            .arg(secs(record.created_at - IDEMPOTENCY_TTL))
+            .run(conn)
+            .await?;
         sqlx::query(
             "INSERT INTO idempotency (key, request_hash, response, created_at) \
              VALUES ($1, $2, $3, $4)",
         )
-        .bind(&record.key)
-        .bind(&record.request_hash)
-        .bind(&record.response)
-        .bind(secs(record.created_at))
-        .execute(&mut *conn)
-        .await
-        .map_err(db)?;
+        .arg(&record.key)
+        .arg(&record.request_hash)
+        .arg(&record.response)
+        .arg(secs(record.created_at))
+        .run(conn)
+        .await?;
     }
     audit(conn, now, event).await?;
     bump(conn, ChangeKind::Token, id).await?;
     load_token(conn, id).await
 }
 
-async fn delete_token_rows(conn: &mut Conn, id: &str) -> StoreResult<u64> {
+async fn delete_token_rows<B: SqlBackend>(conn: &mut Conn<'_, B>, id: &str) -> StoreResult<u64> {
     sqlx::query("DELETE FROM token_secrets WHERE token_id = $1")
-        .bind(id)
-        .execute(&mut *conn)
+        .arg(id)
+        .run(conn)
+        .await?;
+    sqlx::query("DELETE FROM tokens WHERE id = $1")
+        .arg(id)
+        .run(conn)
         .await
-        .map_err(db)?;
-    Ok(sqlx::query("DELETE FROM tokens WHERE id = $1")
-        .bind(id)
-        .execute(&mut *conn)
-        .await
-        .map_err(db)?
-        .rows_affected())
 }
 
 /// Deletes a token and its secrets.
-pub(crate) async fn delete_token(
-    conn: &mut Conn,
+pub(crate) async fn delete_token<B: SqlBackend>(
+    conn: &mut Conn<'_, B>,
     now: OffsetDateTime,
     id: &str,
     event: &NewAuditEvent,
@@ -985,63 +965,46 @@ pub(crate) async fn delete_token(
 
 /// Merges last-used observations: the latest time wins, and the IP goes with it. The
 /// batch is merged here first (per token, the latest; on a tie, the first seen), then
-/// written in one statement whose condition keeps whatever a later flush from another
-/// node already wrote: flushes from many nodes merge by `max` and never regress.
-pub(crate) async fn record_last_used(conn: &mut Conn, batch: &[LastUsed]) -> StoreResult<()> {
-    let latest = latchkey_store::latest_use_per_token(batch);
-    let mut ids = Vec::with_capacity(latest.len());
-    let mut ats = Vec::with_capacity(latest.len());
-    let mut ips = Vec::with_capacity(latest.len());
-    for (id, at, ip) in latest {
-        ids.push(id.to_owned());
-        ats.push(at);
-        ips.push(ip.map(str::to_owned));
-    }
-    sqlx::query(
-        "UPDATE tokens AS t SET last_used_at = u.at, last_used_ip = u.ip \
-         FROM unnest($1::text[], $2::bigint[], $3::text[]) AS u (id, at, ip) \
-         WHERE t.id = u.id AND (t.last_used_at IS NULL OR t.last_used_at < u.at)",
-    )
-    .bind(ids)
-    .bind(ats)
-    .bind(ips)
-    .execute(&mut *conn)
-    .await
-    .map_err(db)?;
-    Ok(())
+/// written by the backend's statement ([`SqlBackend::record_last_used`]), whose condition
+/// keeps whatever a later flush (from another node) already wrote: flushes merge by `max`
+/// and never regress.
+pub(crate) async fn record_last_used<B: SqlBackend>(
+    conn: &mut Conn<'_, B>,
+    batch: &[LastUsed],
+) -> StoreResult<()> {
+    let latest = crate::latest_use_per_token(batch);
+    B::record_last_used(conn, &latest).await
 }
 
 /// Marks active tokens past their expiry as `expired`, one `token.expired` event each.
-pub(crate) async fn expire_tokens(
-    conn: &mut Conn,
+pub(crate) async fn expire_tokens<B: SqlBackend>(
+    conn: &mut Conn<'_, B>,
     now: OffsetDateTime,
 ) -> StoreResult<Vec<String>> {
     let due = sqlx::query(
         "SELECT id, owner_id, workspace_id, expires_at FROM tokens WHERE state = 'active' \
          AND expires_at IS NOT NULL AND expires_at <= $1 ORDER BY id",
     )
-    .bind(secs(now))
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(db)?;
+    .arg(secs(now))
+    .all(conn)
+    .await?;
     let mut ids = Vec::with_capacity(due.len());
     for row in due {
-        let id: String = row.try_get("id").map_err(db)?;
-        let expires_at: i64 = row.try_get("expires_at").map_err(db)?;
+        let id: String = rows::get(&row, "id")?;
+        let expires_at: i64 = rows::get(&row, "expires_at")?;
         sqlx::query("UPDATE tokens SET state = $1 WHERE id = $2")
-            .bind(StoredState::Expired.as_str())
-            .bind(&id)
-            .execute(&mut *conn)
-            .await
-            .map_err(db)?;
+            .arg(StoredState::Expired.as_str())
+            .arg(&id)
+            .run(conn)
+            .await?;
         let event = NewAuditEvent {
             action: "token.expired".to_owned(),
             actor_id: None,
             actor_token_id: None,
             target_type: Some("token".to_owned()),
             target_id: Some(id.clone()),
-            workspace_id: row.try_get("workspace_id").map_err(db)?,
-            subject_user_id: row.try_get("owner_id").map_err(db)?,
+            workspace_id: rows::get(&row, "workspace_id")?,
+            subject_user_id: rows::get(&row, "owner_id")?,
             ip: None,
             details: serde_json::json!({ "expires_at": expires_at }),
         };
@@ -1053,45 +1016,38 @@ pub(crate) async fn expire_tokens(
 }
 
 /// Deletes rotated-out secrets past their `not_after`.
-pub(crate) async fn purge_rotated_secrets(
-    conn: &mut Conn,
+pub(crate) async fn purge_rotated_secrets<B: SqlBackend>(
+    conn: &mut Conn<'_, B>,
     now: OffsetDateTime,
 ) -> StoreResult<u64> {
-    Ok(
-        sqlx::query("DELETE FROM token_secrets WHERE not_after IS NOT NULL AND not_after <= $1")
-            .bind(secs(now))
-            .execute(&mut *conn)
-            .await
-            .map_err(db)?
-            .rows_affected(),
-    )
+    sqlx::query("DELETE FROM token_secrets WHERE not_after IS NOT NULL AND not_after <= $1")
+        .arg(secs(now))
+        .run(conn)
+        .await
 }
 
 /// Deletes expired or idle sessions, old idempotent answers and change-feed rows older
 /// than the kept window (see [`Store::purge_retired`](latchkey_store::Store::purge_retired)).
-pub(crate) async fn purge_retired(conn: &mut Conn, retention: &Retention) -> StoreResult<Purged> {
+pub(crate) async fn purge_retired<B: SqlBackend>(
+    conn: &mut Conn<'_, B>,
+    retention: &Retention,
+) -> StoreResult<Purged> {
     let sessions = sqlx::query("DELETE FROM sessions WHERE expires_at <= $1 OR last_seen_at <= $2")
-        .bind(secs(retention.sessions_expired_at))
-        .bind(secs(retention.sessions_idle_since))
-        .execute(&mut *conn)
-        .await
-        .map_err(db)?
-        .rows_affected();
+        .arg(secs(retention.sessions_expired_at))
+        .arg(secs(retention.sessions_idle_since))
+        .run(conn)
+        .await?;
     let idempotency = sqlx::query("DELETE FROM idempotency WHERE created_at < $1")
-        .bind(secs(retention.idempotency_before))
-        .execute(&mut *conn)
-        .await
-        .map_err(db)?
-        .rows_affected();
+        .arg(secs(retention.idempotency_before))
+        .run(conn)
+        .await?;
     let keep = i64::try_from(retention.keep_changes.max(1)).unwrap_or(i64::MAX);
     let changes = sqlx::query(
         "DELETE FROM changes WHERE version <= (SELECT version FROM change_counter WHERE id = 1) - $1",
     )
-    .bind(keep)
-    .execute(&mut *conn)
-    .await
-    .map_err(db)?
-    .rows_affected();
+    .arg(keep)
+    .run(conn)
+    .await?;
     Ok(Purged {
         sessions,
         idempotency,
@@ -1102,8 +1058,8 @@ pub(crate) async fn purge_retired(conn: &mut Conn, retention: &Retention) -> Sto
 // --- sessions -----------------------------------------------------------------------
 
 /// Stores a session under its secret's hash.
-pub(crate) async fn create_session(
-    conn: &mut Conn,
+pub(crate) async fn create_session<B: SqlBackend>(
+    conn: &mut Conn<'_, B>,
     now: OffsetDateTime,
     session: &SessionRecord,
     hash: &[u8],
@@ -1113,46 +1069,43 @@ pub(crate) async fn create_session(
         "INSERT INTO sessions (id, hash, user_id, created_at, last_seen_at, expires_at) \
          VALUES ($1, $2, $3, $4, $5, $6)",
     )
-    .bind(&session.id)
-    .bind(hash)
-    .bind(&session.user_id)
-    .bind(secs(session.created_at))
-    .bind(secs(session.last_seen_at))
-    .bind(secs(session.expires_at))
-    .execute(&mut *conn)
-    .await
-    .map_err(db)?;
+    .arg(&session.id)
+    .arg(hash)
+    .arg(&session.user_id)
+    .arg(secs(session.created_at))
+    .arg(secs(session.last_seen_at))
+    .arg(secs(session.expires_at))
+    .run(conn)
+    .await?;
     audit(conn, now, event).await
 }
 
 /// Moves a session's idle clock forward (never back); unknown sessions are ignored.
-pub(crate) async fn touch_session(
-    conn: &mut Conn,
+pub(crate) async fn touch_session<B: SqlBackend>(
+    conn: &mut Conn<'_, B>,
     id: &str,
     now: OffsetDateTime,
 ) -> StoreResult<()> {
     sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE id = $2 AND last_seen_at < $3")
-        .bind(secs(now))
-        .bind(id)
-        .bind(secs(now))
-        .execute(&mut *conn)
-        .await
-        .map_err(db)?;
+        .arg(secs(now))
+        .arg(id)
+        .arg(secs(now))
+        .run(conn)
+        .await?;
     Ok(())
 }
 
 /// Ends a session (idempotent).
-pub(crate) async fn delete_session(
-    conn: &mut Conn,
+pub(crate) async fn delete_session<B: SqlBackend>(
+    conn: &mut Conn<'_, B>,
     now: OffsetDateTime,
     id: &str,
     event: Option<&NewAuditEvent>,
 ) -> StoreResult<()> {
     sqlx::query("DELETE FROM sessions WHERE id = $1")
-        .bind(id)
-        .execute(&mut *conn)
-        .await
-        .map_err(db)?;
+        .arg(id)
+        .run(conn)
+        .await?;
     if let Some(event) = event {
         audit(conn, now, event).await?;
     }
@@ -1162,16 +1115,15 @@ pub(crate) async fn delete_session(
 // --- signing keys -------------------------------------------------------------------
 
 /// Adds a signing key unless one created after `not_before` exists.
-pub(crate) async fn add_signing_key(
-    conn: &mut Conn,
+pub(crate) async fn add_signing_key<B: SqlBackend>(
+    conn: &mut Conn<'_, B>,
     key: &SigningKeyRecord,
     not_before: OffsetDateTime,
 ) -> StoreResult<bool> {
-    let newer: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM signing_keys WHERE created_at > $1")
-        .bind(secs(not_before))
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(db)?;
+    let newer: i64 = sqlx::query("SELECT COUNT(*) FROM signing_keys WHERE created_at > $1")
+        .arg(secs(not_before))
+        .scalar(conn)
+        .await?;
     if newer > 0 {
         return Ok(false);
     }
@@ -1179,16 +1131,15 @@ pub(crate) async fn add_signing_key(
         "INSERT INTO signing_keys (id, algorithm, public_key, private_key, created_at, \
          retire_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
-    .bind(&key.id)
-    .bind(&key.algorithm)
-    .bind(&key.public_key)
-    .bind(&key.private_key)
-    .bind(secs(key.created_at))
-    .bind(secs(key.retire_at))
-    .bind(secs(key.expires_at))
-    .execute(&mut *conn)
-    .await
-    .map_err(db)?;
+    .arg(&key.id)
+    .arg(&key.algorithm)
+    .arg(&key.public_key)
+    .arg(&key.private_key)
+    .arg(secs(key.created_at))
+    .arg(secs(key.retire_at))
+    .arg(secs(key.expires_at))
+    .run(conn)
+    .await?;
     bump(conn, ChangeKind::SigningKeys, "").await?;
     Ok(true)
 }
