@@ -5,9 +5,12 @@
 //! * the database runs in WAL mode with `synchronous=FULL` (an acknowledged write is
 //!   durable), foreign keys on and a busy timeout, so another process (an operator command)
 //!   can share the file;
-//! * **one writer connection** (a pool of exactly one): every write is a transaction that
-//!   starts with `BEGIN IMMEDIATE`, so limit checks and the inserts they guard cannot
-//!   interleave with another writer, and concurrent writes queue on the pool;
+//! * **one writer connection** (a pool of exactly one) and **one writer task** using it:
+//!   every write is a closure sent to the task, which runs the writes that arrived together
+//!   in one `BEGIN IMMEDIATE` transaction, each in a savepoint of its own, and commits them
+//!   with one `COMMIT` (group commit: one WAL sync for the batch); each caller is answered
+//!   after the commit holding its write. `BEGIN IMMEDIATE` takes the file's write lock first,
+//!   so limit checks and the inserts they guard cannot interleave with another process;
 //! * a small pool of **read connections** (`query_only`) that never wait for the writer.
 //!
 //! The store's operations are the SQL shared with the PostgreSQL backend
@@ -23,6 +26,7 @@
 #![warn(missing_docs)]
 
 mod error;
+mod writer;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -40,6 +44,8 @@ use sqlx::sqlite::{
 use time::OffsetDateTime;
 
 use crate::error::db;
+use crate::writer::Writer;
+pub use crate::writer::WriterStats;
 
 /// The embedded migrations (`crates/store-sqlite/migrations`).
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -61,6 +67,8 @@ const LAST_USED_CHUNK: usize = 5_000;
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
+    /// The task that runs every write on `writer`, committing them in batches.
+    batches: Writer,
 }
 
 impl SqliteStore {
@@ -117,7 +125,12 @@ impl SqliteStore {
                 .await
                 .map_err(db)?
         };
-        Ok(SqliteStore { writer, reader })
+        let batches = Writer::start(writer.clone());
+        Ok(SqliteStore {
+            writer,
+            reader,
+            batches,
+        })
     }
 
     /// Closes every connection; later calls answer `Unavailable`.
@@ -139,6 +152,12 @@ impl SqliteStore {
             .await
             .map_err(db)?;
         Ok(())
+    }
+
+    /// What the writer task has done so far: writes queued, batches (transactions) and
+    /// writes committed in them. For tests and benchmarks of the group commit.
+    pub fn writer_stats(&self) -> WriterStats {
+        self.batches.stats()
     }
 
     /// Bulk import: inserts `tokens` with their secrets in one transaction, without limit
@@ -174,21 +193,27 @@ impl SqlBackend for SqliteStore {
         self.reader.acquire().await.map_err(db)
     }
 
-    /// Every write, bookkeeping included, is a `BEGIN IMMEDIATE` transaction on the one
-    /// writer connection: it takes the file's write lock first, so a limit check and the
-    /// insert it guards cannot interleave with another writer (or another process).
+    /// Every write, bookkeeping included, goes to the writer task, which runs it in a
+    /// savepoint of a `BEGIN IMMEDIATE` transaction on the one writer connection and
+    /// answers once the batch holding it has committed (group commit, see `writer.rs`).
+    /// Without the task (its runtime ended), the write runs in a transaction of its own.
     async fn write<T: Send + 'static>(
         &self,
         _kind: WriteKind,
         op: WriteOp<Self, T>,
     ) -> StoreResult<T> {
-        let mut tx = self
-            .writer
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(db)?;
-        let result = op(&mut tx).await;
-        commit_or_rollback::<SqliteStore, T>(tx, result).await
+        match self.batches.write(op).await {
+            Ok(answer) => answer,
+            Err(op) => {
+                let mut tx = self
+                    .writer
+                    .begin_with("BEGIN IMMEDIATE")
+                    .await
+                    .map_err(db)?;
+                let result = op(&mut tx).await;
+                commit_or_rollback::<SqliteStore, T>(tx, result).await
+            }
+        }
     }
 
     /// One `UPDATE ... FROM json_each(?)` per chunk rather than one statement per token:
