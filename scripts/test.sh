@@ -67,7 +67,8 @@ if [ "$(id -u)" = 0 ] && ! command -v cargo-deb >/dev/null 2>&1 \
   && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/cargo-deb" ]; then
   cargo install --quiet --locked --no-default-features cargo-deb --version 3.8.0
 fi
-"$PY" -m pytest -q -p no:cacheprovider tests/packaging
+# docs/operations.md's TLS recipe on a real nginx in front of the binary (tests/operations).
+"$PY" -m pytest -q -p no:cacheprovider tests/packaging tests/operations
 
 # The console's browser tests (tests/console): the real binary driven through headless
 # Debian Chromium by accessible names, axe-core on every page. Without a browser they skip
