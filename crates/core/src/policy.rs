@@ -437,6 +437,72 @@ pub fn visible_state(
     }
 }
 
+/// Whether a token is expired at `now`: stored as `expired`, or past its expiry and not
+/// yet marked by the sweep (the two must behave the same).
+pub fn is_expired(
+    state: StoredState,
+    expires_at: Option<OffsetDateTime>,
+    now: OffsetDateTime,
+) -> bool {
+    state == StoredState::Expired || expires_at.is_some_and(|e| e <= now)
+}
+
+/// An action a manager takes on an existing token through the API or the console.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenAction {
+    /// `POST /api/v1/tokens/{id}/revoke`.
+    Revoke,
+    /// `POST /api/v1/tokens/{id}/restore`.
+    Restore,
+    /// `POST /api/v1/tokens/{id}/rotate`.
+    Rotate,
+    /// `DELETE /api/v1/tokens/{id}`.
+    Delete,
+}
+
+impl TokenAction {
+    /// The verb as a message says it ("revoked").
+    pub fn past_tense(self) -> &'static str {
+        match self {
+            TokenAction::Revoke => "revoked",
+            TokenAction::Restore => "restored",
+            TokenAction::Rotate => "rotated",
+            TokenAction::Delete => "deleted",
+        }
+    }
+}
+
+/// Why an action on a token is refused whatever the caller's rights.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ActionDenied {
+    /// `expired` is final: the token can only be deleted.
+    #[error("the token has expired and cannot be {}; expired is final (delete it, or create a new token)", .0.past_tense())]
+    Expired(TokenAction),
+}
+
+/// Whether `action` may be taken on a token in this state (docs/decisions.md, "Expired
+/// is final"): on an expired token — stored or past its expiry — every action that would
+/// change its state or secret is refused (HTTP 409), the same whether or not it was
+/// revoked first; deleting stays allowed, so expired tokens can be cleaned up. Actions the
+/// second wave adds (approve, deny) follow the same rule.
+pub fn check_action(
+    action: TokenAction,
+    state: StoredState,
+    expires_at: Option<OffsetDateTime>,
+    now: OffsetDateTime,
+) -> Result<(), ActionDenied> {
+    match action {
+        TokenAction::Delete => Ok(()),
+        TokenAction::Revoke | TokenAction::Restore | TokenAction::Rotate => {
+            if is_expired(state, expires_at, now) {
+                Err(ActionDenied::Expired(action))
+            } else {
+                Ok(())
+            }
+        }
+    }
+}
+
 /// Why a restore is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RestoreDenied {
@@ -455,7 +521,7 @@ pub fn check_restore(
     leaked: bool,
     now: OffsetDateTime,
 ) -> Result<(), RestoreDenied> {
-    if state == StoredState::Expired || expires_at.is_some_and(|e| e <= now) {
+    if is_expired(state, expires_at, now) {
         return Err(RestoreDenied::Expired);
     }
     if leaked {
@@ -842,6 +908,45 @@ mod tests {
         assert_eq!(
             check_restore(StoredState::Revoked, Some(NOW), false, NOW),
             Err(RestoreDenied::Expired)
+        );
+    }
+
+    #[test]
+    fn expired_is_final_for_every_action_but_delete() {
+        let past = Some(NOW - time::Duration::seconds(1));
+        let future = Some(NOW + time::Duration::seconds(1));
+        for action in [
+            TokenAction::Revoke,
+            TokenAction::Restore,
+            TokenAction::Rotate,
+        ] {
+            for state in [StoredState::Active, StoredState::Revoked] {
+                assert_eq!(
+                    check_action(action, state, past, NOW),
+                    Err(ActionDenied::Expired(action)),
+                    "{action:?} on a {state:?} token past its expiry"
+                );
+                assert_eq!(check_action(action, state, future, NOW), Ok(()));
+                assert_eq!(check_action(action, state, None, NOW), Ok(()));
+            }
+            assert_eq!(
+                check_action(action, StoredState::Expired, future, NOW),
+                Err(ActionDenied::Expired(action))
+            );
+        }
+        for state in [
+            StoredState::Active,
+            StoredState::Revoked,
+            StoredState::Expired,
+        ] {
+            assert_eq!(check_action(TokenAction::Delete, state, past, NOW), Ok(()));
+        }
+        // The boundary: an expiry at `now` has passed (as in `check_token`).
+        assert!(is_expired(StoredState::Active, Some(NOW), NOW));
+        assert!(
+            ActionDenied::Expired(TokenAction::Restore)
+                .to_string()
+                .contains("cannot be restored")
         );
     }
 }

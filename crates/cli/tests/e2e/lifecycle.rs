@@ -220,6 +220,91 @@ async fn expiry_is_enforced_on_every_check_and_is_final() {
     assert_eq!(t.state, TokenState::Expired);
 }
 
+/// `expired` is final (docs/decisions.md): on an expired token — never revoked, revoked
+/// first, or already marked by the sweep — revoke, restore and rotate answer 409 and change
+/// nothing (state, secret, audit log); delete still removes it.
+#[tokio::test]
+async fn every_action_on_an_expired_token_is_refused_except_delete() {
+    let server = TestServer::start().await;
+    let admin = server.admin();
+    let ws = server.workspace1().await;
+    let mut req = CreateTokenRequest::new("never revoked", TokenType::Personal);
+    req.expires_in_days = Some(1);
+    let plain = admin.tokens().create(&ws, &req).await.unwrap();
+    req.name = "revoked first".into();
+    let revoked = admin.tokens().create(&ws, &req).await.unwrap();
+    admin.tokens().revoke(&revoked.meta.id).await.unwrap();
+    let mut client = CreateTokenRequest::new("swept", TokenType::Client);
+    client.expires_in_days = Some(1);
+    let swept = admin.tokens().create(&ws, &client).await.unwrap();
+    server.state.clock.advance(86_400);
+    // Only `swept` is marked by the sweep before the actions; the others are past their
+    // expiry with their stored state unchanged (the sweep has not run for them yet).
+    let audit_before = |server: &TestServer| {
+        let store = server.state.store.clone();
+        async move {
+            store
+                .list_audit(
+                    &Default::default(),
+                    &latchkey_store::PageRequest::first(200),
+                )
+                .await
+                .unwrap()
+                .items
+                .len()
+        }
+    };
+    for (name, token) in [("never revoked", &plain), ("revoked first", &revoked)] {
+        let events = audit_before(&server).await;
+        for (action, result) in [
+            (
+                "revoke",
+                admin.tokens().revoke(&token.meta.id).await.map(|_| ()),
+            ),
+            (
+                "restore",
+                admin.tokens().restore(&token.meta.id).await.map(|_| ()),
+            ),
+            (
+                "rotate",
+                admin
+                    .tokens()
+                    .rotate(&token.meta.id, &RotateTokenRequest::default())
+                    .await
+                    .map(|_| ()),
+            ),
+        ] {
+            let err = result.expect_err(action);
+            assert_eq!(err.status(), Some(409), "{action} on {name}: {err:?}");
+            assert_eq!(err.code(), Some("conflict"), "{action} on {name}");
+            assert!(err.to_string().contains("expired"), "{action}: {err}");
+        }
+        assert_eq!(audit_before(&server).await, events, "nothing was audited");
+        let now = admin.tokens().get(&token.meta.id).await.unwrap();
+        assert_eq!(now.state, TokenState::Expired, "{name}");
+        assert_eq!(
+            admin.verify(&token.token).await.unwrap().reason,
+            Some(Reason::Expired),
+            "{name}: the old secret still fails as expired (no rotation happened)"
+        );
+    }
+    server.state.sweep_expired().await.unwrap();
+    for id in [&swept.meta.id, &plain.meta.id] {
+        let err = admin.tokens().restore(id).await.unwrap_err();
+        assert_eq!(err.status(), Some(409));
+        let err = admin.tokens().revoke(id).await.unwrap_err();
+        assert_eq!(err.status(), Some(409));
+    }
+    // Delete is the one action left, for every kind of expired token.
+    for id in [&plain.meta.id, &revoked.meta.id, &swept.meta.id] {
+        admin.tokens().delete(id).await.unwrap();
+        assert_eq!(
+            admin.tokens().get(id).await.unwrap_err().status(),
+            Some(404)
+        );
+    }
+}
+
 #[tokio::test]
 async fn projects_by_token_header_as_the_seed_sample_does() {
     let server = TestServer::start().await;

@@ -99,7 +99,7 @@ pub async fn delete(
 
 /// Revoke a token; it stops working at once.
 #[utoipa::path(post, path = "/api/v1/tokens/{id}/revoke", tag = "tokens", params(("id" = String, Path)),
-    responses((status = 200, body = Token), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Token), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn revoke(
     State(state): State<AppState>,
     p: Principal,

@@ -2,7 +2,7 @@
 
 use latchkey_core::model::{SecretRecord, StoredState, TokenRecord};
 use latchkey_core::policy::{
-    self, CreateContext, CreateDenied, LifetimeError, LifetimeRequest, RestoreDenied,
+    self, CreateContext, CreateDenied, LifetimeError, LifetimeRequest, RestoreDenied, TokenAction,
 };
 use latchkey_core::token::{self, SecretKind};
 use latchkey_core::{NewAuditEvent, ScopeSet};
@@ -12,6 +12,7 @@ use latchkey_proto::{
 };
 use latchkey_store::{IdempotencyRecord, PageRequest, StoreError, TokenFilter};
 use serde_json::json;
+use time::OffsetDateTime;
 
 use crate::auth::Principal;
 use crate::crypto;
@@ -459,6 +460,16 @@ impl AppState {
         Ok(())
     }
 
+    /// The state rules every action obeys whoever asks ([`policy::check_action`]).
+    fn check_action(
+        action: TokenAction,
+        token: &TokenRecord,
+        now: OffsetDateTime,
+    ) -> Result<(), ApiError> {
+        policy::check_action(action, token.state, token.expires_at, now)
+            .map_err(|denied| ApiError::Conflict(denied.to_string()))
+    }
+
     fn token_event(p: &Principal, action: &str, token: &TokenRecord) -> NewAuditEvent {
         let mut event = p.event(action);
         event.target_type = Some("token".into());
@@ -480,6 +491,7 @@ impl AppState {
     pub async fn revoke_token(&self, p: &Principal, id: &str) -> Result<Token, ApiError> {
         let now = self.clock.now();
         let token = self.manageable_token(p, id).await?;
+        Self::check_action(TokenAction::Revoke, &token, now)?;
         let event = Self::token_event(p, "token.revoked", &token);
         let updated = self
             .store
@@ -493,6 +505,8 @@ impl AppState {
     pub async fn restore_token(&self, p: &Principal, id: &str) -> Result<Token, ApiError> {
         let now = self.clock.now();
         let token = self.manageable_token(p, id).await?;
+        // Expired first: an expired token never counts as "already active".
+        Self::check_action(TokenAction::Restore, &token, now)?;
         if token.state == StoredState::Active {
             return self.token_view(token, now).await;
         }
@@ -543,11 +557,7 @@ impl AppState {
             }
             None => None,
         };
-        if token.state == StoredState::Expired || token.expires_at.is_some_and(|e| e <= now) {
-            return Err(ApiError::Conflict(
-                "the token has expired; create a new one instead".into(),
-            ));
-        }
+        Self::check_action(TokenAction::Rotate, &token, now)?;
         let grace = req.grace_seconds.unwrap_or(0);
         if grace > MAX_GRACE_SECONDS {
             return Err(ApiError::field(
@@ -710,6 +720,7 @@ impl AppState {
     pub async fn delete_token(&self, p: &Principal, id: &str) -> Result<(), ApiError> {
         let now = self.clock.now();
         let token = self.manageable_token(p, id).await?;
+        Self::check_action(TokenAction::Delete, &token, now)?;
         let event = Self::token_event(p, "token.deleted", &token);
         self.store.delete_token(now, &token.id, event).await?;
         self.verifier.invalidate_token(&token.id);
