@@ -31,6 +31,8 @@ pub enum HashKeyError {
 #[derive(Clone)]
 pub struct HashKey {
     mac: Hmac<Sha256>,
+    /// HKDF-SHA256 state (extracted once) for per-purpose sub-keys.
+    hkdf: hkdf::Hkdf<Sha256>,
     inner: [u32; 8],
     outer: [u32; 8],
     id: String,
@@ -47,6 +49,9 @@ const SHA256_IV: [u32; 8] = [
     0x1f83_d9ab,
     0x5be0_cd19,
 ];
+
+/// The HKDF salt for sub-keys (fixed: the input key is already uniformly random).
+const HKDF_SALT: &[u8] = b"latchkey hkdf v1";
 
 /// Longest message that fits one SHA-256 block with its padding.
 const ONE_BLOCK_MAX: usize = 55;
@@ -99,6 +104,7 @@ impl HashKey {
         let id = hex::encode(&id_hasher.finalize()[..8]);
         HashKey {
             mac,
+            hkdf: hkdf::Hkdf::<Sha256>::new(Some(HKDF_SALT), bytes),
             inner: pad_state(bytes, 0x36),
             outer: pad_state(bytes, 0x5c),
             id,
@@ -163,8 +169,21 @@ impl HashKey {
     }
 
     /// Derives a sub-key for another purpose (e.g. encrypting signing keys), so one
-    /// configured secret serves every need without reuse across purposes.
+    /// configured secret serves every need without reuse across purposes: HKDF-SHA256
+    /// (RFC 5869) with salt `latchkey hkdf v1` and the purpose as `info`.
     pub fn derive(&self, purpose: &str) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        // 32 bytes is far below HKDF-SHA256's 8160-byte limit: this cannot fail.
+        if self.hkdf.expand(purpose.as_bytes(), &mut out).is_err() {
+            out = self.derive_before_hkdf(purpose);
+        }
+        out
+    }
+
+    /// The sub-key derivation of releases before HKDF (an HMAC of a label and the
+    /// purpose), kept only so that values sealed then can still be opened after an
+    /// upgrade; nothing new is made with it.
+    pub fn derive_before_hkdf(&self, purpose: &str) -> [u8; 32] {
         let mut mac = self.mac.clone();
         mac.update(b"latchkey derive v1\0");
         mac.update(purpose.as_bytes());
@@ -227,6 +246,19 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn sub_keys_are_hkdf_sha256() {
+        // Computed independently with Python's `cryptography`:
+        // HKDF(hashes.SHA256(), 32, b"latchkey hkdf v1", b"p").derive(bytes([7] * 32)).hex()
+        let key = HashKey::from_bytes(&[7; 32]);
+        assert_eq!(
+            hex::encode(key.derive("p")),
+            "1d5495a0a508d15d107029fb0a40a1426f8f05ff655790c5fc5c5ea906c27a38"
+        );
+        assert_ne!(key.derive("p"), key.derive("q"));
+        assert_ne!(key.derive("p"), key.derive_before_hkdf("p"));
     }
 
     #[test]

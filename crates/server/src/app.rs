@@ -85,6 +85,17 @@ async fn observe(State(state): State<AppState>, mut req: Request, next: Next) ->
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),
     );
+    // Every HTML answer, console route or not (the 404 page too), gets the console's CSP.
+    let html = headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/html"));
+    if html && !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(crate::console::CONTENT_SECURITY_POLICY),
+        );
+        headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    }
     if route.starts_with("/api/") && !headers.contains_key(header::CACHE_CONTROL) {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }

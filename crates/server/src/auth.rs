@@ -276,14 +276,20 @@ impl AppState {
         ip: ClientIp,
     ) -> Result<Principal, ApiError> {
         let secs = self.clock.now_secs();
-        if let Some(retry_after) = self.token_failure_throttle.blocked(ip.0, secs) {
-            return Err(ApiError::RateLimited { retry_after });
-        }
         let now = latchkey_core::from_unix(secs);
+        // The throttle holds back failures, not the valid tokens of the same address: a
+        // throttled address still gets its valid tokens through, and a failure answers
+        // 429 (unknown tokens are answered from memory, so this costs no store reads).
         let checked = match self.check_credential_cached(secret, now) {
             Some(answer) => answer,
             None => self.check_credential(secret, now).await,
         };
+        if checked.is_err()
+            && let Some(retry_after) = self.token_failure_throttle.blocked(ip.0, secs)
+        {
+            self.token_failure_throttle.record(ip.0, secs);
+            return Err(ApiError::RateLimited { retry_after });
+        }
         match checked {
             Ok(checked) => {
                 self.metrics.observe_verify(Ok(()));
@@ -360,21 +366,32 @@ impl AppState {
         })
     }
 
-    /// Whether a cookie-authenticated, state-changing request comes from our own origin.
+    /// Whether a cookie-authenticated, state-changing request comes from our own origin:
+    /// `Sec-Fetch-Site` (browsers) or `Origin` must say so. With `public_url` set, the
+    /// origin must be exactly it (the Host header is the client's to choose); without, it
+    /// must match the Host the request was sent to. A request with neither header is
+    /// refused: cookie clients that are not browsers (the SDKs) send `Origin`.
     pub fn same_origin(&self, headers: &HeaderMap) -> bool {
         if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
-            return matches!(site, "same-origin" | "none");
+            if !matches!(site, "same-origin" | "none") {
+                return false;
+            }
+            // A browser that says same-origin and also sends Origin: both must agree.
+            if headers.get(header::ORIGIN).is_none() {
+                return true;
+            }
         }
         let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
-            // Browsers send Origin on every cross-site POST; a request with neither header
-            // does not come from a browser, so there is no ambient cookie to abuse.
-            return true;
+            return false;
         };
-        if origin == self.public_url {
-            return true;
+        if !self.config.public_url.is_empty() {
+            return origin.eq_ignore_ascii_case(&self.public_url);
         }
         let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-        host.is_some_and(|h| origin == format!("http://{h}") || origin == format!("https://{h}"))
+        host.is_some_and(|h| {
+            origin.eq_ignore_ascii_case(&format!("http://{h}"))
+                || origin.eq_ignore_ascii_case(&format!("https://{h}"))
+        })
     }
 }
 

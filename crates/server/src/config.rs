@@ -117,8 +117,12 @@ impl Default for SessionConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ThrottleConfig {
-    /// Sign-in attempts per IP per window.
+    /// Failed sign-ins per IP per window (a success never clears failures).
     pub sign_in_attempts: u32,
+    /// Failed sign-ins per account per window, from any address; past it that account's
+    /// sign-ins answer 429 until the window ends, except from addresses it signed in from
+    /// lately.
+    pub sign_in_failures_per_account: u32,
     /// Failed token checks per IP per window; beyond it token checks answer 429.
     pub failed_token_checks: u32,
     /// Window length.
@@ -129,6 +133,7 @@ impl Default for ThrottleConfig {
     fn default() -> Self {
         ThrottleConfig {
             sign_in_attempts: 10,
+            sign_in_failures_per_account: 20,
             failed_token_checks: 100,
             window_secs: 60,
         }

@@ -17,6 +17,13 @@ fn cipher(key: &HashKey, purpose: &str) -> ChaCha20Poly1305 {
     ChaCha20Poly1305::new(Key::from_slice(&derived))
 }
 
+/// The cipher of releases that derived sub-keys before HKDF: values they sealed (JWT
+/// signing keys, idempotent answers) still open after an upgrade.
+fn cipher_before_hkdf(key: &HashKey, purpose: &str) -> ChaCha20Poly1305 {
+    let derived = key.derive_before_hkdf(purpose);
+    ChaCha20Poly1305::new(Key::from_slice(&derived))
+}
+
 /// Encrypts `plaintext` for `purpose`, bound to `aad`; output is nonce ‖ ciphertext.
 pub fn seal(key: &HashKey, purpose: &str, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
     let nonce = ChaCha20Poly1305::generate_nonce(&mut OsRng);
@@ -40,8 +47,11 @@ pub fn open(key: &HashKey, purpose: &str, aad: &[u8], sealed: &[u8]) -> Result<V
         return Err(OpenError);
     }
     let (nonce, ct) = sealed.split_at(NONCE_LEN);
+    let nonce = Nonce::from_slice(nonce);
+    // The AEAD tag tells which key sealed it: a wrong key never opens anything.
     cipher(key, purpose)
-        .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad })
+        .decrypt(nonce, Payload { msg: ct, aad })
+        .or_else(|_| cipher_before_hkdf(key, purpose).decrypt(nonce, Payload { msg: ct, aad }))
         .map_err(|_| OpenError)
 }
 
@@ -59,5 +69,44 @@ mod tests {
         assert!(open(&key, "p", b"other", &sealed).is_err());
         assert!(open(&other, "p", b"aad", &sealed).is_err());
         assert!(open(&key, "p", b"aad", &sealed[..10]).is_err());
+    }
+
+    #[test]
+    fn values_sealed_before_hkdf_still_open() {
+        // What a release before HKDF stored: nonce ‖ ciphertext under the old sub-key.
+        let key = HashKey::from_bytes(&[9; 32]);
+        let nonce = [3u8; NONCE_LEN];
+        let old = cipher_before_hkdf(&key, "jwt-signing-key v1")
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: b"old secret",
+                    aad: b"kid",
+                },
+            )
+            .unwrap();
+        let stored = [nonce.as_slice(), &old].concat();
+        assert_eq!(
+            open(&key, "jwt-signing-key v1", b"kid", &stored).unwrap(),
+            b"old secret"
+        );
+        // New values are sealed under the HKDF key only.
+        let new = seal(&key, "jwt-signing-key v1", b"kid", b"new secret");
+        let (n, ct) = new.split_at(NONCE_LEN);
+        assert!(
+            cipher_before_hkdf(&key, "jwt-signing-key v1")
+                .decrypt(
+                    Nonce::from_slice(n),
+                    Payload {
+                        msg: ct,
+                        aad: b"kid"
+                    }
+                )
+                .is_err()
+        );
+        assert_eq!(
+            open(&key, "jwt-signing-key v1", b"kid", &new).unwrap(),
+            b"new secret"
+        );
     }
 }

@@ -24,6 +24,8 @@ const PURPOSE: &str = "jwt-signing-key v1";
 /// Longest JWT lifetime accepted by the config; keys outlive their retirement by this.
 const MAX_TTL_SECS: i64 = 900;
 const VERIFIED_CACHE_CAP: usize = 100_000;
+/// How far ahead of this node's clock another node's `iat` may be.
+const CLOCK_SKEW_SECS: i64 = 60;
 
 /// The claims of an access JWT.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -290,7 +292,12 @@ impl JwtKeys {
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .ok_or(JwtError::Invalid)?;
-        if header.alg != "EdDSA" {
+        // Only our own kind of JWT: EdDSA, typed as an access token (RFC 9068), so that no
+        // other JWT signed with these keys could ever pass for one.
+        let typed = header.typ.as_deref().is_some_and(|t| {
+            t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt")
+        });
+        if header.alg != "EdDSA" || !typed {
             return Err(JwtError::Invalid);
         }
         let mut vk = self.current().verifying.get(&header.kid).copied();
@@ -318,6 +325,14 @@ impl JwtKeys {
         }
         if claims.exp <= now.unix_timestamp() {
             return Err(JwtError::Expired);
+        }
+        // No JWT of ours lives longer than the longest configurable lifetime (plus the one
+        // second `refresh` adds), nor was issued in the future (a minute of clock skew
+        // between nodes allowed).
+        if claims.exp - claims.iat > MAX_TTL_SECS + 1
+            || claims.iat > now.unix_timestamp() + CLOCK_SKEW_SECS
+        {
+            return Err(JwtError::Invalid);
         }
         let claims = Arc::new(claims);
         if self.verified.len() >= VERIFIED_CACHE_CAP {

@@ -272,6 +272,11 @@ pub async fn prepare_with_store(
             config.throttle.sign_in_attempts,
             config.throttle.window_secs,
         ),
+        sign_in_account_throttle: state::Throttle::new(
+            config.throttle.sign_in_failures_per_account,
+            config.throttle.window_secs,
+        ),
+        known_sign_ins: Default::default(),
         token_failure_throttle: state::Throttle::new(
             config.throttle.failed_token_checks,
             config.throttle.window_secs,

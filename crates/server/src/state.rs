@@ -47,19 +47,19 @@ impl Clock {
     }
 }
 
-/// A per-IP fixed-window counter (per node). Requests whose client IP is unknown share one
-/// key (`None`).
+/// A fixed-window counter per key (per node): by default per client IP, where requests
+/// whose client IP is unknown share one key (`None`).
 #[derive(Debug)]
-pub struct Throttle {
+pub struct Throttle<K: Eq + std::hash::Hash = Option<IpAddr>> {
     limit: u32,
     window_secs: i64,
-    counts: DashMap<Option<IpAddr>, (i64, u32), FxBuild>,
+    counts: DashMap<K, (i64, u32), FxBuild>,
     records: AtomicU64,
 }
 
-impl Throttle {
+impl<K: Eq + std::hash::Hash + Clone> Throttle<K> {
     /// At most `limit` events per key per window.
-    pub fn new(limit: u32, window_secs: u64) -> Throttle {
+    pub fn new(limit: u32, window_secs: u64) -> Throttle<K> {
         Throttle {
             limit,
             window_secs: i64::try_from(window_secs.max(1)).unwrap_or(60),
@@ -70,7 +70,7 @@ impl Throttle {
 
     /// Seconds to wait if `key` is over its limit now, else `None`.
     #[inline]
-    pub fn blocked(&self, key: Option<IpAddr>, now: i64) -> Option<u64> {
+    pub fn blocked(&self, key: K, now: i64) -> Option<u64> {
         let entry = self.counts.get(&key)?;
         let (start, count) = *entry;
         let end = start + self.window_secs;
@@ -78,7 +78,7 @@ impl Throttle {
     }
 
     /// Records one event for `key`.
-    pub fn record(&self, key: Option<IpAddr>, now: i64) {
+    pub fn record(&self, key: K, now: i64) {
         // `len` visits every shard: look only now and then.
         if self
             .records
@@ -96,9 +96,17 @@ impl Throttle {
         entry.1 = entry.1.saturating_add(1);
     }
 
-    /// Forgets a key (e.g. after a successful sign-in).
-    pub fn reset(&self, key: Option<IpAddr>) {
+    /// Forgets a key.
+    pub fn reset(&self, key: K) {
         self.counts.remove(&key);
+    }
+
+    /// Takes back one event recorded for `key` in the current window (an attempt counted
+    /// before it was known to succeed), never more than were recorded.
+    pub fn forgive(&self, key: K) {
+        if let Some(mut entry) = self.counts.get_mut(&key) {
+            entry.1 = entry.1.saturating_sub(1);
+        }
     }
 }
 
@@ -200,8 +208,14 @@ pub struct AppStateInner {
     pub hash_key: HashKey,
     /// The clock.
     pub clock: Clock,
-    /// Sign-in attempts per IP.
+    /// Failed sign-ins per IP.
     pub sign_in_throttle: Throttle,
+    /// Failed sign-ins per account (keyed hash of the lower-cased username), from anywhere.
+    pub sign_in_account_throttle: Throttle<latchkey_core::SecretHash>,
+    /// Addresses each account signed in from lately (account key, IP) → unix seconds:
+    /// they pass the per-account throttle, so nobody locks a user out from their own
+    /// address by failing as them elsewhere.
+    pub known_sign_ins: DashMap<(latchkey_core::SecretHash, Option<IpAddr>), i64, FxBuild>,
     /// Failed token checks per IP.
     pub token_failure_throttle: Throttle,
     /// Last-used buffer.

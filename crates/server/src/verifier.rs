@@ -388,6 +388,21 @@ impl Verifier {
         }
     }
 
+    /// The grant of a secret whatever its token's state (leak reports, RFC 7009
+    /// revocation), through the same caches, negative cache, single flight and counted
+    /// store reads as checks: `None` for malformed or unknown secrets.
+    pub async fn find(&self, secret: &str) -> Result<Option<Arc<Grant>>, VerifyError> {
+        if !matches!(token::parse(secret), Ok(SecretKind::Token(_))) {
+            self.stats.bad_format.fetch_add(1, Ordering::Relaxed);
+            return Ok(None);
+        }
+        match self.load(self.key.hash(secret)).await {
+            Ok(grant) => Ok(Some(grant)),
+            Err(VerifyError::Invalid(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Checks a token by id (the `pat` of an access JWT): same rules as a secret, without a
     /// secret's own rotation deadline.
     pub async fn verify_token_id(

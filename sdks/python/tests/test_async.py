@@ -103,15 +103,20 @@ async def test_async_idempotent_rotate_returns_the_same_secret(server: Server) -
 
 async def test_async_429_honours_retry_after(make_server, request_log: RequestLog) -> None:
     server = make_server({"throttle": {"failed_token_checks": 1, "window_secs": 3}})
-    async with AsyncClient(server.url, make_token("lkc"), max_retries=0) as stranger:
+    stranger_token = make_token("lkc")
+    async with AsyncClient(server.url, stranger_token, max_retries=0) as stranger:
         with pytest.raises(AuthenticationError):
             await stranger.list_projects()
-    async with server.async_client(
-        jwt_exchange=False, http_client=request_log.async_http_client()
+    # Valid tokens from the throttled address still work: only failures are held back.
+    async with server.async_client(jwt_exchange=False) as admin:
+        assert (await admin.me()).username == "admin"
+    async with AsyncClient(
+        server.url, stranger_token, jwt_exchange=False, http_client=request_log.async_http_client()
     ) as client:
         with pytest.raises(RateLimitError):
             await client.create_project("not retried")
         assert len(request_log.requests) == 1
-        assert (await client.me()).username == "admin"
-        assert [r.status_code for r in request_log.responses][-1] == 200
+        with pytest.raises(AuthenticationError):
+            await client.me()
+        assert [r.status_code for r in request_log.responses][-1] == 401
         assert request_log.responses[1].status_code == 429

@@ -123,15 +123,19 @@ def test_other_4xx_are_never_retried(
 def test_429_is_retried_after_retry_after_for_idempotent_requests_only(
     make_server, request_log: RequestLog
 ) -> None:
-    # Two failed token checks per 5 s window, then every token check from this IP gets 429.
+    # Two failed token checks per 5 s window, then further failures from this IP get 429
+    # (valid tokens from the same IP keep working: the throttle holds back failures).
     server = make_server({"throttle": {"failed_token_checks": 2, "window_secs": 5}})
-    with Client(server.url, make_token("lkc"), max_retries=0) as stranger:
+    stranger_token = make_token("lkc")
+    with Client(server.url, stranger_token, max_retries=0) as stranger:
         for _ in range(2):
             with pytest.raises(AuthenticationError):
                 stranger.list_projects()
+    with server.client(jwt_exchange=False) as admin:
+        assert admin.me().username == "admin"
 
     with Client(
-        server.url, server.admin_token, jwt_exchange=False, http_client=request_log.http_client()
+        server.url, stranger_token, jwt_exchange=False, http_client=request_log.http_client()
     ) as client:
         # A POST without an Idempotency-Key is not repeated: the error says how long to wait.
         with pytest.raises(RateLimitError) as err:
@@ -140,14 +144,16 @@ def test_429_is_retried_after_retry_after_for_idempotent_requests_only(
         assert err.value.retry_after is not None and 1 <= err.value.retry_after <= 5
         assert len(request_log.requests) == 1
 
-        # A GET waits as long as Retry-After says, then succeeds.
+        # A GET waits as long as Retry-After says, then is sent again (and now fails as
+        # the unknown token it is, once the window is over).
         request_log.requests.clear()
         request_log.responses.clear()
         started = time.monotonic()
-        assert client.me().username == "admin"
+        with pytest.raises(AuthenticationError):
+            client.me()
         waited = time.monotonic() - started
         statuses = [r.status_code for r in request_log.responses]
-        assert statuses[0] == 429 and statuses[-1] == 200, statuses
+        assert statuses[0] == 429 and statuses[-1] == 401, statuses
         retry_after = float(request_log.responses[0].headers["retry-after"])
         assert waited >= retry_after * 0.9
 
@@ -159,7 +165,7 @@ def test_retry_after_beyond_the_limit_is_not_waited_for(
     with Client(server.url, make_token("lkc"), max_retries=0) as stranger:
         with pytest.raises(AuthenticationError):
             stranger.list_projects()
-    with Client(server.url, server.admin_token, http_client=request_log.http_client()) as client:
+    with Client(server.url, make_token("lkc"), http_client=request_log.http_client()) as client:
         started = time.monotonic()
         with pytest.raises(RateLimitError) as err:
             client.me()

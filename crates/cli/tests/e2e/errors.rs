@@ -344,7 +344,8 @@ async fn verify_answers_200_for_every_well_formed_request() {
         .unwrap();
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body["valid"], true);
-    assert_eq!(body["token"]["owner_username"], "admin");
+    // Anonymous: nothing about people (issue 21.10; security::anonymous_verify_...).
+    assert_eq!(body["token"]["owner_username"], serde_json::Value::Null);
     assert_eq!(body["token"]["workspace_name"], "Workspace 1");
     assert!(body.get("reason").is_none());
     let resp = http
@@ -382,14 +383,30 @@ async fn failed_token_checks_are_throttled_per_ip() {
     assert!(resp.headers().get("retry-after").is_some());
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body["error"]["code"], "rate_limited");
-    // Token-authenticated requests from that IP are throttled too.
+    // Failures from that IP are throttled on every route, but its valid tokens still work
+    // (issue 21.11: throttle the failures, not the valid tokens of the same address).
+    let resp = http
+        .get(format!("{}/api/v1/me", server.url))
+        .bearer_auth("lkp_00000000000000000000000000000000000000")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 429);
     let resp = http
         .get(format!("{}/api/v1/me", server.url))
         .bearer_auth(server.admin_token.as_deref().unwrap())
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), 429);
+    assert_eq!(resp.status(), 200);
+    assert!(
+        server
+            .anonymous()
+            .verify(server.admin_token.as_deref().unwrap())
+            .await
+            .unwrap()
+            .valid
+    );
 }
 
 #[tokio::test]

@@ -523,7 +523,8 @@ async fn personal_ttl_and_token_creators_apply_to_new_tokens() {
 #[tokio::test]
 async fn legacy_tokens_are_one_per_user_and_never_expire() {
     let server = TestServer::start().await;
-    let admin = server.admin();
+    // Through a session: a workspace-bound, expiring token cannot mint a legacy token.
+    let admin = server.signed_in("admin", ADMIN_PASSWORD).await;
     let ws = server.workspace1().await;
     let legacy = server.token(&admin, &ws, "legacy", TokenType::Legacy).await;
     assert!(legacy.meta.expires_at.is_none());

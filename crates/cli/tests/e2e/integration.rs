@@ -121,8 +121,10 @@ async fn personal_token_exchanges_for_a_jwt_that_dies_with_its_token() {
             .unwrap();
         assert_eq!(resp.status(), 200, "{path}");
     }
-    // A JWT refreshes too.
-    anon.refresh(&answer.access).await.unwrap();
+    // A JWT does not refresh into another (issue 21.12): only the personal token does.
+    let err = anon.refresh(&answer.access).await.unwrap_err();
+    assert_eq!(err.status(), Some(403));
+    assert_eq!(err.code(), Some("token_type_not_allowed"));
 
     // Revoking the personal token kills its JWT at Latchkey on the next request.
     admin.tokens().revoke(&pat.meta.id).await.unwrap();
@@ -393,15 +395,24 @@ async fn oauth_revoke_as_rfc_7009_writes_it() {
     )
     .await;
     assert_eq!(s, 200);
-    // Someone else's token: refused, and it keeps working.
-    let (s, _) = post_form(
+    // Someone else's token: the same 200 as for an unknown one (issue 21.12: the answer
+    // must not tell which secrets exist), and it keeps working.
+    let (s, body) = post_form(
         &server,
         "/oauth/revoke",
         Some(&own.token),
         &[("token", &admins.token)],
     )
     .await;
-    assert_eq!(s, 403);
+    let (unknown_s, unknown_body) = post_form(
+        &server,
+        "/oauth/revoke",
+        Some(&own.token),
+        &[("token", "lkc_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA3Ae0o2")],
+    )
+    .await;
+    assert_eq!((s, &body), (unknown_s, &unknown_body));
+    assert_eq!(s, 200);
     assert!(admin.verify(&admins.token).await.unwrap().valid);
     // A token may revoke itself.
     let (s, _) = post_form(

@@ -42,9 +42,19 @@ async fn every_type_is_created_shown_once_and_listed_without_secret() {
     let server = TestServer::start().await;
     let admin = server.admin();
     let ws = server.workspace1().await;
+    // A token bound to a workspace cannot mint a user-wide legacy token: that one comes
+    // from a console session.
+    let console = server
+        .signed_in("admin", crate::harness::ADMIN_PASSWORD)
+        .await;
     let mut secrets = Vec::new();
     for t in TokenType::ALL {
-        let created = server.token(&admin, &ws, &format!("{t:?} token"), t).await;
+        let creator = if t == TokenType::Legacy {
+            &console
+        } else {
+            &admin
+        };
+        let created = server.token(creator, &ws, &format!("{t:?} token"), t).await;
         let prefix = match t {
             TokenType::Personal => "lkp_",
             TokenType::Legacy => "lkl_",
@@ -329,7 +339,12 @@ async fn projects_by_token_header_as_the_seed_sample_does() {
     let listed = admin.list_projects(&ws).await.unwrap();
     assert_eq!(listed.items.len(), 1);
     // A legacy token is user-wide: /projects needs a workspace.
-    let legacy = server.token(&admin, &ws, "legacy", TokenType::Legacy).await;
+    let console = server
+        .signed_in("admin", crate::harness::ADMIN_PASSWORD)
+        .await;
+    let legacy = server
+        .token(&console, &ws, "legacy", TokenType::Legacy)
+        .await;
     let err = server
         .with_token(&legacy.token)
         .create_project("x", None)

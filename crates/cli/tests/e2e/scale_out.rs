@@ -466,12 +466,36 @@ async fn user_and_org_changes_on_one_node_are_applied_by_the_other() {
         .put_member(&ws, &bob.id, WorkspaceRole::Member)
         .await
         .expect("bob joins");
-    let bob_on_a = a.anonymous();
-    bob_on_a
-        .sign_in("bob", "bob's password")
+    // Bob signs in on A as a browser would, through the public URL: with `public_url` set,
+    // cookie-authenticated writes must come from that origin (issue 21.12).
+    let browser = reqwest::Client::builder()
+        .cookie_store(true)
+        .build()
+        .expect("http client");
+    let signed_in = browser
+        .post(format!("{}/api/v1/session", a.url))
+        .json(&serde_json::json!({"username": "bob", "password": "bob's password"}))
+        .send()
         .await
         .expect("bob signs in on a");
-    let (_, bobs) = create_token(&bob_on_a, &ws, "bob's", TokenType::Personal).await;
+    assert_eq!(signed_in.status(), 200);
+    let create = |origin: &'static str| {
+        browser
+            .post(format!("{}/api/v1/workspaces/{ws}/tokens", a.url))
+            .header("origin", origin)
+            .json(&serde_json::json!({"name": "bob's", "type": "personal"}))
+            .send()
+    };
+    // The node's own address is not the public origin.
+    let own_origin = Box::leak(a.url.clone().into_boxed_str());
+    assert_eq!(create(own_origin).await.expect("create").status(), 403);
+    let created: serde_json::Value = create(PUBLIC_URL)
+        .await
+        .expect("create")
+        .json()
+        .await
+        .expect("json");
+    let bobs = created["token"].as_str().expect("secret").to_owned();
     assert_eq!(a.status_of(&bobs).await, 200);
     // Bob is an org admin on A: he may list users.
     a.with_token(&bobs)

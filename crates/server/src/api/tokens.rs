@@ -10,7 +10,7 @@ use latchkey_proto::{
 };
 use serde::Deserialize;
 
-use crate::auth::Principal;
+use crate::auth::{MaybePrincipal, Principal};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiQuery, ClientIp, OptionalJson, PageParams};
 use crate::state::AppState;
@@ -144,13 +144,20 @@ pub async fn rotate(
 }
 
 /// Check a token. Always 200 for a well-formed request; failures are throttled per IP.
-#[utoipa::path(post, path = "/api/v1/tokens/verify", tag = "tokens", security(()),
+/// Anonymous callers get what a resource server needs: `owner_username`, `created_by`,
+/// `last_used_at` and `last_used_ip` are `null` unless the caller authenticates as
+/// someone who may see the token (or may introspect).
+#[utoipa::path(post, path = "/api/v1/tokens/verify", tag = "tokens", security((), ("bearer" = [])),
     request_body = VerifyRequest,
-    responses((status = 200, body = VerifyResponse), (status = 429, body = ErrorBody)))]
+    responses((status = 200, body = VerifyResponse), (status = 401, body = ErrorBody),
+              (status = 429, body = ErrorBody)))]
 pub async fn verify(
     State(state): State<AppState>,
     ip: ClientIp,
+    MaybePrincipal(caller): MaybePrincipal,
     ApiJson(req): ApiJson<VerifyRequest>,
 ) -> Result<Json<VerifyResponse>, ApiError> {
-    Ok(Json(state.verify_secret(&req.token, ip).await?))
+    Ok(Json(
+        state.verify_secret(&req.token, ip, caller.as_ref()).await?,
+    ))
 }

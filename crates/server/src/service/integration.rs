@@ -2,7 +2,6 @@
 //! revocation, leak reports and forward-auth route policies.
 
 use latchkey_core::policy::Permission;
-use latchkey_core::token;
 use latchkey_core::{NewAuditEvent, ScopeSet};
 use latchkey_proto::{Reason, RefreshResponse, Scope, TokenType};
 use serde_json::{Value, json};
@@ -18,26 +17,27 @@ use crate::verifier::VerifyError;
 pub const MAX_LEAK_REPORT: usize = 100;
 
 impl AppState {
-    fn throttled(&self, ip: ClientIp, now: i64) -> Result<(), ApiError> {
-        match self.token_failure_throttle.blocked(ip.0, now) {
+    /// Counts a failed check against `ip`: 429 once the address is over its limit (valid
+    /// credentials are never held back by the failures of others from the same address).
+    fn record_failure(&self, ip: ClientIp, reason: Reason, now: i64) -> Result<(), ApiError> {
+        self.metrics.observe_verify(Err(reason));
+        let blocked = self.token_failure_throttle.blocked(ip.0, now);
+        self.token_failure_throttle.record(ip.0, now);
+        match blocked {
             Some(retry_after) => Err(ApiError::RateLimited { retry_after }),
             None => Ok(()),
         }
     }
 
-    fn record_failure(&self, ip: ClientIp, reason: Reason, now: i64) {
-        self.metrics.observe_verify(Err(reason));
-        self.token_failure_throttle.record(ip.0, now);
-    }
-
-    /// `POST /api/v1/token/refresh`: a personal token (or an access JWT) → a new access JWT.
+    /// `POST /api/v1/token/refresh`: a personal token → a new access JWT. An access JWT
+    /// does not refresh into another (a stolen one would otherwise live for ever): 403
+    /// `token_type_not_allowed`.
     pub async fn refresh(&self, refresh: &str, ip: ClientIp) -> Result<RefreshResponse, ApiError> {
         let now = self.clock.now();
-        self.throttled(ip, now.unix_timestamp())?;
         let checked = match self.check_credential(refresh, now).await {
             Ok(c) => c,
             Err(VerifyError::Invalid(reason)) => {
-                self.record_failure(ip, reason, now.unix_timestamp());
+                self.record_failure(ip, reason, now.unix_timestamp())?;
                 return Err(ApiError::InvalidToken(reason_message(reason).into()));
             }
             Err(VerifyError::Unavailable) => {
@@ -47,6 +47,11 @@ impl AppState {
             }
         };
         let grant = &checked.verified.grant;
+        if checked.jwt.is_some() {
+            return Err(ApiError::TokenTypeNotAllowed(
+                "an access JWT cannot be refreshed; refresh with the personal token".into(),
+            ));
+        }
         if grant.token.token_type != TokenType::Personal {
             return Err(ApiError::TokenTypeNotAllowed(format!(
                 "only personal tokens can be exchanged for access JWTs; this is a {} token",
@@ -97,6 +102,11 @@ impl AppState {
             access,
             expires_in: u64::try_from(exp - now.unix_timestamp() - 1).unwrap_or(0),
         })
+    }
+
+    /// Whether `p` may introspect (and so see a verified token whole).
+    pub fn may_introspect(&self, p: &Principal) -> bool {
+        self.require_introspector(Some(p)).is_ok()
     }
 
     /// Who may introspect: a token with `introspect` (or an admin token), or an org admin.
@@ -155,39 +165,50 @@ impl AppState {
         Ok(answer)
     }
 
-    /// Finds the token a secret (or an access JWT) belongs to, whatever its state.
+    /// Finds the token a secret (or an access JWT) belongs to, whatever its state, and
+    /// whether that secret was rotated out. Unknown secrets are answered from memory (the
+    /// verifier's negative cache) after their first look-up.
     async fn token_of_secret(
         &self,
         secret: &str,
-    ) -> Result<Option<latchkey_core::TokenRecord>, ApiError> {
+    ) -> Result<Option<(latchkey_core::TokenRecord, bool)>, ApiError> {
         let now = self.clock.now();
-        if looks_like_jwt(secret) {
-            return match self.jwt.verify(secret, now).await {
-                Ok(claims) => match self.store.get_token(&claims.pat).await {
-                    Ok(t) => Ok(Some(t)),
-                    Err(latchkey_store::StoreError::NotFound(_)) => Ok(None),
-                    Err(e) => Err(e.into()),
-                },
-                Err(_) => Ok(None),
-            };
+        let token_id = if looks_like_jwt(secret) {
+            match self.jwt.verify(secret, now).await {
+                Ok(claims) => (claims.pat.clone(), false),
+                Err(_) => return Ok(None),
+            }
+        } else {
+            match self.verifier.find(secret).await {
+                Ok(Some(grant)) => (grant.token.id.to_string(), grant.secret_not_after.is_some()),
+                Ok(None) => return Ok(None),
+                Err(_) => {
+                    return Err(ApiError::Unavailable(
+                        "token checks are unavailable; retry shortly".into(),
+                    ));
+                }
+            }
+        };
+        match self.store.get_token(&token_id.0).await {
+            Ok(t) => Ok(Some((t, token_id.1))),
+            Err(latchkey_store::StoreError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e.into()),
         }
-        if !matches!(token::parse(secret), Ok(token::SecretKind::Token(_))) {
-            return Ok(None);
-        }
-        let hash = self.hash_key.hash(secret);
-        Ok(self.store.find_secret(&hash).await?.map(|(t, _)| t))
     }
 
     /// RFC 7009 revocation: revokes a token the caller may manage (a token may revoke
-    /// itself); unknown tokens get 200 as the RFC says.
+    /// itself). The answer is the same 200 for unknown tokens, tokens the caller may not
+    /// revoke, and secrets already rotated out (which revoke nothing: the live secret of
+    /// their token is someone else's), so it tells nobody which secrets exist.
     pub async fn oauth_revoke(&self, p: &Principal, secret: &str) -> Result<(), ApiError> {
-        let Some(token) = self.token_of_secret(secret).await? else {
+        let Some((token, retired)) = self.token_of_secret(secret).await? else {
             return Ok(());
         };
         let is_self = p.token().is_some_and(|g| *g.token.id == *token.id);
         let may_manage = p.can_see(&token) && p.can_manage(&token);
-        if !is_self && !may_manage {
-            return Err(ApiError::forbidden("you may not revoke this token"));
+        if retired || (!is_self && !may_manage) {
+            tracing::info!(token_id = %token.id, retired, "oauth revoke refused quietly");
+            return Ok(());
         }
         let now = self.clock.now();
         let mut event = p.event("token.revoked");
@@ -205,7 +226,10 @@ impl AppState {
     }
 
     /// Leak report: anyone holding a secret may revoke it; the answer never says which
-    /// secrets existed. A leaked token cannot be restored, only rotated.
+    /// secrets existed. A leaked token cannot be restored, only rotated. A secret already
+    /// rotated out is only recorded (`token.leaked` with `"secret": "retired"`): it must
+    /// not become a kill switch for the token's new secret. Throttled per address like
+    /// failed token checks (each unknown secret counts).
     pub async fn report_leaked(&self, secrets: &[String], ip: ClientIp) -> Result<(), ApiError> {
         if secrets.len() > MAX_LEAK_REPORT {
             return Err(ApiError::field(
@@ -214,16 +238,24 @@ impl AppState {
             ));
         }
         let now = self.clock.now();
+        if let Some(retry_after) = self
+            .token_failure_throttle
+            .blocked(ip.0, now.unix_timestamp())
+        {
+            return Err(ApiError::RateLimited { retry_after });
+        }
         for secret in secrets {
             if looks_like_jwt(secret) {
                 // Access JWTs die within minutes on their own; the personal token behind one
                 // is not revoked on the strength of a JWT alone.
                 continue;
             }
-            let Some(token) = self.token_of_secret(secret).await? else {
+            let Some((token, retired)) = self.token_of_secret(secret).await? else {
+                self.token_failure_throttle
+                    .record(ip.0, now.unix_timestamp());
                 continue;
             };
-            if token.leaked {
+            if token.leaked && !retired {
                 continue;
             }
             let event = NewAuditEvent {
@@ -233,9 +265,19 @@ impl AppState {
                 workspace_id: token.workspace_id.clone(),
                 subject_user_id: token.owner_id.clone(),
                 ip: ip.to_text(),
-                details: json!({"type": token.token_type.as_str(), "name": token.name, "hint": token.hint}),
+                details: json!({
+                    "type": token.token_type.as_str(),
+                    "name": token.name,
+                    "hint": token.hint,
+                    "secret": if retired { "retired" } else { "current" },
+                }),
                 ..NewAuditEvent::default()
             };
+            if retired {
+                self.store.append_audit(now, event).await?;
+                tracing::warn!(token_id = %token.id, "a rotated-out secret was reported leaked");
+                continue;
+            }
             self.store.revoke_token(now, &token.id, true, event).await?;
             self.verifier.invalidate_token(&token.id);
             tracing::warn!(token_id = %token.id, "token revoked by a leak report");

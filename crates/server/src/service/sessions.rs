@@ -21,7 +21,20 @@ pub struct SignedIn {
     pub max_age_secs: u64,
 }
 
+/// How long an address an account signed in from passes that account's throttle.
+const KNOWN_SIGN_IN_SECS: i64 = 30 * 86_400;
+/// Most (account, address) pairs remembered per node.
+const MAX_KNOWN_SIGN_INS: usize = 100_000;
+
 impl AppState {
+    /// The per-account throttle key: a keyed hash of the lower-cased username, so that
+    /// neither memory nor the audit log holds what was typed.
+    fn account_key(&self, username: &str) -> latchkey_core::SecretHash {
+        let folded = username.to_lowercase();
+        self.hash_key
+            .hash_with_crate(format!("sign-in account\0{folded}").as_bytes())
+    }
+
     /// Checks a username and password and opens a session.
     pub async fn sign_in(
         &self,
@@ -30,11 +43,28 @@ impl AppState {
         ip: ClientIp,
     ) -> Result<SignedIn, ApiError> {
         let now = self.clock.now();
+        let secs = now.unix_timestamp();
         let ip_key = ip.to_text().unwrap_or_default();
-        if let Some(retry_after) = self.sign_in_throttle.blocked(ip.0, now.unix_timestamp()) {
+        let account = self.account_key(username);
+        if let Some(retry_after) = self.sign_in_throttle.blocked(ip.0, secs) {
             return Err(ApiError::RateLimited { retry_after });
         }
-        self.sign_in_throttle.record(ip.0, now.unix_timestamp());
+        // Many failures for one account from anywhere slow that account down, but not from
+        // an address it signed in from lately: an attacker cannot lock the user out.
+        let known_here = self
+            .known_sign_ins
+            .get(&(account, ip.0))
+            .is_some_and(|at| secs - *at < KNOWN_SIGN_IN_SECS);
+        if !known_here
+            && let Some(retry_after) = self.sign_in_account_throttle.blocked(account, secs)
+        {
+            tracing::info!(ip = %ip_key, "sign-in refused: too many failures for this account");
+            return Err(ApiError::RateLimited { retry_after });
+        }
+        // Counted before the (slow) password check so that a burst cannot overrun the
+        // limits; a success takes its own attempt back and clears nothing else.
+        self.sign_in_throttle.record(ip.0, secs);
+        self.sign_in_account_throttle.record(account, secs);
         let user = self.store.find_user_by_username(username).await?;
         let hash = match user.as_ref().and_then(|u| u.password_hash.clone()) {
             Some(hash) => hash,
@@ -44,12 +74,19 @@ impl AppState {
         let user = match user {
             Some(u) if password_ok && u.active && u.password_hash.is_some() => u,
             other => {
+                // What was typed is not kept: it may be a password typed in the wrong
+                // box. A known account is named by its record; an unknown name only by a
+                // keyed hash prefix (enough to see one name tried many times).
+                let details = match &other {
+                    Some(u) => json!({"username": u.username}),
+                    None => json!({"unknown_username_hash": hex::encode(&account[..8])}),
+                };
                 let event = NewAuditEvent {
                     action: "session.sign_in_failed".into(),
                     actor_id: other.as_ref().map(|u| u.id.clone()),
                     subject_user_id: other.as_ref().map(|u| u.id.clone()),
                     ip: ip.to_text(),
-                    details: json!({"username": username.chars().take(64).collect::<String>()}),
+                    details,
                     ..NewAuditEvent::default()
                 };
                 self.store.append_audit(now, event).await?;
@@ -84,7 +121,16 @@ impl AppState {
         self.store
             .create_session(now, session, self.hash_key.hash(&secret), event)
             .await?;
-        self.sign_in_throttle.reset(ip.0);
+        self.sign_in_throttle.forgive(ip.0);
+        self.sign_in_account_throttle.forgive(account);
+        if self.known_sign_ins.len() >= MAX_KNOWN_SIGN_INS {
+            self.known_sign_ins
+                .retain(|_, at| secs - *at < KNOWN_SIGN_IN_SECS);
+            if self.known_sign_ins.len() >= MAX_KNOWN_SIGN_INS {
+                self.known_sign_ins.clear();
+            }
+        }
+        self.known_sign_ins.insert((account, ip.0), secs);
         Ok(SignedIn {
             user: user.to_proto(),
             secret,

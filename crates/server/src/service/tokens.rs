@@ -88,12 +88,11 @@ impl Principal {
 
     /// Whether this caller may see `token` (visibility rules of DESIGN.md §1).
     pub fn can_see(&self, token: &TokenRecord) -> bool {
+        // A token bound to a workspace reaches only that workspace's tokens: not another
+        // workspace's, and not legacy tokens (which have none).
         if let Some(grant) = self.token()
-            && let (Some(own_ws), Some(ws)) = (
-                grant.token.workspace_id.as_deref(),
-                token.workspace_id.as_deref(),
-            )
-            && own_ws != ws
+            && let Some(own_ws) = grant.token.workspace_id.as_deref()
+            && token.workspace_id.as_deref() != Some(own_ws)
         {
             return false;
         }
@@ -266,6 +265,16 @@ impl AppState {
                 ));
             }
             cap = grant.token.expires_at;
+            // A legacy token is user-wide and never expires: a token bound to a workspace,
+            // or one that expires, would reach beyond itself by minting one.
+            if token_type == TokenType::Legacy
+                && (grant.token.workspace_id.is_some() || grant.token.expires_at.is_some())
+            {
+                return Err(ApiError::forbidden(
+                    "a token bound to a workspace or with an expiry cannot create a legacy token \
+                     (user-wide, never expiring); sign in to the console, or use a legacy token",
+                ));
+            }
         }
 
         for project_id in &projects {
@@ -728,20 +737,27 @@ impl AppState {
     }
 
     /// `POST /api/v1/tokens/verify`: the secret is the credential; failures are throttled
-    /// per client IP.
+    /// per client IP (valid tokens from a throttled address still check out). Only a
+    /// caller who may see the token (or introspect) learns about people: for anyone else
+    /// `owner_username`, `created_by`, `last_used_at` and `last_used_ip` are `null`.
     pub async fn verify_secret(
         &self,
         secret: &str,
         ip: ClientIp,
+        caller: Option<&Principal>,
     ) -> Result<VerifyResponse, ApiError> {
         let now = self.clock.now();
-        if let Some(retry_after) = self
-            .token_failure_throttle
-            .blocked(ip.0, now.unix_timestamp())
+        let checked = self.check_credential(secret, now).await;
+        if checked.is_err()
+            && let Some(retry_after) = self
+                .token_failure_throttle
+                .blocked(ip.0, now.unix_timestamp())
         {
+            self.token_failure_throttle
+                .record(ip.0, now.unix_timestamp());
             return Err(ApiError::RateLimited { retry_after });
         }
-        match self.check_credential(secret, now).await {
+        match checked {
             Ok(checked) => {
                 self.metrics.observe_verify(Ok(()));
                 // The grant keeps only what checks need; the answer shows the whole token.
@@ -749,7 +765,15 @@ impl AppState {
                     .store
                     .get_token(&checked.verified.grant.token.id)
                     .await?;
-                let token = self.token_view(record, now).await?;
+                let full_view =
+                    caller.is_some_and(|p| p.can_see(&record) || self.may_introspect(p));
+                let mut token = self.token_view(record, now).await?;
+                if !full_view {
+                    token.owner_username = None;
+                    token.created_by = None;
+                    token.last_used_at = None;
+                    token.last_used_ip = None;
+                }
                 Ok(VerifyResponse {
                     valid: true,
                     token: Some(token),

@@ -32,7 +32,7 @@ from typing import (
     TypeVar,
     Union,
 )
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import httpx
 
@@ -558,6 +558,11 @@ class Core:
         if spec.auth:
             auth_headers, used_access = self.auth.headers()
             headers.update(auth_headers)
+            if self.auth.has_session:
+                # Cookie-authenticated writes must name their origin (the server refuses
+                # them without Origin or Sec-Fetch-Site: its CSRF check).
+                base = urlsplit(str(self.base_url))
+                headers["Origin"] = f"{base.scheme}://{base.netloc}"
         if spec.idempotency_key:
             headers["Idempotency-Key"] = spec.idempotency_key
         if spec.headers:
