@@ -239,7 +239,7 @@ def test_legacy_token_needs_a_workspace_for_projects(admin: Client, server: Serv
     # Made through a session: a workspace-bound personal token cannot mint a legacy token.
     with pytest.raises(PermissionDeniedError):
         admin.tokens.create(WS1, unique("legacy"), type="legacy")
-    console = Client(server.url)
+    console = Client(server.url, anonymous=True)
     console.sign_in("admin", server.admin_password)
     legacy = console.tokens.create(WS1, unique("legacy"), type="legacy")
     assert (

@@ -66,14 +66,14 @@ def app_client(server: Server) -> Iterator[httpx.Client]:
     async def reports(caller: Reader) -> Any:
         return {
             "token_id": caller.id,
-            "owner": caller.owner_username,
+            "owner": caller.owner_id,
             "workspace": caller.workspace_name,
             "scopes": caller.scopes,
         }
 
     @app.post("/reports")
     async def write(caller: Writer) -> Any:
-        return {"written_by": caller.owner_username}
+        return {"written_by": caller.owner_id}
 
     @app.get("/personal-only")
     async def personal(caller: Personal) -> Any:
@@ -99,7 +99,8 @@ def test_a_token_with_the_scope_reaches_the_handler_with_its_identity(
     assert answer.status_code == 200, answer.text
     assert answer.json() == {
         "token_id": created.id,
-        "owner": "admin",
+        # The user id: an anonymous verify answer names no people (no username).
+        "owner": admin.me().id,
         "workspace": WS1,
         "scopes": ["projects:read"],
     }

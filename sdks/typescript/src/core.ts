@@ -195,7 +195,13 @@ export class Core {
   private authHeaders(): { headers: Record<string, string>; usedAccess: string | undefined } {
     const auth = this.auth;
     if (auth.session !== undefined) {
-      return { headers: { Cookie: `${SESSION_COOKIE}=${auth.session}` }, usedAccess: undefined };
+      // Cookie-authenticated writes must name their origin: the server's CSRF check
+      // refuses them without Origin or Sec-Fetch-Site.
+      const origin = new URL(this.baseUrl).origin;
+      return {
+        headers: { Cookie: `${SESSION_COOKIE}=${auth.session}`, Origin: origin },
+        usedAccess: undefined,
+      };
     }
     if (auth.token === undefined) return { headers: {}, usedAccess: undefined };
     if (auth.exchange && auth.access !== undefined) {

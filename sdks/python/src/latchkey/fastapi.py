@@ -12,7 +12,7 @@
 
     @app.get("/reports")
     async def reports(caller: Reader):
-        return {"owner": caller.owner_username, "workspace": caller.workspace_name}
+        return {"owner": caller.owner_id, "workspace": caller.workspace_name}
 
 The token is taken from ``Authorization: Bearer …`` (a token or an access JWT),
 ``Authorization: Token …`` or ``X-API-Key`` (add more names with ``api_key_headers``), as
