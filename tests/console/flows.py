@@ -28,19 +28,47 @@ def read_dialog_secret(c: Console) -> str:
     return secret
 
 
+PRESETS = ("7", "30", "60", "90")
+
+
+def open_form(c: Console) -> None:
+    """Opens the create form with the page's New token button, unless it is open."""
+    if c.has("field", "Token Name"):
+        return
+    for name in ("New token", "New API token"):
+        if c.has("button", name):
+            c.press(name)
+            break
+    assert c.has("field", "Token Name"), "no create form on " + c.path
+
+
+def set_expiry(c: Console, days: str) -> None:
+    """A preset when there is one for `days` ("none": No expiration), else Custom."""
+    if days in PRESETS or days == "none":
+        c.choose("Expiration", days)
+    else:
+        c.choose("Expiration", "custom")
+        c.fill("Expires in (days)", days)
+
+
 def create_token(
     c: Console,
     name: str,
     token_type: str | None = None,
     expires: str | None = None,
     environment: str | None = None,
+    workspace: str | None = None,
 ) -> str:
-    """Fills the create form on the current page, submits it and returns the secret."""
+    """Opens the create form on the current page, fills it, submits it and returns the
+    secret."""
+    open_form(c)
     c.fill("Token Name", name)
     if token_type:
         c.choose("Type", token_type)
+    if workspace:
+        c.choose("Workspace", workspace)
     if expires:
-        c.fill("Expires in (days)", expires)
+        set_expiry(c, expires)
     if environment:
         c.fill("Environment", environment)
     c.press("Create Token")
@@ -53,7 +81,7 @@ def create_user(admin: Console, username: str, password: str, role: str = "membe
     admin.fill("Password", password)
     admin.choose("Role", role)
     admin.press("Create user")
-    assert "User created." in admin.banner(), admin.banner()
+    assert f"User “{username}” created." in admin.banner(), admin.banner()
 
 
 def add_member(admin: Console, workspace: str, username: str, role: str = "member") -> None:
@@ -64,7 +92,7 @@ def add_member(admin: Console, workspace: str, username: str, role: str = "membe
     admin.fill("Username", username)
     admin.choose("Role", role)
     admin.press("Add member")
-    assert "Member added." in admin.banner(), admin.banner()
+    assert f"Member “{username}” added." in admin.banner(), admin.banner()
 
 
 def cookie_header(c: Console) -> dict[str, str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from flows import add_member, cookie_header, create_token, create_user, open_workspace_tokens
+from flows import add_member, cookie_header, create_token, create_user, open_form, open_workspace_tokens, set_expiry
 from harness import api_create_project, http
 
 MIA_PASSWORD = "mia's long passphrase 1"
@@ -32,6 +32,7 @@ def test_a_member_sees_only_what_the_service_lets_them(server, admin, browsers):
     assert forbidden.status == 403 and "text/html" in forbidden.headers["content-type"]
 
     open_workspace_tokens(mia)
+    open_form(mia)
     assert mia.options("Type") == [("personal", "Personal (yours, in this workspace)")]
     listed = mia.rows()
     assert "web-client" in listed
@@ -56,7 +57,7 @@ def test_a_member_sees_only_what_the_service_lets_them(server, admin, browsers):
     row = admin.row("mia")
     admin.choose("Role of mia", "viewer")
     admin.press("Change role of mia")
-    assert "Role changed" in admin.banner()
+    assert admin.banner() == "Role of “mia” changed."
     assert "viewer" in admin.row("mia").text
     open_workspace_tokens(mia)
     assert "cannot see this workspace's tokens" in mia.text()
@@ -79,6 +80,7 @@ def test_switching_a_type_off_and_on(server, admin, browsers):
     stale_form = browsers()
     stale_form.sign_in("admin")
     open_workspace_tokens(stale_form)
+    open_form(stale_form)
 
     c.follow("Organization")
     c.follow("Access Token Settings")
@@ -97,6 +99,7 @@ def test_switching_a_type_off_and_on(server, admin, browsers):
     # From the next request on: the token fails, and the type is no longer offered.
     assert api_create_project(server.url, secret).status == 401
     open_workspace_tokens(c)
+    open_form(c)
     assert "personal" not in [v for v, _ in c.options("Type")]
     assert "Type disabled" in c.row("switchable").text
     # A form loaded before the change gets a readable refusal, not JSON.
@@ -118,16 +121,24 @@ def test_limits_and_ttl_are_enforced_with_messages(server, admin):
     c.press("Save")
     assert "Settings saved" in c.banner()
     open_workspace_tokens(c)
-    assert "30 days" in c.text()
+    open_form(c)
+    assert "at most 30 days" in c.text()
+    # Presets beyond the TTL are not offered for personal tokens.
+    personal_presets = c.driver.execute_script(
+        "return [...document.querySelectorAll('#token-expiry option')]"
+        ".filter(o => !o.disabled).map(o => o.value)")
+    assert personal_presets == ["7", "30", "custom"], personal_presets
     create_token(c, "second")  # the bootstrap token is the first
+    open_form(c)
     c.fill("Token Name", "third")
     c.press("Create Token")
     assert c.no_dialog()
     assert c.banner().startswith("Limit reached: Max tokens per user is 2."), c.banner()
     c.press("Revoke second")
     c.confirm("Revoke")
+    open_form(c)
     c.fill("Token Name", "third")
-    c.fill("Expires in (days)", "31")
+    set_expiry(c, "31")
     c.press("Create Token")
     assert "longest lifetime" in c.banner()
     c.fill("Expires in (days)", "30")
@@ -148,14 +159,14 @@ def test_deactivating_a_user_stops_their_tokens_and_session(server, admin, brows
     assert not admin.has("button", "Deactivate admin")  # nobody deactivates themselves
     admin.press("Deactivate bob")
     admin.confirm("Deactivate")
-    assert "User deactivated" in admin.banner()
+    assert admin.banner() == "User “bob” deactivated. Their sessions and tokens stopped working."
     assert "Deactivated" in admin.row("bob").text
     assert api_create_project(server.url, secret).status == 401
     bob.go("/account")
     assert bob.path.startswith("/login")
 
     admin.press("Reactivate bob")
-    assert "User reactivated" in admin.banner()
+    assert admin.banner() == "User “bob” reactivated."
     assert api_create_project(server.url, secret).status == 201
     bob.sign_in("bob", "bob's long passphrase 1")
     assert bob.heading() == "Workspaces"

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import json
 
-from flows import create_token, open_workspace_tokens, read_dialog_secret
+from flows import create_token, open_form, open_workspace_tokens, read_dialog_secret, set_expiry
 from harness import api_create_project, http, wait_for
 
 
 def test_token_lifecycle_on_the_workspace_page(server, admin):
     c = admin
     open_workspace_tokens(c)
+    # The list comes first; New token opens the form.
+    assert not c.has("field", "Token Name")
+    c.press("New token")
     values = [v for v, _ in c.options("Type")]
     assert values[0] == "personal" and c.field("Type").get_attribute("value") == "personal"
     assert "legacy" not in values
@@ -37,7 +40,8 @@ def test_token_lifecycle_on_the_workspace_page(server, admin):
     row = c.row("ci-token")
     assert "personal" in row.text and "admin" in row.text and "Active" in row.text
     assert secret[-4:] in row.text and secret not in row.text
-    assert "in 269 days" in row.text or "in 270 days" in row.text
+    # The form's default lifetime is 30 days (GitHub's); the API's is the longest allowed.
+    assert "in 30 days" in row.text or "in 29 days" in row.text
     expires = row.find_element("css selector", "td[data-label=Expires] time")
     assert expires.get_attribute("datetime").endswith("Z") and "UTC" in expires.get_attribute("title")
 
@@ -47,12 +51,12 @@ def test_token_lifecycle_on_the_workspace_page(server, admin):
 
     c.press("Revoke ci-token")
     c.confirm("Revoke")
-    assert "Token revoked" in c.banner()
+    assert c.banner() == "Token “ci-token” revoked. It stops working at once."
     assert "Revoked" in c.row("ci-token").text
     assert api_create_project(server.url, secret).status == 401
 
     c.press("Restore ci-token")
-    assert "Token restored" in c.banner()
+    assert c.banner() == "Token “ci-token” restored. It works again."
     assert api_create_project(server.url, secret).status == 201
 
     c.press("Rotate ci-token")
@@ -66,7 +70,7 @@ def test_token_lifecycle_on_the_workspace_page(server, admin):
 
     c.press("Delete ci-token")
     c.confirm("Delete")
-    assert "Token deleted" in c.banner()
+    assert c.banner() == "Token “ci-token” deleted."
     assert "ci-token" not in c.rows()
     assert api_create_project(server.url, rotated).status == 401
 
@@ -95,17 +99,22 @@ def test_cancelled_confirmation_changes_nothing_and_grace_period_keeps_old_secre
 def test_errors_show_as_readable_messages(server, admin):
     c = admin
     open_workspace_tokens(c)
+    open_form(c)
     c.fill("Token Name", "too-long-lived")
-    c.fill("Expires in (days)", "400")
+    set_expiry(c, "400")
     c.press("Create Token")
     assert c.no_dialog()
-    assert c.banner().startswith("the longest lifetime allowed".capitalize()) or "longest lifetime" in c.banner()
+    # The limit reads as a human time, with the exact instant on the <time>.
+    assert c.banner() == "The longest lifetime allowed here ends in 270 days.", c.banner()
+    limit = c.driver.find_element("css selector", "main .banner time")
+    assert limit.get_attribute("datetime").endswith("Z") and "UTC" in limit.get_attribute("title")
     # What the user typed is kept.
     assert c.field("Token Name").get_attribute("value") == "too-long-lived"
     assert "{" not in c.banner()
 
+    assert c.field("Expires in (days)").get_attribute("value") == "400"
     c.fill("Token Name", "bound-personal")
-    c.fill("Expires in (days)", "")
+    c.choose("Expiration", "30")
     c.fill("Environment", "production")
     c.press("Create Token")
     assert "client and frontend tokens" in c.banner()
@@ -118,8 +127,8 @@ def test_account_personal_and_legacy_tokens(server, admin):
     assert c.has("heading", "Personal Access Tokens")
     assert c.has("heading", "Legacy Token")
 
-    c.choose("Workspace", c.options("Workspace")[0][0])
-    personal = create_token(c, "laptop", expires="30")
+    open_form(c)
+    personal = create_token(c, "laptop", expires="30", workspace=c.options("Workspace")[0][0])
     assert personal.startswith("lkp_")
     row = c.row("laptop")
     assert "Workspace 1" in row.text
@@ -159,7 +168,7 @@ def test_api_access_lists_every_token_and_creates_in_any_workspace(server, admin
     assert c.heading() == "Payments"
     c.fill("Project name", "Checkout")
     c.press("Create project")
-    assert "Project created" in c.banner()
+    assert c.banner() == "Project “Checkout” created."
     open_workspace_tokens(c, "Workspace 1")
     create_token(c, "w1-personal")
 
@@ -177,7 +186,7 @@ def test_api_access_lists_every_token_and_creates_in_any_workspace(server, admin
 
     Select(c.field("Projects")).select_by_visible_text("Checkout")
     c.fill("Environment", "production")
-    c.fill("Expires in (days)", "10")
+    set_expiry(c, "10")
     c.press("Create Token")
     secret = read_dialog_secret(c)
     assert secret.startswith("lkf_")

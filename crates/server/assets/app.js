@@ -1,6 +1,8 @@
 // Latchkey console: the few things plain forms cannot do. Every page works without this
 // file; with it, the show-once dialog is modal and copies the secret, destructive actions
-// are confirmed in an in-page alert dialog, and focus goes where a keyboard user expects.
+// are confirmed in an in-page alert dialog, the expiry presets offer what the chosen type
+// allows (and show Expires in (days) only for Custom), and focus goes where a keyboard
+// user expects.
 (function () {
   'use strict';
 
@@ -144,9 +146,57 @@
     });
   }
 
+  // Expiration presets: only those the chosen Type allows (personal tokens must expire and
+  // live at most the org's TTL); Expires in (days) only for Custom. Without this script
+  // both fields show, and a number in Expires in (days) wins over the preset.
+  function initExpiry() {
+    var selects = document.querySelectorAll('select[data-expiry-for]');
+    Array.prototype.forEach.call(selects, function (select) {
+      var field = document.getElementById(select.getAttribute('data-expiry-for'));
+      var input = field ? field.querySelector('input') : null;
+      if (!field || !input) {
+        return;
+      }
+      var typeControl = select.form ? select.form.elements.namedItem('type') : null;
+      var touched = false;
+      var kind = function () {
+        var type = typeControl ? typeControl.value : 'personal';
+        return type === 'personal' ? 'personal' : 'workspace';
+      };
+      var syncCustom = function () {
+        var custom = select.value === 'custom';
+        field.hidden = !custom;
+        input.disabled = !custom;
+      };
+      var syncType = function (typeChanged) {
+        var k = kind();
+        Array.prototype.forEach.call(select.options, function (option) {
+          var kinds = (option.getAttribute('data-kinds') || '').split(' ');
+          var allowed = kinds.indexOf(k) >= 0;
+          option.disabled = !allowed;
+          option.hidden = !allowed;
+        });
+        var current = select.options[select.selectedIndex];
+        if (!current || current.disabled || (typeChanged && !touched)) {
+          select.value = k === 'personal' ? select.getAttribute('data-personal-default') : 'none';
+        }
+        syncCustom();
+      };
+      select.addEventListener('change', function () {
+        touched = true;
+        syncCustom();
+      });
+      if (typeControl && typeControl.tagName === 'SELECT') {
+        typeControl.addEventListener('change', function () { syncType(true); });
+      }
+      syncType(false);
+    });
+  }
+
   function init() {
     initSecretDialog();
     initConfirm();
+    initExpiry();
   }
 
   if (document.readyState === 'loading') {

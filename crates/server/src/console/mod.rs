@@ -2,15 +2,25 @@
 //!
 //! Pages are askama templates compiled into the binary (`crates/server/templates`, always
 //! auto-escaping), with plain HTML forms; one small script (`assets/app.js`) adds the
-//! show-once dialog's copy button, the in-page confirmations and focus handling. Every
-//! handler resolves the session ([`session::require_session`]), checks the CSRF token on
-//! posts ([`session::require_post`]), calls an `AppState` service method and renders the
-//! outcome; a service error becomes a readable banner ([`render::error_text`]), never JSON.
+//! show-once dialog's copy button, the in-page confirmations, the expiry presets and focus
+//! handling. A page is three things (docs/console.md, "Adding a page", walks through one):
+//!
+//! - a handler whose extractors say who may come ([`extract::SignedIn`],
+//!   [`extract::OrgAdmin`]) and, for a post, check the CSRF proof
+//!   ([`extract::Form`]); one route and one handler per action;
+//! - a `render(state, s, view)` that asks `AppState` service methods for the data and
+//!   fills the page's template struct, whose `c: Chrome` comes from
+//!   [`extract::SignedIn::chrome`] with the [`render::View`] (status, banner, show-once
+//!   dialog, a failed form's values, the page's place);
+//! - after a successful post, [`extract::SignedIn::done`]: a redirect back to the form's
+//!   place with a [`render::Flash`] banner; after a failed one, the page rendered again
+//!   with [`render::View::failed`]. A service error becomes a readable banner, never JSON.
 //!
 //! Every console response carries a Content-Security-Policy that allows only this origin's
 //! script and style, no inline script, no framing.
 
 pub mod assets;
+pub mod extract;
 pub mod org;
 pub mod pages;
 pub mod render;
@@ -27,6 +37,25 @@ use axum::routing::{get, post};
 
 use crate::state::AppState;
 
+/// A service list request: `limit` items after `cursor` (ignored unless it is an id).
+pub fn page_request(limit: u32, cursor: Option<&String>) -> latchkey_store::PageRequest {
+    latchkey_store::PageRequest {
+        limit,
+        cursor: cursor.filter(|c| latchkey_core::is_id(c)).cloned(),
+    }
+}
+
+/// Every workspace the caller may enter (the first 200, the service's cap on a page).
+pub async fn workspaces_of(
+    state: &AppState,
+    s: &extract::SignedIn,
+) -> Result<Vec<latchkey_proto::Workspace>, crate::error::ApiError> {
+    Ok(state
+        .list_workspaces(&s.p, &page_request(200, None))
+        .await?
+        .items)
+}
+
 /// The console's Content-Security-Policy.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
     style-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; \
@@ -34,7 +63,8 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'
 
 /// Console routes (pages, forms, assets).
 pub fn routes() -> Router<AppState> {
-    Router::new()
+    use tokens::{account, actions, api_access, workspace};
+    let router = Router::new()
         .route("/", get(session::root))
         .route("/login", get(session::login_form).post(session::login))
         .route("/logout", post(session::logout))
@@ -53,38 +83,38 @@ pub fn routes() -> Router<AppState> {
             get(workspaces::members).post(workspaces::add_member),
         )
         .route(
-            "/workspaces/{ws}/settings/members/{user}/{action}",
-            post(workspaces::member_action),
+            "/workspaces/{ws}/settings/members/{user}/role",
+            post(workspaces::change_member_role),
+        )
+        .route(
+            "/workspaces/{ws}/settings/members/{user}/remove",
+            post(workspaces::remove_member),
         )
         .route(
             "/workspaces/{ws}/settings/tokens",
-            get(tokens::workspace_tokens).post(tokens::create_in_workspace),
+            get(workspace::page).post(workspace::create),
         )
-        .route(
-            "/workspaces/{ws}/settings/tokens/{id}/{action}",
-            post(tokens::workspace_token_action),
-        )
-        .route("/account", get(tokens::account))
-        .route("/account/tokens", post(tokens::create_personal))
-        .route("/account/legacy", post(tokens::create_legacy))
-        .route(
-            "/account/tokens/{id}/{action}",
-            post(tokens::account_token_action),
-        )
+        .route("/account", get(account::page))
+        .route("/account/tokens", post(account::create_personal))
+        .route("/account/legacy", post(account::create_legacy))
         .route(
             "/api-access",
-            get(tokens::api_access).post(tokens::create_api_token),
-        )
-        .route(
-            "/api-access/tokens/{id}/{action}",
-            post(tokens::api_access_token_action),
+            get(api_access::page).post(api_access::create),
         )
         .route("/organization", get(org::index))
         .route(
             "/organization/users",
             get(org::users).post(org::create_user),
         )
-        .route("/organization/users/{id}/{action}", post(org::user_action))
+        .route("/organization/users/{id}/role", post(org::change_user_role))
+        .route(
+            "/organization/users/{id}/deactivate",
+            post(org::deactivate_user),
+        )
+        .route(
+            "/organization/users/{id}/reactivate",
+            post(org::reactivate_user),
+        )
         .route(
             "/organization/token-settings",
             get(org::token_settings).post(org::save_token_settings),
@@ -95,8 +125,22 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/organization/audit", get(org::audit))
         .route("/assets/app.css", get(assets::css))
-        .route("/assets/app.js", get(assets::js))
-        .layer(middleware::from_fn(security_headers))
+        .route("/assets/app.js", get(assets::js));
+    // The row actions of every token page, one route each, under the page's prefix.
+    let router = [
+        "/workspaces/{ws}/settings/tokens",
+        "/account/tokens",
+        "/api-access/tokens",
+    ]
+    .into_iter()
+    .fold(router, |router, base| {
+        router
+            .route(&format!("{base}/{{id}}/revoke"), post(actions::revoke))
+            .route(&format!("{base}/{{id}}/restore"), post(actions::restore))
+            .route(&format!("{base}/{{id}}/rotate"), post(actions::rotate))
+            .route(&format!("{base}/{{id}}/delete"), post(actions::delete))
+    });
+    router.layer(middleware::from_fn(security_headers))
 }
 
 /// Headers on every console response: the CSP, no framing, no sniffing.

@@ -1,74 +1,33 @@
-//! Organization pages (org admins only; others get 403): Users, Access Token Settings,
-//! Instance Settings and the Audit Log.
+//! Organization pages (org admins only; others get 403, by the [`OrgAdmin`] extractor):
+//! Users (create; change a role, deactivate, reactivate — one route each), Access Token
+//! Settings, Instance Settings and the Audit Log.
 
 use std::collections::HashMap;
 
 use askama::Template;
 use axum::extract::{OriginalUri, Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 use latchkey_proto::{
     CreateUserRequest, OrgRole, TokenCreators, TokenType, UpdateInstanceSettingsRequest,
     UpdateTokenSettingsRequest, UpdateUserRequest,
 };
-use latchkey_store::PageRequest;
 
-use super::pages::{done_notice, error_page, org_admins_only};
+use super::extract::{Form, FormData, OrgAdmin, SignedIn};
+use super::page_request;
 use super::render::{
-    Choice, Chrome, Notice, When, error_status, error_text, html, see_other, when,
+    Choice, Chrome, Flash, Notice, View, When, error_status, html, see_other, when,
 };
-use super::session::{Auth, FormData, Session, encode, query_pairs, require_post, require_session};
+use super::session::{encode, query_pairs};
 use crate::error::ApiError;
 use crate::service::{ALL_TOKEN_TYPES, AuditQuery};
 use crate::state::AppState;
 
 const ROLES: [OrgRole; 3] = [OrgRole::Owner, OrgRole::Admin, OrgRole::Member];
 
-fn page(limit: u32, cursor: Option<&String>) -> PageRequest {
-    PageRequest {
-        limit,
-        cursor: cursor.filter(|c| latchkey_core::is_id(c)).cloned(),
-    }
-}
-
-// The error is the page to answer with, returned as is: boxing it buys nothing.
-#[allow(clippy::result_large_err)]
-fn admin_session(state: &AppState, auth: Auth, here: &str) -> Result<Session, Response> {
-    let s = require_session(state, auth, here)?;
-    if s.p.is_org_admin() {
-        Ok(s)
-    } else {
-        Err(org_admins_only(&s, "organization"))
-    }
-}
-
-// The error is the page to answer with, returned as is: boxing it buys nothing.
-#[allow(clippy::result_large_err)]
-fn admin_post(
-    state: &AppState,
-    auth: Auth,
-    headers: &HeaderMap,
-    form: &FormData,
-    back: &str,
-) -> Result<Session, Response> {
-    let s = require_post(state, auth, headers, form, back)?;
-    if s.p.is_org_admin() {
-        Ok(s)
-    } else {
-        Err(org_admins_only(&s, "organization"))
-    }
-}
-
 /// `GET /organization`.
-pub async fn index(
-    State(state): State<AppState>,
-    auth: Auth,
-    OriginalUri(uri): OriginalUri,
-) -> Response {
-    match admin_session(&state, auth, &uri.to_string()) {
-        Ok(_) => see_other("/organization/users"),
-        Err(r) => r,
-    }
+pub async fn index(_admin: OrgAdmin) -> Response {
+    see_other("/organization/users")
 }
 
 /// A user as a row.
@@ -99,36 +58,22 @@ pub struct UsersPage {
     next_url: Option<String>,
 }
 
-async fn render_users(
-    state: &AppState,
-    s: &Session,
-    status: StatusCode,
-    notice: Option<Notice>,
-    sticky: Option<&FormData>,
-    cursor: Option<&String>,
-) -> Response {
+/// Renders Users with `view` (`?cursor=` pages).
+async fn render_users(state: &AppState, s: &SignedIn, view: View) -> Response {
     let now = state.clock.now();
-    let users = match state.list_users(&s.p, &page(100, cursor)).await {
-        Ok(u) => u,
-        Err(e) => return error_page(s, "organization", &e),
-    };
-    let mut c = s.chrome("Users", "organization");
-    c.notice = notice;
-    let owner = s.user.role == OrgRole::Owner;
-    let empty = FormData::default();
-    let f = sticky.unwrap_or(&empty);
-    let chosen = f
-        .get("role")
-        .and_then(OrgRole::parse)
-        .unwrap_or(OrgRole::Member);
-    let next_url = users
-        .next_cursor
-        .as_ref()
-        .map(|cur| format!("/organization/users?cursor={}", encode(cur)));
-    html(
-        status,
-        &UsersPage {
-            c,
+    let page = async {
+        let cursor = view.query().get("cursor").cloned();
+        let users = state
+            .list_users(&s.p, &page_request(100, cursor.as_ref()))
+            .await?;
+        let owner = s.is_owner();
+        let chosen = OrgRole::parse(view.field("role")).unwrap_or(OrgRole::Member);
+        let next_url = users
+            .next_cursor
+            .as_ref()
+            .map(|cur| format!("/organization/users?cursor={}", encode(cur)));
+        Ok(UsersPage {
+            c: s.chrome("Users", "organization", &view),
             tab: "users",
             owner,
             users: users
@@ -155,133 +100,124 @@ async fn render_users(
                 .filter(|r| owner || **r != OrgRole::Owner)
                 .map(|r| Choice::new(r.as_str(), r.as_str(), *r == chosen))
                 .collect(),
-            username: f.get("username").unwrap_or("").to_owned(),
-            display_name: f.get("display_name").unwrap_or("").to_owned(),
-            email: f.get("email").unwrap_or("").to_owned(),
+            username: view.field("username").to_owned(),
+            display_name: view.field("display_name").to_owned(),
+            email: view.field("email").to_owned(),
             next_url,
-        },
-    )
+        })
+    }
+    .await;
+    view.respond(s, "organization", page)
 }
 
 /// `GET /organization/users`.
 pub async fn users(
     State(state): State<AppState>,
-    auth: Auth,
+    OrgAdmin(s): OrgAdmin,
     OriginalUri(uri): OriginalUri,
 ) -> Response {
-    let s = match admin_session(&state, auth, &uri.to_string()) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let cursor = query_pairs(&uri).get("cursor").cloned();
-    render_users(
-        &state,
-        &s,
-        StatusCode::OK,
-        done_notice(&uri),
-        None,
-        cursor.as_ref(),
-    )
-    .await
+    render_users(&state, &s, View::page(&s, &uri)).await
+}
+
+/// Back to Users with `flash`, or Users with the refusal (`refill`: the form filled in
+/// again).
+async fn users_answer(
+    state: &AppState,
+    s: &SignedIn,
+    (data, refill): (FormData, bool),
+    result: Result<Flash, ApiError>,
+) -> Response {
+    let back = data.back_or("/organization/users");
+    match result {
+        Ok(flash) => s.done(&back, flash),
+        Err(e) if refill => render_users(state, s, View::failed(state, &e, data)).await,
+        Err(e) => render_users(state, s, View::refused(state, &e, back)).await,
+    }
 }
 
 /// `POST /organization/users`: create a user.
-pub async fn create_user(
-    State(state): State<AppState>,
-    auth: Auth,
-    headers: HeaderMap,
-    form: FormData,
-) -> Response {
-    let s = match admin_post(&state, auth, &headers, &form, "/organization/users") {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let result = match form.get("role").and_then(OrgRole::parse) {
-        Some(role) => {
-            let req = CreateUserRequest {
-                username: form.get("username").unwrap_or("").trim().to_owned(),
-                password: form.get("password").unwrap_or("").to_owned(),
-                role,
-                display_name: form.text("display_name"),
-                email: form.text("email"),
-            };
-            state.create_user(&s.p, req).await
-        }
-        None => Err(ApiError::field("role", "choose a role")),
-    };
-    match result {
-        Ok(_) => see_other("/organization/users?done=user-created"),
-        Err(e) => {
-            render_users(
-                &state,
-                &s,
-                error_status(&e),
-                Some(Notice::error(error_text(&e))),
-                Some(&form),
-                None,
-            )
-            .await
-        }
+pub async fn create_user(State(state): State<AppState>, form: Form<OrgAdmin>) -> Response {
+    let Form {
+        s: OrgAdmin(s),
+        data,
+    } = form;
+    let result = async {
+        let role = OrgRole::parse(data.get("role").unwrap_or(""))
+            .ok_or_else(|| ApiError::field("role", "choose a role"))?;
+        let req = CreateUserRequest {
+            username: data.get("username").unwrap_or("").trim().to_owned(),
+            password: data.get("password").unwrap_or("").to_owned(),
+            role,
+            display_name: data.text("display_name"),
+            email: data.text("email"),
+        };
+        let user = state.create_user(&s.p, req).await?;
+        Ok(Flash::new("user-created").subject(user.username))
     }
+    .await;
+    users_answer(&state, &s, (data, true), result).await
 }
 
-/// `POST /organization/users/{id}/{action}` (`role`, `deactivate`, `reactivate`).
-pub async fn user_action(
-    State(state): State<AppState>,
-    auth: Auth,
-    headers: HeaderMap,
-    Path((id, action)): Path<(String, String)>,
-    form: FormData,
+/// Applies `req` to user `id` and returns to Users with the banner `code`.
+async fn update_user(
+    state: AppState,
+    form: Form<OrgAdmin>,
+    id: String,
+    req: Result<UpdateUserRequest, ApiError>,
+    code: &'static str,
 ) -> Response {
-    let s = match admin_post(&state, auth, &headers, &form, "/organization/users") {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let (req, code) = match action.as_str() {
-        "role" => match form.get("role").and_then(OrgRole::parse) {
-            Some(role) => (
-                Ok(UpdateUserRequest {
-                    role: Some(role),
-                    ..UpdateUserRequest::default()
-                }),
-                "user-role",
-            ),
-            None => (Err(ApiError::field("role", "choose a role")), ""),
-        },
-        "deactivate" => (
-            Ok(UpdateUserRequest {
-                active: Some(false),
-                ..UpdateUserRequest::default()
-            }),
-            "deactivated",
-        ),
-        "reactivate" => (
-            Ok(UpdateUserRequest {
-                active: Some(true),
-                ..UpdateUserRequest::default()
-            }),
-            "reactivated",
-        ),
-        _ => (Err(ApiError::NotFound("action")), ""),
-    };
+    let Form {
+        s: OrgAdmin(s),
+        data,
+    } = form;
     let result = match req {
-        Ok(req) => state.update_user(&s.p, &id, req).await,
+        Ok(req) => state
+            .update_user(&s.p, &id, req)
+            .await
+            .map(|u| Flash::new(code).subject(u.username)),
         Err(e) => Err(e),
     };
-    match result {
-        Ok(_) => see_other(&format!("/organization/users?done={code}")),
-        Err(e) => {
-            render_users(
-                &state,
-                &s,
-                error_status(&e),
-                Some(Notice::error(error_text(&e))),
-                None,
-                None,
-            )
-            .await
-        }
-    }
+    users_answer(&state, &s, (data, false), result).await
+}
+
+/// `POST /organization/users/{id}/role`.
+pub async fn change_user_role(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    form: Form<OrgAdmin>,
+) -> Response {
+    let req = OrgRole::parse(form.data.get("role").unwrap_or(""))
+        .map(|role| UpdateUserRequest {
+            role: Some(role),
+            ..UpdateUserRequest::default()
+        })
+        .ok_or_else(|| ApiError::field("role", "choose a role"));
+    update_user(state, form, id, req, "user-role").await
+}
+
+fn set_active(active: bool) -> Result<UpdateUserRequest, ApiError> {
+    Ok(UpdateUserRequest {
+        active: Some(active),
+        ..UpdateUserRequest::default()
+    })
+}
+
+/// `POST /organization/users/{id}/deactivate`.
+pub async fn deactivate_user(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    form: Form<OrgAdmin>,
+) -> Response {
+    update_user(state, form, id, set_active(false), "deactivated").await
+}
+
+/// `POST /organization/users/{id}/reactivate`.
+pub async fn reactivate_user(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    form: Form<OrgAdmin>,
+) -> Response {
+    update_user(state, form, id, set_active(true), "reactivated").await
 }
 
 /// `/organization/token-settings`.
@@ -308,68 +244,52 @@ fn type_setting_label(t: TokenType) -> &'static str {
     }
 }
 
-async fn render_token_settings(
-    state: &AppState,
-    s: &Session,
-    status: StatusCode,
-    notice: Option<Notice>,
-    sticky: Option<&FormData>,
-) -> Response {
-    let result = async {
+/// Renders Access Token Settings with `view` (a failed Save refills the form).
+async fn render_token_settings(state: &AppState, s: &SignedIn, view: View) -> Response {
+    let page = async {
         let org = state.org().await?;
         let settings = state.token_settings(&s.p, &org.id).await?;
         let instance = state.instance_settings(&s.p).await?;
-        Ok((settings, instance))
-    }
-    .await;
-    let (settings, instance) = match result {
-        Ok(v) => v,
-        Err(e) => return error_page(s, "organization", &e),
-    };
-    let mut c = s.chrome("Access Token Settings", "organization");
-    c.notice = notice;
-    let (types, ttl, max_per_user, creators) = match sticky {
-        Some(f) => (
-            ALL_TOKEN_TYPES
-                .iter()
-                .map(|t| {
-                    let on = f.all("enabled_types").iter().any(|v| v == t.as_str());
-                    Choice::new(t.as_str(), type_setting_label(*t), on)
-                })
-                .collect::<Vec<_>>(),
-            f.get("personal_token_ttl_days").unwrap_or("").to_owned(),
-            f.get("max_tokens_per_user").unwrap_or("").to_owned(),
-            f.get("token_creators").and_then(TokenCreators::parse),
-        ),
-        None => (
-            ALL_TOKEN_TYPES
-                .iter()
-                .map(|t| {
-                    Choice::new(
-                        t.as_str(),
-                        type_setting_label(*t),
-                        settings.enabled_types.contains(t),
-                    )
-                })
-                .collect(),
-            settings
-                .personal_token_ttl_days
-                .map(|d| d.to_string())
-                .unwrap_or_default(),
-            settings
-                .max_tokens_per_user
-                .map(|d| d.to_string())
-                .unwrap_or_default(),
-            Some(settings.token_creators),
-        ),
-    };
-    let creators = creators.unwrap_or(settings.token_creators);
-    html(
-        status,
-        &TokenSettingsPage {
-            c,
+        let (types, ttl, max_per_user, creators) = match &view.sticky {
+            Some(f) => (
+                ALL_TOKEN_TYPES
+                    .iter()
+                    .map(|t| {
+                        let on = f.all("enabled_types").iter().any(|v| v == t.as_str());
+                        Choice::new(t.as_str(), type_setting_label(*t), on)
+                    })
+                    .collect::<Vec<_>>(),
+                view.field("personal_token_ttl_days").to_owned(),
+                view.field("max_tokens_per_user").to_owned(),
+                TokenCreators::parse(view.field("token_creators")),
+            ),
+            None => (
+                ALL_TOKEN_TYPES
+                    .iter()
+                    .map(|t| {
+                        Choice::new(
+                            t.as_str(),
+                            type_setting_label(*t),
+                            settings.enabled_types.contains(t),
+                        )
+                    })
+                    .collect(),
+                settings
+                    .personal_token_ttl_days
+                    .map(|d| d.to_string())
+                    .unwrap_or_default(),
+                settings
+                    .max_tokens_per_user
+                    .map(|d| d.to_string())
+                    .unwrap_or_default(),
+                Some(settings.token_creators),
+            ),
+        };
+        let creators = creators.unwrap_or(settings.token_creators);
+        Ok(TokenSettingsPage {
+            c: s.chrome("Access Token Settings", "organization", &view),
             tab: "token-settings",
-            owner: s.user.role == OrgRole::Owner,
+            owner: s.is_owner(),
             types,
             ttl,
             max_per_user,
@@ -384,21 +304,19 @@ async fn render_token_settings(
             .map(|(v, label)| Choice::new(v.as_str(), label, v == creators))
             .collect(),
             instance_default_days: instance.default_token_lifetime_days,
-        },
-    )
+        })
+    }
+    .await;
+    view.respond(s, "organization", page)
 }
 
 /// `GET /organization/token-settings`.
 pub async fn token_settings(
     State(state): State<AppState>,
-    auth: Auth,
+    OrgAdmin(s): OrgAdmin,
     OriginalUri(uri): OriginalUri,
 ) -> Response {
-    let s = match admin_session(&state, auth, &uri.to_string()) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    render_token_settings(&state, &s, StatusCode::OK, done_notice(&uri), None).await
+    render_token_settings(&state, &s, View::page(&s, &uri)).await
 }
 
 fn optional_number(form: &FormData, field: &str, what: &str) -> Result<Option<u32>, ApiError> {
@@ -411,24 +329,13 @@ fn optional_number(form: &FormData, field: &str, what: &str) -> Result<Option<u3
 }
 
 /// `POST /organization/token-settings`: Save (applies from the next request).
-pub async fn save_token_settings(
-    State(state): State<AppState>,
-    auth: Auth,
-    headers: HeaderMap,
-    form: FormData,
-) -> Response {
-    let s = match admin_post(
-        &state,
-        auth,
-        &headers,
-        &form,
-        "/organization/token-settings",
-    ) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+pub async fn save_token_settings(State(state): State<AppState>, form: Form<OrgAdmin>) -> Response {
+    let Form {
+        s: OrgAdmin(s),
+        data,
+    } = form;
     let result = async {
-        let enabled_types = form
+        let enabled_types = data
             .all("enabled_types")
             .iter()
             .map(|v| {
@@ -436,9 +343,9 @@ pub async fn save_token_settings(
                     .ok_or_else(|| ApiError::field("enabled_types", "unknown token type"))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let ttl = optional_number(&form, "personal_token_ttl_days", "the TTL")?;
-        let max = optional_number(&form, "max_tokens_per_user", "the maximum")?;
-        let creators = form
+        let ttl = optional_number(&data, "personal_token_ttl_days", "the TTL")?;
+        let max = optional_number(&data, "max_tokens_per_user", "the maximum")?;
+        let creators = data
             .get("token_creators")
             .and_then(TokenCreators::parse)
             .ok_or_else(|| ApiError::field("token_creators", "choose who may create tokens"))?;
@@ -453,17 +360,8 @@ pub async fn save_token_settings(
     }
     .await;
     match result {
-        Ok(_) => see_other("/organization/token-settings?done=saved"),
-        Err(e) => {
-            render_token_settings(
-                &state,
-                &s,
-                error_status(&e),
-                Some(Notice::error(error_text(&e))),
-                Some(&form),
-            )
-            .await
-        }
+        Ok(_) => s.done("/organization/token-settings", Flash::new("saved")),
+        Err(e) => render_token_settings(&state, &s, View::failed(&state, &e, data)).await,
     }
 }
 
@@ -478,73 +376,53 @@ pub struct InstancePage {
     default_days: String,
 }
 
-async fn render_instance(
-    state: &AppState,
-    s: &Session,
-    status: StatusCode,
-    notice: Option<Notice>,
-    sticky: Option<&FormData>,
-) -> Response {
-    let settings = match state.instance_settings(&s.p).await {
-        Ok(v) => v,
-        Err(e) => return error_page(s, "organization", &e),
-    };
-    let mut c = s.chrome("Instance Settings", "organization");
-    c.notice = notice;
-    let (max_active, default_days) = match sticky {
-        Some(f) => (
-            f.get("max_active_tokens").unwrap_or("").to_owned(),
-            f.get("default_token_lifetime_days")
-                .unwrap_or("")
-                .to_owned(),
-        ),
-        None => (
-            settings
-                .max_active_tokens
-                .map(|v| v.to_string())
-                .unwrap_or_default(),
-            settings.default_token_lifetime_days.to_string(),
-        ),
-    };
-    html(
-        status,
-        &InstancePage {
-            c,
+/// Renders Instance Settings with `view` (a failed Save refills the form).
+async fn render_instance(state: &AppState, s: &SignedIn, view: View) -> Response {
+    let page = async {
+        let settings = state.instance_settings(&s.p).await?;
+        let (max_active, default_days) = match view.sticky {
+            Some(_) => (
+                view.field("max_active_tokens").to_owned(),
+                view.field("default_token_lifetime_days").to_owned(),
+            ),
+            None => (
+                settings
+                    .max_active_tokens
+                    .map(|v| v.to_string())
+                    .unwrap_or_default(),
+                settings.default_token_lifetime_days.to_string(),
+            ),
+        };
+        Ok(InstancePage {
+            c: s.chrome("Instance Settings", "organization", &view),
             tab: "instance",
-            owner: s.user.role == OrgRole::Owner,
+            owner: s.is_owner(),
             max_active,
             default_days,
-        },
-    )
+        })
+    }
+    .await;
+    view.respond(s, "organization", page)
 }
 
 /// `GET /organization/instance`.
 pub async fn instance(
     State(state): State<AppState>,
-    auth: Auth,
+    OrgAdmin(s): OrgAdmin,
     OriginalUri(uri): OriginalUri,
 ) -> Response {
-    let s = match admin_session(&state, auth, &uri.to_string()) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    render_instance(&state, &s, StatusCode::OK, done_notice(&uri), None).await
+    render_instance(&state, &s, View::page(&s, &uri)).await
 }
 
 /// `POST /organization/instance` (the instance owner).
-pub async fn save_instance(
-    State(state): State<AppState>,
-    auth: Auth,
-    headers: HeaderMap,
-    form: FormData,
-) -> Response {
-    let s = match admin_post(&state, auth, &headers, &form, "/organization/instance") {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+pub async fn save_instance(State(state): State<AppState>, form: Form<OrgAdmin>) -> Response {
+    let Form {
+        s: OrgAdmin(s),
+        data,
+    } = form;
     let result = async {
-        let max = optional_number(&form, "max_active_tokens", "the maximum")?;
-        let days = optional_number(&form, "default_token_lifetime_days", "the lifetime")?
+        let max = optional_number(&data, "max_active_tokens", "the maximum")?;
+        let days = optional_number(&data, "default_token_lifetime_days", "the lifetime")?
             .ok_or_else(|| {
                 ApiError::field(
                     "default_token_lifetime_days",
@@ -559,17 +437,8 @@ pub async fn save_instance(
     }
     .await;
     match result {
-        Ok(_) => see_other("/organization/instance?done=saved"),
-        Err(e) => {
-            render_instance(
-                &state,
-                &s,
-                error_status(&e),
-                Some(Notice::error(error_text(&e))),
-                Some(&form),
-            )
-            .await
-        }
+        Ok(_) => s.done("/organization/instance", Flash::new("saved")),
+        Err(e) => render_instance(&state, &s, View::failed(&state, &e, data)).await,
     }
 }
 
@@ -617,13 +486,9 @@ fn local_to_rfc3339(value: &str) -> String {
 /// `GET /organization/audit?workspace=&actor=&token=&action=&since=&until=&cursor=`.
 pub async fn audit(
     State(state): State<AppState>,
-    auth: Auth,
+    OrgAdmin(s): OrgAdmin,
     OriginalUri(uri): OriginalUri,
 ) -> Response {
-    let s = match admin_session(&state, auth, &uri.to_string()) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
     let now = state.clock.now();
     let q = query_pairs(&uri);
     let get = |k: &str| {
@@ -648,14 +513,14 @@ pub async fn audit(
         || query.since.is_some()
         || query.until.is_some();
     let lists = async {
-        let ws = state.list_workspaces(&s.p, &page(200, None)).await?;
-        let users = state.list_users(&s.p, &page(200, None)).await?;
-        Ok::<_, ApiError>((ws.items, users.items))
+        let ws = super::workspaces_of(&state, &s).await?;
+        let users = state.list_users(&s.p, &page_request(200, None)).await?;
+        Ok::<_, ApiError>((ws, users.items))
     }
     .await;
     let (all_ws, users) = match lists {
         Ok(v) => v,
-        Err(e) => return error_page(&s, "organization", &e),
+        Err(e) => return super::pages::error_page(&s, "organization", &e),
     };
     let usernames: HashMap<String, String> = users
         .iter()
@@ -669,7 +534,7 @@ pub async fn audit(
         Ok(page) => (StatusCode::OK, None, page),
         Err(e) => (
             error_status(&e),
-            Some(Notice::error(error_text(&e))),
+            Some(Notice::failure(&e, now)),
             latchkey_proto::Page {
                 items: Vec::new(),
                 next_cursor: None,
@@ -725,8 +590,11 @@ pub async fn audit(
             }
         })
         .collect();
-    let mut c = s.chrome("Audit Log", "organization");
-    c.notice = notice;
+    let view = View {
+        status,
+        notice,
+        ..View::page(&s, &uri)
+    };
     let selected_ws = get("workspace").unwrap_or_default();
     let selected_actor = get("actor").unwrap_or_default();
     let mut workspaces = vec![Choice::new("", "All workspaces", selected_ws.is_empty())];
@@ -742,11 +610,11 @@ pub async fn audit(
             .map(|u| Choice::new(u.id.clone(), u.username.clone(), u.id == selected_actor)),
     );
     html(
-        status,
+        view.status,
         &AuditPage {
-            c,
+            c: s.chrome("Audit Log", "organization", &view),
             tab: "audit",
-            owner: s.user.role == OrgRole::Owner,
+            owner: s.is_owner(),
             workspaces,
             actors,
             token: get("token").unwrap_or_default(),

@@ -1,12 +1,11 @@
-//! Shared page pieces: the message page, how a failed page load is shown, and the banners
-//! that follow a redirect after a successful form.
+//! Shared page pieces: the message page, and how a page that cannot be shown is answered.
 
 use askama::Template;
-use axum::http::Uri;
+use axum::http::StatusCode;
 use axum::response::Response;
 
-use super::render::{Chrome, Notice, error_status, error_text, html};
-use super::session::{Session, query_pairs};
+use super::extract::SignedIn;
+use super::render::{Chrome, View, error_status, error_text, html};
 use crate::error::ApiError;
 
 /// A page with a heading and one message (errors, refusals).
@@ -23,7 +22,7 @@ pub struct MessagePage {
 
 /// The page shown when a page cannot be shown: the error as a readable message, with the
 /// navigation, and the error's status (403, 404, …).
-pub fn error_page(s: &Session, section: &'static str, e: &ApiError) -> Response {
+pub fn error_page(s: &SignedIn, section: &'static str, e: &ApiError) -> Response {
     let heading = match e {
         ApiError::Forbidden(_) | ApiError::TokenTypeNotAllowed(_) => "Not allowed",
         ApiError::NotFound(_) => "Not found",
@@ -31,7 +30,7 @@ pub fn error_page(s: &Session, section: &'static str, e: &ApiError) -> Response 
         _ => "Something went wrong",
     };
     let page = MessagePage {
-        c: s.chrome(heading, section),
+        c: s.chrome(heading, section, &View::default()),
         heading: heading.to_owned(),
         message: error_text(e),
     };
@@ -39,7 +38,7 @@ pub fn error_page(s: &Session, section: &'static str, e: &ApiError) -> Response 
 }
 
 /// The 403 page for the organization's pages.
-pub fn org_admins_only(s: &Session, section: &'static str) -> Response {
+pub fn org_admins_only(s: &SignedIn, section: &'static str) -> Response {
     error_page(
         s,
         section,
@@ -47,24 +46,16 @@ pub fn org_admins_only(s: &Session, section: &'static str) -> Response {
     )
 }
 
-/// The banner for `?done=…` after a form redirected back: fixed texts only, so the query
-/// cannot put words on the page.
-pub fn done_notice(uri: &Uri) -> Option<Notice> {
-    let text = match query_pairs(uri).get("done").map(String::as_str)? {
-        "revoked" => "Token revoked. It stops working at once.",
-        "restored" => "Token restored. It works again.",
-        "deleted" => "Token deleted.",
-        "workspace" => "Workspace created.",
-        "project" => "Project created.",
-        "member-added" => "Member added.",
-        "member-role" => "Role changed.",
-        "member-removed" => "Member removed.",
-        "user-created" => "User created.",
-        "user-role" => "Role changed.",
-        "deactivated" => "User deactivated. Their sessions and tokens stopped working.",
-        "reactivated" => "User reactivated.",
-        "saved" => "Settings saved. They apply from the next request.",
-        _ => return None,
+/// A bare message page (no navigation), for failures before a session is known.
+pub fn message_page(status: StatusCode, heading: &str, message: &str) -> Response {
+    let page = MessagePage {
+        c: Chrome {
+            title: heading.to_owned(),
+            asset_version: super::assets::version(),
+            ..Chrome::default()
+        },
+        heading: heading.to_owned(),
+        message: message.to_owned(),
     };
-    Some(Notice::ok(text))
+    html(status, &page)
 }

@@ -1,97 +1,27 @@
-//! Who is at the console: the session resolved by the auth middleware, the CSRF token
-//! derived from it, form bodies, and the sign-in and sign-out pages.
+//! Sessions at the console: the CSRF token derived from a session and its check, where a
+//! browser goes to sign in (and comes back), and the sign-in and sign-out pages.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
-use std::sync::Arc;
 
 use askama::Template;
-use axum::extract::{FromRequest, FromRequestParts, OriginalUri, Request, State};
-use axum::http::request::Parts;
+use axum::extract::{OriginalUri, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use hmac::{Hmac, Mac};
-use latchkey_proto::OrgRole;
 use sha2::Sha256;
 
-use super::render::{Chrome, NavUser, Notice, html, see_other};
+use super::extract::{Auth, Form, FormData, SignedIn};
+pub use super::pages::message_page;
+use super::render::{Chrome, Notice, html, see_other};
 use crate::api::session::session_cookie_header;
-use crate::auth::{AuthOutcome, Credential, Principal};
 use crate::error::ApiError;
 use crate::extract::ClientIp;
 use crate::state::AppState;
-use crate::verifier::UserView;
 
 /// Name of the CSRF form field.
 pub const CSRF_FIELD: &str = "csrf_token";
 /// Name of the CSRF header (for scripts).
 pub const CSRF_HEADER: &str = "x-csrf-token";
-
-/// How the request authenticated, as the console sees it. Only session cookies count: a
-/// request carrying an API token is treated as not signed in.
-pub enum Auth {
-    /// A live console session.
-    Session(Principal),
-    /// A session cookie that no longer works (expired, signed out, user deactivated).
-    Expired,
-    /// No session.
-    Anonymous,
-    /// Refused by the middleware (a cross-site unsafe request).
-    Refused(ApiError),
-}
-
-impl FromRequestParts<AppState> for Auth {
-    type Rejection = Infallible;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        _state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        Ok(match parts.extensions.get::<AuthOutcome>() {
-            Some(AuthOutcome(Some(Ok(p)))) => match p.credential {
-                Credential::Session { .. } => Auth::Session(p.clone()),
-                Credential::Token { .. } => Auth::Anonymous,
-            },
-            Some(AuthOutcome(Some(Err(ApiError::Unauthenticated { .. })))) => {
-                if crate::auth::session_cookie(&parts.headers).is_some() {
-                    Auth::Expired
-                } else {
-                    Auth::Anonymous
-                }
-            }
-            Some(AuthOutcome(Some(Err(e)))) => Auth::Refused(e.clone()),
-            _ => Auth::Anonymous,
-        })
-    }
-}
-
-/// A signed-in console user.
-pub struct Session {
-    /// The principal, for service calls.
-    pub p: Principal,
-    /// The user.
-    pub user: Arc<UserView>,
-    /// This session's CSRF token.
-    pub csrf: String,
-}
-
-impl Session {
-    /// The page chrome for this user.
-    pub fn chrome(&self, title: impl Into<String>, section: &'static str) -> Chrome {
-        Chrome {
-            title: title.into(),
-            user: Some(NavUser {
-                username: self.user.username.clone(),
-                org_admin: self.p.is_org_admin(),
-                owner: self.user.role == OrgRole::Owner,
-            }),
-            csrf: self.csrf.clone(),
-            section,
-            notice: None,
-            asset_version: super::assets::version(),
-        }
-    }
-}
 
 /// The CSRF token of a session: HMAC-SHA256 over the session id under a key derived from
 /// the hash key for this purpose alone. Not stored; recomputed and compared in constant time.
@@ -102,52 +32,6 @@ pub fn csrf_token(state: &AppState, session_id: &str) -> String {
     };
     mac.update(session_id.as_bytes());
     hex::encode(mac.finalize().into_bytes())
-}
-
-/// A form body (`application/x-www-form-urlencoded`), keeping repeated fields.
-#[derive(Debug, Default, Clone)]
-pub struct FormData(pub Vec<(String, String)>);
-
-impl FormData {
-    /// The first value of a field.
-    pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// The first value, trimmed; empty counts as absent.
-    pub fn text(&self, name: &str) -> Option<String> {
-        self.get(name)
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-            .map(str::to_owned)
-    }
-
-    /// Every value of a repeated field.
-    pub fn all(&self, name: &str) -> Vec<String> {
-        self.0
-            .iter()
-            .filter(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-            .collect()
-    }
-}
-
-impl FromRequest<AppState> for FormData {
-    type Rejection = Response;
-
-    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
-        match axum::Form::<Vec<(String, String)>>::from_request(req, state).await {
-            Ok(axum::Form(pairs)) => Ok(FormData(pairs)),
-            Err(e) => Err(message_page(
-                e.status(),
-                "The form could not be read",
-                "Reload the page and try again.",
-            )),
-        }
-    }
 }
 
 /// The query string as pairs (for filters and `next`).
@@ -187,7 +71,8 @@ pub fn safe_next(next: Option<&str>) -> String {
     }
 }
 
-fn login_redirect(next: &str, expired: bool) -> Response {
+/// The redirect to the sign-in page, which brings the browser back to `next` afterwards.
+pub(super) fn login_redirect(next: &str, expired: bool) -> Response {
     let mut location = format!("/login?next={}", encode(&safe_next(Some(next))));
     if expired {
         location.push_str("&expired=1");
@@ -195,71 +80,25 @@ fn login_redirect(next: &str, expired: bool) -> Response {
     see_other(&location)
 }
 
-fn with_cleared_cookie(state: &AppState, mut response: Response) -> Response {
+/// `response` with the session cookie cleared.
+pub(super) fn with_cleared_cookie(state: &AppState, mut response: Response) -> Response {
     if let Some(cookie) = session_cookie_header(state, "", 0) {
         response.headers_mut().insert(header::SET_COOKIE, cookie);
     }
     response
 }
 
-/// A bare message page (no navigation), for failures before a session is known.
-pub fn message_page(status: StatusCode, heading: &str, message: &str) -> Response {
-    let page = super::pages::MessagePage {
-        c: Chrome {
-            title: heading.to_owned(),
-            asset_version: super::assets::version(),
-            ..Chrome::default()
-        },
-        heading: heading.to_owned(),
-        message: message.to_owned(),
-    };
-    html(status, &page)
-}
-
-/// The session for a page view, or the response that sends the browser to sign in (and
-/// back to `here` afterwards).
+/// Checks a form's CSRF proof (the `csrf_token` field or the `X-CSRF-Token` header)
+/// against the session's, in constant time; the answer on failure is the refusal page.
 // The error is the page to answer with, returned as is: boxing it buys nothing.
 #[allow(clippy::result_large_err)]
-pub fn require_session(state: &AppState, auth: Auth, here: &str) -> Result<Session, Response> {
-    match auth {
-        Auth::Session(p) => {
-            let Credential::Session { session_id } = &p.credential else {
-                return Err(login_redirect(here, false));
-            };
-            let csrf = csrf_token(state, session_id);
-            let Some(user) = p.user.clone() else {
-                return Err(login_redirect(here, false));
-            };
-            Ok(Session { p, user, csrf })
-        }
-        Auth::Expired => Err(with_cleared_cookie(state, login_redirect(here, true))),
-        Auth::Anonymous => Err(login_redirect(here, false)),
-        Auth::Refused(e) => Err(message_page(
-            e.status_and_code().0,
-            "Request refused",
-            &super::render::error_text(&e),
-        )),
-    }
-}
-
-/// The session for a form post, with its CSRF proof checked (the `csrf_token` field or the
-/// `X-CSRF-Token` header). `back` is the page to return to after signing in again.
-// The error is the page to answer with, returned as is: boxing it buys nothing.
-#[allow(clippy::result_large_err)]
-pub fn require_post(
-    state: &AppState,
-    auth: Auth,
-    headers: &HeaderMap,
-    form: &FormData,
-    back: &str,
-) -> Result<Session, Response> {
-    let session = require_session(state, auth, back)?;
+pub fn check_csrf(s: &SignedIn, headers: &HeaderMap, form: &FormData) -> Result<(), Response> {
     let presented = form
         .get(CSRF_FIELD)
         .or_else(|| headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()))
         .unwrap_or("");
-    if session.csrf.is_empty()
-        || !latchkey_core::hash::constant_time_eq(presented.as_bytes(), session.csrf.as_bytes())
+    if s.csrf.is_empty()
+        || !latchkey_core::hash::constant_time_eq(presented.as_bytes(), s.csrf.as_bytes())
     {
         tracing::info!("console form refused: missing or wrong CSRF token");
         return Err(message_page(
@@ -269,7 +108,7 @@ pub fn require_post(
              reload the page and try again.",
         ));
     }
-    Ok(session)
+    Ok(())
 }
 
 /// The sign-in page.
@@ -395,17 +234,8 @@ pub async fn login(
 }
 
 /// `POST /logout`: ends the session for good and clears the cookie.
-pub async fn logout(
-    State(state): State<AppState>,
-    auth: Auth,
-    headers: HeaderMap,
-    form: FormData,
-) -> Response {
-    let session = match require_post(&state, auth, &headers, &form, "/workspaces") {
-        Ok(s) => s,
-        Err(response) => return response,
-    };
-    if let Err(e) = state.sign_out(&session.p).await {
+pub async fn logout(State(state): State<AppState>, Form { s, .. }: Form) -> Response {
+    if let Err(e) = state.sign_out(&s.p).await {
         tracing::warn!(error = %e, "console sign-out failed");
         return message_page(
             e.status_and_code().0,

@@ -1,7 +1,10 @@
 //! Service methods the console needs beyond the API's: the org-wide token list, which token
-//! types a user may create in a workspace (asked of `latchkey_core::policy`), and finding a
-//! user by name to add as a member. Each applies the same rules as the rest of the layer.
+//! types a user may create in a workspace and with which scopes (asked of
+//! `latchkey_core::policy`), whether a listed token may be managed, the longest personal
+//! token lifetime, and finding a user by name to add as a member. Each applies the same
+//! rules as the rest of the layer, so the console never decides a rule itself.
 
+use latchkey_core::ScopeSet;
 use latchkey_core::policy::{self, CreateContext, Permission};
 use latchkey_proto::{Page, Token, TokenType};
 use latchkey_store::{PageRequest, TokenFilter};
@@ -27,6 +30,8 @@ pub struct CreatableTypes {
     pub allowed: Vec<TokenType>,
     /// Why each other type is refused.
     pub refused: Vec<(TokenType, String)>,
+    /// The most a token the caller creates here may do (what they may do here).
+    pub scope_ceiling: ScopeSet,
 }
 
 impl AppState {
@@ -69,6 +74,7 @@ impl AppState {
         let mut out = CreatableTypes {
             allowed: Vec::new(),
             refused: Vec::new(),
+            scope_ceiling: policy::user_scopes(user.role, user.workspace_role(Some(&ws.id))),
         };
         for token_type in ALL_TOKEN_TYPES {
             match policy::check_create(token_type, &org.token_settings, ctx, None, false) {
@@ -77,6 +83,22 @@ impl AppState {
             }
         }
         Ok(out)
+    }
+
+    /// Whether the caller may revoke, restore, rotate or delete `token` (as a list showed
+    /// it): the rule the action endpoints apply ([`Principal::can_manage`]). Callers that
+    /// are not users (workspace tokens) are not console callers: `false`.
+    pub fn may_manage_token(&self, p: &Principal, token: &Token) -> bool {
+        p.user_may_manage(token.token_type, token.owner_id.as_deref())
+            .unwrap_or(false)
+    }
+
+    /// The longest lifetime a personal token may be given now, in days (the org's personal
+    /// token TTL, else the instance default).
+    pub async fn personal_token_max_days(&self) -> Result<u32, ApiError> {
+        let org = self.org().await?;
+        let instance = self.store.get_instance_settings().await?;
+        Ok(policy::personal_ttl_days(&org.token_settings, &instance))
     }
 
     /// The first workspace (of those the caller may enter) in which policy lets the caller

@@ -120,19 +120,27 @@ impl Principal {
 
     /// Whether this caller may revoke, restore, rotate or delete `token`.
     pub fn can_manage(&self, token: &TokenRecord) -> bool {
-        match &self.user {
-            Some(user) => policy::can_manage_token(
-                &user.id,
-                user.role,
-                token.token_type,
-                token.owner_id.as_deref(),
-            ),
+        match self.user_may_manage(token.token_type, token.owner_id.as_deref()) {
+            Some(may) => may,
             None => {
                 self.token().map(|g| g.token.token_type) == Some(TokenType::Admin)
                     && !token.token_type.is_user_owned()
                     && self.can_see(token)
             }
         }
+    }
+
+    /// [`Principal::can_manage`] for a caller who is a user (a session, or a token acting
+    /// as its owner): whether they may manage a token of this type and owner. `None` when
+    /// the caller is a workspace token, whose rule needs the whole record.
+    pub(crate) fn user_may_manage(
+        &self,
+        token_type: TokenType,
+        owner_id: Option<&str>,
+    ) -> Option<bool> {
+        self.user
+            .as_ref()
+            .map(|user| policy::can_manage_token(&user.id, user.role, token_type, owner_id))
     }
 }
 
