@@ -245,6 +245,7 @@ pub async fn prepare_with_store(
     let verifier = verifier::Verifier::start(
         hash_key.clone(),
         Arc::clone(&store),
+        options.clock.clone(),
         config.verifier.negative_cache_size,
         config.verifier.max_staleness_secs,
     )

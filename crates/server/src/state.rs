@@ -18,12 +18,44 @@ use crate::verifier::Verifier;
 
 /// The time source. Time is an input: logic takes `now`, and only this reads the system
 /// clock. Tests move it forward instead of waiting.
-#[derive(Debug, Clone, Default)]
+///
+/// Two readings, moved separately: the wall clock ([`Clock::now`], moved by
+/// [`Clock::advance`]) decides expiry and everything stored; the monotonic one
+/// ([`Clock::elapsed_ms`], moved by [`Clock::advance_elapsed`]) measures how long ago
+/// something happened on this node (the verifier's staleness), so a test that jumps a
+/// day ahead to expire a token does not also make the node stale.
+#[derive(Debug, Clone)]
 pub struct Clock {
     offset_secs: Arc<AtomicI64>,
+    elapsed_offset_ms: Arc<AtomicU64>,
+    origin: std::time::Instant,
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock {
+            offset_secs: Arc::default(),
+            elapsed_offset_ms: Arc::default(),
+            origin: std::time::Instant::now(),
+        }
+    }
 }
 
 impl Clock {
+    /// Milliseconds of monotonic time since this clock was made, plus any test offset.
+    #[inline]
+    pub fn elapsed_ms(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_millis())
+            .unwrap_or(u64::MAX)
+            .saturating_add(self.elapsed_offset_ms.load(Ordering::Relaxed))
+    }
+
+    /// Moves the monotonic time forward (tests only, like [`Clock::advance`]).
+    pub fn advance_elapsed(&self, by: std::time::Duration) {
+        let ms = u64::try_from(by.as_millis()).unwrap_or(u64::MAX);
+        self.elapsed_offset_ms.fetch_add(ms, Ordering::Relaxed);
+    }
+
     /// Now, in whole seconds, plus any test offset.
     #[inline]
     pub fn now(&self) -> OffsetDateTime {

@@ -7,10 +7,10 @@
 //! one change invalidates one entry. Unknown hashes are remembered (bounded) so a flood of
 //! made-up tokens reaches the store at most once per distinct token.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use axum::http::HeaderValue;
@@ -19,13 +19,93 @@ use latchkey_core::model::{MembershipRecord, StateContext, StoredState, TokenRec
 use latchkey_core::token::{self, SecretKind};
 use latchkey_core::{HashKey, OrgRecord, ScopeSet, SecretHash, SecretRecord, UserRecord};
 use latchkey_proto::{MembershipRef, OrgRole, Reason, TokenType, User, WorkspaceRole};
-use latchkey_store::{Change, ChangeKind, Store, StoreError};
+use latchkey_store::{Change, ChangeKind, Store, StoreError, StoreResult};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tokio::sync::OnceCell;
 
 use crate::fasthash::{FxBuild, SecretHashBuild};
 use crate::metrics::{Metrics, StoreOp};
+use crate::state::Clock;
+
+#[cfg(test)]
+mod tests;
+
+/// The store reads the verifier makes, and nothing else: a narrow seam, so the tests in
+/// `verifier/tests.rs` can hold a real store's answer back to order a race.
+#[async_trait::async_trait]
+pub(crate) trait StoreReads: Send + Sync {
+    async fn current_version(&self) -> StoreResult<i64>;
+    async fn changes_since(&self, after: i64, limit: u32) -> StoreResult<Vec<Change>>;
+    async fn find_secret(
+        &self,
+        hash: &SecretHash,
+    ) -> StoreResult<Option<(TokenRecord, SecretRecord)>>;
+    async fn get_token(&self, id: &str) -> StoreResult<TokenRecord>;
+    async fn user_with_memberships(
+        &self,
+        id: &str,
+    ) -> StoreResult<(UserRecord, Vec<MembershipRecord>)>;
+    async fn get_org(&self) -> StoreResult<OrgRecord>;
+}
+
+#[async_trait::async_trait]
+impl StoreReads for Arc<dyn Store> {
+    async fn current_version(&self) -> StoreResult<i64> {
+        self.as_ref().current_version().await
+    }
+    async fn changes_since(&self, after: i64, limit: u32) -> StoreResult<Vec<Change>> {
+        self.as_ref().changes_since(after, limit).await
+    }
+    async fn find_secret(
+        &self,
+        hash: &SecretHash,
+    ) -> StoreResult<Option<(TokenRecord, SecretRecord)>> {
+        self.as_ref().find_secret(hash).await
+    }
+    async fn get_token(&self, id: &str) -> StoreResult<TokenRecord> {
+        self.as_ref().get_token(id).await
+    }
+    async fn user_with_memberships(
+        &self,
+        id: &str,
+    ) -> StoreResult<(UserRecord, Vec<MembershipRecord>)> {
+        let user = self.as_ref().get_user(id).await?;
+        let memberships = self.as_ref().memberships_of(id).await?;
+        Ok((user, memberships))
+    }
+    async fn get_org(&self) -> StoreResult<OrgRecord> {
+        self.as_ref().get_org().await
+    }
+}
+
+/// What one invalidation turned off, remembered for the store reads that were in flight
+/// meanwhile: such a read caches its answer only if nothing it depends on was invalidated
+/// (an unrelated token's revocation must not cost this token its cache entry — under a
+/// steady write rate a coarse rule would keep slow reads from ever being cached).
+#[derive(Debug, Clone)]
+enum Invalidated {
+    /// One token's grants.
+    Token(Arc<str>),
+    /// One user's view.
+    User(Arc<str>),
+    /// A secret was created here: an unknown hash may be known now.
+    SecretCreated,
+    /// Every cache.
+    All,
+}
+
+/// How many invalidations are remembered; a read that outlived more than this many
+/// treats them all as relevant (it is not cached, which is always correct).
+const RECENT_INVALIDATIONS: usize = 1024;
+
+/// The last [`RECENT_INVALIDATIONS`] invalidations, oldest first; `entries[i]` was made
+/// at epoch `first_epoch + i`.
+#[derive(Debug)]
+struct RecentInvalidations {
+    first_epoch: u64,
+    entries: VecDeque<Invalidated>,
+}
 
 /// One secret's token, as it was when read from the store: what the checks and the
 /// identity headers need, kept small (a node may hold millions). Ids shared by many
@@ -187,7 +267,12 @@ impl SecretHashes {
         SecretHashes::One(hash)
     }
 
+    /// Adds a hash unless it is listed already (a read whose grant was not cached after a
+    /// race leaves its hash here; the next read of it must not list it twice).
     fn push(&mut self, hash: SecretHash) {
+        if self.iter().any(|known| *known == hash) {
+            return;
+        }
         match self {
             SecretHashes::One(first) => *self = SecretHashes::More(vec![*first, hash]),
             SecretHashes::More(all) => all.push(hash),
@@ -220,7 +305,7 @@ pub struct SyncSummary {
 /// The verifier. One per node.
 pub struct Verifier {
     key: HashKey,
-    store: Arc<dyn Store>,
+    store: Box<dyn StoreReads>,
     grants: DashMap<SecretHash, Arc<Grant>, SecretHashBuild>,
     hashes_by_token: DashMap<Arc<str>, SecretHashes, FxBuild>,
     /// Workspace and owner ids shared by the grants (bounded by users + workspaces).
@@ -234,10 +319,14 @@ pub struct Verifier {
     users: DashMap<String, Arc<UserView>, FxBuild>,
     enabled_types: AtomicU8,
     org: std::sync::RwLock<Option<Arc<OrgRecord>>>,
-    /// Bumped by every invalidation, so a store read that raced with one is not cached.
+    /// Bumped by every invalidation (under `recent`'s lock), so a store read that raced
+    /// with one it depends on is not cached.
     epoch: AtomicU64,
+    /// What the recent epochs invalidated.
+    recent: Mutex<RecentInvalidations>,
     version: AtomicI64,
-    started: Instant,
+    /// Monotonic time for staleness (tests move it).
+    clock: Clock,
     last_heard_ms: AtomicU64,
     max_staleness_ms: u64,
     /// Counters.
@@ -255,10 +344,22 @@ impl std::fmt::Debug for Verifier {
 }
 
 impl Verifier {
-    /// A verifier over `store`, synced to the store's current change version.
+    /// A verifier over `store`, synced to the store's current change version; `clock`
+    /// measures staleness (its monotonic reading).
     pub async fn start(
         key: HashKey,
         store: Arc<dyn Store>,
+        clock: Clock,
+        unknown_cap: usize,
+        max_staleness_secs: u64,
+    ) -> Result<Verifier, StoreError> {
+        Verifier::start_reading(key, Box::new(store), clock, unknown_cap, max_staleness_secs).await
+    }
+
+    pub(crate) async fn start_reading(
+        key: HashKey,
+        store: Box<dyn StoreReads>,
+        clock: Clock,
         unknown_cap: usize,
         max_staleness_secs: u64,
     ) -> Result<Verifier, StoreError> {
@@ -277,8 +378,12 @@ impl Verifier {
             enabled_types: AtomicU8::new(0),
             org: std::sync::RwLock::new(None),
             epoch: AtomicU64::new(0),
+            recent: Mutex::new(RecentInvalidations {
+                first_epoch: 1,
+                entries: VecDeque::new(),
+            }),
             version: AtomicI64::new(version),
-            started: Instant::now(),
+            clock,
             last_heard_ms: AtomicU64::new(0),
             max_staleness_ms: max_staleness_secs.saturating_mul(1000),
             stats: VerifierStats::default(),
@@ -337,7 +442,46 @@ impl Verifier {
     }
 
     fn elapsed_ms(&self) -> u64 {
-        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+        self.clock.elapsed_ms()
+    }
+
+    /// Records an invalidation and moves the epoch past it. Callers remove what it turns
+    /// off *after* this, and readers insert *before* [`Verifier::raced`]: so either the
+    /// removal sees the inserted entry or the reader sees the invalidation.
+    fn invalidated(&self, what: Invalidated) {
+        let mut recent = match self.recent.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        recent.entries.push_back(what);
+        if recent.entries.len() > RECENT_INVALIDATIONS {
+            recent.entries.pop_front();
+            recent.first_epoch += 1;
+        }
+    }
+
+    /// Whether an invalidation that `relevant` says matters happened after epoch `since`
+    /// (or too many happened to tell). Called after the read's answer was inserted.
+    fn raced(&self, since: u64, relevant: impl Fn(&Invalidated) -> bool) -> bool {
+        // The common case, without the lock: no invalidation at all since the read began
+        // (one that comes later removes what was inserted).
+        if self.epoch.load(Ordering::Acquire) == since {
+            return false;
+        }
+        let recent = match self.recent.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let now = self.epoch.load(Ordering::Acquire);
+        if now == since {
+            return false;
+        }
+        if recent.first_epoch > since + 1 {
+            return true;
+        }
+        let skip = usize::try_from(since + 1 - recent.first_epoch).unwrap_or(usize::MAX);
+        recent.entries.iter().skip(skip).any(relevant)
     }
 
     fn heard_from_store(&self) {
@@ -442,8 +586,10 @@ impl Verifier {
                     hint: None,
                 };
                 let grant = Arc::new(self.grant(token, &secret));
-                if self.epoch.load(Ordering::Acquire) == epoch {
-                    self.by_id.insert(id.to_owned(), Arc::clone(&grant));
+                self.by_id.insert(id.to_owned(), Arc::clone(&grant));
+                if self.raced(epoch, |w| touches_token(w, id)) {
+                    self.by_id
+                        .remove_if(id, |_, cached| Arc::ptr_eq(cached, &grant));
                 }
                 grant
             }
@@ -496,21 +642,26 @@ impl Verifier {
                 VerifyError::Unavailable
             })?;
         let Some((token, secret)) = found else {
-            if self.epoch.load(Ordering::Acquire) == epoch {
-                if self.unknown.len() >= self.unknown_cap {
-                    self.unknown.clear();
-                }
-                self.unknown.insert(hash, ());
+            if self.unknown.len() >= self.unknown_cap {
+                self.unknown.clear();
+            }
+            self.unknown.insert(hash, ());
+            // Any token change or new secret may be this hash's: do not remember it as
+            // unknown then.
+            if self.raced(epoch, |w| !matches!(w, Invalidated::User(_))) {
+                self.unknown.remove(&hash);
             }
             return Err(VerifyError::Invalid(Reason::NotFound));
         };
         let grant = Arc::new(self.grant(token, &secret));
-        if self.epoch.load(Ordering::Acquire) == epoch {
-            self.hashes_by_token
-                .entry(Arc::clone(&grant.token.id))
-                .and_modify(|hashes| hashes.push(hash))
-                .or_insert_with(|| SecretHashes::one(hash));
-            self.grants.insert(hash, Arc::clone(&grant));
+        self.hashes_by_token
+            .entry(Arc::clone(&grant.token.id))
+            .and_modify(|hashes| hashes.push(hash))
+            .or_insert_with(|| SecretHashes::one(hash));
+        self.grants.insert(hash, Arc::clone(&grant));
+        if self.raced(epoch, |w| touches_token(w, &grant.token.id)) {
+            self.grants
+                .remove_if(&hash, |_, cached| Arc::ptr_eq(cached, &grant));
         }
         Ok(grant)
     }
@@ -574,15 +725,18 @@ impl Verifier {
         }
         let epoch = self.epoch.load(Ordering::Acquire);
         let (user, memberships) = self
-            .timed(StoreOp::LoadUser, async {
-                let user = self.store.get_user(id).await?;
-                let memberships = self.store.memberships_of(id).await?;
-                Ok((user, memberships))
-            })
+            .timed(StoreOp::LoadUser, self.store.user_with_memberships(id))
             .await?;
         let view = Arc::new(user_view(&user, &memberships));
-        if self.epoch.load(Ordering::Acquire) == epoch {
-            self.users.insert(id.to_owned(), Arc::clone(&view));
+        self.users.insert(id.to_owned(), Arc::clone(&view));
+        let relevant = |w: &Invalidated| match w {
+            Invalidated::User(user) => **user == *id,
+            Invalidated::All => true,
+            Invalidated::Token(_) | Invalidated::SecretCreated => false,
+        };
+        if self.raced(epoch, relevant) {
+            self.users
+                .remove_if(id, |_, cached| Arc::ptr_eq(cached, &view));
         }
         Ok(view)
     }
@@ -616,7 +770,7 @@ impl Verifier {
 
     /// Forgets a token's grants (revoke, restore, rotate, delete, expiry).
     pub fn invalidate_token(&self, token_id: &str) {
-        self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.invalidated(Invalidated::Token(Arc::from(token_id)));
         self.by_id.remove(token_id);
         if let Some((_, hashes)) = self.hashes_by_token.remove(token_id) {
             for hash in hashes.iter() {
@@ -627,7 +781,7 @@ impl Verifier {
 
     /// Forgets every cached grant, user view and unknown hash, and rereads the org.
     pub async fn forget_all(&self) -> Result<(), StoreError> {
-        self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.invalidated(Invalidated::All);
         self.grants.clear();
         self.hashes_by_token.clear();
         self.by_id.clear();
@@ -638,13 +792,13 @@ impl Verifier {
 
     /// Forgets a user's view (state, role or membership change).
     pub fn invalidate_user(&self, user_id: &str) {
-        self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.invalidated(Invalidated::User(Arc::from(user_id)));
         self.users.remove(user_id);
     }
 
     /// A secret was just created here: it is no longer unknown.
     pub fn secret_created(&self, hash: &SecretHash) {
-        self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.invalidated(Invalidated::SecretCreated);
         self.unknown.remove(hash);
     }
 
@@ -733,6 +887,15 @@ impl Verifier {
     }
 }
 
+/// Whether an invalidation turns off what a read of token `id` found.
+fn touches_token(what: &Invalidated, id: &str) -> bool {
+    match what {
+        Invalidated::Token(token) => **token == *id,
+        Invalidated::All => true,
+        Invalidated::User(_) | Invalidated::SecretCreated => false,
+    }
+}
+
 fn user_view(user: &UserRecord, memberships: &[MembershipRecord]) -> UserView {
     UserView {
         id: user.id.clone(),
@@ -818,32 +981,4 @@ pub fn rfc3339_header(at: OffsetDateTime) -> HeaderValue {
         }
     }
     HeaderValue::from_bytes(&buf).unwrap_or_else(|_| HeaderValue::from_static(""))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rfc3339_header_matches_the_general_formatter() {
-        let mut at = OffsetDateTime::UNIX_EPOCH;
-        // Every month and day boundary, odd hours and seconds, far years.
-        for step in 0..5_000i64 {
-            at += time::Duration::seconds(86_399 * 7 + step * 3_601 + 17);
-            let expected = at.format(&Rfc3339).unwrap();
-            assert_eq!(rfc3339_header(at).to_str().unwrap(), expected);
-        }
-        let far = OffsetDateTime::from_unix_timestamp(253_402_300_799).unwrap();
-        assert_eq!(
-            rfc3339_header(far).to_str().unwrap(),
-            "9999-12-31T23:59:59Z"
-        );
-        let offset = OffsetDateTime::from_unix_timestamp(1_798_759_800)
-            .unwrap()
-            .to_offset(time::UtcOffset::from_hms(2, 0, 0).unwrap());
-        assert_eq!(
-            rfc3339_header(offset).to_str().unwrap(),
-            "2026-12-31T23:30:00Z"
-        );
-    }
 }
