@@ -135,7 +135,12 @@ impl Run {
             let mut child = cmd.spawn().expect("spawn latchkey");
             if let Some(text) = &self.stdin {
                 let mut pipe = child.stdin.take().unwrap();
-                pipe.write_all(text.as_bytes()).unwrap();
+                // A command may exit without reading its input (a usage error): its exit
+                // code is the answer then, not the broken pipe.
+                if let Err(e) = pipe.write_all(text.as_bytes()) {
+                    assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "{e}");
+                }
+                drop(pipe);
             }
             let output = child.wait_with_output().unwrap();
             Out {
