@@ -50,10 +50,10 @@ def binary() -> Path:
 class LatchkeyServer:
     """The real binary on a random port, over a fresh data directory."""
 
-    def __init__(self, sign_in_attempts: int = 1000) -> None:
+    def __init__(self, sign_in_attempts: int = 1000, extra_config: str = "") -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="latchkey-console-"))
         config = self.dir / "latchkey.toml"
-        config.write_text(TEST_CONFIG.format(sign_in_attempts=sign_in_attempts))
+        config.write_text(TEST_CONFIG.format(sign_in_attempts=sign_in_attempts) + extra_config)
         env = dict(os.environ)
         env.update(
             {

@@ -49,7 +49,8 @@ def test_ended_session_goes_to_sign_in_and_back_to_the_page(server, browser):
     c.go("/account")
     assert c.heading() == "Account & Settings"
     # The session ends behind the browser's back (as when it expires).
-    assert http("DELETE", server.url + "/api/v1/session", cookie_header(c)).status == 204
+    assert http("DELETE", server.url + "/api/v1/session",
+                {**cookie_header(c), "Sec-Fetch-Site": "same-origin"}).status == 204
     c.go("/organization/token-settings")
     assert c.path.startswith("/login?next=")
     assert "Your session has ended" in c.banner()
