@@ -11,6 +11,7 @@ pub mod model;
 pub mod policy;
 pub mod scopes;
 pub mod token;
+pub mod token_policy;
 
 pub use hash::{HashKey, SecretHash};
 pub use model::*;

@@ -116,6 +116,12 @@ pub enum Reason {
     TypeDisabled,
     /// Its owner is deactivated.
     Suspended,
+    /// Used from an address outside its `allowed_ips`.
+    IpNotAllowed,
+    /// No uses left (`remaining_uses` is 0) until the next refill, if any.
+    UsageExceeded,
+    /// Over its `rate_limit` in the current window.
+    RateLimited,
 }
 
 impl Reason {
@@ -128,6 +134,9 @@ impl Reason {
             Reason::Revoked => "revoked",
             Reason::TypeDisabled => "type_disabled",
             Reason::Suspended => "suspended",
+            Reason::IpNotAllowed => "ip_not_allowed",
+            Reason::UsageExceeded => "usage_exceeded",
+            Reason::RateLimited => "rate_limited",
         }
     }
 }
@@ -288,5 +297,35 @@ impl TokenCreators {
         [TokenCreators::Members, TokenCreators::Admins]
             .into_iter()
             .find(|r| r.as_str() == name)
+    }
+}
+
+/// How often a token's `remaining_uses` is refilled (set back to the refill amount), at
+/// 00:00 UTC: every day, or on the first day of every month.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RefillInterval {
+    /// Every day at 00:00 UTC.
+    Daily,
+    /// On the first day of every month at 00:00 UTC.
+    Monthly,
+}
+
+impl RefillInterval {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefillInterval::Daily => "daily",
+            RefillInterval::Monthly => "monthly",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(name: &str) -> Option<RefillInterval> {
+        match name {
+            "daily" => Some(RefillInterval::Daily),
+            "monthly" => Some(RefillInterval::Monthly),
+            _ => None,
+        }
     }
 }

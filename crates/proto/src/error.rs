@@ -35,8 +35,12 @@ pub enum ErrorCode {
     PayloadTooLarge,
     /// The body's content type is not the one this endpoint takes (415).
     UnsupportedMediaType,
-    /// Throttled (429).
+    /// Throttled, or a token over its own `rate_limit` (429).
     RateLimited,
+    /// A valid token used from an address outside its `allowed_ips` (403).
+    IpNotAllowed,
+    /// A valid token with no uses left (`remaining_uses` 0) (403).
+    UsageExceeded,
     /// The store is unreachable or the node is too stale to answer (503).
     Unavailable,
     /// Something broke on the server (500); details are in the server log only.
@@ -63,6 +67,8 @@ impl ErrorCode {
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
             ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::IpNotAllowed => "ip_not_allowed",
+            ErrorCode::UsageExceeded => "usage_exceeded",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
         }

@@ -2,7 +2,9 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
-use crate::{OrgRole, Reason, Scope, TokenCreators, TokenState, TokenType, WorkspaceRole};
+use crate::{
+    OrgRole, Reason, RefillInterval, Scope, TokenCreators, TokenState, TokenType, WorkspaceRole,
+};
 
 /// A page of a list: `{"items": [...], "next_cursor": "..." | null}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -54,6 +56,28 @@ pub struct Token {
     pub last_used_ip: Option<String>,
     /// State, with `suspended` and `type_disabled` derived at read time.
     pub state: TokenState,
+}
+
+/// A token's rate limit: at most `limit` uses in each window of `window_secs` seconds
+/// (windows are aligned to the Unix epoch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    /// Uses per window, 1 to 1,000,000,000.
+    pub limit: u64,
+    /// Window length in seconds, 1 to 86,400 (one day).
+    pub window_secs: u64,
+}
+
+/// How `remaining_uses` is refilled: set back to `amount` at every `interval` boundary
+/// (00:00 UTC; monthly: the first of the month).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Refill {
+    /// Uses after each refill, at least 1.
+    pub amount: u64,
+    /// `daily` or `monthly`.
+    pub interval: RefillInterval,
 }
 
 /// A token just created or rotated: the metadata plus the secret, shown exactly once.

@@ -265,6 +265,9 @@ pub fn reason_message(reason: Reason) -> &'static str {
         Reason::Revoked => "the token has been revoked",
         Reason::TypeDisabled => "tokens of this type are disabled",
         Reason::Suspended => "the token's owner is deactivated",
+        Reason::IpNotAllowed => "the token may not be used from this address",
+        Reason::UsageExceeded => "the token has no uses left",
+        Reason::RateLimited => "the token is over its rate limit; retry later",
     }
 }
 

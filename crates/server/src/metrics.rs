@@ -121,7 +121,7 @@ struct RouteStats {
 }
 
 /// Verify outcomes, in the order of [`outcome_index`].
-const OUTCOMES: [&str; 7] = [
+const OUTCOMES: [&str; 10] = [
     "valid",
     "bad_format",
     "not_found",
@@ -129,6 +129,9 @@ const OUTCOMES: [&str; 7] = [
     "expired",
     "suspended",
     "type_disabled",
+    "ip_not_allowed",
+    "usage_exceeded",
+    "rate_limited",
 ];
 
 fn outcome_index(outcome: Result<(), Reason>) -> usize {
@@ -140,6 +143,9 @@ fn outcome_index(outcome: Result<(), Reason>) -> usize {
         Err(Reason::Expired) => 4,
         Err(Reason::Suspended) => 5,
         Err(Reason::TypeDisabled) => 6,
+        Err(Reason::IpNotAllowed) => 7,
+        Err(Reason::UsageExceeded) => 8,
+        Err(Reason::RateLimited) => 9,
     }
 }
 

@@ -24,7 +24,10 @@ export type VerifyReason =
   | "expired"
   | "revoked"
   | "type_disabled"
-  | "suspended";
+  | "suspended"
+  | "ip_not_allowed"
+  | "usage_exceeded"
+  | "rate_limited";
 /** A user's role in the organization. */
 export type OrgRole = "owner" | "admin" | "member";
 /** A user's role in a workspace. */

@@ -80,7 +80,15 @@ Scope = Literal[
 ]
 #: Why a token check failed (``VerifyResult.reason``).
 VerifyReason = Literal[
-    "bad_format", "not_found", "expired", "revoked", "type_disabled", "suspended"
+    "bad_format",
+    "not_found",
+    "expired",
+    "revoked",
+    "type_disabled",
+    "suspended",
+    "ip_not_allowed",
+    "usage_exceeded",
+    "rate_limited",
 ]
 #: A user's role in the organization (``User.role``).
 OrgRole = Literal["owner", "admin", "member"]
