@@ -6,6 +6,7 @@
 
 #![warn(missing_docs)]
 
+pub mod events;
 pub mod hash;
 pub mod model;
 pub mod policy;

@@ -10,11 +10,13 @@ mod enums;
 mod error;
 mod objects;
 mod requests;
+mod webhooks;
 
 pub use enums::*;
 pub use error::*;
 pub use objects::*;
 pub use requests::*;
+pub use webhooks::*;
 
 /// Serde helpers for RFC 3339 timestamps (`2027-08-22T10:00:00Z`).
 pub mod rfc3339 {

@@ -34,6 +34,9 @@ use crate::{
     Retention, SigningKeyRecord, Store, StoreError, TokenFilter, UserPatch,
 };
 
+mod events;
+pub use events::*;
+
 // --- running -------------------------------------------------------------------------------
 
 /// One case: takes a fresh, migrated, empty store.
@@ -81,6 +84,11 @@ cases!(
     signing_keys,
     unknown_ids_are_not_found,
     purge_retired_rows,
+    webhooks_crud,
+    outbox_written_with_change,
+    delivery_claims_and_attempts,
+    expiry_notices_once_each,
+    count_expiring_windows,
 );
 
 /// Runs every case, each on a store from `make` (fresh, migrated, empty), and panics
@@ -232,6 +240,11 @@ macro_rules! store_conformance_tests {
             signing_keys,
             unknown_ids_are_not_found,
             purge_retired_rows,
+            webhooks_crud,
+            outbox_written_with_change,
+            delivery_claims_and_attempts,
+            expiry_notices_once_each,
+            count_expiring_windows,
         );
     };
 }
@@ -558,7 +571,7 @@ pub async fn expect_no_change(store: &dyn Store, before: i64) {
     assert!(store.changes_since(before, 100).await.unwrap().is_empty());
 }
 
-fn is_not_found<T: std::fmt::Debug>(result: Result<T, StoreError>) -> bool {
+pub(crate) fn is_not_found<T: std::fmt::Debug>(result: Result<T, StoreError>) -> bool {
     matches!(result, Err(StoreError::NotFound(_)))
 }
 

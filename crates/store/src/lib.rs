@@ -22,6 +22,7 @@
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
+pub mod events;
 #[cfg(feature = "sql")]
 pub mod sql;
 
@@ -33,6 +34,11 @@ use latchkey_core::{
 };
 use latchkey_proto::{AuditEvent, OrgRole, TokenType, WorkspaceRole};
 use time::OffsetDateTime;
+
+pub use events::{
+    AttemptResult, Channel, ClaimedDelivery, DeliveryRecord, ExpiryNotice, WebhookPatch,
+    WebhookRecord,
+};
 
 /// Everything a store can report. Backends map their driver errors into these; no driver
 /// type crosses this boundary.
@@ -608,6 +614,94 @@ pub trait Store: Send + Sync + 'static {
         key: SigningKeyRecord,
         not_before: OffsetDateTime,
     ) -> StoreResult<bool>;
+
+    // --- lifecycle events ------------------------------------------------------------
+    //
+    // The outbox itself needs no method: every audit event whose action is a lifecycle
+    // event type writes it, in the same transaction (see [`events`]).
+
+    /// Creates a webhook endpoint (audited with `event`).
+    async fn create_webhook(
+        &self,
+        now: OffsetDateTime,
+        webhook: WebhookRecord,
+        event: NewAuditEvent,
+    ) -> StoreResult<WebhookRecord>;
+    /// One endpoint.
+    async fn get_webhook(&self, id: &str) -> StoreResult<WebhookRecord>;
+    /// Endpoints of an org, newest first.
+    async fn list_webhooks(
+        &self,
+        org_id: &str,
+        page: &PageRequest,
+    ) -> StoreResult<Paged<WebhookRecord>>;
+    /// Applies a patch to an endpoint (audited with `event`).
+    async fn update_webhook(
+        &self,
+        now: OffsetDateTime,
+        id: &str,
+        patch: WebhookPatch,
+        event: NewAuditEvent,
+    ) -> StoreResult<WebhookRecord>;
+    /// Deletes an endpoint and its deliveries (audited with `event`).
+    async fn delete_webhook(
+        &self,
+        now: OffsetDateTime,
+        id: &str,
+        event: NewAuditEvent,
+    ) -> StoreResult<()>;
+    /// Queues a `webhook.test` message to one endpoint.
+    async fn queue_test_delivery(
+        &self,
+        now: OffsetDateTime,
+        webhook_id: &str,
+    ) -> StoreResult<DeliveryRecord>;
+    /// Queues a delivery's message (same event id) to the same recipient again, as a new
+    /// pending delivery due now with a fresh 24 h window.
+    async fn redeliver(
+        &self,
+        now: OffsetDateTime,
+        delivery_id: &str,
+    ) -> StoreResult<DeliveryRecord>;
+    /// One delivery.
+    async fn get_delivery(&self, id: &str) -> StoreResult<DeliveryRecord>;
+    /// Deliveries to one endpoint, newest first.
+    async fn list_deliveries(
+        &self,
+        webhook_id: &str,
+        page: &PageRequest,
+    ) -> StoreResult<Paged<DeliveryRecord>>;
+    /// Claims up to `limit` pending deliveries of `channel` that are due at `now` and not
+    /// leased (or whose lease ran out), leasing each to `node` until `lease_until`. A row
+    /// is won by one claimer only, on any number of nodes. Reads first, so a call with
+    /// nothing due writes nothing.
+    async fn claim_deliveries(
+        &self,
+        now: OffsetDateTime,
+        channel: Channel,
+        node: &str,
+        lease_until: OffsetDateTime,
+        limit: u32,
+    ) -> StoreResult<Vec<ClaimedDelivery>>;
+    /// Records an attempt of a delivery `node` holds the lease of and releases the lease;
+    /// `false` (nothing written) when `node` no longer holds it.
+    async fn finish_attempt(
+        &self,
+        id: &str,
+        node: &str,
+        attempt: latchkey_proto::DeliveryAttempt,
+        result: AttemptResult,
+    ) -> StoreResult<bool>;
+    /// Writes `token.expiring` (an audit event, so also a lifecycle event) for each active
+    /// token whose 30-, 7- or 1-day notice is due and not yet sent for its current expiry
+    /// (see `latchkey_core::events::expiry_notice_due`); returns what it sent (at most a
+    /// few hundred per call: call again while it returns some).
+    async fn send_expiry_notices(&self, now: OffsetDateTime) -> StoreResult<Vec<ExpiryNotice>>;
+    /// How many active tokens expire after `now` and within each of `within` (seconds).
+    async fn count_expiring(&self, now: OffsetDateTime, within: &[i64]) -> StoreResult<Vec<u64>>;
+    /// Deletes deliveries queued before `before`, events left without deliveries, and
+    /// expiry notices of expiries before `before`; returns how many deliveries.
+    async fn purge_deliveries(&self, before: OffsetDateTime) -> StoreResult<u64>;
 
     // --- change feed -----------------------------------------------------------------
 

@@ -16,6 +16,7 @@
 //! fifty `Store` methods. See docs/architecture.md.
 
 mod driver;
+mod events;
 mod ops;
 mod rows;
 
@@ -37,6 +38,10 @@ pub use driver::{
     Statement,
 };
 
+use crate::{
+    AttemptResult, Channel, ClaimedDelivery, DeliveryRecord, ExpiryNotice, WebhookPatch,
+    WebhookRecord,
+};
 use crate::{
     AuditFilter, BootstrapPlan, Change, ChangeKind, IdempotencyRecord, LastUsed, PageRequest,
     Paged, Purged, Retention, SigningKeyRecord, Store, StoreError, StoreResult, TokenFilter,
@@ -833,6 +838,172 @@ impl<B: SqlBackend> Store for B {
         in_write!(self: Self, Serialized, |conn| ops::add_signing_key(
             conn, &key, not_before
         ))
+    }
+
+    // --- lifecycle events ----------------------------------------------------------------
+
+    async fn create_webhook(
+        &self,
+        now: OffsetDateTime,
+        webhook: WebhookRecord,
+        event: NewAuditEvent,
+    ) -> StoreResult<WebhookRecord> {
+        in_write!(self: Self, Serialized, |conn| events::create_webhook(
+            conn, now, &webhook, &event
+        ))
+    }
+
+    async fn get_webhook(&self, id: &str) -> StoreResult<WebhookRecord> {
+        let sql = format!("{} WHERE id = $1", events::WEBHOOK_SELECT);
+        let row = on_read!(self: Self, |conn| sqlx::query(&sql).arg(id).optional(conn).await?)
+            .ok_or(StoreError::NotFound("webhook"))?;
+        events::webhook(&row)
+    }
+
+    async fn list_webhooks(
+        &self,
+        org_id: &str,
+        page: &PageRequest,
+    ) -> StoreResult<Paged<WebhookRecord>> {
+        let mut statement = Statement::new(events::WEBHOOK_SELECT);
+        statement.push(" WHERE org_id = ").param(org_id);
+        self::page(self, statement, "id", page, events::webhook, |w| &w.id).await
+    }
+
+    async fn update_webhook(
+        &self,
+        now: OffsetDateTime,
+        id: &str,
+        patch: WebhookPatch,
+        event: NewAuditEvent,
+    ) -> StoreResult<WebhookRecord> {
+        let id = id.to_owned();
+        in_write!(self: Self, Serialized, |conn| events::update_webhook(
+            conn, now, &id, &patch, &event
+        ))
+    }
+
+    async fn delete_webhook(
+        &self,
+        now: OffsetDateTime,
+        id: &str,
+        event: NewAuditEvent,
+    ) -> StoreResult<()> {
+        let id = id.to_owned();
+        in_write!(self: Self, Serialized, |conn| events::delete_webhook(
+            conn, now, &id, &event
+        ))
+    }
+
+    async fn queue_test_delivery(
+        &self,
+        now: OffsetDateTime,
+        webhook_id: &str,
+    ) -> StoreResult<DeliveryRecord> {
+        let id = webhook_id.to_owned();
+        in_write!(self: Self, Bookkeeping, |conn| events::queue_test_delivery(
+            conn, now, &id
+        ))
+    }
+
+    async fn redeliver(
+        &self,
+        now: OffsetDateTime,
+        delivery_id: &str,
+    ) -> StoreResult<DeliveryRecord> {
+        let id = delivery_id.to_owned();
+        in_write!(self: Self, Bookkeeping, |conn| events::redeliver(conn, now, &id))
+    }
+
+    async fn get_delivery(&self, id: &str) -> StoreResult<DeliveryRecord> {
+        let sql = format!("{} WHERE id = $1", events::DELIVERY_SELECT);
+        let row = on_read!(self: Self, |conn| sqlx::query(&sql).arg(id).optional(conn).await?)
+            .ok_or(StoreError::NotFound("delivery"))?;
+        events::delivery(&row)
+    }
+
+    async fn list_deliveries(
+        &self,
+        webhook_id: &str,
+        page: &PageRequest,
+    ) -> StoreResult<Paged<DeliveryRecord>> {
+        let mut statement = Statement::new(events::DELIVERY_SELECT);
+        statement.push(" WHERE webhook_id = ").param(webhook_id);
+        self::page(self, statement, "id", page, events::delivery, |d| &d.id).await
+    }
+
+    async fn claim_deliveries(
+        &self,
+        now: OffsetDateTime,
+        channel: Channel,
+        node: &str,
+        lease_until: OffsetDateTime,
+        limit: u32,
+    ) -> StoreResult<Vec<ClaimedDelivery>> {
+        let due = on_read!(self: Self, |conn| sqlx::query(
+            "SELECT id FROM deliveries WHERE state = $1 AND channel = $2 \
+             AND next_attempt_at <= $3 AND (lease_until IS NULL OR lease_until <= $4) \
+             ORDER BY next_attempt_at, id LIMIT $5",
+        )
+        .arg(latchkey_proto::DeliveryState::Pending.as_str())
+        .arg(channel.as_str())
+        .arg(now.unix_timestamp())
+        .arg(now.unix_timestamp())
+        .arg(i64::from(limit.clamp(1, MAX_PAGE)))
+        .all(conn)
+        .await?);
+        let ids = due
+            .iter()
+            .map(|row| rows::get::<String>(row, "id"))
+            .collect::<StoreResult<Vec<_>>>()?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let node = node.to_owned();
+        in_write!(self: Self, Bookkeeping, |conn| events::claim(
+            conn,
+            now,
+            &node,
+            lease_until,
+            &ids
+        ))
+    }
+
+    async fn finish_attempt(
+        &self,
+        id: &str,
+        node: &str,
+        attempt: latchkey_proto::DeliveryAttempt,
+        result: AttemptResult,
+    ) -> StoreResult<bool> {
+        let (id, node) = (id.to_owned(), node.to_owned());
+        in_write!(self: Self, Bookkeeping, |conn| events::finish_attempt(
+            conn, &id, &node, &attempt, &result
+        ))
+    }
+
+    async fn send_expiry_notices(&self, now: OffsetDateTime) -> StoreResult<Vec<ExpiryNotice>> {
+        in_write!(self: Self, Serialized, |conn| events::send_expiry_notices(conn, now))
+    }
+
+    async fn count_expiring(&self, now: OffsetDateTime, within: &[i64]) -> StoreResult<Vec<u64>> {
+        let mut counts = Vec::with_capacity(within.len());
+        for secs in within {
+            let count: i64 = on_read!(self: Self, |conn| sqlx::query(
+                "SELECT COUNT(*) FROM tokens WHERE state = 'active' AND expires_at > $1 \
+                 AND expires_at <= $2"
+            )
+            .arg(now.unix_timestamp())
+            .arg(now.unix_timestamp().saturating_add(*secs))
+            .scalar(conn)
+            .await?);
+            counts.push(u64::try_from(count).unwrap_or(0));
+        }
+        Ok(counts)
+    }
+
+    async fn purge_deliveries(&self, before: OffsetDateTime) -> StoreResult<u64> {
+        in_write!(self: Self, Bookkeeping, |conn| events::purge_deliveries(conn, before))
     }
 
     // --- change feed -------------------------------------------------------------------

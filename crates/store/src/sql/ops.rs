@@ -80,7 +80,8 @@ pub(crate) async fn audit<B: SqlBackend>(
     .arg(secs(now))
     .run(conn)
     .await?;
-    Ok(())
+    // A lifecycle event goes to the outbox in the same transaction as its change.
+    super::events::outbox(conn, now, event).await
 }
 
 /// One user, inside the transaction.
@@ -719,6 +720,8 @@ pub(crate) async fn delete_project<B: SqlBackend>(
             details: serde_json::json!({ "project_deleted": id }),
         };
         if rest.is_empty() {
+            // Audited first, so the lifecycle event can still read the token it reports.
+            audit(conn, now, &token_event).await?;
             delete_token_rows(conn, &token_id).await?;
             deleted.push(token_id.clone());
         } else {
@@ -727,8 +730,8 @@ pub(crate) async fn delete_project<B: SqlBackend>(
                 .arg(&token_id)
                 .run(conn)
                 .await?;
+            audit(conn, now, &token_event).await?;
         }
-        audit(conn, now, &token_event).await?;
         bump(conn, ChangeKind::Token, &token_id).await?;
     }
     sqlx::query("DELETE FROM projects WHERE id = $1")
@@ -955,10 +958,10 @@ pub(crate) async fn delete_token<B: SqlBackend>(
     id: &str,
     event: &NewAuditEvent,
 ) -> StoreResult<()> {
-    if delete_token_rows(conn, id).await? == 0 {
-        return Err(StoreError::NotFound("token"));
-    }
+    // Audited first, so the lifecycle event can still read the token it reports.
+    load_token(conn, id).await?;
     audit(conn, now, event).await?;
+    delete_token_rows(conn, id).await?;
     bump(conn, ChangeKind::Token, id).await?;
     Ok(())
 }
