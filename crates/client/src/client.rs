@@ -15,6 +15,9 @@ use latchkey_proto::{
     TokenSettings, UpdateInstanceSettingsRequest, UpdateTokenSettingsRequest, UpdateUserRequest,
     User, VerifyRequest, VerifyResponse, Workspace, WorkspaceRole,
 };
+use latchkey_proto::{
+    CreateWebhookRequest, CreatedWebhook, UpdateWebhookRequest, Webhook, WebhookDelivery,
+};
 use reqwest::cookie::{CookieStore, Jar};
 use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderValue, ORIGIN};
 use reqwest::{Method, RequestBuilder, Url};
@@ -172,6 +175,7 @@ pub struct Client {
     token: Option<String>,
     token_header: TokenHeader,
     timeout: Duration,
+    expiry: ExpiryWatch,
 }
 
 impl fmt::Debug for Client {
@@ -267,6 +271,7 @@ impl Client {
             token: None,
             token_header: TokenHeader::default(),
             timeout: DEFAULT_TIMEOUT,
+            expiry: ExpiryWatch::default(),
         }
     }
 
@@ -285,6 +290,27 @@ impl Client {
     /// This client, giving up on a call after `timeout` (default [`DEFAULT_TIMEOUT`]).
     pub fn with_timeout(mut self, timeout: Duration) -> Client {
         self.timeout = timeout;
+        self
+    }
+
+    /// This client, calling `hook` once (per client) with the token's expiry when an
+    /// answer's `Latchkey-Token-Expiration` is less than [`EXPIRY_WARNING`] (7 days) away,
+    /// so a CI job can say so before its token dies. The CLI prints a warning on stderr.
+    ///
+    /// ```no_run
+    /// # fn run() -> Result<(), latchkey_client::Error> {
+    /// let client = latchkey_client::Client::from_env()?
+    ///     .on_token_expiring(|at| eprintln!("warning: the Latchkey token expires at {at}"));
+    /// # Ok(()) }
+    /// ```
+    pub fn on_token_expiring(
+        mut self,
+        hook: impl Fn(OffsetDateTime) + Send + Sync + 'static,
+    ) -> Client {
+        self.expiry = ExpiryWatch {
+            hook: Some(Arc::new(hook)),
+            warned: Arc::default(),
+        };
         self
     }
 
@@ -375,7 +401,7 @@ impl Client {
     }
 
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, Error> {
-        send(self.request(Method::GET, path)).await
+        send(&self.expiry, self.request(Method::GET, path)).await
     }
 
     async fn get_page<T: DeserializeOwned>(
@@ -383,7 +409,7 @@ impl Client {
         path: &str,
         page: &PageQuery,
     ) -> Result<Page<T>, Error> {
-        send(self.request(Method::GET, path).query(page)).await
+        send(&self.expiry, self.request(Method::GET, path).query(page)).await
     }
 
     async fn with_body<B, T>(&self, method: Method, path: &str, body: &B) -> Result<T, Error>
@@ -391,7 +417,7 @@ impl Client {
         B: Serialize + ?Sized,
         T: DeserializeOwned,
     {
-        send(self.request(method, path).json(body)).await
+        send(&self.expiry, self.request(method, path).json(body)).await
     }
 
     async fn post<B: Serialize + ?Sized, T: DeserializeOwned>(
@@ -403,7 +429,7 @@ impl Client {
     }
 
     async fn delete(&self, path: &str) -> Result<(), Error> {
-        send_empty(self.request(Method::DELETE, path)).await
+        send_empty(&self.expiry, self.request(Method::DELETE, path)).await
     }
 
     // ---- session -------------------------------------------------------------------
@@ -425,6 +451,7 @@ impl Client {
             password: password.to_owned(),
         };
         send(
+            &self.expiry,
             self.build(Method::POST, "/api/v1/session", false)
                 .json(&body),
         )
@@ -433,7 +460,11 @@ impl Client {
 
     /// `DELETE /api/v1/session`: ends the session [`Client::sign_in`] started (204).
     pub async fn sign_out(&self) -> Result<(), Error> {
-        send_empty(self.build(Method::DELETE, "/api/v1/session", false)).await
+        send_empty(
+            &self.expiry,
+            self.build(Method::DELETE, "/api/v1/session", false),
+        )
+        .await
     }
 
     // ---- me ------------------------------------------------------------------------
@@ -567,6 +598,7 @@ impl Client {
             refresh: personal_token.to_owned(),
         };
         send(
+            &self.expiry,
             self.build(Method::POST, "/api/v1/token/refresh", false)
                 .json(&body),
         )
@@ -578,6 +610,7 @@ impl Client {
     /// exactly `{"active": false}`.
     pub async fn introspect(&self, token: &str) -> Result<serde_json::Value, Error> {
         send(
+            &self.expiry,
             self.request(Method::POST, "/oauth/introspect")
                 .form(&[("token", token)]),
         )
@@ -587,6 +620,7 @@ impl Client {
     /// `POST /oauth/revoke` (RFC 7009, form `token=`); a token may revoke itself.
     pub async fn oauth_revoke(&self, token: &str) -> Result<(), Error> {
         send_empty(
+            &self.expiry,
             self.request(Method::POST, "/oauth/revoke")
                 .form(&[("token", token)]),
         )
@@ -599,6 +633,7 @@ impl Client {
     pub async fn report_leaked(&self, tokens: &[String]) -> Result<(), Error> {
         let body = serde_json::json!({ "tokens": tokens });
         send_empty(
+            &self.expiry,
             self.build(Method::POST, "/api/v1/credentials/revoke", false)
                 .json(&body),
         )
@@ -689,6 +724,7 @@ impl Client {
     /// `GET /api/v1/audit-events`: newest first, filtered by `query`.
     pub async fn audit_events(&self, query: &AuditQuery) -> Result<Page<AuditEvent>, Error> {
         send(
+            &self.expiry,
             self.request(Method::GET, "/api/v1/audit-events")
                 .query(query),
         )
@@ -699,12 +735,111 @@ impl Client {
 
     /// `GET /healthz`: the process is up.
     pub async fn healthz(&self) -> Result<Health, Error> {
-        send(self.build(Method::GET, "/healthz", false)).await
+        send(&self.expiry, self.build(Method::GET, "/healthz", false)).await
     }
 
     /// `GET /readyz`: the node can serve (store reachable, not stale); an error otherwise.
     pub async fn readyz(&self) -> Result<Health, Error> {
-        send(self.build(Method::GET, "/readyz", false)).await
+        send(&self.expiry, self.build(Method::GET, "/readyz", false)).await
+    }
+}
+
+/// The webhook endpoint routes (org admins), from [`Client::webhooks`].
+#[derive(Debug, Clone, Copy)]
+pub struct Webhooks<'a> {
+    client: &'a Client,
+}
+
+impl Client {
+    /// The webhook endpoint routes: create (the secret is in the answer, once), list, get,
+    /// update, delete, test, deliveries, redeliver.
+    ///
+    /// ```no_run
+    /// # async fn run(client: &latchkey_client::Client) -> Result<(), latchkey_client::Error> {
+    /// use latchkey_client::proto::{CreateWebhookRequest, EventType};
+    /// let created = client.webhooks().create(&CreateWebhookRequest {
+    ///     url: "https://hooks.example.com/latchkey".into(),
+    ///     events: vec![EventType::TokenExpiring, EventType::TokenLeaked],
+    ///     description: None,
+    ///     enabled: None,
+    /// }).await?;
+    /// println!("verify deliveries with {}", created.secret);
+    /// # Ok(()) }
+    /// ```
+    pub fn webhooks(&self) -> Webhooks<'_> {
+        Webhooks { client: self }
+    }
+}
+
+impl Webhooks<'_> {
+    /// `POST /api/v1/webhooks` (201): the endpoint plus its signing secret, shown once.
+    pub async fn create(&self, request: &CreateWebhookRequest) -> Result<CreatedWebhook, Error> {
+        self.client.post("/api/v1/webhooks", request).await
+    }
+
+    /// `GET /api/v1/webhooks`: one page, newest first.
+    pub async fn list(&self, page: &PageQuery) -> Result<Page<Webhook>, Error> {
+        self.client.get_page("/api/v1/webhooks", page).await
+    }
+
+    /// Every endpoint, walking all pages.
+    pub async fn list_all(&self) -> Result<Vec<Webhook>, Error> {
+        collect_all(|page| async move { self.list(&page).await }).await
+    }
+
+    /// `GET /api/v1/webhooks/{id}`.
+    pub async fn get(&self, id: &str) -> Result<Webhook, Error> {
+        self.client
+            .get(&format!("/api/v1/webhooks/{}", Seg(id)))
+            .await
+    }
+
+    /// `PATCH /api/v1/webhooks/{id}`: only the fields set change.
+    pub async fn update(&self, id: &str, request: &UpdateWebhookRequest) -> Result<Webhook, Error> {
+        let path = format!("/api/v1/webhooks/{}", Seg(id));
+        self.client.with_body(Method::PATCH, &path, request).await
+    }
+
+    /// `DELETE /api/v1/webhooks/{id}` (204), with its deliveries.
+    pub async fn delete(&self, id: &str) -> Result<(), Error> {
+        self.client
+            .delete(&format!("/api/v1/webhooks/{}", Seg(id)))
+            .await
+    }
+
+    /// `POST /api/v1/webhooks/{id}/test` (202): queues a `webhook.test` message.
+    pub async fn test(&self, id: &str) -> Result<WebhookDelivery, Error> {
+        let path = format!("/api/v1/webhooks/{}/test", Seg(id));
+        send(
+            &self.client.expiry,
+            self.client.request(Method::POST, &path),
+        )
+        .await
+    }
+
+    /// `GET /api/v1/webhooks/{id}/deliveries`: one page, newest first, with attempts.
+    pub async fn deliveries(
+        &self,
+        id: &str,
+        page: &PageQuery,
+    ) -> Result<Page<WebhookDelivery>, Error> {
+        let path = format!("/api/v1/webhooks/{}/deliveries", Seg(id));
+        self.client.get_page(&path, page).await
+    }
+
+    /// `POST /api/v1/webhooks/{id}/deliveries/{delivery}/redeliver` (202): the same
+    /// message (same `webhook-id`) again, as a new delivery.
+    pub async fn redeliver(&self, id: &str, delivery: &str) -> Result<WebhookDelivery, Error> {
+        let path = format!(
+            "/api/v1/webhooks/{}/deliveries/{}/redeliver",
+            Seg(id),
+            Seg(delivery)
+        );
+        send(
+            &self.client.expiry,
+            self.client.request(Method::POST, &path),
+        )
+        .await
     }
 }
 
@@ -767,7 +902,11 @@ impl Tokens<'_> {
 
     async fn action(&self, id: &str, verb: &str) -> Result<Token, Error> {
         let path = format!("/api/v1/tokens/{}/{verb}", Seg(id));
-        send(self.client.request(Method::POST, &path)).await
+        send(
+            &self.client.expiry,
+            self.client.request(Method::POST, &path),
+        )
+        .await
     }
 
     /// `POST /api/v1/tokens/{id}/rotate`: a new secret under the same id; the old one keeps
@@ -777,7 +916,7 @@ impl Tokens<'_> {
         id: &str,
         request: &RotateTokenRequest,
     ) -> Result<CreatedToken, Error> {
-        send(self.rotate_request(id, request)).await
+        send(&self.client.expiry, self.rotate_request(id, request)).await
     }
 
     /// [`Tokens::rotate`] with an `Idempotency-Key`: a retry with the same key (and body)
@@ -789,7 +928,11 @@ impl Tokens<'_> {
         idempotency_key: &str,
     ) -> Result<CreatedToken, Error> {
         let rb = self.rotate_request(id, request);
-        send(rb.header(IDEMPOTENCY_HEADER, idempotency_key)).await
+        send(
+            &self.client.expiry,
+            rb.header(IDEMPOTENCY_HEADER, idempotency_key),
+        )
+        .await
     }
 
     fn rotate_request(&self, id: &str, request: &RotateTokenRequest) -> RequestBuilder {
@@ -805,9 +948,59 @@ impl Tokens<'_> {
     }
 }
 
+/// How close an expiry must be for [`Client::on_token_expiring`]'s hook to fire.
+pub const EXPIRY_WARNING: Duration = Duration::from_secs(7 * 86_400);
+
+/// The token-expiry hook and whether it already fired.
+#[derive(Clone, Default)]
+struct ExpiryWatch {
+    hook: Option<Arc<dyn Fn(OffsetDateTime) + Send + Sync>>,
+    warned: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl fmt::Debug for ExpiryWatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ExpiryWatch")
+            .field("hook", &self.hook.is_some())
+            .finish()
+    }
+}
+
+impl ExpiryWatch {
+    fn observe(&self, response: &reqwest::Response) {
+        let Some(hook) = &self.hook else {
+            return;
+        };
+        let Some(at) = token_expiration(response.headers()) else {
+            return;
+        };
+        if expires_soon(at, OffsetDateTime::now_utc())
+            && !self.warned.swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            hook(at);
+        }
+    }
+}
+
+/// The instant in `Latchkey-Token-Expiration`, if the answer carries one.
+pub fn token_expiration(headers: &reqwest::header::HeaderMap) -> Option<OffsetDateTime> {
+    let text = headers.get("latchkey-token-expiration")?.to_str().ok()?;
+    OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()
+}
+
+/// Whether `expires_at` is less than [`EXPIRY_WARNING`] after `now` (the warning rule the
+/// SDKs and the CLI share).
+pub fn expires_soon(expires_at: OffsetDateTime, now: OffsetDateTime) -> bool {
+    expires_at - now < EXPIRY_WARNING
+}
+
 /// Sends, turns an error status into [`Error::Api`], and decodes a success body as `T`.
-async fn send<T: DeserializeOwned>(request: RequestBuilder) -> Result<T, Error> {
+async fn send<T: DeserializeOwned>(
+    expiry: &ExpiryWatch,
+    request: RequestBuilder,
+) -> Result<T, Error> {
     let response = request.send().await?;
+    expiry.observe(&response);
     let status = response.status().as_u16();
     let body = response.bytes().await?;
     if !(200..300).contains(&status) {
@@ -817,8 +1010,9 @@ async fn send<T: DeserializeOwned>(request: RequestBuilder) -> Result<T, Error> 
 }
 
 /// Sends and turns an error status into [`Error::Api`]; a success body is ignored.
-async fn send_empty(request: RequestBuilder) -> Result<(), Error> {
+async fn send_empty(expiry: &ExpiryWatch, request: RequestBuilder) -> Result<(), Error> {
     let response = request.send().await?;
+    expiry.observe(&response);
     let status = response.status().as_u16();
     if !(200..300).contains(&status) {
         let body = response.bytes().await?;

@@ -77,8 +77,8 @@ mod client;
 mod error;
 
 pub use client::{
-    AuditQuery, Client, DEFAULT_TIMEOUT, ENV_API_KEY, ENV_URL, PageQuery, TokenHeader, Tokens,
-    collect_all,
+    AuditQuery, Client, DEFAULT_TIMEOUT, ENV_API_KEY, ENV_URL, EXPIRY_WARNING, PageQuery,
+    TokenHeader, Tokens, Webhooks, collect_all, expires_soon, token_expiration,
 };
 pub use error::{Error, UNKNOWN_CODE, redact_secrets};
 /// The wire types (re-export of `latchkey-proto`).

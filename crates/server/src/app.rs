@@ -188,9 +188,10 @@ fn spawn_background(
     let sweep = Duration::from_secs(v.expiry_sweep_secs.max(1));
     let s1 = state.clone();
     let s2 = state.clone();
-    let s3 = state;
+    let s3 = state.clone();
     let notices = s1.store.change_notices();
     vec![
+        tokio::spawn(crate::events::run(state, stop.clone())),
         every_or_woken(poll, notices, stop.clone(), move |woken| {
             let s = s1.clone();
             let noticed = Instant::now();

@@ -74,6 +74,10 @@ pub struct Config {
     pub jwt: JwtConfig,
     /// Forward-auth route policies.
     pub forward_auth: ForwardAuthConfig,
+    /// Webhook deliveries.
+    pub webhooks: WebhooksConfig,
+    /// Email notices to token owners (`None`: no email).
+    pub smtp: Option<SmtpConfig>,
 }
 
 /// Log output format.
@@ -299,7 +303,100 @@ impl Default for Config {
             passwords: PasswordConfig::default(),
             jwt: JwtConfig::default(),
             forward_auth: ForwardAuthConfig::default(),
+            webhooks: WebhooksConfig::default(),
+            smtp: None,
         }
+    }
+}
+
+/// Webhook deliveries (`[webhooks]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhooksConfig {
+    /// Allow endpoints on loopback, private, link-local and metadata addresses (default
+    /// `false`: refused with 422 when configured and again at every delivery).
+    pub allow_private_addresses: bool,
+    /// Per-attempt timeout (connect + answer), default 10 s.
+    pub timeout_secs: u64,
+    /// How often due deliveries are looked for, default 1000 ms.
+    pub poll_interval_ms: u64,
+    /// How long a claimed delivery is reserved for this node (default 60 s); a node that
+    /// dies leaves its claims to the others after this long.
+    pub lease_secs: u64,
+    /// Deliveries made at once per node (default 8).
+    pub concurrency: usize,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        WebhooksConfig {
+            allow_private_addresses: false,
+            timeout_secs: 10,
+            poll_interval_ms: 1000,
+            lease_secs: 60,
+            concurrency: 8,
+        }
+    }
+}
+
+/// How the SMTP connection is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpSecurity {
+    /// STARTTLS, required (port 587).
+    #[default]
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Tls,
+    /// Plain text: only for a relay on the same machine or network.
+    None,
+}
+
+/// Email notices (`[smtp]`): owners with an email address hear about their tokens
+/// expiring (30, 7, 1 days), expired, leaked, or revoked by an admin.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    /// Server host name.
+    pub host: String,
+    /// Port (default: 587 for STARTTLS, 465 for TLS, 25 for none).
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// Connection security.
+    #[serde(default)]
+    pub security: SmtpSecurity,
+    /// User name, if the server wants one.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Password (or `password_file`, or `LATCHKEY_SMTP_PASSWORD`).
+    #[serde(default)]
+    pub password: Option<String>,
+    /// A file holding the password (a trailing newline is ignored).
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// The sender, e.g. `Latchkey <latchkey@example.com>`.
+    pub from: String,
+    /// Per-message timeout, default 30 s.
+    #[serde(default = "default_smtp_timeout")]
+    pub timeout_secs: u64,
+}
+
+fn default_smtp_timeout() -> u64 {
+    30
+}
+
+impl std::fmt::Debug for SmtpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("security", &self.security)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("password_file", &self.password_file)
+            .field("from", &self.from)
+            .field("timeout_secs", &self.timeout_secs)
+            .finish()
     }
 }
 
@@ -398,6 +495,27 @@ impl Config {
             });
         }
         self.forward_auth.target_source()?;
+        if self.webhooks.timeout_secs == 0 || self.webhooks.lease_secs <= self.webhooks.timeout_secs
+        {
+            return Err(ConfigError::Invalid {
+                name: "webhooks.lease_secs".into(),
+                message: "timeout_secs must be at least 1 and lease_secs longer than it".into(),
+            });
+        }
+        if let Some(smtp) = &self.smtp {
+            if smtp.host.trim().is_empty() {
+                return Err(ConfigError::Invalid {
+                    name: "smtp.host".into(),
+                    message: "must not be empty".into(),
+                });
+            }
+            if smtp.from.parse::<lettre::message::Mailbox>().is_err() {
+                return Err(ConfigError::Invalid {
+                    name: "smtp.from".into(),
+                    message: format!("{:?} is not an email address", smtp.from),
+                });
+            }
+        }
         if !self.forward_auth.routes.is_empty() && self.trusted_proxies.is_empty() {
             return Err(ConfigError::Invalid {
                 name: "forward_auth.routes".into(),

@@ -20,6 +20,7 @@ pub mod config;
 pub mod console;
 pub mod crypto;
 pub mod error;
+pub mod events;
 pub mod extract;
 pub mod fasthash;
 pub mod forward_auth;

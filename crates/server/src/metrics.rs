@@ -187,6 +187,8 @@ pub struct Metrics {
     pub last_used_flushed: AtomicU64,
     /// Tokens marked expired by the sweep.
     pub tokens_expired: AtomicU64,
+    /// Webhook deliveries, email notices and tokens expiring soon.
+    pub events: crate::events::EventMetrics,
 }
 
 impl Metrics {
@@ -337,6 +339,7 @@ impl Metrics {
             "# HELP latchkey_tokens_expired_total Tokens marked expired by the sweep.\n# TYPE latchkey_tokens_expired_total counter\nlatchkey_tokens_expired_total {}",
             self.tokens_expired.load(Ordering::Relaxed)
         );
+        self.events.render(&mut out);
         out
     }
 }

@@ -21,3 +21,4 @@ mod scale_out;
 mod sdk;
 mod security;
 mod users;
+mod webhooks;

@@ -7,6 +7,7 @@ pub mod settings;
 pub mod system;
 pub mod tokens;
 pub mod users;
+pub mod webhooks;
 pub mod workspaces;
 
 use axum::Router;
@@ -72,6 +73,25 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/tokens/{id}/restore", post(tokens::restore))
         .route("/api/v1/tokens/{id}/rotate", post(tokens::rotate))
         .route("/api/v1/audit-events", get(users::audit_events))
+        .route(
+            "/api/v1/webhooks",
+            get(webhooks::list).post(webhooks::create),
+        )
+        .route(
+            "/api/v1/webhooks/{id}",
+            get(webhooks::get)
+                .patch(webhooks::update)
+                .delete(webhooks::delete),
+        )
+        .route("/api/v1/webhooks/{id}/test", post(webhooks::test))
+        .route(
+            "/api/v1/webhooks/{id}/deliveries",
+            get(webhooks::deliveries),
+        )
+        .route(
+            "/api/v1/webhooks/{id}/deliveries/{delivery}/redeliver",
+            post(webhooks::redeliver),
+        )
         .route("/api/v1/token/refresh", post(integration::refresh))
         .route("/api/v1/token/refresh/", post(integration::refresh))
         .route("/api/token/refresh", post(integration::refresh))
@@ -140,6 +160,14 @@ pub fn routes() -> Router<AppState> {
         projects::list_for_token,
         projects::create_for_token,
         users::audit_events,
+        webhooks::create,
+        webhooks::list,
+        webhooks::get,
+        webhooks::update,
+        webhooks::delete,
+        webhooks::test,
+        webhooks::deliveries,
+        webhooks::redeliver,
         integration::refresh,
         integration::jwks,
         integration::introspect,

@@ -14,6 +14,7 @@ mod sessions;
 mod settings;
 mod tokens;
 mod users;
+pub mod webhooks;
 mod workspaces;
 
 pub use audit::AuditQuery;
