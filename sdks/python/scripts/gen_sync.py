@@ -32,6 +32,7 @@ RENAMES: Dict[str, str] = {
     "AsyncTokens": "Tokens",
     "AsyncMembers": "Members",
     "AsyncUsers": "Users",
+    "AsyncWebhooks": "Webhooks",
     "AsyncPaginator": "SyncPage",
     "AsyncIterator": "Iterator",
     "paginate_async": "paginate_sync",

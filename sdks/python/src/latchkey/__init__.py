@@ -10,7 +10,7 @@
 See ``docs/sdk-python.md`` in the repository for the full guide.
 """
 
-from ._async.client import AsyncClient, AsyncMembers, AsyncTokens, AsyncUsers
+from ._async.client import AsyncClient, AsyncMembers, AsyncTokens, AsyncUsers, AsyncWebhooks
 from ._exceptions import (
     APIConnectionError,
     APIError,
@@ -27,13 +27,16 @@ from ._exceptions import (
     ValidationError,
 )
 from ._format import TOKEN_PATTERN, is_well_formed, token_type_of
-from ._http import NOT_GIVEN, NotGiven
+from ._http import NOT_GIVEN, NotGiven, TokenExpiringWarning
 from ._models import (
+    EVENT_TYPES,
     SCOPES,
     TOKEN_STATES,
     TOKEN_TYPES,
     AuditEvent,
     CreatedToken,
+    CreatedWebhook,
+    EventType,
     Health,
     InstanceSettings,
     Introspection,
@@ -53,12 +56,14 @@ from ._models import (
     User,
     VerifyReason,
     VerifyResult,
+    Webhook,
+    WebhookDelivery,
     Workspace,
     WorkspaceRole,
 )
 from ._pagination import AsyncPage, AsyncPaginator, SyncPage
 from ._redact import install as _install_log_redaction
-from ._sync.client import Client, Members, Tokens, Users
+from ._sync.client import Client, Members, Tokens, Users, Webhooks
 from ._version import __version__
 
 _install_log_redaction()
@@ -74,6 +79,8 @@ __all__ = [
     "AsyncTokens",
     "AsyncMembers",
     "AsyncUsers",
+    "Webhooks",
+    "AsyncWebhooks",
     "NOT_GIVEN",
     "NotGiven",
     # exceptions
@@ -90,6 +97,7 @@ __all__ = [
     "ValidationError",
     "RateLimitError",
     "ServerError",
+    "TokenExpiringWarning",
     # models
     "Page",
     "SyncPage",
@@ -110,6 +118,11 @@ __all__ = [
     "InstanceSettings",
     "TokenSettings",
     "Health",
+    "Webhook",
+    "CreatedWebhook",
+    "WebhookDelivery",
+    "EventType",
+    "EVENT_TYPES",
     "TokenType",
     "TokenState",
     "Scope",

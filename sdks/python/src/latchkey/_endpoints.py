@@ -23,6 +23,7 @@ from ._http import (
 from ._models import (
     AuditEvent,
     CreatedToken,
+    CreatedWebhook,
     Health,
     InstanceSettings,
     Introspection,
@@ -34,6 +35,8 @@ from ._models import (
     TokenSettings,
     User,
     VerifyResult,
+    Webhook,
+    WebhookDelivery,
     Workspace,
     format_datetime,
 )
@@ -404,6 +407,76 @@ def update_token_settings(
 
 
 # --------------------------------------------------------------------------- escape hatch
+
+
+def create_webhook(
+    url: str, events: Sequence[str], description: Optional[str], enabled: Optional[bool]
+) -> Call[CreatedWebhook]:
+    body: Json = {"url": url, "events": list(events)}
+    if description is not None:
+        body["description"] = description
+    if enabled is not None:
+        body["enabled"] = enabled
+    return Call(
+        RequestSpec("POST", "/api/v1/webhooks", json=body),
+        parse_json(CreatedWebhook.from_dict),
+    )
+
+
+def list_webhooks(limit: Optional[int], cursor: Optional[str]) -> Call[Page[Webhook]]:
+    return Call(
+        RequestSpec("GET", "/api/v1/webhooks", params=_paging(limit, cursor)),
+        _page(Webhook.from_dict),
+    )
+
+
+def get_webhook(webhook_id: str) -> Call[Webhook]:
+    return Call(
+        RequestSpec("GET", f"/api/v1/webhooks/{seg(webhook_id)}"), parse_json(Webhook.from_dict)
+    )
+
+
+def update_webhook(
+    webhook_id: str, url: Any, events: Any, description: Any, enabled: Any
+) -> Call[Webhook]:
+    body: Json = {}
+    _set(body, "url", url)
+    _set(body, "events", list(events) if isinstance(events, (list, tuple)) else events)
+    _set(body, "description", description)
+    _set(body, "enabled", enabled)
+    return Call(
+        RequestSpec("PATCH", f"/api/v1/webhooks/{seg(webhook_id)}", json=body),
+        parse_json(Webhook.from_dict),
+    )
+
+
+def delete_webhook(webhook_id: str) -> Call[None]:
+    return Call(RequestSpec("DELETE", f"/api/v1/webhooks/{seg(webhook_id)}"), parse_none)
+
+
+def test_webhook(webhook_id: str) -> Call[WebhookDelivery]:
+    return Call(
+        RequestSpec("POST", f"/api/v1/webhooks/{seg(webhook_id)}/test"),
+        parse_json(WebhookDelivery.from_dict),
+    )
+
+
+def list_deliveries(
+    webhook_id: str, limit: Optional[int], cursor: Optional[str]
+) -> Call[Page[WebhookDelivery]]:
+    return Call(
+        RequestSpec(
+            "GET",
+            f"/api/v1/webhooks/{seg(webhook_id)}/deliveries",
+            params=_paging(limit, cursor),
+        ),
+        _page(WebhookDelivery.from_dict),
+    )
+
+
+def redeliver(webhook_id: str, delivery_id: str) -> Call[WebhookDelivery]:
+    path = f"/api/v1/webhooks/{seg(webhook_id)}/deliveries/{seg(delivery_id)}/redeliver"
+    return Call(RequestSpec("POST", path), parse_json(WebhookDelivery.from_dict))
 
 
 def raw(

@@ -16,6 +16,7 @@ import logging
 import os
 import random
 import time
+import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
@@ -62,6 +63,15 @@ USER_AGENT = f"latchkey-python/{__version__}"
 
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_MAX_RETRIES = 2
+#: A token expiring sooner than this gets one :class:`TokenExpiringWarning` per client.
+WARN_BEFORE_SECONDS = 7 * 86400
+
+
+class TokenExpiringWarning(UserWarning):
+    """The token in use expires within 7 days (its ``Latchkey-Token-Expiration``): rotate
+    it before requests start failing with 401. Emitted once per client with
+    :func:`warnings.warn`; silence it with ``warnings.filterwarnings``."""
+
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 RETRY_STATUSES = frozenset({429, 503})
@@ -367,6 +377,7 @@ class AuthState:
         self.clock = clock
         #: The last ``Latchkey-Token-Expiration`` the server sent.
         self.token_expiration: Optional[datetime] = None
+        self._warned = False
 
     def __repr__(self) -> str:
         return f"<AuthState mode={self.mode} token={hint_of(self._token)}>"
@@ -447,13 +458,28 @@ class AuthState:
             return {"Authorization": f"Bearer {access}"}, access
         return {"Authorization": f"Bearer {self._token}"}, None
 
-    def observe(self, response: httpx.Response) -> None:
+    def observe(self, response: httpx.Response, via_access: bool = False) -> None:
         value = response.headers.get(EXPIRATION_HEADER)
-        if value:
-            try:
-                self.token_expiration = parse_datetime(value)
-            except ValueError:
-                pass
+        if not value:
+            return
+        try:
+            expires = parse_datetime(value)
+        except ValueError:
+            return
+        self.token_expiration = expires
+        # On a JWT request the header is the JWT's own (minutes away), not the token's.
+        if expires is None or via_access or self._session is not None or self._warned:
+            return
+        left = expires.timestamp() - time.time()
+        if left < WARN_BEFORE_SECONDS:
+            self._warned = True
+            days = max(0, int(left // 86400))
+            warnings.warn(
+                f"latchkey: the token {self.token_hint} expires {format_datetime(expires)} "
+                f"(in {days} days): rotate it",
+                TokenExpiringWarning,
+                stacklevel=2,
+            )
 
 
 def session_from(response: httpx.Response) -> Optional[str]:
@@ -614,7 +640,7 @@ class Core:
                 yield Sleep(delay)
                 attempt += 1
                 continue
-            self.auth.observe(response)
+            self.auth.observe(response, via_access=used_access is not None)
             status = response.status_code
             logger.debug("latchkey: %s %s -> %d", spec.method, spec.path, status)
             if status == 401 and used_access is not None and not reauthenticated:

@@ -58,6 +58,11 @@ __all__ = [
     "InstanceSettings",
     "TokenSettings",
     "Health",
+    "Webhook",
+    "CreatedWebhook",
+    "WebhookDelivery",
+    "EventType",
+    "EVENT_TYPES",
 ]
 
 T = TypeVar("T")
@@ -97,10 +102,26 @@ WorkspaceRole = Literal["admin", "member", "viewer"]
 #: Who may create tokens (``TokenSettings.token_creators``).
 TokenCreators = Literal["members", "admins"]
 
+#: Lifecycle event types a webhook subscribes to (``Webhook.events``).
+EventType = Literal[
+    "token.created",
+    "token.revoked",
+    "token.restored",
+    "token.rotated",
+    "token.deleted",
+    "token.expiring",
+    "token.expired",
+    "token.leaked",
+    "token.revealed",
+    "user.deactivated",
+    "user.reactivated",
+]
+
 #: Every value of each literal type, for code that needs them at run time.
 TOKEN_TYPES: Tuple[TokenType, ...] = get_args(TokenType)
 TOKEN_STATES: Tuple[TokenState, ...] = get_args(TokenState)
 SCOPES: Tuple[Scope, ...] = get_args(Scope)
+EVENT_TYPES: Tuple[EventType, ...] = get_args(EventType)
 
 
 _RFC3339 = re.compile(
@@ -565,3 +586,78 @@ class Health:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Health":
         return cls(status=str(data.get("status", "")))
+
+
+@dataclass
+class Webhook:
+    """A webhook endpoint (never its secret)."""
+
+    id: str
+    url: str
+    events: List[EventType]
+    enabled: bool
+    created_at: datetime
+    updated_at: datetime
+    description: Optional[str] = None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Webhook":
+        return cls(
+            id=data["id"],
+            url=data["url"],
+            events=_str_list(data.get("events")),
+            enabled=bool(data.get("enabled", True)),
+            created_at=_req_dt(data["created_at"]),
+            updated_at=_req_dt(data["updated_at"]),
+            description=data.get("description"),
+        )
+
+
+@dataclass
+class CreatedWebhook:
+    """The answer of a webhook create: the endpoint and its signing secret (``whsec_…``),
+    shown this once (left out of ``repr()``). Verify deliveries with it, e.g. with the
+    ``standardwebhooks`` library."""
+
+    webhook: Webhook
+    secret: str = field(repr=False)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "CreatedWebhook":
+        return cls(webhook=Webhook.from_dict(data), secret=str(data["secret"]))
+
+
+@dataclass
+class WebhookDelivery:
+    """One message to one endpoint: its event, state and attempts."""
+
+    id: str
+    webhook_id: str
+    event_id: str
+    event_type: str
+    state: str
+    attempts: int
+    created_at: datetime
+    last_status: Optional[int] = None
+    last_error: Optional[str] = None
+    last_attempt_at: Optional[datetime] = None
+    next_attempt_at: Optional[datetime] = None
+    attempt_log: List[Dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "WebhookDelivery":
+        log = data.get("attempt_log")
+        return cls(
+            id=data["id"],
+            webhook_id=data["webhook_id"],
+            event_id=data["event_id"],
+            event_type=data["event_type"],
+            state=data["state"],
+            attempts=int(data.get("attempts", 0)),
+            created_at=_req_dt(data["created_at"]),
+            last_status=data.get("last_status"),
+            last_error=data.get("last_error"),
+            last_attempt_at=parse_datetime(data.get("last_attempt_at")),
+            next_attempt_at=parse_datetime(data.get("next_attempt_at")),
+            attempt_log=[dict(a) for a in log] if isinstance(log, list) else [],
+        )

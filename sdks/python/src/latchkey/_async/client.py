@@ -42,6 +42,8 @@ from .._http import (
 from .._models import (
     AuditEvent,
     CreatedToken,
+    CreatedWebhook,
+    EventType,
     Health,
     InstanceSettings,
     Introspection,
@@ -56,6 +58,8 @@ from .._models import (
     TokenType,
     User,
     VerifyResult,
+    Webhook,
+    WebhookDelivery,
     Workspace,
     WorkspaceRole,
 )
@@ -63,7 +67,7 @@ from .._pagination import AsyncListMethod, AsyncPaginator, MakeCall, paginate_as
 
 T = TypeVar("T")
 
-__all__ = ["AsyncClient", "AsyncTokens", "AsyncMembers", "AsyncUsers"]
+__all__ = ["AsyncClient", "AsyncTokens", "AsyncMembers", "AsyncUsers", "AsyncWebhooks"]
 
 
 class AsyncClient:
@@ -122,6 +126,7 @@ class AsyncClient:
         self.tokens = AsyncTokens(self)
         self.members = AsyncMembers(self)
         self.users = AsyncUsers(self)
+        self.webhooks = AsyncWebhooks(self)
 
     def __repr__(self) -> str:
         return f"AsyncClient({self._core!r})"
@@ -535,3 +540,63 @@ class AsyncUsers:
     async def reactivate(self, user_id: str) -> User:
         """Reactivates a user; their tokens that are not revoked or expired work again."""
         return await self.update(user_id, active=True)
+
+
+class AsyncWebhooks:
+    """``client.webhooks``: webhook endpoints for lifecycle events (org admins)."""
+
+    def __init__(self, client: AsyncClient) -> None:
+        self._client = client
+
+    async def create(
+        self,
+        url: str,
+        events: Sequence[EventType],
+        *,
+        description: Optional[str] = None,
+        enabled: Optional[bool] = None,
+    ) -> CreatedWebhook:
+        """Creates an endpoint; the answer's ``.secret`` (``whsec_…``) is shown this once."""
+        return await self._client._call(E.create_webhook(url, events, description, enabled))
+
+    def list(
+        self, *, limit: Optional[int] = None, cursor: Optional[str] = None
+    ) -> AsyncPaginator[Webhook]:
+        """The organization's endpoints, newest first."""
+        return self._client._list(lambda at: E.list_webhooks(limit, at), cursor)
+
+    async def get(self, webhook_id: str) -> Webhook:
+        """One endpoint."""
+        return await self._client._call(E.get_webhook(webhook_id))
+
+    async def update(
+        self,
+        webhook_id: str,
+        *,
+        url: Union[str, NotGiven] = NOT_GIVEN,
+        events: Union[Sequence[EventType], NotGiven] = NOT_GIVEN,
+        description: Union[str, None, NotGiven] = NOT_GIVEN,
+        enabled: Union[bool, NotGiven] = NOT_GIVEN,
+    ) -> Webhook:
+        """Changes an endpoint; only the arguments given are sent."""
+        return await self._client._call(
+            E.update_webhook(webhook_id, url, events, description, enabled)
+        )
+
+    async def delete(self, webhook_id: str) -> None:
+        """Deletes an endpoint and its deliveries."""
+        await self._client._call(E.delete_webhook(webhook_id))
+
+    async def test(self, webhook_id: str) -> WebhookDelivery:
+        """Queues a ``webhook.test`` message to the endpoint."""
+        return await self._client._call(E.test_webhook(webhook_id))
+
+    def deliveries(
+        self, webhook_id: str, *, limit: Optional[int] = None, cursor: Optional[str] = None
+    ) -> AsyncPaginator[WebhookDelivery]:
+        """Deliveries to the endpoint, newest first, with their attempts."""
+        return self._client._list(lambda at: E.list_deliveries(webhook_id, limit, at), cursor)
+
+    async def redeliver(self, webhook_id: str, delivery_id: str) -> WebhookDelivery:
+        """Sends a delivery's message again (same ``webhook-id``) as a new delivery."""
+        return await self._client._call(E.redeliver(webhook_id, delivery_id))

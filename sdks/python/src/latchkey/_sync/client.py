@@ -40,6 +40,8 @@ from .._http import (
 from .._models import (
     AuditEvent,
     CreatedToken,
+    CreatedWebhook,
+    EventType,
     Health,
     InstanceSettings,
     Introspection,
@@ -54,6 +56,8 @@ from .._models import (
     TokenType,
     User,
     VerifyResult,
+    Webhook,
+    WebhookDelivery,
     Workspace,
     WorkspaceRole,
 )
@@ -61,7 +65,7 @@ from .._pagination import MakeCall, SyncListMethod, SyncPage, paginate_sync
 
 T = TypeVar("T")
 
-__all__ = ["Client", "Tokens", "Members", "Users"]
+__all__ = ["Client", "Tokens", "Members", "Users", "Webhooks"]
 
 
 class Client:
@@ -120,6 +124,7 @@ class Client:
         self.tokens = Tokens(self)
         self.members = Members(self)
         self.users = Users(self)
+        self.webhooks = Webhooks(self)
 
     def __repr__(self) -> str:
         return f"Client({self._core!r})"
@@ -525,3 +530,61 @@ class Users:
     def reactivate(self, user_id: str) -> User:
         """Reactivates a user; their tokens that are not revoked or expired work again."""
         return self.update(user_id, active=True)
+
+
+class Webhooks:
+    """``client.webhooks``: webhook endpoints for lifecycle events (org admins)."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def create(
+        self,
+        url: str,
+        events: Sequence[EventType],
+        *,
+        description: Optional[str] = None,
+        enabled: Optional[bool] = None,
+    ) -> CreatedWebhook:
+        """Creates an endpoint; the answer's ``.secret`` (``whsec_…``) is shown this once."""
+        return self._client._call(E.create_webhook(url, events, description, enabled))
+
+    def list(
+        self, *, limit: Optional[int] = None, cursor: Optional[str] = None
+    ) -> SyncPage[Webhook]:
+        """The organization's endpoints, newest first."""
+        return self._client._list(lambda at: E.list_webhooks(limit, at), cursor)
+
+    def get(self, webhook_id: str) -> Webhook:
+        """One endpoint."""
+        return self._client._call(E.get_webhook(webhook_id))
+
+    def update(
+        self,
+        webhook_id: str,
+        *,
+        url: Union[str, NotGiven] = NOT_GIVEN,
+        events: Union[Sequence[EventType], NotGiven] = NOT_GIVEN,
+        description: Union[str, None, NotGiven] = NOT_GIVEN,
+        enabled: Union[bool, NotGiven] = NOT_GIVEN,
+    ) -> Webhook:
+        """Changes an endpoint; only the arguments given are sent."""
+        return self._client._call(E.update_webhook(webhook_id, url, events, description, enabled))
+
+    def delete(self, webhook_id: str) -> None:
+        """Deletes an endpoint and its deliveries."""
+        self._client._call(E.delete_webhook(webhook_id))
+
+    def test(self, webhook_id: str) -> WebhookDelivery:
+        """Queues a ``webhook.test`` message to the endpoint."""
+        return self._client._call(E.test_webhook(webhook_id))
+
+    def deliveries(
+        self, webhook_id: str, *, limit: Optional[int] = None, cursor: Optional[str] = None
+    ) -> SyncPage[WebhookDelivery]:
+        """Deliveries to the endpoint, newest first, with their attempts."""
+        return self._client._list(lambda at: E.list_deliveries(webhook_id, limit, at), cursor)
+
+    def redeliver(self, webhook_id: str, delivery_id: str) -> WebhookDelivery:
+        """Sends a delivery's message again (same ``webhook-id``) as a new delivery."""
+        return self._client._call(E.redeliver(webhook_id, delivery_id))
