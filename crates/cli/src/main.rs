@@ -16,6 +16,7 @@ mod output;
 mod profile;
 mod remote;
 mod serve;
+mod webhooks;
 
 use std::process::ExitCode;
 
@@ -104,6 +105,12 @@ else ~/.config/latchkey/config.toml.")]
         after_help = "Examples:\n  latchkey project create --name \"Fraud Demo\"\n  latchkey project list"
     )]
     Project(ProjectCmd),
+    /// Webhook endpoints for lifecycle events (org admins): create, list, test, deliveries.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  latchkey webhook create https://hooks.example.com/latchkey --event token.expiring\n  latchkey webhook deliveries <id>"
+    )]
+    Webhook(webhooks::WebhookCmd),
     /// Check a token: exit 0 valid, 1 invalid, 2 usage or connection error.
     #[command(after_help = "\
 Examples:
@@ -180,6 +187,7 @@ async fn run(command: Command) -> CliResult {
         Command::Workspace(cmd) => remote::workspace(cmd).await,
         Command::Token(cmd) => remote::token(cmd).await,
         Command::Project(cmd) => remote::project(cmd).await,
+        Command::Webhook(cmd) => webhooks::webhook(cmd).await,
         Command::Verify(args) => remote::verify(args).await,
         Command::Backup(args) => operator::backup(args).await,
         Command::Admin(cmd) => operator::admin(cmd).await,

@@ -66,14 +66,18 @@ fn normalized(url: &str) -> Option<String> {
 }
 
 impl Remote {
-    fn json(&self) -> bool {
+    pub(crate) fn json(&self) -> bool {
         self.output.json()
     }
 
     /// A client for the chosen server. `token_required`: fail (exit 2) without a token.
     /// `stdin_free`: whether `--token -` may read stdin (not when stdin carries something
     /// else).
-    fn client(&self, token_required: bool, stdin_free: bool) -> Result<Client, CliError> {
+    pub(crate) fn client(
+        &self,
+        token_required: bool,
+        stdin_free: bool,
+    ) -> Result<Client, CliError> {
         let flag_url = non_empty(&self.url);
         let flag_token = non_empty(&self.token);
         // The saved file is read only when it may supply something (a call that needs no
@@ -106,7 +110,16 @@ impl Remote {
                 ));
             }
         };
-        let mut client = Client::new(&url)?;
+        // A token expiring within 7 days is said on stderr (once), so a CI log shows it
+        // before the 401s start.
+        let mut client = Client::new(&url)?.on_token_expiring(|at| {
+            let days = (at - OffsetDateTime::now_utc()).whole_days().max(0);
+            eprintln!(
+                "warning: the API token in use expires {} (in {days} days); rotate it \
+                 (`latchkey token rotate <id>`)",
+                output::rfc3339(at)
+            );
+        });
         let token = match flag_token {
             Some("-") if !stdin_free => {
                 return Err(CliError::usage(

@@ -1228,3 +1228,177 @@ impl Run {
         self
     }
 }
+
+#[tokio::test]
+async fn cli_webhooks_and_the_expiring_token_warning() {
+    let server = crate::webhooks::events_server().await;
+    let receiver = crate::webhooks::Receiver::start().await;
+    let ctx = Ctx::new();
+    let ws = server.workspace1().await;
+
+    let out = ctx
+        .admin(
+            &server,
+            &[
+                "webhook",
+                "create",
+                &receiver.url,
+                "--event",
+                "token.created",
+            ],
+        )
+        .await;
+    out.ok();
+    let secret = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("whsec_"))
+        .unwrap_or_else(|| panic!("no secret line: {out:#?}"))
+        .to_owned();
+    assert!(latchkey_core::events::parse_secret(&secret).is_ok());
+    let list = ctx.admin_json(&server, &["webhook", "list"]).await;
+    let id = list["items"][0]["id"].as_str().unwrap().to_owned();
+    assert!(!list.to_string().contains("whsec_"), "{list}");
+    let out = ctx.admin(&server, &["webhook", "list"]).await;
+    assert!(out.ok().stdout.contains(&id), "{out:#?}");
+
+    // Unknown event types are a usage error naming the choices; no endpoint is made.
+    let out = ctx
+        .admin(
+            &server,
+            &["webhook", "create", &receiver.url, "--event", "nope"],
+        )
+        .await;
+    assert!(out.fails(2).contains("token.expiring"), "{out:#?}");
+
+    ctx.admin(
+        &server,
+        &[
+            "token",
+            "create",
+            "--workspace",
+            &ws,
+            "--name",
+            "hooked",
+            "--type",
+            "client",
+        ],
+    )
+    .await
+    .ok();
+    let deliveries = || async {
+        ctx.admin_json(&server, &["webhook", "deliveries", &id])
+            .await
+    };
+    eventually("the delivery", || async {
+        deliveries().await["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["event_type"] == "token.created" && d["state"] == "delivered")
+    })
+    .await;
+    let out = ctx.admin(&server, &["webhook", "deliveries", &id]).await;
+    assert!(out.ok().stdout.contains("delivered"), "{out:#?}");
+    let delivery = deliveries().await["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let again = ctx
+        .admin_json(&server, &["webhook", "redeliver", &id, &delivery])
+        .await;
+    assert_eq!(again["state"], "pending");
+    ctx.admin(&server, &["webhook", "test", &id]).await.ok();
+    eventually("redelivery and test message", || async {
+        receiver.of_type("token.created").len() == 2 && receiver.of_type("webhook.test").len() == 1
+    })
+    .await;
+    ctx.admin(&server, &["webhook", "update", &id, "--disable"])
+        .await
+        .ok();
+    let got = ctx.admin_json(&server, &["webhook", "get", &id]).await;
+    assert_eq!(got["enabled"], false);
+
+    // Members may not manage webhooks: an API error, exit 1.
+    let (member_id, member) = server.user("cli-hook-member", OrgRole::Member).await;
+    server
+        .admin()
+        .put_member(
+            &ws,
+            &member_id,
+            latchkey_client::proto::WorkspaceRole::Member,
+        )
+        .await
+        .unwrap();
+    let member_token = server
+        .token(&member, &ws, "member-pat", TokenType::Personal)
+        .await
+        .token;
+    let out = ctx
+        .api(&server, &member_token, &["webhook", "list"])
+        .out()
+        .await;
+    assert!(
+        out.fails(1).contains("forbidden") || out.stderr.contains("403"),
+        "{out:#?}"
+    );
+    ctx.admin(&server, &["webhook", "delete", &id]).await.ok();
+
+    // A token expiring within 7 days is warned about on stderr; the command still works.
+    let soon = ctx
+        .admin_json(
+            &server,
+            &[
+                "token",
+                "create",
+                "--workspace",
+                &ws,
+                "--name",
+                "soon",
+                "--type",
+                "client",
+                "--expires-in-days",
+                "3",
+            ],
+        )
+        .await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let out = ctx
+        .api(&server, &soon, &["project", "list", "--workspace", &ws])
+        .out()
+        .await;
+    out.ok();
+    assert!(
+        out.stderr.contains("warning: the API token in use expires"),
+        "{out:#?}"
+    );
+    assert_eq!(out.stderr.matches("warning:").count(), 1, "{out:#?}");
+    let later = ctx
+        .admin_json(
+            &server,
+            &[
+                "token",
+                "create",
+                "--workspace",
+                &ws,
+                "--name",
+                "later",
+                "--type",
+                "client",
+                "--expires-in-days",
+                "30",
+            ],
+        )
+        .await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let out = ctx
+        .api(&server, &later, &["project", "list", "--workspace", &ws])
+        .out()
+        .await;
+    out.ok();
+    assert!(out.stderr.is_empty(), "{out:#?}");
+}
