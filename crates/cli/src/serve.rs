@@ -1,6 +1,7 @@
 //! Server-side commands: `serve`, `migrate`, `openapi`, and the configuration they (and the
 //! operator commands) load.
 
+use std::io::Write as _;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
@@ -39,8 +40,14 @@ impl StoreLocation {
     }
 
     fn load_with(&self, last: impl FnOnce(&mut Config)) -> anyhow::Result<Config> {
-        let mut config = Config::from_file(self.config.as_deref())?;
-        config.apply_env(|k| std::env::var(k).ok())?;
+        let loaded = Config::load(self.config.as_deref(), std::env::vars())?;
+        let mut config = loaded.config;
+        // Logging starts after the configuration (it sets the format): say it on stderr.
+        for name in &loaded.ignored {
+            eprintln!(
+                "warning: {name} is not a Latchkey setting; ignored (see latchkey.sample.toml)"
+            );
+        }
         last(&mut config);
         if let Some(dir) = &self.data_dir {
             config.data_dir = dir.clone();
@@ -142,27 +149,41 @@ fn print_bootstrap(b: &latchkey_server::Bootstrapped, url: &str) {
     }
     out.push_str("These are shown once and stored only hashed. Keep them now.\n");
     out.push_str("==============================================================\n");
-    print!("{out}");
+    let mut stdout = std::io::stdout().lock();
+    if stdout
+        .write_all(out.as_bytes())
+        .and_then(|()| stdout.flush())
+        .is_err()
+    {
+        // Nowhere to show them: say so where the operator looks (never the secrets).
+        tracing::error!(
+            "could not print the first start's credentials to stdout; reset the password with `latchkey admin reset-password`"
+        );
+    }
 }
 
 /// `latchkey serve`.
 pub async fn serve(args: StoreArgs) -> anyhow::Result<()> {
-    let config = args.load()?;
+    let mut config = args.load()?;
     init_logging(config.log_format);
+    // Bind before anything is made: a first start that cannot listen (the port is taken)
+    // must fail before it creates the hash key, the administrator and the token, or their
+    // one-time printout would be lost with it. Connections that arrive while the store is
+    // opened and migrated wait in the listen backlog.
     let listen = config.listen;
-    let configured_url = (!config.public_url.is_empty()).then(|| config.public_url());
-    let prepared = latchkey_server::prepare(config, start_options())
-        .await
-        .context("cannot start")?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     let bound = listener.local_addr()?;
+    // `--listen …:0` picks a port: defaults derived from the address use the real one.
+    config.listen = bound;
+    let url = config.public_url();
+    let prepared = latchkey_server::prepare(config, start_options())
+        .await
+        .context("cannot start")?;
+    // Nothing that can fail lies between the bootstrap's commit and this printout.
     if let Some(b) = &prepared.bootstrapped {
-        print_bootstrap(
-            b,
-            &configured_url.unwrap_or_else(|| format!("http://{bound}")),
-        );
+        print_bootstrap(b, &url);
     }
     tracing::info!(address = %bound, "latchkey listening");
     latchkey_server::serve(listener, prepared.state, shutdown_signal()).await?;

@@ -1,12 +1,20 @@
 //! Configuration: one serde struct, layered defaults → TOML file → `LATCHKEY_*` environment
 //! → command-line flags (the last layer is applied by the binary).
+//!
+//! Every key can come from the environment: `LATCHKEY_` + the key in capitals, sections
+//! joined by `__` (`LATCHKEY_THROTTLE__WINDOW_SECS=30` is `[throttle] window_secs = 30`).
+//! A value is read as the key's type: numbers and booleans as such, lists as
+//! comma-separated items (`LATCHKEY_TRUSTED_PROXIES=10.0.0.0/8,127.0.0.1`) or a TOML array
+//! (`LATCHKEY_FORWARD_AUTH__ROUTES='[{path = "/admin/", types = ["admin"]}]'`). Both layers
+//! are merged into one TOML tree and deserialized once, so a bad value from either is
+//! reported with where it came from (the file, or the variable's name).
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use ipnet::IpNet;
 use latchkey_proto::{Scope, TokenType};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Why the configuration cannot be used. Each message says what to fix.
 #[derive(Debug, thiserror::Error)]
@@ -38,7 +46,7 @@ pub enum ConfigError {
 }
 
 /// The whole configuration. See `latchkey.sample.toml` for every key with comments.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Address to listen on.
@@ -58,7 +66,7 @@ pub struct Config {
     /// Largest request body accepted.
     pub max_body_bytes: usize,
     /// Proxies whose `X-Forwarded-For` is believed (CIDRs or plain IPs).
-    #[serde(deserialize_with = "cidrs")]
+    #[serde(deserialize_with = "cidrs", serialize_with = "cidr_texts")]
     pub trusted_proxies: Vec<IpNet>,
     /// `text` or `json` logs.
     pub log_format: LogFormat,
@@ -81,7 +89,7 @@ pub struct Config {
 }
 
 /// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// Human-readable lines.
@@ -92,7 +100,7 @@ pub enum LogFormat {
 }
 
 /// Console session lifetimes.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SessionConfig {
     /// Idle timeout (default 12 h).
@@ -118,7 +126,7 @@ impl Default for SessionConfig {
 }
 
 /// Per-node throttles, per client IP, over a sliding minute.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ThrottleConfig {
     /// Failed sign-ins per IP per window (a success never clears failures).
@@ -145,7 +153,7 @@ impl Default for ThrottleConfig {
 }
 
 /// Verifier cache and background task timing.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct VerifierConfig {
     /// Most unknown-token hashes remembered (then the negative cache starts over).
@@ -178,7 +186,7 @@ impl Default for VerifierConfig {
 }
 
 /// Argon2id parameters (OWASP's recommended minimum by default; tests lower them).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PasswordConfig {
     /// Memory in KiB.
@@ -200,7 +208,7 @@ impl Default for PasswordConfig {
 }
 
 /// Access JWT settings.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct JwtConfig {
     /// Lifetime of an access JWT (default 300 s, at most 900 s).
@@ -219,7 +227,7 @@ impl Default for JwtConfig {
 }
 
 /// Forward-auth policies.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ForwardAuthConfig {
     /// Rules, first match applies.
@@ -269,7 +277,7 @@ impl ForwardAuthConfig {
 }
 
 /// One forward-auth rule.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ForwardAuthRoute {
     /// Path prefix (matched at a segment boundary).
@@ -401,67 +409,95 @@ impl std::fmt::Debug for SmtpConfig {
 }
 
 impl Config {
-    /// Defaults, then the TOML file if given.
+    /// Defaults, then the TOML file if given (no environment).
     pub fn from_file(path: Option<&Path>) -> Result<Config, ConfigError> {
-        let Some(path) = path else {
-            return Ok(Config::default());
-        };
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        toml::from_str(&text).map_err(|e| ConfigError::Parse {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })
+        Config::load(path, std::iter::empty()).map(|loaded| loaded.config)
     }
 
-    /// Applies the `LATCHKEY_*` variables that have no command-line flag.
-    pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
-        if let Some(v) = var("LATCHKEY_PUBLIC_URL") {
-            self.public_url = v;
-        }
-        if let Some(v) = var("LATCHKEY_API_KEY_HEADERS") {
-            self.api_key_headers = v
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-                .collect();
-        }
-        if let Some(v) = var("LATCHKEY_DATABASE_POOL_SIZE") {
-            self.database_pool_size = v.parse().map_err(|_| ConfigError::Invalid {
-                name: "LATCHKEY_DATABASE_POOL_SIZE".into(),
-                message: "must be a number of connections".into(),
-            })?;
-        }
-        if let Some(v) = var("LATCHKEY_MAX_BODY_BYTES") {
-            self.max_body_bytes = v.parse().map_err(|_| ConfigError::Invalid {
-                name: "LATCHKEY_MAX_BODY_BYTES".into(),
-                message: "must be a number of bytes".into(),
-            })?;
-        }
-        if let Some(v) = var("LATCHKEY_TRUSTED_PROXIES") {
-            self.trusted_proxies = v
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(parse_cidr)
-                .collect::<Result<_, _>>()?;
-        }
-        if let Some(v) = var("LATCHKEY_LOG_FORMAT") {
-            self.log_format = match v.as_str() {
-                "text" => LogFormat::Text,
-                "json" => LogFormat::Json,
-                _ => {
-                    return Err(ConfigError::Invalid {
-                        name: "LATCHKEY_LOG_FORMAT".into(),
-                        message: "must be text or json".into(),
-                    });
+    /// Defaults → the TOML file (if given) → the `LATCHKEY_*` variables among `env`.
+    /// Variables that name no setting are returned, not refused: other tools share the
+    /// prefix (see [`NOT_SETTINGS`]); a misspelt key inside a known section is refused.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Loaded, ConfigError> {
+        let mut tree = match file {
+            None => toml::Table::new(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                toml::from_str::<toml::Table>(&text).map_err(|e| ConfigError::Parse {
+                    path: path.to_owned(),
+                    message: e.to_string(),
+                })?
+            }
+        };
+        let defaults = Config::default_tree();
+        let mut from_env: Vec<(String, String)> = Vec::new();
+        let mut ignored = Vec::new();
+        let mut env: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(name, _)| name.starts_with(ENV_PREFIX))
+            .collect();
+        env.sort();
+        for (name, text) in env {
+            let key = name[ENV_PREFIX.len()..].to_ascii_lowercase();
+            let path: Vec<&str> = key.split("__").collect();
+            if !defaults.contains_key(path[0]) {
+                if !is_other_variable(&name) {
+                    ignored.push(name);
                 }
+                continue;
+            }
+            let invalid = |message: String| ConfigError::Invalid {
+                name: name.clone(),
+                message,
             };
+            if path.iter().any(|segment| segment.is_empty()) {
+                return Err(invalid("empty section or key name".into()));
+            }
+            let value = env_value(lookup(&defaults, &path), &text).map_err(invalid)?;
+            insert(&mut tree, &path, value).map_err(invalid)?;
+            from_env.push((path.join("."), name));
         }
-        Ok(())
+        let config = serde_path_to_error::deserialize::<_, Config>(toml::Value::Table(tree))
+            .map_err(|e| {
+                let at = e.path().to_string();
+                let message = e.inner().to_string();
+                let by_env = from_env.iter().find(|(key, _)| {
+                    at == *key
+                        || at.starts_with(&format!("{key}."))
+                        || at.starts_with(&format!("{key}["))
+                });
+                match (by_env, file) {
+                    (Some((_, name)), _) => ConfigError::Invalid {
+                        name: name.clone(),
+                        message,
+                    },
+                    (None, Some(path)) => ConfigError::Parse {
+                        path: path.to_owned(),
+                        message: if at.is_empty() || at == "." {
+                            message
+                        } else {
+                            format!("{at}: {message}")
+                        },
+                    },
+                    (None, None) => ConfigError::Invalid { name: at, message },
+                }
+            })?;
+        Ok(Loaded { config, ignored })
+    }
+
+    /// The defaults as a TOML tree (what the environment layer learns types from, and
+    /// what the sample file must say).
+    pub fn default_tree() -> toml::Table {
+        match toml::Table::try_from(Config::default()) {
+            Ok(table) => table,
+            // Every field serializes to TOML; a test holds it.
+            Err(_) => toml::Table::new(),
+        }
     }
 
     /// Checks cross-field rules; call after every layer is applied.
@@ -562,6 +598,120 @@ impl Config {
     }
 }
 
+/// The prefix of every setting's environment variable.
+pub const ENV_PREFIX: &str = "LATCHKEY_";
+
+/// `LATCHKEY_*` variables that are not settings: read elsewhere (the binary, the CLI,
+/// the SDKs, the tests), so never reported as ignored.
+pub const NOT_SETTINGS: &[&str] = &[
+    "LATCHKEY_HASH_KEY",
+    "LATCHKEY_HASH_KEY_FILE",
+    "LATCHKEY_ADMIN_USERNAME",
+    "LATCHKEY_ADMIN_PASSWORD",
+    "LATCHKEY_ADMIN_TOKEN",
+    "LATCHKEY_NEW_PASSWORD",
+    "LATCHKEY_CONFIG",
+    "LATCHKEY_CONFIG_DIR",
+    "LATCHKEY_PROFILE",
+    "LATCHKEY_URL",
+    "LATCHKEY_API_KEY",
+    "LATCHKEY_TOKEN",
+    "LATCHKEY_BIN",
+    "LATCHKEY_CHROMIUM",
+    "LATCHKEY_CHROMEDRIVER",
+    "LATCHKEY_UPDATE_DOCS_SCREENSHOTS",
+];
+
+fn is_other_variable(name: &str) -> bool {
+    NOT_SETTINGS.contains(&name) || name.starts_with("LATCHKEY_TEST_")
+}
+
+/// A configuration and what its environment layer did not use.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The configuration (flags not applied yet; not validated).
+    pub config: Config,
+    /// `LATCHKEY_*` variables that name no setting and are not known to other tools
+    /// (a typo, most likely): worth a warning at start.
+    pub ignored: Vec<String>,
+}
+
+/// The default value at `path`, if the defaults have one (optional keys have none).
+fn lookup<'a>(defaults: &'a toml::Table, path: &[&str]) -> Option<&'a toml::Value> {
+    let (first, rest) = path.split_first()?;
+    let value = defaults.get(*first)?;
+    if rest.is_empty() {
+        return Some(value);
+    }
+    lookup(value.as_table()?, rest)
+}
+
+/// An environment variable's text as a TOML value of the type the key's default has.
+fn env_value(default: Option<&toml::Value>, text: &str) -> Result<toml::Value, String> {
+    use toml::Value;
+    let as_toml = |text: &str| -> Result<Value, String> {
+        toml::from_str::<toml::Table>(&format!("v = {text}"))
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .ok_or_else(|| format!("{text:?} is not a TOML value"))
+    };
+    match default {
+        Some(Value::String(_)) => Ok(Value::String(text.to_owned())),
+        Some(Value::Integer(_)) => text
+            .trim()
+            .parse::<i64>()
+            .map(Value::Integer)
+            .map_err(|_| format!("{text:?} is not a whole number")),
+        Some(Value::Float(_)) => text
+            .trim()
+            .parse::<f64>()
+            .map(Value::Float)
+            .map_err(|_| format!("{text:?} is not a number")),
+        Some(Value::Boolean(_)) => match text.trim() {
+            "true" | "1" | "yes" | "on" => Ok(Value::Boolean(true)),
+            "false" | "0" | "no" | "off" => Ok(Value::Boolean(false)),
+            _ => Err(format!("{text:?} is not true or false")),
+        },
+        Some(Value::Array(_)) if text.trim_start().starts_with('[') => as_toml(text.trim()),
+        Some(Value::Array(_)) => Ok(Value::Array(
+            text.split(',')
+                .map(str::trim)
+                .filter(|item| !item.is_empty())
+                .map(|item| Value::String(item.to_owned()))
+                .collect(),
+        )),
+        Some(Value::Table(_)) => Err(
+            "is a section: set its keys, e.g. LATCHKEY_SECTION__KEY, or put it in the file".into(),
+        ),
+        Some(Value::Datetime(_)) => as_toml(text.trim()),
+        // An optional key (no default): a TOML value if the text is one, else a string.
+        None => Ok(as_toml(text.trim()).unwrap_or_else(|_| Value::String(text.to_owned()))),
+    }
+}
+
+/// Sets `value` at `path` in `tree`, making the sections on the way.
+fn insert(tree: &mut toml::Table, path: &[&str], value: toml::Value) -> Result<(), String> {
+    let Some((last, sections)) = path.split_last() else {
+        return Ok(());
+    };
+    let mut table = tree;
+    for section in sections {
+        let entry = table
+            .entry((*section).to_owned())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        table = entry
+            .as_table_mut()
+            .ok_or_else(|| format!("{section} is not a section"))?;
+    }
+    table.insert((*last).to_owned(), value);
+    Ok(())
+}
+
+/// `trusted_proxies` back to text (for the defaults tree).
+fn cidr_texts<S: serde::Serializer>(nets: &[IpNet], serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_seq(nets.iter().map(ToString::to_string))
+}
+
 /// `trusted_proxies` from a file: CIDRs or plain IPs, as in the environment variable.
 fn cidrs<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<IpNet>, D::Error> {
     let texts = Vec::<String>::deserialize(deserializer)?;
@@ -584,41 +734,179 @@ fn parse_cidr(text: &str) -> Result<IpNet, ConfigError> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn sample_config_parses() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../latchkey.sample.toml");
-        let config = Config::from_file(Some(&path)).unwrap();
-        config.validate().unwrap();
+    fn env(vars: &[(&str, &str)]) -> Vec<(String, String)> {
+        vars.iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     }
 
+    /// Every leaf key of a tree, as `a.b` paths.
+    fn leaves(table: &toml::Table, prefix: &str, out: &mut Vec<(String, toml::Value)>) {
+        for (key, value) in table {
+            let path = format!("{prefix}{key}");
+            match value {
+                toml::Value::Table(inner) => leaves(inner, &format!("{path}."), out),
+                other => out.push((path, other.clone())),
+            }
+        }
+    }
+
+    /// The sample lists every key with the value the server really uses when it is not
+    /// set, so copying it changes nothing.
     #[test]
-    fn env_layer_overrides_and_rejects_garbage() {
-        let mut c = Config::default();
-        c.apply_env(|k| match k {
-            "LATCHKEY_API_KEY_HEADERS" => Some("x-api-key, rime-api-key".into()),
-            "LATCHKEY_TRUSTED_PROXIES" => Some("10.0.0.0/8,127.0.0.1".into()),
-            _ => None,
-        })
-        .unwrap();
-        assert_eq!(c.api_key_headers, vec!["x-api-key", "rime-api-key"]);
-        assert!(c.is_trusted_proxy("10.1.2.3".parse().unwrap()));
-        assert!(c.is_trusted_proxy("127.0.0.1".parse().unwrap()));
-        assert!(!c.is_trusted_proxy("127.0.0.2".parse().unwrap()));
-        let mut c = Config::default();
-        assert!(
-            c.apply_env(|k| (k == "LATCHKEY_TRUSTED_PROXIES").then(|| "nope".into()))
-                .is_err()
+    fn the_sample_config_lists_every_key_with_its_real_default() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../latchkey.sample.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let sample: toml::Table = toml::from_str(&text).unwrap();
+        let (mut in_sample, mut defaults) = (Vec::new(), Vec::new());
+        leaves(&sample, "", &mut in_sample);
+        leaves(&Config::default_tree(), "", &mut defaults);
+        // Rules are examples in the sample (commented out): there are none by default.
+        defaults.retain(|(key, _)| key != "forward_auth.routes");
+        in_sample.sort_by(|a, b| a.0.cmp(&b.0));
+        defaults.sort_by(|a, b| a.0.cmp(&b.0));
+        let keys =
+            |v: &[(String, toml::Value)]| v.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>();
+        assert_eq!(
+            keys(&in_sample),
+            keys(&defaults),
+            "the sample's keys are the config's keys"
+        );
+        for ((key, said), (_, real)) in in_sample.iter().zip(&defaults) {
+            assert_eq!(
+                said, real,
+                "latchkey.sample.toml says {key} = {said}, the default is {real}"
+            );
+        }
+        let config = Config::from_file(Some(&path)).unwrap();
+        config.validate().unwrap();
+        assert_eq!(
+            toml::Table::try_from(&config).unwrap(),
+            Config::default_tree()
+        );
+    }
+
+    /// `LATCHKEY_` + the key in capitals, sections joined by `__`, reaches every key: each
+    /// set to its default's text gives the defaults back.
+    #[test]
+    fn every_key_can_be_set_from_the_environment() {
+        let mut defaults = Vec::new();
+        leaves(&Config::default_tree(), "", &mut defaults);
+        let vars: Vec<(String, String)> = defaults
+            .iter()
+            .map(|(key, value)| {
+                let name = format!("LATCHKEY_{}", key.replace('.', "__").to_ascii_uppercase());
+                let text = match value {
+                    toml::Value::String(s) => s.clone(),
+                    toml::Value::Array(items) => items
+                        .iter()
+                        .map(|i| {
+                            i.as_str()
+                                .map(str::to_owned)
+                                .unwrap_or_else(|| i.to_string())
+                        })
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    other => other.to_string(),
+                };
+                (name, text)
+            })
+            .collect();
+        assert!(vars.len() >= 25, "{vars:?}");
+        let loaded = Config::load(None, vars.clone()).unwrap();
+        assert!(loaded.ignored.is_empty(), "{:?}", loaded.ignored);
+        assert_eq!(
+            toml::Table::try_from(&loaded.config).unwrap(),
+            Config::default_tree()
         );
     }
 
     #[test]
-    fn database_pool_size_comes_from_file_or_env() {
-        let c: Config = toml::from_str("database_pool_size = 4").unwrap();
-        assert_eq!(c.database_pool_size, 4);
-        assert_eq!(Config::default().database_pool_size, 10);
-        let mut c = Config::default();
-        c.apply_env(|k| (k == "LATCHKEY_DATABASE_POOL_SIZE").then(|| "25".into()))
-            .unwrap();
+    fn the_environment_overrides_the_file_with_typed_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("latchkey.toml");
+        std::fs::write(
+            &file,
+            "database_pool_size = 4\npublic_url = \"https://file.example\"\n[throttle]\nwindow_secs = 90\nsign_in_attempts = 7\n",
+        )
+        .unwrap();
+        let loaded = Config::load(
+            Some(&file),
+            env(&[
+                ("LATCHKEY_THROTTLE__WINDOW_SECS", "30"),
+                ("LATCHKEY_VERIFIER__MAX_STALENESS_SECS", "12"),
+                ("LATCHKEY_FORWARD_AUTH__CASE_SENSITIVE_PATHS", "true"),
+                ("LATCHKEY_FORWARD_AUTH__URI_HEADER", "x-my-uri"),
+                ("LATCHKEY_API_KEY_HEADERS", "x-api-key, rime-api-key"),
+                ("LATCHKEY_TRUSTED_PROXIES", "10.0.0.0/8,127.0.0.1"),
+                (
+                    "LATCHKEY_FORWARD_AUTH__ROUTES",
+                    r#"[{path = "/admin/", types = ["admin"]}]"#,
+                ),
+                ("LATCHKEY_LOG_FORMAT", "json"),
+                ("LATCHKEY_PUBLIC_URL", "https://env.example"),
+                // Not settings: other tools' variables, and one typo.
+                ("LATCHKEY_HASH_KEY", "00"),
+                ("LATCHKEY_TEST_BACKEND", "postgres"),
+                ("LATCHKEY_PUBLICURL", "x"),
+                ("OTHER_THROTTLE__WINDOW_SECS", "1"),
+            ]),
+        )
+        .unwrap();
+        let c = loaded.config;
+        assert_eq!(c.database_pool_size, 4, "from the file");
+        assert_eq!(c.throttle.sign_in_attempts, 7, "from the file");
+        assert_eq!(c.throttle.window_secs, 30, "the environment wins");
+        assert_eq!(c.verifier.max_staleness_secs, 12);
+        assert!(c.forward_auth.case_sensitive_paths);
+        assert_eq!(c.forward_auth.uri_header.as_deref(), Some("x-my-uri"));
+        assert_eq!(c.api_key_headers, vec!["x-api-key", "rime-api-key"]);
+        assert!(c.is_trusted_proxy("10.1.2.3".parse().unwrap()));
+        assert!(c.is_trusted_proxy("127.0.0.1".parse().unwrap()));
+        assert!(!c.is_trusted_proxy("127.0.0.2".parse().unwrap()));
+        assert_eq!(c.forward_auth.routes.len(), 1);
+        assert_eq!(c.forward_auth.routes[0].types, Some(vec![TokenType::Admin]));
+        assert_eq!(c.log_format, LogFormat::Json);
+        assert_eq!(c.public_url, "https://env.example");
+        assert_eq!(loaded.ignored, vec!["LATCHKEY_PUBLICURL"]);
+    }
+
+    #[test]
+    fn bad_values_are_refused_naming_where_they_came_from() {
+        let refused = |vars: &[(&str, &str)]| match Config::load(None, env(vars)) {
+            Err(ConfigError::Invalid { name, message }) => format!("{name}: {message}"),
+            other => panic!("{vars:?} gave {other:?}"),
+        };
+        for (name, value) in [
+            ("LATCHKEY_THROTTLE__WINDOW_SECS", "soon"),
+            ("LATCHKEY_DATABASE_POOL_SIZE", "-1"),
+            ("LATCHKEY_LISTEN", "localhost"),
+            ("LATCHKEY_LOG_FORMAT", "xml"),
+            ("LATCHKEY_TRUSTED_PROXIES", "nope"),
+            ("LATCHKEY_FORWARD_AUTH__CASE_SENSITIVE_PATHS", "maybe"),
+            ("LATCHKEY_FORWARD_AUTH__PROXY", "haproxy"),
+            ("LATCHKEY_THROTTLE__WINDOWSECS", "30"),
+            ("LATCHKEY_THROTTLE", "30"),
+            ("LATCHKEY_THROTTLE__", "30"),
+            ("LATCHKEY_FORWARD_AUTH__ROUTES", "[{pth = \"/x\"}]"),
+        ] {
+            let message = refused(&[(name, value)]);
+            assert!(message.starts_with(name), "{message}");
+        }
+        // From the file: the file and the key are named.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bad.toml");
+        std::fs::write(&file, "[throttle]\nwindow_secs = \"soon\"\n").unwrap();
+        match Config::load(Some(&file), Vec::new()) {
+            Err(ConfigError::Parse { path, message }) => {
+                assert_eq!(path, file);
+                assert!(message.contains("throttle.window_secs"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let mut c = Config::load(None, env(&[("LATCHKEY_DATABASE_POOL_SIZE", "25")]))
+            .unwrap()
+            .config;
         assert_eq!(c.database_pool_size, 25);
         c.database_pool_size = 0;
         assert!(c.validate().is_err());

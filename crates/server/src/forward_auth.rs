@@ -15,7 +15,7 @@ use serde::Deserialize;
 use crate::config::ForwardAuthRoute;
 
 /// The proxy in front of `/auth/verify`: decides which headers carry the original request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ProxyKind {
     /// nginx `auth_request` with the documented `X-Original-URI` / `X-Original-Method`.

@@ -14,6 +14,7 @@ struct Proc {
     child: Child,
     url: String,
     stdout: String,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl Drop for Proc {
@@ -43,8 +44,14 @@ fn spawn(dir: &Path, envs: &[(&str, &str)]) -> Proc {
     let mut child = cmd.spawn().expect("spawn latchkey");
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
+    let logged = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let keep = std::sync::Arc::clone(&logged);
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Ok(mut text) = keep.lock() {
+                text.push_str(&line);
+                text.push('\n');
+            }
             if let Some(i) = line.find("address=") {
                 let addr = line[i + 8..]
                     .split_whitespace()
@@ -62,10 +69,16 @@ fn spawn(dir: &Path, envs: &[(&str, &str)]) -> Proc {
         child,
         url: format!("http://{addr}"),
         stdout: String::new(),
+        stderr: logged,
     }
 }
 
 impl Proc {
+    /// What the server logged so far.
+    fn stderr(&self) -> String {
+        self.stderr.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
     /// Reads whatever stdout holds once the process has exited.
     fn finish(mut self) -> String {
         let _ = self.child.wait();
@@ -85,6 +98,14 @@ impl Proc {
     }
 }
 
+fn password_from(stdout: &str) -> String {
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("Admin password:"))
+        .map(|s| s.trim().to_owned())
+        .expect("Admin password line")
+}
+
 fn token_from(stdout: &str) -> String {
     stdout
         .lines()
@@ -102,11 +123,7 @@ async fn first_start_prints_once_restart_keeps_data_and_sigterm_flushes() {
     first.sigterm();
     let out = first.finish();
     assert!(out.contains("Latchkey first start"), "{out}");
-    let password = out
-        .lines()
-        .find_map(|l| l.strip_prefix("Admin password:"))
-        .map(|s| s.trim().to_owned())
-        .unwrap();
+    let password = password_from(&out);
     assert_eq!(password.len(), 24);
     let token = token_from(&out);
 
@@ -188,6 +205,117 @@ async fn kill_9_right_after_an_acknowledged_create_keeps_the_token() {
     api.list_projects(&ws).await.unwrap();
     again.sigterm();
     again.finish();
+}
+
+/// A first start that cannot listen makes nothing (issue 22): no hash key, no admin, no
+/// token lost unprinted; the next start that can listen prints credentials that work.
+#[tokio::test]
+async fn a_first_start_with_its_port_taken_makes_nothing_and_the_next_prints_working_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let out = Command::new(env!("CARGO_BIN_EXE_latchkey"))
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .env_remove("LATCHKEY_HASH_KEY")
+        .env_remove("LATCHKEY_ADMIN_PASSWORD")
+        .env_remove("LATCHKEY_ADMIN_TOKEN")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("cannot listen on 127.0.0.1:{port}")),
+        "{err}"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !stdout.contains("first start"),
+        "nothing to print: {stdout}"
+    );
+    let made: Vec<_> = std::fs::read_dir(dir.path())
+        .map(|d| d.map_while(Result::ok).map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(made.is_empty(), "the failed start made {made:?}");
+    drop(taken);
+
+    let next = spawn(dir.path(), &[]);
+    next.sigterm();
+    let out = next.finish();
+    assert!(out.contains("Latchkey first start"), "{out}");
+    let password = password_from(&out);
+    let token = token_from(&out);
+    let again = spawn(dir.path(), &[]);
+    let me = Client::with_token(&again.url, token)
+        .unwrap()
+        .me()
+        .await
+        .unwrap();
+    assert_eq!(me.user.username, "admin");
+    Client::new(&again.url)
+        .unwrap()
+        .sign_in("admin", &password)
+        .await
+        .unwrap();
+    // `--listen …:0`: the printed URL has the port the server really listens on.
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("Console and API:") && !l.ends_with(":0")),
+        "{out}"
+    );
+    again.sigterm();
+    again.finish();
+}
+
+/// Nested settings come from `LATCHKEY_SECTION__KEY` in the real binary, and a
+/// `LATCHKEY_*` name that is no setting is reported rather than silently dropped.
+#[tokio::test]
+async fn nested_settings_come_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = spawn(
+        dir.path(),
+        &[
+            ("LATCHKEY_THROTTLE__FAILED_TOKEN_CHECKS", "2"),
+            ("LATCHKEY_THROTTLE__WINDOW_SECS", "3600"),
+            ("LATCHKEY_PUBLICURL", "https://typo.example"),
+        ],
+    );
+    let client = Client::new(&server.url).unwrap();
+    let unknown = "lkp_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA3Ae0o2";
+    for _ in 0..2 {
+        assert!(!client.verify(unknown).await.unwrap().valid);
+    }
+    let err = client.verify(unknown).await.unwrap_err();
+    assert_eq!(
+        err.status(),
+        Some(429),
+        "the third failure is throttled: {err:?}"
+    );
+    assert!(
+        server
+            .stderr()
+            .contains("LATCHKEY_PUBLICURL is not a Latchkey setting"),
+        "{}",
+        server.stderr()
+    );
+    server.sigterm();
+    server.finish();
+
+    // A bad value stops the start, naming the variable.
+    let out = Command::new(env!("CARGO_BIN_EXE_latchkey"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env("LATCHKEY_THROTTLE__WINDOW_SECS", "an hour")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("LATCHKEY_THROTTLE__WINDOW_SECS"), "{err}");
 }
 
 #[test]
