@@ -249,24 +249,178 @@ pub fn check_create(
     Ok(scopes)
 }
 
-/// Whether `viewer` may see `token` in lists and by id.
-pub fn can_see_token(
-    viewer_id: &str,
-    viewer_org_role: OrgRole,
-    viewer_workspace_role: Option<WorkspaceRole>,
-    token_type: TokenType,
-    token_owner_id: Option<&str>,
-) -> bool {
-    if viewer_org_role.is_org_admin() {
-        return true;
+/// Which tokens a caller may see — the one visibility rule of DESIGN.md §1 ("who may see
+/// it in lists"), for lists and reads by id alike.
+///
+/// Build it with [`Visibility::for_user`] (a session, or a user-owned token's owner) or
+/// [`Visibility::for_workspace_token`], confine it with [`Visibility::within`] when the
+/// caller is a token that acts in one workspace, then ask [`Visibility::allows`] for one
+/// token; the store takes the same value as its list filter and turns it into one SQL
+/// condition, so what a caller lists is exactly what it may read by id.
+///
+/// A token is visible when any of these holds — and, for a confined caller, it acts in the
+/// caller's workspace (a workspace-bound token reaches no other workspace and no user-wide
+/// legacy token):
+/// * the caller sees everything (org admins);
+/// * it is a personal or legacy token the caller's user owns (when the caller is one of
+///   the user's tokens, [`Visibility::through_token`]: only where the user may read tokens,
+///   or in no workspace — a token never reads more than its owner's role grants there);
+/// * it is a workspace token of one of [`Visibility::workspace_types`] in one of
+///   [`Visibility::workspaces`]: `client` and `frontend` tokens of the workspaces where the
+///   user is a workspace admin or member (not a viewer); for a workspace token as caller,
+///   those of its own workspace, and `admin` tokens too when the caller is an `admin`
+///   token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Visibility {
+    everything: bool,
+    owner: Option<String>,
+    owned_only_in_workspaces: bool,
+    workspaces: Vec<String>,
+    workspace_types: Vec<TokenType>,
+    within: Option<String>,
+}
+
+impl Visibility {
+    /// No token at all.
+    pub fn nothing() -> Visibility {
+        Visibility {
+            everything: false,
+            owner: None,
+            owned_only_in_workspaces: false,
+            workspaces: Vec::new(),
+            workspace_types: Vec::new(),
+            within: None,
+        }
     }
-    match token_type {
-        TokenType::Personal | TokenType::Legacy => token_owner_id == Some(viewer_id),
-        TokenType::Client | TokenType::Frontend => matches!(
-            viewer_workspace_role,
-            Some(WorkspaceRole::Admin | WorkspaceRole::Member)
-        ),
-        TokenType::Admin => false,
+
+    /// Every token of the org.
+    pub fn everything() -> Visibility {
+        Visibility {
+            everything: true,
+            ..Visibility::nothing()
+        }
+    }
+
+    /// What a user sees: everything as an org admin; else their own personal and legacy
+    /// tokens, and the `client` and `frontend` tokens of the workspaces where
+    /// `memberships` gives them [`Permission::ReadApiToken`] (workspace admins and members,
+    /// not viewers).
+    pub fn for_user<'a>(
+        user_id: &str,
+        org_role: OrgRole,
+        memberships: impl IntoIterator<Item = (&'a str, WorkspaceRole)>,
+    ) -> Visibility {
+        if org_role.is_org_admin() {
+            return Visibility::everything();
+        }
+        let mut workspaces: Vec<String> = memberships
+            .into_iter()
+            .filter(|(_, role)| workspace_role_grants(*role, Permission::ReadApiToken))
+            .map(|(ws, _)| ws.to_owned())
+            .collect();
+        workspaces.sort();
+        workspaces.dedup();
+        Visibility {
+            owner: Some(user_id.to_owned()),
+            workspaces,
+            workspace_types: vec![TokenType::Client, TokenType::Frontend],
+            ..Visibility::nothing()
+        }
+    }
+
+    /// What a workspace token (`client`, `frontend`, `admin`; no user behind it) sees:
+    /// the `client` and `frontend` tokens of its workspace, and `admin` tokens too when it
+    /// is an `admin` token. A user-owned type gets nothing here (use
+    /// [`Visibility::for_user`] with its owner).
+    pub fn for_workspace_token(workspace_id: &str, caller_type: TokenType) -> Visibility {
+        let workspace_types = match caller_type {
+            TokenType::Client | TokenType::Frontend => vec![TokenType::Client, TokenType::Frontend],
+            TokenType::Admin => vec![TokenType::Client, TokenType::Frontend, TokenType::Admin],
+            TokenType::Personal | TokenType::Legacy => return Visibility::nothing(),
+        };
+        Visibility {
+            workspaces: vec![workspace_id.to_owned()],
+            workspace_types,
+            ..Visibility::nothing()
+        }
+    }
+
+    /// For one of the user's tokens as caller: the user's own tokens count only in the
+    /// workspaces of [`Visibility::workspaces`] (where the user may read tokens) or in
+    /// none. A session sees the user's own tokens everywhere; a token's rights are narrowed
+    /// to what its owner's role grants in each workspace, and a viewer's role grants no
+    /// token reading.
+    #[must_use]
+    pub fn through_token(mut self) -> Visibility {
+        if !self.everything {
+            self.owned_only_in_workspaces = true;
+        }
+        self
+    }
+
+    /// Confines to tokens acting in `workspace_id`, when it is `Some`: a token that acts in
+    /// one workspace (a personal or workspace token) sees nothing of the others and no
+    /// user-wide legacy token, whatever its owner may see.
+    #[must_use]
+    pub fn within(mut self, workspace_id: Option<&str>) -> Visibility {
+        if let Some(ws) = workspace_id {
+            self.within = Some(ws.to_owned());
+        }
+        self
+    }
+
+    /// Whether a token of `token_type` acting in `workspace_id` and owned by `owner_id` is
+    /// visible.
+    pub fn allows(
+        &self,
+        token_type: TokenType,
+        workspace_id: Option<&str>,
+        owner_id: Option<&str>,
+    ) -> bool {
+        if let Some(within) = self.within.as_deref()
+            && workspace_id != Some(within)
+        {
+            return false;
+        }
+        let in_workspaces = |ws: &str| self.workspaces.iter().any(|w| w == ws);
+        self.everything
+            || (token_type.is_user_owned()
+                && owner_id.is_some()
+                && self.owner.as_deref() == owner_id
+                && (!self.owned_only_in_workspaces || workspace_id.is_none_or(in_workspaces)))
+            || (self.workspace_types.contains(&token_type)
+                && workspace_id.is_some_and(in_workspaces))
+    }
+
+    /// Whether every token of the org is visible (before [`Visibility::confinement`]).
+    pub fn sees_everything(&self) -> bool {
+        self.everything
+    }
+
+    /// The user whose personal and legacy tokens are visible.
+    pub fn owner(&self) -> Option<&str> {
+        self.owner.as_deref()
+    }
+
+    /// Whether the owner's tokens count only in [`Visibility::workspaces`] or in no
+    /// workspace ([`Visibility::through_token`]).
+    pub fn owned_only_in_workspaces(&self) -> bool {
+        self.owned_only_in_workspaces
+    }
+
+    /// The workspaces whose tokens of [`Visibility::workspace_types`] are visible (sorted).
+    pub fn workspaces(&self) -> &[String] {
+        &self.workspaces
+    }
+
+    /// The workspace token types visible in [`Visibility::workspaces`].
+    pub fn workspace_types(&self) -> &[TokenType] {
+        &self.workspace_types
+    }
+
+    /// The one workspace a confined caller sees tokens of.
+    pub fn confinement(&self) -> Option<&str> {
+        self.within.as_deref()
     }
 }
 
@@ -798,44 +952,77 @@ mod tests {
 
     #[test]
     fn visibility_rules() {
-        use OrgRole::*;
-        use WorkspaceRole as W;
-        assert!(can_see_token("u", Admin, None, TokenType::Admin, None));
-        assert!(!can_see_token(
+        use TokenType::*;
+        let admin = Visibility::for_user("u", OrgRole::Admin, []);
+        assert!(admin.allows(Admin, Some("w"), None));
+        assert!(admin.allows(Personal, Some("w"), Some("v")));
+        let member = Visibility::for_user(
             "u",
-            Member,
-            Some(W::Admin),
-            TokenType::Admin,
-            None
-        ));
-        assert!(can_see_token(
-            "u",
-            Member,
-            Some(W::Member),
-            TokenType::Client,
-            None
-        ));
-        assert!(!can_see_token(
-            "u",
-            Member,
-            Some(W::Viewer),
-            TokenType::Frontend,
-            None
-        ));
-        assert!(can_see_token(
-            "u",
-            Member,
-            Some(W::Member),
-            TokenType::Personal,
-            Some("u")
-        ));
-        assert!(!can_see_token(
-            "u",
-            Member,
-            Some(W::Admin),
-            TokenType::Personal,
-            Some("v")
-        ));
+            OrgRole::Member,
+            [
+                ("w", WorkspaceRole::Member),
+                ("x", WorkspaceRole::Viewer),
+                ("y", WorkspaceRole::Admin),
+            ],
+        );
+        assert_eq!(member.workspaces(), ["w", "y"]);
+        assert!(member.allows(Client, Some("w"), None));
+        assert!(member.allows(Frontend, Some("y"), None));
+        assert!(
+            !member.allows(Frontend, Some("x"), None),
+            "viewers see no workspace tokens"
+        );
+        assert!(
+            !member.allows(Admin, Some("y"), None),
+            "admin tokens: org admins only"
+        );
+        assert!(
+            member.allows(Personal, Some("x"), Some("u")),
+            "own tokens, any role"
+        );
+        assert!(member.allows(Legacy, None, Some("u")));
+        assert!(!member.allows(Personal, Some("w"), Some("v")));
+        assert!(!member.allows(Client, None, None));
+        // A personal token acting in `w` sees nothing of `y`, nor the owner's legacy token.
+        let confined = member.clone().within(Some("w"));
+        assert!(confined.allows(Client, Some("w"), None));
+        assert!(!confined.allows(Client, Some("y"), None));
+        assert!(!confined.allows(Personal, Some("x"), Some("u")));
+        assert!(!confined.allows(Legacy, None, Some("u")));
+        assert!(
+            !admin
+                .clone()
+                .within(Some("w"))
+                .allows(Admin, Some("v"), None)
+        );
+        // Through one of the user's tokens: own tokens only where the role reads tokens.
+        let token = member.clone().through_token();
+        assert!(token.allows(Personal, Some("w"), Some("u")));
+        assert!(
+            !token.allows(Personal, Some("x"), Some("u")),
+            "a viewer there"
+        );
+        assert!(
+            !token.allows(Personal, Some("z"), Some("u")),
+            "not a member there"
+        );
+        assert!(token.allows(Legacy, None, Some("u")));
+        assert_eq!(admin.clone().through_token(), admin);
+        // Workspace tokens: their workspace's client and frontend tokens; admin tokens
+        // only for an admin token; never a user's token.
+        let client = Visibility::for_workspace_token("w", Client);
+        assert!(client.allows(Frontend, Some("w"), None));
+        assert!(!client.allows(Admin, Some("w"), None));
+        assert!(!client.allows(Client, Some("v"), None));
+        assert!(!client.allows(Personal, Some("w"), Some("u")));
+        let admin_token = Visibility::for_workspace_token("w", Admin);
+        assert!(admin_token.allows(Admin, Some("w"), None));
+        assert!(!admin_token.allows(Admin, Some("v"), None));
+        assert_eq!(
+            Visibility::for_workspace_token("w", Personal),
+            Visibility::nothing()
+        );
+        assert!(!Visibility::nothing().allows(Legacy, None, None));
     }
 
     #[test]

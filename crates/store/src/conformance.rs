@@ -19,7 +19,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use latchkey_core::policy::Limits;
+use latchkey_core::policy::{Limits, Visibility};
 use latchkey_core::{
     HashKey, InstanceSettings, NewAuditEvent, OrgRecord, ProjectRecord, SecretHash, SecretRecord,
     SessionRecord, StoredState, TokenRecord, TokenSettings, UserRecord, WorkspaceRecord, new_id,
@@ -1710,57 +1710,131 @@ pub async fn tokens_create_get_list(store: Arc<dyn Store>) {
         set(&[&bob_personal2])
     );
 
-    // Visibility for a non-admin.
-    assert_eq!(
-        ids(tokens_where(
-            store,
-            &world,
-            TokenFilter {
-                visible_to: Some(bob.id.clone()),
-                ..TokenFilter::default()
+    // Visibility: the filter lists exactly what `Visibility::allows` lets a read by id see,
+    // for every kind of caller, alone and within one workspace.
+    let in_ws = |v: Visibility| v.within(Some(ws.id.as_str()));
+    let callers = [
+        (
+            "org admin",
+            Visibility::for_user(&admin.id, OrgRole::Admin, []),
+        ),
+        (
+            "member of ws, viewer of ws2",
+            Visibility::for_user(
+                &bob.id,
+                OrgRole::Member,
+                [
+                    (ws.id.as_str(), WorkspaceRole::Member),
+                    (ws2.id.as_str(), WorkspaceRole::Viewer),
+                ],
+            ),
+        ),
+        (
+            "admin of both",
+            Visibility::for_user(
+                &bob.id,
+                OrgRole::Member,
+                [
+                    (ws.id.as_str(), WorkspaceRole::Admin),
+                    (ws2.id.as_str(), WorkspaceRole::Admin),
+                ],
+            ),
+        ),
+        (
+            "a token of a member of ws, viewer of ws2",
+            Visibility::for_user(
+                &bob.id,
+                OrgRole::Member,
+                [
+                    (ws.id.as_str(), WorkspaceRole::Member),
+                    (ws2.id.as_str(), WorkspaceRole::Viewer),
+                ],
+            )
+            .through_token(),
+        ),
+        (
+            "a token of a user without memberships",
+            Visibility::for_user(&bob.id, OrgRole::Member, []).through_token(),
+        ),
+        (
+            "no memberships",
+            Visibility::for_user(&bob.id, OrgRole::Member, []),
+        ),
+        (
+            "a stranger",
+            Visibility::for_user(&new_id(), OrgRole::Member, []),
+        ),
+        (
+            "client token",
+            Visibility::for_workspace_token(&ws.id, TokenType::Client),
+        ),
+        (
+            "admin token",
+            Visibility::for_workspace_token(&ws.id, TokenType::Admin),
+        ),
+        ("nothing", Visibility::nothing()),
+        ("everything", Visibility::everything()),
+    ];
+    for (who, visibility) in callers {
+        for (confined, visibility) in [(false, visibility.clone()), (true, in_ws(visibility))] {
+            for workspace_id in [None, Some(ws.id.clone()), Some(ws2.id.clone())] {
+                let filter = TokenFilter {
+                    workspace_id: workspace_id.clone(),
+                    visibility: Some(visibility.clone()),
+                    ..TokenFilter::default()
+                };
+                let expected: BTreeSet<String> = everything
+                    .iter()
+                    .filter(|t| workspace_id.is_none() || t.workspace_id == workspace_id)
+                    .filter(|t| {
+                        visibility.allows(
+                            t.token_type,
+                            t.workspace_id.as_deref(),
+                            t.owner_id.as_deref(),
+                        )
+                    })
+                    .map(|t| t.id.clone())
+                    .collect();
+                assert_eq!(
+                    ids(tokens_where(store, &world, filter).await),
+                    expected,
+                    "{who} (confined: {confined}) in {workspace_id:?}"
+                );
             }
-        )
-        .await),
-        set(&[&bob_personal, &bob_legacy, &bob_personal2])
+        }
+    }
+    // The rule itself, spelled out once for a member of `ws` (viewer of `ws2`).
+    let bob_sees = Visibility::for_user(
+        &bob.id,
+        OrgRole::Member,
+        [
+            (ws.id.as_str(), WorkspaceRole::Member),
+            (ws2.id.as_str(), WorkspaceRole::Viewer),
+        ],
     );
     assert_eq!(
         ids(tokens_where(
             store,
             &world,
             TokenFilter {
-                visible_to: Some(bob.id.clone()),
-                workspace_id: Some(ws.id.clone()),
+                visibility: Some(bob_sees.clone()),
                 ..TokenFilter::default()
             }
         )
         .await),
-        set(&[&bob_personal])
+        set(&[&bob_personal, &bob_legacy, &bob_personal2, &full, &frontend])
     );
     assert_eq!(
         ids(tokens_where(
             store,
             &world,
             TokenFilter {
-                visible_to: Some(bob.id.clone()),
-                include_workspace_tokens: true,
-                workspace_id: Some(ws.id.clone()),
+                visibility: Some(bob_sees.within(Some(&ws2.id))),
                 ..TokenFilter::default()
             }
         )
         .await),
-        set(&[&bob_personal, &full, &frontend])
-    );
-    assert_eq!(
-        ids(tokens_where(
-            store,
-            &world,
-            TokenFilter {
-                visible_to: Some(new_id()),
-                ..TokenFilter::default()
-            }
-        )
-        .await),
-        BTreeSet::new()
+        set(&[&bob_personal2])
     );
     assert!(
         store

@@ -27,7 +27,7 @@ pub mod events;
 pub mod sql;
 
 use async_trait::async_trait;
-use latchkey_core::policy::Limits;
+use latchkey_core::policy::{Limits, Visibility};
 use latchkey_core::{
     InstanceSettings, MembershipRecord, NewAuditEvent, OrgRecord, ProjectRecord, SecretHash,
     SecretRecord, SessionRecord, TokenRecord, TokenSettings, UserRecord, WorkspaceRecord,
@@ -122,12 +122,10 @@ pub struct TokenFilter {
     pub workspace_id: Option<String>,
     /// Only tokens owned by this user.
     pub owner_id: Option<String>,
-    /// Visibility for a caller who is not an org admin: their own personal and legacy
-    /// tokens, plus `client` and `frontend` tokens when `include_workspace_tokens`; never
-    /// `admin` tokens or other users' tokens.
-    pub visible_to: Option<String>,
-    /// See `visible_to`.
-    pub include_workspace_tokens: bool,
+    /// Only tokens this caller may see ([`Visibility`], the rule reads by id use too);
+    /// `None` lists without a visibility rule, for internal callers (sweeps, operator
+    /// commands), never for a request.
+    pub visibility: Option<Visibility>,
     /// Only this type.
     pub token_type: Option<TokenType>,
 }

@@ -173,7 +173,9 @@ async fn the_whole_matrix_every_token_route_every_role_every_type() {
                 && token.workspace_id.as_deref() == Some(m.ws.as_str())
             {
                 let in_list = list.items.iter().any(|t| t.id == token.id);
-                let list_visible = visible && !matches!(actor, Actor::WsViewer | Actor::Outsider);
+                // Outsiders cannot list the workspace at all; everyone else lists exactly
+                // what they may read by id (a viewer: their own tokens).
+                let list_visible = visible && *actor != Actor::Outsider;
                 assert_eq!(
                     in_list, list_visible,
                     "{actor:?} list {:?} own={own}",
@@ -234,9 +236,8 @@ async fn the_whole_matrix_every_token_route_every_role_every_type() {
                 token.token_type
             );
         }
-        // Listing: viewers and outsiders see no workspace token list.
+        // Listing: outsiders do not see the workspace.
         match actor {
-            Actor::WsViewer => assert_eq!(listed.unwrap_err().status(), Some(403)),
             Actor::Outsider => assert_eq!(listed.unwrap_err().status(), Some(404)),
             _ => assert!(listed.is_ok()),
         }
@@ -247,6 +248,185 @@ async fn the_whole_matrix_every_token_route_every_role_every_type() {
         org_admin.tokens().delete(&token.id).await.unwrap();
     }
     drop(m.server);
+}
+
+/// One visibility rule (issue 19): for every kind of caller — sessions of each role and
+/// each token type presented — a workspace's token list holds exactly the tokens of that
+/// workspace it may read by id, and `/me/tokens` exactly its own ones it may read.
+#[tokio::test]
+async fn every_caller_lists_exactly_what_it_may_read_by_id() {
+    use std::collections::BTreeSet;
+    let server = TestServer::start().await;
+    let owner = server.signed_in("admin", ADMIN_PASSWORD).await;
+    let ws1 = server.workspace1().await;
+    let ws2 = owner.create_workspace("Second").await.unwrap().id;
+    let (_, org_admin) = server.user("orgadmin", OrgRole::Admin).await;
+    let (ws_admin_id, ws_admin) = server.user("wsadmin", OrgRole::Member).await;
+    let (member_id, member) = server.user("member", OrgRole::Member).await;
+    let (viewer_id, viewer) = server.user("viewer", OrgRole::Member).await;
+    let (_, outsider) = server.user("outsider", OrgRole::Member).await;
+    for (ws, user, role) in [
+        (&ws1, &ws_admin_id, WorkspaceRole::Admin),
+        (&ws1, &member_id, WorkspaceRole::Member),
+        (&ws2, &member_id, WorkspaceRole::Viewer),
+        (&ws1, &viewer_id, WorkspaceRole::Viewer),
+    ] {
+        owner.put_member(ws, user, role).await.unwrap();
+    }
+    let reading = Some(vec![Scope::TokensRead, Scope::ProjectsRead]);
+    let create = |client: &Client, ws: &str, t: TokenType, owner_id: Option<&str>| {
+        let mut req = CreateTokenRequest::new(format!("{t:?}"), t);
+        if !t.is_user_owned() {
+            req.scopes.clone_from(&reading);
+        }
+        req.owner_id = owner_id.map(str::to_owned);
+        let (client, ws) = (client.clone(), ws.to_owned());
+        async move { client.tokens().create(&ws, &req).await.unwrap() }
+    };
+    // Tokens of every type in both workspaces, of several owners.
+    let mut callers = vec![
+        ("owner", owner.clone()),
+        ("org admin", org_admin.clone()),
+        ("workspace admin", ws_admin.clone()),
+        ("member", member.clone()),
+        ("viewer", viewer.clone()),
+        ("outsider", outsider.clone()),
+    ];
+    for ws in [&ws1, &ws2] {
+        for t in [TokenType::Client, TokenType::Frontend, TokenType::Admin] {
+            let created = create(&owner, ws, t, None).await;
+            if ws == &ws1 {
+                callers.push((t.as_str(), server.with_token(&created.token)));
+            }
+        }
+        create(&owner, ws, TokenType::Personal, None).await;
+        create(&owner, ws, TokenType::Personal, Some(&member_id)).await;
+    }
+    create(&owner, &ws1, TokenType::Personal, Some(&viewer_id)).await;
+    create(&ws_admin, &ws1, TokenType::Personal, None).await;
+    let personal = create(&member, &ws1, TokenType::Personal, None).await;
+    let legacy = create(&member, &ws1, TokenType::Legacy, None).await;
+    let admins_personal = create(&org_admin, &ws1, TokenType::Personal, None).await;
+    callers.push((
+        "member's personal token",
+        server.with_token(&personal.token),
+    ));
+    callers.push(("member's legacy token", server.with_token(&legacy.token)));
+    callers.push((
+        "org admin's personal token",
+        server.with_token(&admins_personal.token),
+    ));
+    // Every token of the org: both workspaces as their owner lists them, and the one
+    // legacy token (it acts in no workspace).
+    let mut all = Vec::new();
+    for ws in [&ws1, &ws2] {
+        all.extend(
+            owner
+                .tokens()
+                .list(Some(ws), &PageQuery::limit(200))
+                .await
+                .unwrap()
+                .items,
+        );
+    }
+    all.push(legacy.meta.clone());
+    assert_eq!(all.len(), 16, "the bootstrap token and the 15 made here");
+
+    for (who, caller) in &callers {
+        let mut readable = BTreeSet::new();
+        for token in &all {
+            if caller.tokens().get(&token.id).await.is_ok() {
+                readable.insert((token.id.clone(), token.workspace_id.clone()));
+            }
+        }
+        for ws in [&ws1, &ws2] {
+            let expected: BTreeSet<String> = readable
+                .iter()
+                .filter(|(_, w)| w.as_deref() == Some(ws.as_str()))
+                .map(|(id, _)| id.clone())
+                .collect();
+            match caller.tokens().list(Some(ws), &PageQuery::limit(200)).await {
+                Ok(page) => {
+                    let listed: BTreeSet<String> = page.items.into_iter().map(|t| t.id).collect();
+                    assert_eq!(listed, expected, "{who} lists {ws}");
+                }
+                Err(e) => {
+                    assert!(
+                        matches!(e.status(), Some(403 | 404)),
+                        "{who} lists {ws}: {e}"
+                    );
+                    assert!(
+                        expected.is_empty(),
+                        "{who} cannot list {ws} but reads {expected:?}"
+                    );
+                }
+            }
+        }
+        if let Ok(mine) = caller.my_tokens(&PageQuery::limit(200)).await {
+            let me = caller.me().await.unwrap().user.id;
+            let mine: BTreeSet<String> = mine.items.into_iter().map(|t| t.id).collect();
+            let expected: BTreeSet<String> = all
+                .iter()
+                .filter(|t| t.owner_id.as_deref() == Some(me.as_str()))
+                .filter(|t| readable.iter().any(|(id, _)| *id == t.id))
+                .map(|t| t.id.clone())
+                .collect();
+            let describe = |ids: &BTreeSet<String>| -> Vec<String> {
+                all.iter()
+                    .filter(|t| ids.contains(&t.id))
+                    .map(|t| format!("{:?} in {:?}", t.token_type, t.workspace_id))
+                    .collect()
+            };
+            assert_eq!(
+                mine,
+                expected,
+                "{who} lists its own tokens: {:?} vs {:?}",
+                describe(&mine),
+                describe(&expected)
+            );
+        }
+    }
+
+    // And the rule itself, for the callers whose answer the issue names.
+    let types_listed = |client: Client, ws: String| async move {
+        let page = client
+            .tokens()
+            .list(Some(&ws), &PageQuery::limit(200))
+            .await
+            .unwrap();
+        let mut types: Vec<TokenType> = page.items.iter().map(|t| t.token_type).collect();
+        types.sort_by_key(|t| t.as_str());
+        types
+    };
+    let by_name = |name: &str| callers.iter().find(|(n, _)| *n == name).unwrap().1.clone();
+    assert_eq!(
+        types_listed(by_name("admin"), ws1.clone()).await,
+        [TokenType::Admin, TokenType::Client, TokenType::Frontend],
+        "an admin token lists the admin tokens it may read by id"
+    );
+    assert_eq!(
+        types_listed(by_name("client"), ws1.clone()).await,
+        [TokenType::Client, TokenType::Frontend]
+    );
+    assert_eq!(
+        types_listed(viewer.clone(), ws1.clone()).await,
+        [TokenType::Personal],
+        "a viewer lists its own token only"
+    );
+    let mine_via_personal: Vec<TokenType> = by_name("member's personal token")
+        .my_tokens(&PageQuery::limit(200))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|t| t.token_type)
+        .collect();
+    assert_eq!(
+        mine_via_personal,
+        [TokenType::Personal, TokenType::Personal],
+        "a personal token lists its owner's tokens of its workspace, not those of the \
+         second workspace nor the legacy one"
+    );
 }
 
 #[tokio::test]

@@ -48,10 +48,11 @@ impl AppState {
         }
         p.authorize(Permission::ManageAnyToken, None)?;
         let org = self.org().await?;
-        let paged = self
-            .store
-            .list_tokens(&org.id, &TokenFilter::default(), page)
-            .await?;
+        let filter = TokenFilter {
+            visibility: Some(p.visibility()),
+            ..TokenFilter::default()
+        };
+        let paged = self.store.list_tokens(&org.id, &filter, page).await?;
         self.token_views(paged, now).await
     }
 

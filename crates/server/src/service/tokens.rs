@@ -3,6 +3,7 @@
 use latchkey_core::model::{SecretRecord, StoredState, TokenRecord};
 use latchkey_core::policy::{
     self, CreateContext, CreateDenied, LifetimeError, LifetimeRequest, RestoreDenied, TokenAction,
+    Visibility,
 };
 use latchkey_core::token::{self, SecretKind};
 use latchkey_core::{NewAuditEvent, ScopeSet};
@@ -86,36 +87,44 @@ impl Principal {
         }
     }
 
-    /// Whether this caller may see `token` (visibility rules of DESIGN.md §1).
-    pub fn can_see(&self, token: &TokenRecord) -> bool {
-        // A token bound to a workspace reaches only that workspace's tokens: not another
-        // workspace's, and not legacy tokens (which have none).
-        if let Some(grant) = self.token()
-            && let Some(own_ws) = grant.token.workspace_id.as_deref()
-            && token.workspace_id.as_deref() != Some(own_ws)
-        {
-            return false;
-        }
-        match &self.user {
-            Some(user) => policy::can_see_token(
-                &user.id,
-                user.role,
-                user.workspace_role(token.workspace_id.as_deref()),
-                token.token_type,
-                token.owner_id.as_deref(),
-            ),
-            None => {
-                let own_type = self.token().map(|g| g.token.token_type);
-                let same_ws = self.token().and_then(|g| g.token.workspace_id.as_deref())
-                    == token.workspace_id.as_deref();
-                same_ws
-                    && match token.token_type {
-                        TokenType::Client | TokenType::Frontend => true,
-                        TokenType::Admin => own_type == Some(TokenType::Admin),
-                        _ => false,
-                    }
+    /// Which tokens this caller may see: the one rule of `policy::Visibility`, confined to
+    /// the presenting token's workspace when it has one. Lists hand it to the store as
+    /// their filter, reads by id ask it ([`Principal::can_see`]), so the two agree.
+    pub fn visibility(&self) -> Visibility {
+        let grant = self.token();
+        let acts_in = grant.and_then(|g| g.token.workspace_id.as_deref());
+        let seen = match (&self.user, grant) {
+            (Some(user), grant) => {
+                let seen = Visibility::for_user(
+                    &user.id,
+                    user.role,
+                    user.memberships
+                        .iter()
+                        .map(|(ws, role)| (ws.as_str(), *role)),
+                );
+                // A user's token reads no more than the user's role grants in each workspace.
+                if grant.is_some() {
+                    seen.through_token()
+                } else {
+                    seen
+                }
             }
-        }
+            (None, Some(grant)) => match acts_in {
+                Some(ws) => Visibility::for_workspace_token(ws, grant.token.token_type),
+                None => Visibility::nothing(),
+            },
+            (None, None) => Visibility::nothing(),
+        };
+        seen.within(acts_in)
+    }
+
+    /// Whether this caller may see `token`, in lists and by id.
+    pub fn can_see(&self, token: &TokenRecord) -> bool {
+        self.visibility().allows(
+            token.token_type,
+            token.workspace_id.as_deref(),
+            token.owner_id.as_deref(),
+        )
     }
 
     /// Whether this caller may revoke, restore, rotate or delete `token`.
@@ -380,44 +389,17 @@ impl AppState {
         let now = self.clock.now();
         let ws = self.resolve_workspace(p, workspace_ref).await?;
         p.require_token_scope(Scope::TokensRead, Some(&ws.id))?;
-        let mut filter = TokenFilter {
+        let filter = TokenFilter {
             workspace_id: Some(ws.id.clone()),
+            visibility: Some(p.visibility()),
             ..TokenFilter::default()
         };
-        match &p.user {
-            Some(user) if user.role.is_org_admin() => {}
-            Some(user) => {
-                let role = user.workspace_role(Some(&ws.id));
-                if !matches!(
-                    role,
-                    Some(
-                        latchkey_proto::WorkspaceRole::Admin
-                            | latchkey_proto::WorkspaceRole::Member
-                    )
-                ) {
-                    return Err(ApiError::forbidden("viewers cannot see tokens"));
-                }
-                filter.visible_to = Some(user.id.clone());
-                filter.include_workspace_tokens = true;
-            }
-            None => {
-                // Workspace tokens see workspace tokens; only admin tokens see admin tokens.
-                filter.visible_to = Some(String::new());
-                filter.include_workspace_tokens = true;
-            }
-        }
         let paged = self.store.list_tokens(&ws.org_id, &filter, page).await?;
-        let mut view = self.token_views(paged, now).await?;
-        if p.user.is_none() {
-            view.items.retain(|t| {
-                t.token_type != TokenType::Admin
-                    || p.token().map(|g| g.token.token_type) == Some(TokenType::Admin)
-            });
-        }
-        Ok(view)
+        self.token_views(paged, now).await
     }
 
-    /// The caller's own tokens, in every workspace.
+    /// The caller's own tokens, in every workspace (a token caller: those it may see, so
+    /// a personal token lists its own workspace's and the user-wide ones).
     pub async fn list_my_tokens(
         &self,
         p: &Principal,
@@ -429,6 +411,7 @@ impl AppState {
         let org = self.org().await?;
         let filter = TokenFilter {
             owner_id: Some(user.id.clone()),
+            visibility: Some(p.visibility()),
             ..TokenFilter::default()
         };
         let paged = self.store.list_tokens(&org.id, &filter, page).await?;

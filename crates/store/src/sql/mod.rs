@@ -23,7 +23,7 @@ mod rows;
 use std::future::Future;
 
 use async_trait::async_trait;
-use latchkey_core::policy::Limits;
+use latchkey_core::policy::{Limits, Visibility};
 use latchkey_core::{
     InstanceSettings, MembershipRecord, NewAuditEvent, OrgRecord, ProjectRecord, SecretHash,
     SecretRecord, SessionRecord, TokenRecord, TokenSettings, UserRecord, WorkspaceRecord,
@@ -207,6 +207,60 @@ pub async fn import_tokens<B: SqlBackend>(
     in_write!(backend: B, Serialized, |conn| ops::import_tokens(
         conn, now, &tokens, &event
     ))
+}
+
+/// [`Visibility`] as SQL over `tokens t`, the one place the rule becomes a condition (its
+/// Rust form, [`Visibility::allows`], decides reads by id; the conformance suite checks
+/// that both agree).
+fn push_visibility(statement: &mut Statement, visibility: &Visibility) {
+    if let Some(workspace_id) = visibility.confinement() {
+        statement.push(" AND t.workspace_id = ").param(workspace_id);
+    }
+    if visibility.sees_everything() {
+        return;
+    }
+    let (workspaces, types) = (visibility.workspaces(), visibility.workspace_types());
+    let in_workspaces = |statement: &mut Statement| {
+        statement.push("t.workspace_id IN (");
+        for (i, workspace_id) in workspaces.iter().enumerate() {
+            statement
+                .push(if i == 0 { "" } else { ", " })
+                .param(workspace_id.as_str());
+        }
+        statement.push(")");
+    };
+    statement.push(" AND (1 = 0");
+    if let Some(owner) = visibility.owner() {
+        statement
+            .push(" OR (t.owner_id = ")
+            .param(owner)
+            .push(" AND t.token_type IN (")
+            .param(TokenType::Personal.as_str())
+            .push(", ")
+            .param(TokenType::Legacy.as_str())
+            .push(")");
+        if visibility.owned_only_in_workspaces() {
+            statement.push(" AND (t.workspace_id IS NULL");
+            if !workspaces.is_empty() {
+                statement.push(" OR ");
+                in_workspaces(statement);
+            }
+            statement.push(")");
+        }
+        statement.push(")");
+    }
+    if !workspaces.is_empty() && !types.is_empty() {
+        statement.push(" OR (");
+        in_workspaces(statement);
+        statement.push(" AND t.token_type IN (");
+        for (i, token_type) in types.iter().enumerate() {
+            statement
+                .push(if i == 0 { "" } else { ", " })
+                .param(token_type.as_str());
+        }
+        statement.push("))");
+    }
+    statement.push(")");
 }
 
 /// One page of `statement` (which must already have a `WHERE` clause) by `id_column`,
@@ -570,24 +624,8 @@ impl<B: SqlBackend> Store for B {
                 .push(" AND t.token_type = ")
                 .param(token_type.as_str());
         }
-        if let Some(user_id) = &filter.visible_to {
-            statement
-                .push(" AND ((t.owner_id = ")
-                .param(user_id.as_str())
-                .push(" AND t.token_type IN (")
-                .param(TokenType::Personal.as_str())
-                .push(", ")
-                .param(TokenType::Legacy.as_str())
-                .push("))");
-            if filter.include_workspace_tokens {
-                statement
-                    .push(" OR t.token_type IN (")
-                    .param(TokenType::Client.as_str())
-                    .push(", ")
-                    .param(TokenType::Frontend.as_str())
-                    .push(")");
-            }
-            statement.push(")");
+        if let Some(visibility) = &filter.visibility {
+            push_visibility(&mut statement, visibility);
         }
         self::page(self, statement, "t.id", page, rows::token, |t| &t.id).await
     }
