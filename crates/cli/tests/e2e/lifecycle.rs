@@ -6,7 +6,7 @@ use latchkey_client::proto::{
     CreateTokenRequest, Reason, RotateTokenRequest, TokenState, TokenType,
 };
 
-use crate::harness::TestServer;
+use crate::harness::{ADMIN_PASSWORD, TestServer};
 
 #[tokio::test]
 async fn bootstrap_creates_admin_workspace_and_a_working_token() {
@@ -110,8 +110,18 @@ async fn every_type_is_created_shown_once_and_listed_without_secret() {
         .unwrap();
     // Legacy tokens are user-wide, so the workspace list holds the four others + bootstrap.
     assert_eq!(listed.items.len(), 5);
-    let mine = admin.my_tokens(&PageQuery::default()).await.unwrap();
+    // They show in the owner's own list: through a session, not through the workspace-bound
+    // bootstrap token, which reaches no legacy token (by id or in a list).
+    let session = server.signed_in("admin", ADMIN_PASSWORD).await;
+    let mine = session.my_tokens(&PageQuery::default()).await.unwrap();
     assert!(mine.items.iter().any(|t| t.token_type == TokenType::Legacy));
+    let through_token = admin.my_tokens(&PageQuery::default()).await.unwrap();
+    assert!(
+        through_token
+            .items
+            .iter()
+            .all(|t| t.token_type != TokenType::Legacy)
+    );
 }
 
 #[tokio::test]
