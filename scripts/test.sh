@@ -28,7 +28,7 @@ cargo test --workspace
 # on a data dir, `latchkey backup`, operator commands on the data dir) and the scale-out
 # tests, which always run on PostgreSQL above.
 LATCHKEY_TEST_BACKEND=postgres cargo test -p latchkey-cli --test e2e -- \
-  --skip process:: --skip scale_out:: \
+  --skip process:: --skip scale_out:: --skip events_crash:: \
   --skip cli_backup_while_serving --skip cli_admin_reset_password
 
 if [ -d sdks/python/tests ]; then

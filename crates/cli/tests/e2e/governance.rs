@@ -1137,3 +1137,74 @@ async fn the_audit_log_records_who_did_what_from_where_and_filters() {
                 || e.subject_user_id.as_deref() == Some(uid.as_str()))
     );
 }
+
+/// Webhook routes in the role matrix: org owners and admins manage endpoints; workspace
+/// admins, members, viewers and outsiders get 403 on every route; a refused call changes
+/// nothing.
+#[tokio::test]
+async fn webhooks_belong_to_org_admins_in_the_role_matrix() {
+    use latchkey_client::proto::{CreateWebhookRequest, EventType, UpdateWebhookRequest};
+    let m = matrix().await;
+    let request = |n: &str| CreateWebhookRequest {
+        url: format!("http://93.184.215.14/{n}"),
+        events: vec![EventType::TokenCreated],
+        description: None,
+        enabled: None,
+    };
+    let made = m.owner.webhooks().create(&request("owner")).await.unwrap();
+    let id = made.webhook.id.clone();
+    for (actor, client, _) in &m.clients {
+        let admin = matches!(actor, Actor::OrgOwner | Actor::OrgAdmin);
+        let hooks = client.webhooks();
+        let statuses = [
+            hooks
+                .create(&request("x"))
+                .await
+                .err()
+                .and_then(|e| e.status()),
+            hooks
+                .list(&PageQuery::default())
+                .await
+                .err()
+                .and_then(|e| e.status()),
+            hooks.get(&id).await.err().and_then(|e| e.status()),
+            hooks
+                .update(
+                    &id,
+                    &UpdateWebhookRequest {
+                        description: Some(Some(format!("{actor:?}"))),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .err()
+                .and_then(|e| e.status()),
+            hooks
+                .deliveries(&id, &PageQuery::default())
+                .await
+                .err()
+                .and_then(|e| e.status()),
+            hooks.test(&id).await.err().and_then(|e| e.status()),
+        ];
+        let want = if admin { None } else { Some(403) };
+        assert!(
+            statuses.iter().all(|s| *s == want),
+            "{actor:?}: {statuses:?}, want {want:?}"
+        );
+    }
+    // Members changed nothing; admins' edits are there; delete is for admins too.
+    let got = m.owner.webhooks().get(&id).await.unwrap();
+    assert_eq!(got.description.as_deref(), Some("OrgAdmin"));
+    let (_, member, _) = &m.clients[3];
+    assert_eq!(
+        member.webhooks().delete(&id).await.unwrap_err().status(),
+        Some(403)
+    );
+    let (_, org_admin, _) = &m.clients[1];
+    org_admin.webhooks().delete(&id).await.unwrap();
+    assert_eq!(
+        m.owner.webhooks().get(&id).await.unwrap_err().status(),
+        Some(404)
+    );
+    let _ = &m.server;
+}

@@ -11,6 +11,7 @@ mod harness;
 mod auth;
 mod cli;
 mod errors;
+mod events_crash;
 mod governance;
 mod integration;
 mod lifecycle;
