@@ -318,7 +318,7 @@ impl Default for Config {
 }
 
 /// Webhook deliveries (`[webhooks]`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WebhooksConfig {
     /// Allow endpoints on loopback, private, link-local and metadata addresses (default
@@ -348,7 +348,7 @@ impl Default for WebhooksConfig {
 }
 
 /// How the SMTP connection is secured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum SmtpSecurity {
     /// STARTTLS, required (port 587).
@@ -362,7 +362,7 @@ pub enum SmtpSecurity {
 
 /// Email notices (`[smtp]`): owners with an email address hear about their tokens
 /// expiring (30, 7, 1 days), expired, leaked, or revoked by an admin.
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SmtpConfig {
     /// Server host name.
@@ -376,8 +376,8 @@ pub struct SmtpConfig {
     /// User name, if the server wants one.
     #[serde(default)]
     pub username: Option<String>,
-    /// Password (or `password_file`, or `LATCHKEY_SMTP_PASSWORD`).
-    #[serde(default)]
+    /// Password (or `password_file`, or `LATCHKEY_SMTP__PASSWORD`); never serialized.
+    #[serde(default, skip_serializing)]
     pub password: Option<String>,
     /// A file holding the password (a trailing newline is ignored).
     #[serde(default)]

@@ -140,7 +140,7 @@ async fn burst(
     let mut i = 0usize;
     while !stop.load(std::sync::atomic::Ordering::Relaxed) && i < 2000 {
         let client = &clients[i % clients.len()];
-        let request = CreateTokenRequest::new(&format!("burst-{i}"), TokenType::Client);
+        let request = CreateTokenRequest::new(format!("burst-{i}"), TokenType::Client);
         if let Ok(created) = client.tokens().create(&ws, &request).await {
             acknowledged.lock().unwrap().push(created.meta.id);
         }
