@@ -98,17 +98,22 @@ Examples:
     #[command(after_help = "Example:\n  latchkey webhook list")]
     List(ListWebhooks),
     /// Show one endpoint.
+    #[command(after_help = "Example:\n  latchkey webhook get <id> --output json")]
     Get(OneWebhook),
     /// Change an endpoint's URL, event types or description, or pause/resume it.
     #[command(after_help = "Example:\n  latchkey webhook update <id> --disable")]
     Update(UpdateWebhook),
     /// Delete an endpoint and its deliveries.
+    #[command(after_help = "Example:\n  latchkey webhook delete <id>")]
     Delete(OneWebhook),
     /// Send a `webhook.test` message to the endpoint.
+    #[command(after_help = "Example:\n  latchkey webhook test <id>")]
     Test(OneWebhook),
     /// Deliveries to the endpoint: event, state, attempts, last status, next attempt.
+    #[command(after_help = "Example:\n  latchkey webhook deliveries <id> --output json")]
     Deliveries(OneWebhook),
     /// Send a delivery's message again (same webhook-id).
+    #[command(after_help = "Example:\n  latchkey webhook redeliver <id> <delivery-id>")]
     Redeliver(Redeliver),
 }
 
