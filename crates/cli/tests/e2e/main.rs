@@ -13,7 +13,7 @@ mod cli;
 mod errors;
 mod events_crash;
 mod governance;
-mod integration;
+mod interop;
 mod lifecycle;
 mod observability;
 mod process;

@@ -1,6 +1,6 @@
 //! HTTP handlers: thin adapters from requests to the service layer, described for OpenAPI.
 
-pub mod integration;
+pub mod interop;
 pub mod projects;
 pub mod session;
 pub mod settings;
@@ -92,26 +92,20 @@ pub fn routes() -> Router<AppState> {
             "/api/v1/webhooks/{id}/deliveries/{delivery}/redeliver",
             post(webhooks::redeliver),
         )
-        .route("/api/v1/token/refresh", post(integration::refresh))
-        .route("/api/v1/token/refresh/", post(integration::refresh))
-        .route("/api/token/refresh", post(integration::refresh))
-        .route("/api/token/refresh/", post(integration::refresh))
-        .route("/.well-known/jwks.json", get(integration::jwks))
-        .route("/oauth/introspect", post(integration::introspect))
-        .route("/oauth/revoke", post(integration::oauth_revoke))
-        .route(
-            "/api/v1/credentials/revoke",
-            post(integration::report_leaked),
-        )
-        .route(
-            "/auth/verify",
-            axum::routing::any(integration::forward_auth),
-        )
+        .route("/api/v1/token/refresh", post(interop::refresh))
+        .route("/api/v1/token/refresh/", post(interop::refresh))
+        .route("/api/token/refresh", post(interop::refresh))
+        .route("/api/token/refresh/", post(interop::refresh))
+        .route("/.well-known/jwks.json", get(interop::jwks))
+        .route("/oauth/introspect", post(interop::introspect))
+        .route("/oauth/revoke", post(interop::oauth_revoke))
+        .route("/api/v1/credentials/revoke", post(interop::report_leaked))
+        .route("/auth/verify", axum::routing::any(interop::forward_auth))
         // Envoy ext_authz with `path_prefix: /auth/verify` appends the original path (and
         // keeps the original method).
         .route(
             "/auth/verify/{*original}",
-            axum::routing::any(integration::forward_auth),
+            axum::routing::any(interop::forward_auth),
         )
         .route("/api/v1/openapi.json", get(system::openapi))
         .route("/healthz", get(system::healthz))
@@ -168,12 +162,12 @@ pub fn routes() -> Router<AppState> {
         webhooks::test,
         webhooks::deliveries,
         webhooks::redeliver,
-        integration::refresh,
-        integration::jwks,
-        integration::introspect,
-        integration::oauth_revoke,
-        integration::report_leaked,
-        integration::forward_auth,
+        interop::refresh,
+        interop::jwks,
+        interop::introspect,
+        interop::oauth_revoke,
+        interop::report_leaked,
+        interop::forward_auth,
         system::healthz,
         system::readyz,
     ),

@@ -8,7 +8,7 @@
 mod audit;
 mod console_support;
 mod credentials;
-pub mod integration;
+pub mod interop;
 mod projects;
 mod sessions;
 mod settings;

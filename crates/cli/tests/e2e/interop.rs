@@ -1,4 +1,4 @@
-//! Integration paths: JWT exchange and JWKS (checked by an independent library), verify,
+//! Interop with other services: JWT exchange and JWKS (checked by an independent library), verify,
 //! RFC 7662 introspection, RFC 7009 revocation, leak reports, forward-auth in-process (the proxy recipes run in `proxies`).
 
 use std::path::PathBuf;

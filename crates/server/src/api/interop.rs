@@ -1,4 +1,4 @@
-//! Routes for other services: JWT exchange, JWKS, introspection, revocation, leak reports,
+//! Interop with other services (routes): JWT exchange, JWKS, introspection, revocation, leak reports,
 //! forward-auth.
 
 use std::sync::OnceLock;

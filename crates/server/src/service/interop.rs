@@ -1,4 +1,4 @@
-//! Integration paths for other services: the JWT exchange, RFC 7662 introspection, RFC 7009
+//! Interop with other services: the JWT exchange, RFC 7662 introspection, RFC 7009
 //! revocation, leak reports and forward-auth route policies.
 
 use latchkey_core::policy::Permission;
