@@ -51,8 +51,10 @@ pub struct Remote {
     pub output: OutputArgs,
 }
 
-/// Now, for relative times in tables (the CLI is an edge: it reads the clock).
-fn now() -> OffsetDateTime {
+/// Now, for relative times in tables and expiry warnings.
+// The CLI is an edge of the system: it owns the wall clock (clippy.toml bans it elsewhere).
+#[allow(clippy::disallowed_methods)]
+pub(crate) fn now() -> OffsetDateTime {
     OffsetDateTime::now_utc()
 }
 
@@ -113,7 +115,7 @@ impl Remote {
         // A token expiring within 7 days is said on stderr (once), so a CI log shows it
         // before the 401s start.
         let mut client = Client::new(&url)?.on_token_expiring(|at| {
-            let days = (at - OffsetDateTime::now_utc()).whole_days().max(0);
+            let days = (at - now()).whole_days().max(0);
             eprintln!(
                 "warning: the API token in use expires {} (in {days} days); rotate it \
                  (`latchkey token rotate <id>`)",

@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 
 use crate::error::{CliError, CliResult, EXIT_OK};
 use crate::output::{self, Table, out, outln, print_json};
-use crate::remote::Remote;
+use crate::remote::{Remote, now};
 
 fn event_type(text: &str) -> Result<EventType, String> {
     EventType::parse(text).ok_or_else(|| {
@@ -183,10 +183,6 @@ fn delivery_table(items: &[WebhookDelivery], now: OffsetDateTime) -> Table {
         ]);
     }
     table
-}
-
-fn now() -> OffsetDateTime {
-    OffsetDateTime::now_utc()
 }
 
 fn print_delivery(d: &WebhookDelivery, json: bool) -> Result<(), CliError> {

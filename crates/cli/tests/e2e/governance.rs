@@ -1106,7 +1106,7 @@ async fn the_audit_log_records_who_did_what_from_where_and_filters() {
             .iter()
             .all(|e| !page1.items.iter().any(|f| f.id == e.id))
     );
-    let future = time::OffsetDateTime::now_utc() + time::Duration::days(1);
+    let future = server.state.clock.now() + time::Duration::days(1);
     let none = admin
         .audit_events(&AuditQuery {
             since: Some(future),
