@@ -5,6 +5,7 @@
 //! other node off); after `kill -9` of one during a burst, the survivor delivers everything
 //! acknowledged, including what the dead node had claimed (once its lease ran out).
 
+use crate::harness::sqlite_pass_only;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -18,6 +19,10 @@ use latchkey_core::token::{self, SecretKind};
 use latchkey_store_postgres::testing::TestDatabase;
 
 use crate::webhooks::Receiver;
+
+/// Why these tests run in the first pass of `scripts/test.sh` only.
+const SQLITE_PASS: &str =
+    "subprocesses on a SQLite data dir, and PostgreSQL nodes of their own in either pass";
 
 /// A `latchkey serve` process; killed when dropped.
 struct Node {
@@ -222,6 +227,9 @@ fn stop_flag() -> Arc<std::sync::atomic::AtomicBool> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_a_burst_then_restart_delivers_every_acknowledged_change() {
+    if sqlite_pass_only(SQLITE_PASS) {
+        return;
+    }
     let receiver = Receiver::start().await;
     let setup = Setup::new(None);
     let mut node = setup.node("one").await;
@@ -262,6 +270,9 @@ async fn kill_9_during_a_burst_then_restart_delivers_every_acknowledged_change()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_postgresql_nodes_deliver_each_message_once_and_survive_kill_9_of_one() {
+    if sqlite_pass_only(SQLITE_PASS) {
+        return;
+    }
     let Some(db) = TestDatabase::create().await else {
         return;
     };

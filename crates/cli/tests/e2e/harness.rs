@@ -42,7 +42,7 @@ static STOPPED: LazyLock<Mutex<HashMap<PathBuf, TestDatabase>>> = LazyLock::new(
 /// With `LATCHKEY_TEST_BACKEND=postgres`: the database for a server over `dir` — the one a
 /// stopped server there left, else a fresh one — and `config` pointed at it.
 async fn postgres_database(dir: &Path, config: &mut Config) -> Option<TestDatabase> {
-    if std::env::var("LATCHKEY_TEST_BACKEND").ok().as_deref() != Some("postgres") {
+    if !postgres_pass() {
         return None;
     }
     let left = STOPPED.lock().ok().and_then(|mut m| m.remove(dir));
@@ -66,6 +66,34 @@ async fn postgres_database(dir: &Path, config: &mut Config) -> Option<TestDataba
     config.database_url = database.url.clone();
     config.database_pool_size = 4;
     Some(database)
+}
+
+/// Whether this is the PostgreSQL pass of `scripts/test.sh` (`LATCHKEY_TEST_BACKEND=postgres`):
+/// the black-box suite runs twice, every [`TestServer`] on SQLite and then on PostgreSQL.
+pub fn postgres_pass() -> bool {
+    std::env::var("LATCHKEY_TEST_BACKEND").ok().as_deref() == Some("postgres")
+}
+
+/// Declares a test that belongs to the first (SQLite) pass of `scripts/test.sh` only, for
+/// the reason `why` (it is about the SQLite file itself, or it starts its own PostgreSQL
+/// nodes in either pass, so a second run would prove nothing new). In the PostgreSQL pass
+/// it prints `SKIP` with the reason and returns `true`, and the test returns: a skip, not a
+/// failure, even under `LATCHKEY_TEST_REQUIRE_ALL=1`, because the test ran in the first pass.
+///
+/// ```ignore
+/// if sqlite_pass_only("subprocesses on a SQLite data dir") { return; }
+/// ```
+#[must_use]
+pub fn sqlite_pass_only(why: &str) -> bool {
+    if !postgres_pass() {
+        return false;
+    }
+    let name = std::thread::current()
+        .name()
+        .unwrap_or("this test")
+        .to_owned();
+    eprintln!("SKIP {name}: runs in the SQLite pass only ({why})");
+    true
 }
 
 /// Configuration every test server uses: cheap Argon2, generous throttles, fast polling.

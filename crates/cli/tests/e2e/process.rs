@@ -2,6 +2,7 @@
 //! `kill -9` after an acknowledged create keeps the token, SIGTERM flushes, no secret in
 //! the data dir, bad keys stop the start, the committed OpenAPI file matches.
 
+use crate::harness::sqlite_pass_only;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -9,6 +10,9 @@ use std::time::Duration;
 
 use latchkey_client::Client;
 use latchkey_client::proto::{CreateTokenRequest, TokenType};
+
+/// Why these tests run in the first pass of `scripts/test.sh` only.
+const SQLITE_PASS: &str = "the binary as a subprocess on a SQLite data dir";
 
 struct Proc {
     child: Child,
@@ -116,6 +120,9 @@ fn token_from(stdout: &str) -> String {
 
 #[tokio::test]
 async fn first_start_prints_once_restart_keeps_data_and_sigterm_flushes() {
+    if sqlite_pass_only(SQLITE_PASS) {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let first = spawn(dir.path(), &[]);
     let client = Client::new(&first.url).unwrap();
@@ -175,6 +182,9 @@ async fn first_start_prints_once_restart_keeps_data_and_sigterm_flushes() {
 
 #[tokio::test]
 async fn kill_9_right_after_an_acknowledged_create_keeps_the_token() {
+    if sqlite_pass_only(SQLITE_PASS) {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let preset = "lkp_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA3Ae0o2";
     let mut server = spawn(
@@ -211,6 +221,9 @@ async fn kill_9_right_after_an_acknowledged_create_keeps_the_token() {
 /// token lost unprinted; the next start that can listen prints credentials that work.
 #[tokio::test]
 async fn a_first_start_with_its_port_taken_makes_nothing_and_the_next_prints_working_credentials() {
+    if sqlite_pass_only(SQLITE_PASS) {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
@@ -276,6 +289,9 @@ async fn a_first_start_with_its_port_taken_makes_nothing_and_the_next_prints_wor
 /// `LATCHKEY_*` name that is no setting is reported rather than silently dropped.
 #[tokio::test]
 async fn nested_settings_come_from_the_environment() {
+    if sqlite_pass_only(SQLITE_PASS) {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let server = spawn(
         dir.path(),
@@ -320,6 +336,9 @@ async fn nested_settings_come_from_the_environment() {
 
 #[test]
 fn malformed_hash_keys_stop_the_start() {
+    if sqlite_pass_only(SQLITE_PASS) {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     for (k, v) in [
         ("LATCHKEY_HASH_KEY", "abc"),
@@ -357,6 +376,9 @@ fn malformed_hash_keys_stop_the_start() {
 
 #[test]
 fn committed_openapi_matches_the_code() {
+    if sqlite_pass_only(SQLITE_PASS) {
+        return;
+    }
     let out = Command::new(env!("CARGO_BIN_EXE_latchkey"))
         .arg("openapi")
         .output()
@@ -373,6 +395,9 @@ fn committed_openapi_matches_the_code() {
 
 #[test]
 fn migrate_prepares_a_store_without_serving() {
+    if sqlite_pass_only(SQLITE_PASS) {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_latchkey"))
         .args(["migrate", "--data-dir"])

@@ -9,6 +9,7 @@
 //! Every test here needs PostgreSQL: without one it skips with a printed reason (a failure
 //! under `LATCHKEY_TEST_REQUIRE_ALL=1`).
 
+use crate::harness::sqlite_pass_only;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -24,6 +25,9 @@ use latchkey_core::token::{self, SecretKind};
 use latchkey_server::{Config, HashKeySource, StartOptions};
 use latchkey_store_postgres::PostgresStore;
 use latchkey_store_postgres::testing::{self as pg, Cluster, TestDatabase};
+
+/// Why these tests run in the first pass of `scripts/test.sh` only.
+const SQLITE_PASS: &str = "its nodes run on PostgreSQL in either pass";
 
 const PASSWORD: &str = "scale-out admin password";
 /// Every node is reached through the same public URL (the load balancer's): it is the
@@ -295,6 +299,9 @@ fn millis(d: Duration) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_and_jwts_made_on_one_node_work_on_the_others() {
+    if sqlite_pass_only(SQLITE_PASS) {
+        return;
+    }
     let Some(db) = database().await else { return };
     let deployment = Deployment::new(&db.url, 30);
     let a = deployment.node("a").await;
@@ -355,6 +362,9 @@ async fn tokens_and_jwts_made_on_one_node_work_on_the_others() {
 /// machine must not fail the test.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revocation_on_one_node_is_refused_by_the_other_promptly() {
+    if sqlite_pass_only(SQLITE_PASS) {
+        return;
+    }
     let Some(db) = database().await else { return };
     let deployment = Deployment::new(&db.url, 30);
     let a = deployment.node("a").await;
@@ -398,6 +408,9 @@ async fn revocation_on_one_node_is_refused_by_the_other_promptly() {
 /// poll interval plus one read.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_notices_catch_up_polling_alone_bounds_revocation() {
+    if sqlite_pass_only(SQLITE_PASS) {
+        return;
+    }
     let Some(db) = database().await else { return };
     let deployment = Deployment::new(&db.url, 30);
     let a = deployment.node("a").await;
@@ -480,6 +493,9 @@ async fn without_notices_catch_up_polling_alone_bounds_revocation() {
 /// by the other promptly.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn user_and_org_changes_on_one_node_are_applied_by_the_other() {
+    if sqlite_pass_only(SQLITE_PASS) {
+        return;
+    }
     let Some(db) = database().await else { return };
     let deployment = Deployment::new(&db.url, 30);
     let a = deployment.node("a").await;
@@ -625,6 +641,9 @@ async fn user_and_org_changes_on_one_node_are_applied_by_the_other() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_killed_with_sigkill_leaves_the_others_serving() {
+    if sqlite_pass_only(SQLITE_PASS) {
+        return;
+    }
     let Some(db) = database().await else { return };
     let deployment = Deployment::new(&db.url, 30);
     let mut a = deployment.node("a").await;
@@ -656,6 +675,9 @@ async fn a_node_killed_with_sigkill_leaves_the_others_serving() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_first_start_of_three_nodes_bootstraps_once() {
+    if sqlite_pass_only(SQLITE_PASS) {
+        return;
+    }
     let Some(db) = database().await else { return };
     let deployment = Deployment::new(&db.url, 30);
     // All three start at once on the empty database: all migrate, one bootstraps.
@@ -698,6 +720,9 @@ async fn concurrent_first_start_of_three_nodes_bootstraps_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_creates_at_a_limit_from_two_nodes_do_not_overshoot() {
+    if sqlite_pass_only(SQLITE_PASS) {
+        return;
+    }
     let Some(db) = database().await else { return };
     let deployment = Deployment::new(&db.url, 30);
     let a = deployment.node("a").await;
@@ -750,6 +775,9 @@ async fn concurrent_creates_at_a_limit_from_two_nodes_do_not_overshoot() {
 /// back, the same processes serve again, and revocations propagate again promptly.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_survive_a_postgresql_restart() {
+    if sqlite_pass_only(SQLITE_PASS) {
+        return;
+    }
     let cluster = match Cluster::start() {
         Ok(cluster) => cluster,
         Err(why) => {
