@@ -96,6 +96,7 @@ def test_console_headers_and_cookie(server, admin):
     ws_tokens = tokens_url(c)
     pages = ["/login", "/workspaces", "/account", "/api-access", "/organization/users",
              "/organization/token-settings", "/organization/instance", "/organization/audit",
+             "/organization/webhooks",
              ws_tokens[len(server.url):]]
     for path in pages:
         reply = http("GET", server.url + path, {} if path == "/login" else cookie)

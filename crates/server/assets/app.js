@@ -48,7 +48,7 @@
       var report = function (ok) {
         status.textContent = ok
           ? 'Copied to the clipboard.'
-          : 'Could not copy: select the token and copy it yourself.';
+          : 'Could not copy: select the secret and copy it yourself.';
       };
       if (navigator.clipboard && typeof navigator.clipboard.writeText === 'function') {
         navigator.clipboard.writeText(input.value).then(

@@ -26,6 +26,7 @@ pub mod pages;
 pub mod render;
 pub mod session;
 pub mod tokens;
+pub mod webhooks;
 pub mod workspaces;
 
 use axum::Router;
@@ -124,6 +125,22 @@ pub fn routes() -> Router<AppState> {
             get(org::instance).post(org::save_instance),
         )
         .route("/organization/audit", get(org::audit))
+        .route(
+            "/organization/webhooks",
+            get(webhooks::list).post(webhooks::create),
+        )
+        .route("/organization/webhooks/{id}", get(webhooks::show))
+        .route(
+            "/organization/webhooks/{id}/test",
+            post(webhooks::send_test),
+        )
+        .route("/organization/webhooks/{id}/pause", post(webhooks::pause))
+        .route("/organization/webhooks/{id}/resume", post(webhooks::resume))
+        .route("/organization/webhooks/{id}/delete", post(webhooks::delete))
+        .route(
+            "/organization/webhooks/{id}/deliveries/{delivery}/redeliver",
+            post(webhooks::redeliver),
+        )
         .route("/assets/app.css", get(assets::css))
         .route("/assets/app.js", get(assets::js));
     // The row actions of every token page, one route each, under the page's prefix.

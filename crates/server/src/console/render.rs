@@ -174,10 +174,55 @@ pub struct SecretDialog {
     pub heading: String,
     /// What the secret belongs to.
     pub name: String,
-    /// When it expires, if it does.
+    /// What it is: names the read-only field and says how Latchkey keeps it.
+    pub kind: SecretKind,
+    /// When it expires, if it does (said only for tokens).
     pub expires: Option<When>,
     /// A further note (a rotation's grace period).
     pub note: Vec<Part>,
+}
+
+/// What a show-once secret is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretKind {
+    /// An API token (Latchkey keeps a keyed hash).
+    Token,
+    /// A webhook endpoint's signing secret (Latchkey keeps it encrypted, to sign with).
+    SigningSecret,
+}
+
+impl SecretKind {
+    /// The read-only field's label.
+    pub fn label(self) -> &'static str {
+        match self {
+            SecretKind::Token => "Token",
+            SecretKind::SigningSecret => "Signing secret",
+        }
+    }
+
+    /// The warning's first sentence.
+    pub fn warning_lead(self) -> &'static str {
+        match self {
+            SecretKind::Token => "Copy this token now.",
+            SecretKind::SigningSecret => "Copy this signing secret now.",
+        }
+    }
+
+    /// The rest of the warning.
+    pub fn warning(self) -> &'static str {
+        match self {
+            SecretKind::Token => "It will not be shown again: Latchkey keeps only a hash of it.",
+            SecretKind::SigningSecret => {
+                "It will not be shown again. Your receiver needs it to verify the \
+                 webhook-signature header of every delivery."
+            }
+        }
+    }
+
+    /// Whether the dialog says when the secret expires.
+    pub fn has_expiry(self) -> bool {
+        self == SecretKind::Token
+    }
 }
 
 impl std::fmt::Debug for SecretDialog {
@@ -419,6 +464,17 @@ pub fn done_text(code: &str, subject: Option<&str>) -> Option<String> {
             " Their sessions and tokens stopped working.",
         ),
         "reactivated" => named("User", "reactivated", ""),
+        "webhook-test" => match subject {
+            Some(n) => format!("Test message queued for “{n}”. It shows below once sent."),
+            None => "Test message queued. It shows below once sent.".to_owned(),
+        },
+        "webhook-paused" => named("Webhook", "paused", " No new messages are queued for it."),
+        "webhook-resumed" => named("Webhook", "resumed", ""),
+        "webhook-deleted" => named("Webhook", "deleted", ""),
+        "redelivered" => match subject {
+            Some(n) => format!("Delivery of {n} queued again."),
+            None => "Delivery queued again.".to_owned(),
+        },
         "saved" => "Settings saved. They apply from the next request.".to_owned(),
         _ => return None,
     })
@@ -579,6 +635,9 @@ fn field_label(field: &str) -> &str {
         "max_tokens_per_user" => "Max tokens per user",
         "max_active_tokens" => "Max active tokens",
         "default_token_lifetime_days" => "Default token lifetime (days)",
+        "url" => "Endpoint URL",
+        "events" => "Events",
+        "description" => "Description",
         "since" => "From",
         "until" => "Until",
         "cursor" => "Page",

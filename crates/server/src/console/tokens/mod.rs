@@ -19,7 +19,9 @@ use time::OffsetDateTime;
 
 use self::list::{ListQuery, expires_soon};
 use super::extract::{FormData, SignedIn};
-use super::render::{Choice, ChoiceGroup, Notice, Part, SecretDialog, View, When, when, when_opt};
+use super::render::{
+    Choice, ChoiceGroup, Notice, Part, SecretDialog, SecretKind, View, When, when, when_opt,
+};
 use super::session::login_redirect;
 use crate::error::ApiError;
 use crate::service::CreatableTypes;
@@ -99,6 +101,7 @@ impl TokenPlace {
                 let dialog = SecretDialog {
                     heading: heading.to_owned(),
                     name: created.meta.name.clone(),
+                    kind: SecretKind::Token,
                     expires: when_opt(created.meta.expires_at, now),
                     note,
                     secret: created.token,

@@ -1,0 +1,403 @@
+//! Organization → Webhooks (org admins only; others get 403, by the [`OrgAdmin`]
+//! extractor): the endpoints, a form that adds one (its signing secret shown once, in the
+//! show-once dialog), and an endpoint's page with its deliveries. One route per action:
+//! `…/{id}/test`, `/pause`, `/resume`, `/delete`, `…/deliveries/{delivery}/redeliver`.
+
+use askama::Template;
+use axum::extract::{OriginalUri, Path, State};
+use axum::response::Response;
+use latchkey_proto::{CreateWebhookRequest, EventType, UpdateWebhookRequest, Webhook};
+
+use super::extract::{Form, FormData, OrgAdmin, SignedIn};
+use super::page_request;
+use super::render::{Chrome, Flash, Notice, SecretDialog, SecretKind, View, When, when, when_opt};
+use super::session::encode;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The list page's address.
+const LIST: &str = "/organization/webhooks";
+
+/// What an event type means, as the create form says it.
+fn event_hint(t: EventType) -> &'static str {
+    match t {
+        EventType::TokenCreated => "a token was created",
+        EventType::TokenRevoked => "a token was revoked",
+        EventType::TokenRestored => "a revoked token was restored",
+        EventType::TokenRotated => "a token got a new secret",
+        EventType::TokenDeleted => "a token was deleted",
+        EventType::TokenExpiring => "a token expires in 30, 7 or 1 days",
+        EventType::TokenExpired => "a token expired",
+        EventType::TokenLeaked => "a token was reported leaked and revoked",
+        EventType::TokenRevealed => "a recoverable token's secret was revealed",
+        EventType::UserDeactivated => "a user was deactivated",
+        EventType::UserReactivated => "a user was reactivated",
+    }
+}
+
+/// An event type checkbox.
+pub struct EventChoice {
+    value: &'static str,
+    hint: &'static str,
+    checked: bool,
+}
+
+/// An endpoint as a row or a page's facts.
+pub struct EndpointRow {
+    id: String,
+    url: String,
+    description: String,
+    events: Vec<&'static str>,
+    enabled: bool,
+    created: When,
+}
+
+fn endpoint_row(w: Webhook, now: time::OffsetDateTime) -> EndpointRow {
+    EndpointRow {
+        events: w.events.iter().map(|e| e.as_str()).collect(),
+        id: w.id,
+        url: w.url,
+        description: w.description.unwrap_or_default(),
+        enabled: w.enabled,
+        created: when(w.created_at, now),
+    }
+}
+
+/// `/organization/webhooks`.
+#[derive(Template)]
+#[template(path = "webhooks.html")]
+pub struct WebhooksPage {
+    c: Chrome,
+    tab: &'static str,
+    owner: bool,
+    endpoints: Vec<EndpointRow>,
+    url: String,
+    description: String,
+    events: Vec<EventChoice>,
+    next_url: Option<String>,
+}
+
+/// Renders the list with `view` (a failed create fills the form in again).
+async fn render_list(state: &AppState, s: &SignedIn, view: View) -> Response {
+    let now = state.clock.now();
+    let page = async {
+        let cursor = view.query().get("cursor").cloned();
+        let hooks = state
+            .list_webhooks(&s.p, &page_request(100, cursor.as_ref()))
+            .await?;
+        let chosen = view.fields("events");
+        Ok(WebhooksPage {
+            c: s.chrome("Webhooks", "organization", &view),
+            tab: "webhooks",
+            owner: s.is_owner(),
+            next_url: hooks
+                .next_cursor
+                .as_ref()
+                .map(|cur| format!("{LIST}?cursor={}", encode(cur))),
+            endpoints: hooks
+                .items
+                .into_iter()
+                .map(|w| endpoint_row(w, now))
+                .collect(),
+            url: view.field("url").to_owned(),
+            description: view.field("description").to_owned(),
+            events: EventType::ALL
+                .into_iter()
+                .map(|t| EventChoice {
+                    value: t.as_str(),
+                    hint: event_hint(t),
+                    checked: chosen.iter().any(|c| c == t.as_str()),
+                })
+                .collect(),
+        })
+    }
+    .await;
+    view.respond(s, "organization", page)
+}
+
+/// `GET /organization/webhooks`.
+pub async fn list(
+    State(state): State<AppState>,
+    OrgAdmin(s): OrgAdmin,
+    OriginalUri(uri): OriginalUri,
+) -> Response {
+    render_list(&state, &s, View::page(&s, &uri)).await
+}
+
+/// `POST /organization/webhooks`: adds an endpoint and answers with its page, the signing
+/// secret in the show-once dialog.
+pub async fn create(State(state): State<AppState>, form: Form<OrgAdmin>) -> Response {
+    let Form {
+        s: OrgAdmin(s),
+        data,
+    } = form;
+    let result = async {
+        let events = data
+            .all("events")
+            .iter()
+            .map(|v| {
+                EventType::parse(v).ok_or_else(|| ApiError::field("events", "unknown event type"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let req = CreateWebhookRequest {
+            url: data.get("url").unwrap_or("").trim().to_owned(),
+            events,
+            description: data.text("description"),
+            enabled: None,
+        };
+        state.create_webhook(&s.p, req).await
+    }
+    .await;
+    match result {
+        Ok(created) => {
+            let place = format!("{LIST}/{}", created.webhook.id);
+            let url = created.webhook.url.clone();
+            let dialog = SecretDialog {
+                secret: created.secret,
+                heading: "Webhook created".into(),
+                name: url.clone(),
+                kind: SecretKind::SigningSecret,
+                expires: None,
+                note: Vec::new(),
+            };
+            let notice = Notice::ok(format!("Webhook “{url}” created."));
+            let view = View::shown(place, dialog, notice);
+            render_endpoint(&state, &s, &created.webhook.id, view).await
+        }
+        Err(e) => render_list(&state, &s, View::failed(&state, &e, data)).await,
+    }
+}
+
+/// A delivery as a row.
+pub struct DeliveryRow {
+    id: String,
+    event_id: String,
+    event_type: String,
+    state: &'static str,
+    state_label: &'static str,
+    attempts: u32,
+    last_status: String,
+    last_error: String,
+    next_attempt: Option<When>,
+    created: When,
+    log: Vec<AttemptRow>,
+}
+
+/// One attempt of a delivery.
+pub struct AttemptRow {
+    at: When,
+    outcome: String,
+}
+
+/// `/organization/webhooks/{id}`.
+#[derive(Template)]
+#[template(path = "webhook.html")]
+pub struct WebhookPage {
+    c: Chrome,
+    tab: &'static str,
+    owner: bool,
+    hook: EndpointRow,
+    deliveries: Vec<DeliveryRow>,
+    next_url: Option<String>,
+}
+
+/// An attempt's outcome: `HTTP 200`, `HTTP 503`, `timeout`, `connection refused`, ...
+fn outcome(status: Option<u16>, error: Option<&str>) -> String {
+    match (status, error) {
+        (Some(status), Some(e)) if e != format!("HTTP {status}") => format!("HTTP {status}: {e}"),
+        (Some(status), _) => format!("HTTP {status}"),
+        (None, Some(e)) => e.to_owned(),
+        (None, None) => "no answer".into(),
+    }
+}
+
+fn state_label(state: latchkey_proto::DeliveryState) -> &'static str {
+    match state {
+        latchkey_proto::DeliveryState::Pending => "Pending",
+        latchkey_proto::DeliveryState::Delivered => "Delivered",
+        latchkey_proto::DeliveryState::Failed => "Failed",
+    }
+}
+
+/// Renders endpoint `id`'s page with `view` (`?cursor=` pages its deliveries).
+async fn render_endpoint(state: &AppState, s: &SignedIn, id: &str, view: View) -> Response {
+    let now = state.clock.now();
+    let page = async {
+        let hook = state.get_webhook(&s.p, id).await?;
+        let cursor = view.query().get("cursor").cloned();
+        let deliveries = state
+            .list_webhook_deliveries(&s.p, &hook.id, &page_request(50, cursor.as_ref()))
+            .await?;
+        let next_url = deliveries
+            .next_cursor
+            .as_ref()
+            .map(|cur| format!("{LIST}/{}?cursor={}", hook.id, encode(cur)));
+        Ok(WebhookPage {
+            c: s.chrome(format!("Webhook {}", hook.url), "organization", &view),
+            tab: "webhooks",
+            owner: s.is_owner(),
+            deliveries: deliveries
+                .items
+                .into_iter()
+                .map(|d| DeliveryRow {
+                    state: d.state.as_str(),
+                    state_label: state_label(d.state),
+                    attempts: d.attempts,
+                    last_status: d.last_status.map(|s| s.to_string()).unwrap_or_default(),
+                    // "HTTP 503" says no more than the status beside it.
+                    last_error: d
+                        .last_error
+                        .filter(|e| d.last_status.is_none_or(|s| *e != format!("HTTP {s}")))
+                        .unwrap_or_default(),
+                    next_attempt: when_opt(d.next_attempt_at, now),
+                    created: when(d.created_at, now),
+                    log: d
+                        .attempt_log
+                        .into_iter()
+                        .map(|a| AttemptRow {
+                            at: when(a.at, now),
+                            outcome: outcome(a.status, a.error.as_deref()),
+                        })
+                        .collect(),
+                    id: d.id,
+                    event_id: d.event_id,
+                    event_type: d.event_type,
+                })
+                .collect(),
+            hook: endpoint_row(hook, now),
+            next_url,
+        })
+    }
+    .await;
+    view.respond(s, "organization", page)
+}
+
+/// `GET /organization/webhooks/{id}`.
+pub async fn show(
+    State(state): State<AppState>,
+    OrgAdmin(s): OrgAdmin,
+    Path(id): Path<String>,
+    OriginalUri(uri): OriginalUri,
+) -> Response {
+    render_endpoint(&state, &s, &id, View::page(&s, &uri)).await
+}
+
+/// Back to the form's place with `flash`, or endpoint `id`'s page with the refusal (the
+/// list's, when the endpoint is gone).
+async fn finish(
+    state: &AppState,
+    s: &SignedIn,
+    id: &str,
+    data: &FormData,
+    result: Result<Flash, ApiError>,
+) -> Response {
+    let back = data.back_or(&format!("{LIST}/{id}"));
+    match result {
+        Ok(flash) => s.done(&back, flash),
+        Err(e @ ApiError::NotFound("webhook")) => {
+            render_list(state, s, View::refused(state, &e, LIST.to_owned())).await
+        }
+        Err(e) => render_endpoint(state, s, id, View::refused(state, &e, back)).await,
+    }
+}
+
+/// `POST /organization/webhooks/{id}/test`: queues a `webhook.test` message.
+pub async fn send_test(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    form: Form<OrgAdmin>,
+) -> Response {
+    let Form {
+        s: OrgAdmin(s),
+        data,
+    } = form;
+    let result = async {
+        let hook = state.get_webhook(&s.p, &id).await?;
+        state.test_webhook(&s.p, &hook.id).await?;
+        Ok(Flash::new("webhook-test")
+            .subject(hook.url)
+            .anchor("deliveries"))
+    }
+    .await;
+    finish(&state, &s, &id, &data, result).await
+}
+
+/// Pauses (`enabled = false`) or resumes endpoint `id`.
+async fn set_enabled(state: AppState, id: String, form: Form<OrgAdmin>, enabled: bool) -> Response {
+    let Form {
+        s: OrgAdmin(s),
+        data,
+    } = form;
+    let req = UpdateWebhookRequest {
+        enabled: Some(enabled),
+        ..UpdateWebhookRequest::default()
+    };
+    let code = if enabled {
+        "webhook-resumed"
+    } else {
+        "webhook-paused"
+    };
+    let result = state
+        .update_webhook(&s.p, &id, req)
+        .await
+        .map(|w| Flash::new(code).subject(w.url));
+    finish(&state, &s, &id, &data, result).await
+}
+
+/// `POST /organization/webhooks/{id}/pause`.
+pub async fn pause(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    form: Form<OrgAdmin>,
+) -> Response {
+    set_enabled(state, id, form, false).await
+}
+
+/// `POST /organization/webhooks/{id}/resume`.
+pub async fn resume(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    form: Form<OrgAdmin>,
+) -> Response {
+    set_enabled(state, id, form, true).await
+}
+
+/// `POST /organization/webhooks/{id}/delete`: back to the list.
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    form: Form<OrgAdmin>,
+) -> Response {
+    let Form {
+        s: OrgAdmin(s),
+        data,
+    } = form;
+    let result = async {
+        let hook = state.get_webhook(&s.p, &id).await?;
+        state.delete_webhook(&s.p, &hook.id).await?;
+        Ok(hook.url)
+    }
+    .await;
+    match result {
+        Ok(url) => s.done(LIST, Flash::new("webhook-deleted").subject(url)),
+        Err(e) => finish(&state, &s, &id, &data, Err(e)).await,
+    }
+}
+
+/// `POST /organization/webhooks/{id}/deliveries/{delivery}/redeliver`.
+pub async fn redeliver(
+    State(state): State<AppState>,
+    Path((id, delivery)): Path<(String, String)>,
+    form: Form<OrgAdmin>,
+) -> Response {
+    let Form {
+        s: OrgAdmin(s),
+        data,
+    } = form;
+    let result = state.redeliver(&s.p, &id, &delivery).await.map(|d| {
+        Flash::new("redelivered")
+            .subject(d.event_type)
+            .anchor(format!("delivery-{}", d.id))
+    });
+    finish(&state, &s, &id, &data, result).await
+}
