@@ -20,6 +20,15 @@ LATCHKEY_BIN="${CARGO_TARGET_DIR:-$(pwd)/target}/debug/latchkey"
 case "$LATCHKEY_BIN" in /*) ;; *) LATCHKEY_BIN="$(pwd)/$LATCHKEY_BIN" ;; esac
 export LATCHKEY_BIN
 
+# No test leaves a process behind: what runs now is remembered, and at the end a check
+# fails when anything the tests started still runs (scripts/leftovers.py says how it
+# tells: this run's marker in the environment, or this script's session).
+TEST_RUN_MARK="$$-$(date +%s%N)"
+export TEST_RUN_MARK
+leftovers_snapshot="$(mktemp)"
+trap 'rm -f "$leftovers_snapshot"' EXIT
+python3 scripts/leftovers.py snapshot "$leftovers_snapshot"
+
 cargo build --workspace --bins
 cargo test --workspace
 
@@ -79,3 +88,6 @@ if [ ! -f tests/console/node_modules/axe-core/axe.min.js ] && command -v npm >/d
   npm install --silent --no-audit --no-fund --no-save --prefix tests/console "axe-core@$AXE_VERSION"
 fi
 "$PY" -m pytest -c tests/console/pytest.ini tests/console
+
+# Nothing the tests started may outlive them (nginx workers, proxies, browsers, servers).
+python3 scripts/leftovers.py check "$leftovers_snapshot"

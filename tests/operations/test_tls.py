@@ -92,6 +92,9 @@ def tools() -> None:
 
 @pytest.fixture
 def processes() -> Iterator[List[subprocess.Popen]]:
+    """Processes the test started, each the leader of its own process group
+    (`process_group=0`): stopped with SIGTERM, then whatever is left of the group (an
+    nginx worker whose master is gone) is killed, so no test leaves a process behind."""
     started: List[subprocess.Popen] = []
     yield started
     for process in started:
@@ -102,6 +105,10 @@ def processes() -> Iterator[List[subprocess.Popen]]:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(timeout=30)
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def test_the_nginx_tls_recipe_as_written(
@@ -140,6 +147,7 @@ def test_the_nginx_tls_recipe_as_written(
     latchkey = subprocess.Popen(
         [binary, "serve", "--listen", "127.0.0.1:0", "--data-dir", str(tmp_path / "data")],
         env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        process_group=0,
     )  # fmt: skip
     processes.append(latchkey)
     address: List[str] = []
@@ -180,6 +188,7 @@ def test_the_nginx_tls_recipe_as_written(
     nginx = subprocess.Popen(
         [nginx_binary, "-p", str(d), "-c", str(d / "nginx.conf")],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        process_group=0,
     )  # fmt: skip
     processes.append(nginx)
 

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -14,7 +15,7 @@ use latchkey_client::proto::{CreateTokenRequest, TokenType};
 use latchkey_server::forward_auth::ProxyKind;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::harness::TestServer;
+use crate::harness::{TestServer, eventually};
 
 /// Every identity header a proxy could pass on, with the value a client forges for it.
 const SPOOFED: [(&str, &str); 10] = [
@@ -214,9 +215,11 @@ struct ProxyProcess {
     _dir: tempfile::TempDir,
 }
 
-fn children_of(pid: u32) -> Vec<u32> {
+/// The processes of process group `pgid` (a proxy started as its group's leader: the
+/// master and every worker it ever forked, also once the master is gone).
+fn group_members(pgid: u32) -> Vec<u32> {
     let Ok(out) = Command::new("pgrep")
-        .args(["-P", &pid.to_string()])
+        .args(["-g", &pgid.to_string()])
         .output()
     else {
         return Vec::new();
@@ -227,33 +230,46 @@ fn children_of(pid: u32) -> Vec<u32> {
         .collect()
 }
 
+/// Polls `done` every 20 ms until it holds or `within` has passed; whether it held.
+fn poll_until(within: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if done() {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 impl ProxyProcess {
-    /// SIGTERM (nginx's master then stops its workers), waits, and checks that no child
-    /// process outlived it.
+    /// SIGTERM to the master (nginx's then stops its workers), waits, and checks that no
+    /// process of its group outlived it; what did is killed and returned.
+    ///
+    /// The proxy runs as the leader of its own process group, so a worker is found even
+    /// when it was forked after any list of children could have been taken (the leak of
+    /// issue 20: a master killed while starting left a worker running, master gone).
     fn stop(&mut self) -> Vec<u32> {
-        let pid = self.child.id();
-        let workers = children_of(pid);
+        let pgid = self.child.id();
         if matches!(self.child.try_wait(), Ok(None)) {
             let _ = Command::new("kill")
-                .args(["-TERM", &pid.to_string()])
+                .args(["-TERM", &pgid.to_string()])
                 .status();
-            let deadline = std::time::Instant::now() + Duration::from_secs(20);
-            while matches!(self.child.try_wait(), Ok(None)) && std::time::Instant::now() < deadline
-            {
-                std::thread::sleep(Duration::from_millis(20));
+            let exited = poll_until(Duration::from_secs(20), || {
+                !matches!(self.child.try_wait(), Ok(None))
+            });
+            if !exited {
+                let _ = self.child.kill();
             }
-            let _ = self.child.kill();
             let _ = self.child.wait();
         }
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        let alive = |w: &u32| Path::new(&format!("/proc/{w}")).exists();
-        while workers.iter().any(alive) && std::time::Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let left: Vec<u32> = workers.into_iter().filter(alive).collect();
-        for w in &left {
+        poll_until(Duration::from_secs(20), || group_members(pgid).is_empty());
+        let left = group_members(pgid);
+        if !left.is_empty() {
             let _ = Command::new("kill")
-                .args(["-KILL", &w.to_string()])
+                .args(["-KILL", "--", &format!("-{pgid}")])
                 .status();
         }
         left
@@ -336,6 +352,7 @@ async fn start_nginx(
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
+        .process_group(0)
         .spawn()
         .expect("start nginx");
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
@@ -346,6 +363,13 @@ async fn start_nginx(
         _dir: dir,
     };
     wait_listening(&mut process, addr).await;
+    // nginx binds its port before it handles signals and forks its worker: a SIGTERM in
+    // between is lost (the master then waits forever). Up means the worker runs.
+    let master = process.child.id();
+    eventually("nginx's worker runs", || async {
+        group_members(master).len() > 1
+    })
+    .await;
     (process, addr)
 }
 
@@ -377,6 +401,7 @@ async fn start_caddy(
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
+        .process_group(0)
         .spawn()
         .expect("start caddy");
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
