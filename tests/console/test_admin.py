@@ -49,7 +49,8 @@ def test_a_member_sees_only_what_the_service_lets_them(server, admin, browsers):
     assert mia.heading() == "Members"
     assert not mia.has("button", "Add member")
 
-    # The admin changes mia's role to viewer: she no longer sees tokens.
+    # The admin changes mia's role to viewer: she no longer sees the workspace's tokens nor
+    # creates any, but still sees her own (one visibility rule, docs/decisions.md).
     admin.go("/workspaces")
     admin.follow("Workspace 1")
     admin.follow("Settings")
@@ -60,7 +61,10 @@ def test_a_member_sees_only_what_the_service_lets_them(server, admin, browsers):
     assert admin.banner() == "Role of “mia” changed."
     assert "viewer" in admin.row("mia").text
     open_workspace_tokens(mia)
-    assert "cannot see this workspace's tokens" in mia.text()
+    listed = mia.rows()
+    assert "mia-cli" in listed
+    assert "web-client" not in listed
+    assert "You cannot create tokens here" in mia.text()
     assert not mia.has("field", "Token Name")
 
     admin.press("Remove mia")
