@@ -35,6 +35,8 @@ pub enum ErrorCode {
     PayloadTooLarge,
     /// The body's content type is not the one this endpoint takes (415).
     UnsupportedMediaType,
+    /// The route exists but not with this method (405, with `Allow` listing the methods).
+    MethodNotAllowed,
     /// Throttled, or a token over its own `rate_limit` (429).
     RateLimited,
     /// A valid token used from an address outside its `allowed_ips` (403).
@@ -66,6 +68,7 @@ impl ErrorCode {
             ErrorCode::BadRequest => "bad_request",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::IpNotAllowed => "ip_not_allowed",
             ErrorCode::UsageExceeded => "usage_exceeded",

@@ -22,9 +22,8 @@ pub fn app(state: AppState) -> Router {
     let router = crate::api::routes()
         .merge(crate::console::routes())
         .fallback(not_found)
-        .method_not_allowed_fallback(|| async {
-            ApiError::BadRequest("method not allowed on this route".into())
-        })
+        // 405 with the error body; the router adds `Allow` with the route's methods.
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn_with_state(state.clone(), observe));
     // Request spans cost a layer on every request: only when someone will see them
@@ -69,7 +68,18 @@ async fn observe(State(state): State<AppState>, mut req: Request, next: Next) ->
     let route = req.extensions().get::<MatchedPath>().cloned();
     let method = req.method().clone();
     let expiration = crate::auth::authenticate_request(&state, &mut req).await;
-    let mut response = next.run(req).await;
+    // Query parameters the operation does not declare are refused, for every route the
+    // OpenAPI document describes (one check here rather than one per handler).
+    let refused = match (route.as_ref(), req.uri().query()) {
+        (Some(route), Some(query)) => {
+            crate::api::spec::check_query(&method, route.as_str(), query).err()
+        }
+        _ => None,
+    };
+    let mut response = match refused {
+        Some(error) => axum::response::IntoResponse::into_response(error),
+        None => next.run(req).await,
+    };
     if let Some(value) = expiration {
         response
             .headers_mut()

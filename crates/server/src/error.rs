@@ -72,6 +72,9 @@ pub enum ApiError {
     /// Wrong content type.
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// A known route called with a method it does not take (the router adds `Allow`).
+    #[error("method not allowed on this route")]
+    MethodNotAllowed,
     /// Throttled.
     #[error("too many requests; retry in {retry_after} seconds")]
     RateLimited {
@@ -144,6 +147,9 @@ impl ApiError {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 ErrorCode::UnsupportedMediaType,
             ),
+            ApiError::MethodNotAllowed => {
+                (StatusCode::METHOD_NOT_ALLOWED, ErrorCode::MethodNotAllowed)
+            }
             ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimited),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal),

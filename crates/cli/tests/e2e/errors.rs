@@ -476,3 +476,177 @@ async fn unknown_routes_answer_browsers_with_a_page_and_clients_with_json() {
         assert_eq!(json["error"]["code"], "not_found", "{path}");
     }
 }
+
+/// A fresh server, Workspace 1's id and the id of an active client token in it.
+async fn server_with_a_token() -> (TestServer, String, String) {
+    let server = TestServer::start().await;
+    let ws = server.workspace1().await;
+    let victim = server
+        .token(
+            &server.admin(),
+            &ws,
+            "victim",
+            latchkey_client::proto::TokenType::Client,
+        )
+        .await;
+    (server, ws, victim.meta.id)
+}
+
+/// `method path` with the bootstrap token.
+async fn as_admin(server: &TestServer, method: reqwest::Method, path: &str) -> reqwest::Response {
+    server
+        .http()
+        .request(method, format!("{}{path}", server.url))
+        .bearer_auth(server.admin_token.as_deref().unwrap())
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The methods in an `Allow` header, upper case, as a sorted list.
+fn allowed(resp: &reqwest::Response) -> Vec<String> {
+    let mut methods: Vec<String> = resp
+        .headers()
+        .get_all("allow")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|m| m.trim().to_ascii_uppercase())
+        .filter(|m| !m.is_empty())
+        .collect();
+    methods.sort();
+    methods
+}
+
+#[tokio::test]
+async fn a_wrong_method_answers_405_with_allow_and_changes_nothing() {
+    let (server, ws, id) = server_with_a_token().await;
+    let admin = server.admin();
+    let id = &id;
+    let trace = reqwest::Method::TRACE;
+    let query = reqwest::Method::from_bytes(b"QUERY").unwrap();
+    let cases: Vec<(reqwest::Method, String, &[&str])> = vec![
+        (trace.clone(), "/readyz".into(), &["GET", "HEAD"]),
+        (trace.clone(), "/api/v1/me".into(), &["GET", "HEAD"]),
+        (
+            trace.clone(),
+            "/auth/verify".into(),
+            &["DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT"],
+        ),
+        (
+            trace.clone(),
+            "/auth/verify/api/x".into(),
+            &["DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT"],
+        ),
+        (
+            reqwest::Method::PUT,
+            format!("/api/v1/tokens/{id}"),
+            &["DELETE", "GET", "HEAD"],
+        ),
+        (
+            reqwest::Method::DELETE,
+            format!("/api/v1/tokens/{id}/revoke"),
+            &["POST"],
+        ),
+        (reqwest::Method::GET, "/oauth/introspect".into(), &["POST"]),
+        (
+            reqwest::Method::PATCH,
+            "/api/v1/session".into(),
+            &["DELETE", "POST"],
+        ),
+        (
+            query,
+            format!("/api/v1/workspaces/{ws}/tokens"),
+            &["GET", "HEAD", "POST"],
+        ),
+    ];
+    for (method, path, expected) in cases {
+        let resp = as_admin(&server, method.clone(), &path).await;
+        assert_eq!(resp.status().as_u16(), 405, "{method} {path}");
+        assert_eq!(allowed(&resp), expected, "{method} {path}: Allow");
+        assert!(
+            resp.headers()
+                .get("content-type")
+                .is_some_and(|v| v.as_bytes().starts_with(b"application/json")),
+            "{method} {path}: JSON"
+        );
+        let json: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(
+            json["error"]["code"], "method_not_allowed",
+            "{method} {path}"
+        );
+    }
+    // `DELETE …/revoke` revoked nothing.
+    let token = admin.tokens().get(id).await.unwrap();
+    assert_eq!(token.state, latchkey_client::proto::TokenState::Active);
+}
+
+#[tokio::test]
+async fn unknown_query_parameters_are_refused_naming_them() {
+    let (server, ws, id) = server_with_a_token().await;
+    let admin = server.admin();
+    let cases: Vec<(reqwest::Method, String, &str)> = vec![
+        // The reported one: a filter the list does not have must not answer unfiltered.
+        (
+            reqwest::Method::GET,
+            format!("/api/v1/workspaces/{ws}/tokens?state=revoked"),
+            "state",
+        ),
+        (
+            reqwest::Method::GET,
+            format!("/api/v1/workspaces/{ws}/tokens?limit=10&Limit=5"),
+            "Limit",
+        ),
+        (
+            reqwest::Method::GET,
+            "/api/v1/me?verbose=1".into(),
+            "verbose",
+        ),
+        (
+            reqwest::Method::GET,
+            "/api/v1/audit-events?action=token.created&actions=x".into(),
+            "actions",
+        ),
+        (
+            reqwest::Method::HEAD,
+            "/api/v1/users?role=owner".into(),
+            "role",
+        ),
+        (
+            reqwest::Method::POST,
+            format!("/api/v1/tokens/{id}/revoke?dry_run=true"),
+            "dry_run",
+        ),
+        (
+            reqwest::Method::DELETE,
+            format!("/api/v1/tokens/{id}?soft=1"),
+            "soft",
+        ),
+    ];
+    for (method, path, field) in cases {
+        let resp = as_admin(&server, method.clone(), &path).await;
+        assert_eq!(resp.status().as_u16(), 422, "{method} {path}");
+        if method == reqwest::Method::HEAD {
+            continue;
+        }
+        let json: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(json["error"]["code"], "invalid_field", "{method} {path}");
+        assert_eq!(json["error"]["field"], field, "{method} {path}");
+        let message = json["error"]["message"].as_str().unwrap();
+        assert!(message.contains(field), "{method} {path}: {message}");
+    }
+    // Nothing changed: the token is still there and active.
+    let token = admin.tokens().get(&id).await.unwrap();
+    assert_eq!(token.state, latchkey_client::proto::TokenState::Active);
+    // Declared parameters still work, and forward-auth takes any query (Caddy and Envoy
+    // pass the original request's along).
+    for path in [
+        format!("/api/v1/workspaces/{ws}/tokens?limit=1"),
+        "/api/v1/audit-events?action=token.created&limit=5".to_owned(),
+        "/auth/verify?page=2&q=x".to_owned(),
+        "/auth/verify/api/items?page=2".to_owned(),
+    ] {
+        let resp = as_admin(&server, reqwest::Method::GET, &path).await;
+        assert_eq!(resp.status().as_u16(), 200, "{path}");
+    }
+}

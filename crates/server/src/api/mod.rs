@@ -4,6 +4,7 @@ pub mod interop;
 pub mod projects;
 pub mod session;
 pub mod settings;
+pub mod spec;
 pub mod system;
 pub mod tokens;
 pub mod users;
@@ -100,17 +101,26 @@ pub fn routes() -> Router<AppState> {
         .route("/oauth/introspect", post(interop::introspect))
         .route("/oauth/revoke", post(interop::oauth_revoke))
         .route("/api/v1/credentials/revoke", post(interop::report_leaked))
-        .route("/auth/verify", axum::routing::any(interop::forward_auth))
+        .route("/auth/verify", forward_auth_methods())
         // Envoy ext_authz with `path_prefix: /auth/verify` appends the original path (and
         // keeps the original method).
-        .route(
-            "/auth/verify/{*original}",
-            axum::routing::any(interop::forward_auth),
-        )
+        .route("/auth/verify/{*original}", forward_auth_methods())
         .route("/api/v1/openapi.json", get(system::openapi))
         .route("/healthz", get(system::healthz))
         .route("/readyz", get(system::readyz))
         .route("/metrics", get(system::metrics))
+}
+
+/// The methods forward-auth answers: those a proxied request may carry (Envoy keeps the
+/// original method; nginx, Caddy and Traefik send `GET`). `TRACE`, `CONNECT` and extension
+/// methods get 405, which a proxy passes on as a refusal.
+fn forward_auth_methods() -> axum::routing::MethodRouter<AppState> {
+    get(interop::forward_auth)
+        .post(interop::forward_auth)
+        .put(interop::forward_auth)
+        .patch(interop::forward_auth)
+        .delete(interop::forward_auth)
+        .options(interop::forward_auth)
 }
 
 /// The OpenAPI description, generated from the handlers and the proto types.
@@ -201,7 +211,8 @@ impl utoipa::Modify for SecuritySchemes {
     }
 }
 
-/// The OpenAPI document as pretty JSON (what `docs/openapi.json` holds).
+/// The OpenAPI document as pretty JSON (what `docs/openapi.json` holds and
+/// `/api/v1/openapi.json` serves): [`ApiDoc`] completed by [`spec`].
 pub fn openapi_json() -> String {
-    ApiDoc::openapi().to_pretty_json().unwrap_or_default()
+    spec::pretty().to_owned()
 }

@@ -11,7 +11,8 @@ use crate::extract::{ApiJson, ApiQuery, PageParams};
 use crate::state::AppState;
 
 /// Projects of a workspace.
-#[utoipa::path(get, path = "/api/v1/workspaces/{ws}/projects", tag = "projects", params(("ws" = String, Path)),
+#[utoipa::path(get, path = "/api/v1/workspaces/{ws}/projects", tag = "projects",
+    params(("ws" = String, Path), ("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query)),
     responses((status = 200, body = Page<Project>)))]
 pub async fn list(
     State(state): State<AppState>,
@@ -53,6 +54,7 @@ pub async fn delete(
 
 /// Projects of the token's workspace.
 #[utoipa::path(get, path = "/projects", tag = "projects",
+    params(("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query)),
     responses((status = 200, body = Page<Project>), (status = 422, body = ErrorBody)))]
 pub async fn list_for_token(
     State(state): State<AppState>,

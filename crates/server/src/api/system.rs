@@ -119,7 +119,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
 pub async fn openapi() -> Response {
     (
         [(header::CONTENT_TYPE, "application/json")],
-        crate::api::openapi_json(),
+        crate::api::spec::pretty(),
     )
         .into_response()
 }

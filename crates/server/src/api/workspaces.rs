@@ -50,7 +50,8 @@ pub async fn get(
 }
 
 /// Members of a workspace.
-#[utoipa::path(get, path = "/api/v1/workspaces/{ws}/members", tag = "workspaces", params(("ws" = String, Path)),
+#[utoipa::path(get, path = "/api/v1/workspaces/{ws}/members", tag = "workspaces",
+    params(("ws" = String, Path), ("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query)),
     responses((status = 200, body = Page<Member>), (status = 403, body = ErrorBody)))]
 pub async fn list_members(
     State(state): State<AppState>,
