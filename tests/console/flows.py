@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from harness import TOKEN_RE, Console
+import json
+
+from harness import TOKEN_RE, Console, http
 
 
 def open_workspace_tokens(c: Console, workspace: str = "Workspace 1") -> None:
@@ -97,3 +99,16 @@ def add_member(admin: Console, workspace: str, username: str, role: str = "membe
 
 def cookie_header(c: Console) -> dict[str, str]:
     return {"Cookie": f"latchkey_session={c.session_cookie()}"}
+
+
+def seed_token(c: Console, body: dict, workspace: str = "Workspace%201") -> dict:
+    """Creates a token through the API with the browser's session (as the console's own
+    page would call it) and returns the API's answer (id, token, …)."""
+    reply = http(
+        "POST",
+        f"{c.base}/api/v1/workspaces/{workspace}/tokens",
+        {**cookie_header(c), "Content-Type": "application/json", "Sec-Fetch-Site": "same-origin"},
+        json.dumps(body),
+    )
+    assert reply.status == 201, reply.text
+    return reply.json()

@@ -166,6 +166,17 @@ def wait_for(condition, timeout: float = 10.0, message: str = "condition"):
     raise AssertionError(f"timed out waiting for {message} (last: {last!r})")
 
 
+def publish_screenshots(names: list[str]) -> None:
+    """With LATCHKEY_UPDATE_DOCS_SCREENSHOTS=1, copies the named screenshots to
+    docs/console-screenshots/ (the pictures docs/console.md shows)."""
+    if os.environ.get("LATCHKEY_UPDATE_DOCS_SCREENSHOTS") != "1":
+        return
+    target = ROOT / "docs" / "console-screenshots"
+    target.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        shutil.copyfile(SCREENSHOTS / f"{name}.png", target / f"{name}.png")
+
+
 def browser_available() -> str | None:
     """Why the browser tests cannot run here, or None when they can."""
     for path, what in ((CHROMIUM, "chromium"), (CHROMEDRIVER, "chromedriver")):

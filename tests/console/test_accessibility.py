@@ -4,11 +4,9 @@ Screenshots of each page land in target/console-screenshots/."""
 
 from __future__ import annotations
 
-import os
-import shutil
 
 from flows import add_member, create_token, create_user, open_form, open_workspace_tokens, read_dialog_secret
-from harness import ROOT, SCREENSHOTS, Console, wait_for
+from harness import Console, publish_screenshots, wait_for
 
 # The screenshots docs/console.md shows; LATCHKEY_UPDATE_DOCS_SCREENSHOTS=1 refreshes them.
 DOC_SCREENSHOTS = [
@@ -111,11 +109,7 @@ def test_every_page_is_accessible_and_fits_a_phone(server, browsers):
     mia.go("/organization")
     audit_page(mia, "member-forbidden", problems)
 
-    if os.environ.get("LATCHKEY_UPDATE_DOCS_SCREENSHOTS") == "1":
-        target = ROOT / "docs" / "console-screenshots"
-        target.mkdir(parents=True, exist_ok=True)
-        for name in DOC_SCREENSHOTS:
-            shutil.copyfile(SCREENSHOTS / f"{name}.png", target / f"{name}.png")
+    publish_screenshots(DOC_SCREENSHOTS)
 
     assert not problems, "\n".join(problems)
 

@@ -8,15 +8,12 @@ would call it); everything asserted is read off the page."""
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import shutil
 
 import pytest
 
-from flows import cookie_header, open_form, open_workspace_tokens, read_dialog_secret, set_expiry
-from harness import ROOT, SCREENSHOTS, Console, LatchkeyServer, api_create_project, http, wait_for
+from flows import cookie_header, open_form, open_workspace_tokens, read_dialog_secret, seed_token, set_expiry
+from harness import Console, LatchkeyServer, http, publish_screenshots, wait_for
 
 # The pictures docs/console.md shows from this file (LATCHKEY_UPDATE_DOCS_SCREENSHOTS=1).
 DOC_SCREENSHOTS = [
@@ -61,14 +58,7 @@ def seed(c: Console, base: str, name: str, token_type: str = "client", days: int
     body: dict = {"name": name, "type": token_type}
     if days is not None:
         body["expires_in_days"] = days
-    reply = http(
-        "POST",
-        f"{base}/api/v1/workspaces/Workspace%201/tokens",
-        {**cookie_header(c), "Content-Type": "application/json", "Sec-Fetch-Site": "same-origin"},
-        json.dumps(body),
-    )
-    assert reply.status == 201, reply.text
-    return reply.json()
+    return seed_token(c, body)
 
 
 def apply_filters(c: Console, search: str | None = None, token_type: str | None = None,
@@ -388,11 +378,7 @@ def test_a_phone_at_375_px(fast_server, admin_at):
     c.go("/workspaces/Workspace%201/settings/tokens?q=client&sort=name")
     c.screenshot("token-list-filtered-desktop")
 
-    if os.environ.get("LATCHKEY_UPDATE_DOCS_SCREENSHOTS") == "1":
-        target = ROOT / "docs" / "console-screenshots"
-        target.mkdir(parents=True, exist_ok=True)
-        for name in DOC_SCREENSHOTS:
-            shutil.copyfile(SCREENSHOTS / f"{name}.png", target / f"{name}.png")
+    publish_screenshots(DOC_SCREENSHOTS)
 
 
 def test_account_and_api_access_share_the_list(fast_server, admin_at):

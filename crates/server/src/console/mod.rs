@@ -64,7 +64,7 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'
 
 /// Console routes (pages, forms, assets).
 pub fn routes() -> Router<AppState> {
-    use tokens::{account, actions, api_access, workspace};
+    use tokens::{account, actions, api_access, detail, workspace};
     let router = Router::new()
         .route("/", get(session::root))
         .route("/login", get(session::login_form).post(session::login))
@@ -143,7 +143,8 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/assets/app.css", get(assets::css))
         .route("/assets/app.js", get(assets::js));
-    // The row actions of every token page, one route each, under the page's prefix.
+    // A token's own page and the row actions of every token page, one route each, under
+    // the page's prefix.
     let router = [
         "/workspaces/{ws}/settings/tokens",
         "/account/tokens",
@@ -152,6 +153,7 @@ pub fn routes() -> Router<AppState> {
     .into_iter()
     .fold(router, |router, base| {
         router
+            .route(&format!("{base}/{{id}}"), get(detail::page))
             .route(&format!("{base}/{{id}}/revoke"), post(actions::revoke))
             .route(&format!("{base}/{{id}}/restore"), post(actions::restore))
             .route(&format!("{base}/{{id}}/rotate"), post(actions::rotate))

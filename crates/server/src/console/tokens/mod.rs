@@ -1,13 +1,15 @@
 //! Token pages, one module each: a workspace's API Access Tokens ([`workspace`]), Account &
 //! Settings with personal and legacy tokens ([`account`]), the org-wide API access page
-//! ([`api_access`]); the row actions, one route each ([`actions`]); and what they share
-//! here: the table with its search, filters, sort and pages ([`list`]), the create form
-//! with its expiry presets, and the show-once dialog after a create or rotate. Every rule
+//! ([`api_access`]); a token's own page ([`detail`]); the row actions, one route each
+//! ([`actions`]); and what they share here: the table with its search, filters, sort and
+//! pages ([`list`]), the create form with its expiry presets, and the show-once dialog
+//! after a create or rotate. Every rule
 //! (who sees, creates or manages which token; lifetimes; limits) is the service's.
 
 pub mod account;
 pub mod actions;
 pub mod api_access;
+pub mod detail;
 pub mod list;
 pub mod workspace;
 
