@@ -1,7 +1,8 @@
 //! Lifecycle events (issue 16): webhook endpoints and their permissions, signed deliveries
 //! to a real HTTP receiver on loopback, retries (5xx, timeout, refused), give-up after 24 h
 //! (time moved), redelivery, SSRF refusals at create and at delivery time, redirects not
-//! followed, expiry notices at 30/7/1 days once each (across a restart), metrics.
+//! followed, expiry notices at 30/7/1 days once each (across a restart), metrics; email
+//! notices to token owners through a plain SMTP sink on loopback (expiring, expired, leaked).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -789,4 +790,425 @@ async fn expiry_notices_fire_at_30_7_and_1_days_once_each_across_a_restart() {
         .unwrap();
     assert_eq!(audit.items.len(), 3);
     drop(tempdir);
+}
+
+/// One message the SMTP sink accepted.
+#[derive(Debug, Clone)]
+pub struct Mail {
+    pub to: Vec<String>,
+    pub data: String,
+}
+
+impl Mail {
+    /// The `Subject:` header (unfolded).
+    pub fn subject(&self) -> String {
+        let mut lines = self.data.split("\r\n");
+        let mut subject = String::new();
+        while let Some(line) = lines.next() {
+            if let Some(rest) = line.strip_prefix("Subject: ") {
+                subject.push_str(rest);
+                for more in lines.by_ref() {
+                    match more.strip_prefix(' ') {
+                        Some(folded) => subject.push_str(folded),
+                        None => break,
+                    }
+                }
+                break;
+            }
+        }
+        subject
+    }
+}
+
+/// A plain SMTP server on 127.0.0.1:random that accepts every message (no TLS, no auth):
+/// enough of RFC 5321 for lettre (EHLO, MAIL, RCPT, DATA, RSET, NOOP, QUIT).
+pub struct SmtpSink {
+    pub port: u16,
+    mails: Arc<Mutex<Vec<Mail>>>,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+impl SmtpSink {
+    pub async fn start() -> SmtpSink {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mails = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&mails);
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let sink = Arc::clone(&sink);
+                tokio::spawn(async move {
+                    let (read, mut write) = stream.into_split();
+                    let mut lines = BufReader::new(read).lines();
+                    let _ = write.write_all(b"220 sink ESMTP\r\n").await;
+                    let mut to = Vec::new();
+                    while let Ok(Some(line)) = lines.next_line().await {
+                        let verb = line.get(..4).unwrap_or("").to_ascii_uppercase();
+                        let reply: &[u8] = match verb.as_str() {
+                            "EHLO" | "HELO" => b"250 sink\r\n",
+                            "RCPT" => {
+                                to.push(line[8..].trim().trim_matches(['<', '>']).to_owned());
+                                b"250 OK\r\n"
+                            }
+                            "DATA" => {
+                                let _ = write.write_all(b"354 go on\r\n").await;
+                                let mut data = String::new();
+                                while let Ok(Some(l)) = lines.next_line().await {
+                                    if l == "." {
+                                        break;
+                                    }
+                                    data.push_str(&l);
+                                    data.push_str("\r\n");
+                                }
+                                sink.lock().unwrap().push(Mail {
+                                    to: std::mem::take(&mut to),
+                                    data,
+                                });
+                                b"250 accepted\r\n"
+                            }
+                            "QUIT" => {
+                                let _ = write.write_all(b"221 bye\r\n").await;
+                                break;
+                            }
+                            _ => b"250 OK\r\n",
+                        };
+                        if write.write_all(reply).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        SmtpSink {
+            port,
+            mails,
+            _task: task,
+        }
+    }
+
+    pub fn mails(&self) -> Vec<Mail> {
+        self.mails.lock().unwrap().clone()
+    }
+
+    /// Subjects of the messages to `address`, in order.
+    pub fn subjects_to(&self, address: &str) -> Vec<String> {
+        self.mails()
+            .iter()
+            .filter(|m| m.to.iter().any(|t| t == address))
+            .map(Mail::subject)
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn owners_get_email_as_their_token_nears_expiry_and_expires_and_hooks_hear_of_leaks() {
+    let sink = SmtpSink::start().await;
+    let receiver = Receiver::start().await;
+    let server = TestServer::start_with(|c| {
+        c.webhooks.allow_private_addresses = true;
+        c.webhooks.poll_interval_ms = 50;
+        c.verifier.expiry_sweep_secs = 1;
+        c.smtp = Some(latchkey_server::config::SmtpConfig {
+            host: "127.0.0.1".into(),
+            port: Some(sink.port),
+            security: latchkey_server::config::SmtpSecurity::None,
+            username: None,
+            password: None,
+            password_file: None,
+            from: "Latchkey <latchkey@example.com>".into(),
+            timeout_secs: 5,
+        });
+    })
+    .await;
+    let admin = server.admin();
+    let ws = server.workspace1().await;
+    admin
+        .webhooks()
+        .create(&hook_request(&receiver.url, &EventType::ALL))
+        .await
+        .unwrap();
+    let owner = admin
+        .create_user(&latchkey_client::proto::CreateUserRequest {
+            username: "olive".into(),
+            password: "password-of-olive".into(),
+            role: OrgRole::Member,
+            display_name: None,
+            email: Some("olive@example.com".into()),
+        })
+        .await
+        .unwrap();
+    admin
+        .put_member(
+            &ws,
+            &owner.id,
+            latchkey_client::proto::WorkspaceRole::Member,
+        )
+        .await
+        .unwrap();
+    let olive = server.signed_in("olive", "password-of-olive").await;
+    let mut request = CreateTokenRequest::new("olive-ci", TokenType::Personal);
+    request.expires_in_days = Some(8);
+    let token = olive.tokens().create(&ws, &request).await.unwrap();
+    let to = "olive@example.com";
+
+    // Eight days to go: no notice yet (the 30-day one is not sent to a token made inside it).
+    let day = 86_400;
+    server.state.clock.advance(day + 60);
+    eventually("the 7-day email", || async {
+        !sink.subjects_to(to).is_empty()
+    })
+    .await;
+    server.state.clock.advance(6 * day);
+    eventually("the 1-day email", || async {
+        sink.subjects_to(to).len() == 2
+    })
+    .await;
+    server.state.clock.advance(day);
+    eventually("the expired email", || async {
+        sink.subjects_to(to).len() == 3
+    })
+    .await;
+    assert_eq!(
+        sink.subjects_to(to),
+        [
+            "Your API token \"olive-ci\" expires in 7 days",
+            "Your API token \"olive-ci\" expires in 1 day",
+            "Your API token \"olive-ci\" has expired",
+        ]
+    );
+    let mail = &sink.mails()[0];
+    assert!(
+        mail.data.contains("From: Latchkey <latchkey@example.com>"),
+        "{}",
+        mail.data
+    );
+    assert!(
+        !mail.data.contains(&token.token),
+        "the secret is never mailed"
+    );
+    let webhook_days: Vec<i64> = receiver
+        .of_type("token.expiring")
+        .iter()
+        .map(|r| r.json()["data"]["days_left"].as_i64().unwrap())
+        .collect();
+    assert_eq!(webhook_days, [7, 1]);
+    assert_eq!(receiver.of_type("token.expired").len(), 1);
+
+    // A leak report revokes a token: its owner is mailed, the endpoint told. (Eight days
+    // on, olive's session has ended: she signs in again.)
+    let olive = server.signed_in("olive", "password-of-olive").await;
+    let mut leaky = CreateTokenRequest::new("olive-leaky", TokenType::Personal);
+    leaky.expires_in_days = Some(90);
+    let leaky = olive.tokens().create(&ws, &leaky).await.unwrap();
+    server
+        .anonymous()
+        .report_leaked(std::slice::from_ref(&leaky.token))
+        .await
+        .unwrap();
+    eventually("token.leaked at the endpoint", || async {
+        !receiver.of_type("token.leaked").is_empty()
+    })
+    .await;
+    let leaked = &receiver.of_type("token.leaked")[0];
+    assert_eq!(leaked.json()["data"]["token"]["id"], leaky.meta.id.as_str());
+    assert!(!leaked.body.contains(&leaky.token));
+    eventually("the leak email", || async {
+        sink.subjects_to(to).len() == 4
+    })
+    .await;
+    assert!(sink.subjects_to(to)[3].contains("reported leaked"));
+
+    // Deactivated and reactivated: both reach the endpoint (no email for these).
+    for active in [false, true] {
+        admin
+            .update_user(
+                &owner.id,
+                &latchkey_client::proto::UpdateUserRequest {
+                    active: Some(active),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+    }
+    eventually("user.reactivated", || async {
+        !receiver.of_type("user.reactivated").is_empty()
+    })
+    .await;
+    for kind in ["user.deactivated", "user.reactivated"] {
+        let got = receiver.of_type(kind);
+        assert_eq!(got.len(), 1, "{kind}");
+        assert_eq!(got[0].json()["data"]["user"]["username"], "olive");
+    }
+    assert_eq!(sink.subjects_to(to).len(), 4);
+}
+
+#[tokio::test]
+async fn every_status_a_webhook_route_answers_is_in_the_openapi_document() {
+    let server = TestServer::start().await;
+    let admin_token = server.admin_token.clone().unwrap();
+    let (member_id, member) = server.user("doc-member", OrgRole::Member).await;
+    let ws = server.workspace1().await;
+    server
+        .admin()
+        .put_member(
+            &ws,
+            &member_id,
+            latchkey_client::proto::WorkspaceRole::Member,
+        )
+        .await
+        .unwrap();
+    let member_token = server
+        .token(&member, &ws, "doc-member-token", TokenType::Personal)
+        .await
+        .token;
+    let created = server
+        .admin()
+        .webhooks()
+        .create(&hook_request(
+            "http://93.184.215.14/hook",
+            &[EventType::TokenCreated],
+        ))
+        .await
+        .unwrap();
+    let id = created.webhook.id.clone();
+    let delivery = server.admin().webhooks().test(&id).await.unwrap().id;
+    let unknown = latchkey_core::new_id();
+    let http = server.http();
+    let call = |method: &str, path: String, token: Option<&str>, body: Option<Value>| {
+        let mut req = http.request(method.parse().unwrap(), format!("{}{path}", server.url));
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    let admin = Some(admin_token.as_str());
+    let member = Some(member_token.as_str());
+    let good = json!({"url": "http://93.184.215.14/other", "events": ["token.created"]});
+    let bad = json!({"url": "http://127.0.0.1/", "events": ["token.created"]});
+    let base = "/api/v1/webhooks";
+    let one = |hook: &str| format!("{base}/{hook}");
+    let mut seen: Vec<(&str, &str, u16)> = Vec::new();
+    macro_rules! answers {
+        ($template:expr, $method:expr, $path:expr, $token:expr, $body:expr, $want:expr) => {{
+            let status = call($method, $path, $token, $body).await;
+            assert_eq!(status, $want, "{} {}", $method, $template);
+            seen.push(($template, $method, status));
+        }};
+    }
+    let (list, item) = ("/api/v1/webhooks", "/api/v1/webhooks/{id}");
+    let (test, deliveries, redeliver) = (
+        "/api/v1/webhooks/{id}/test",
+        "/api/v1/webhooks/{id}/deliveries",
+        "/api/v1/webhooks/{id}/deliveries/{delivery}/redeliver",
+    );
+    answers!(list, "POST", base.into(), admin, Some(good.clone()), 201);
+    answers!(list, "POST", base.into(), None, Some(good.clone()), 401);
+    answers!(list, "POST", base.into(), member, Some(good.clone()), 403);
+    answers!(list, "POST", base.into(), admin, Some(bad.clone()), 422);
+    let raw = |method: &str, path: String, content_type: &str, body: &str| {
+        let req = http
+            .request(method.parse().unwrap(), format!("{}{path}", server.url))
+            .bearer_auth(&admin_token)
+            .header("content-type", content_type)
+            .body(body.to_owned());
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    for (method, template, path) in [("POST", list, base.to_owned()), ("PATCH", item, one(&id))] {
+        let status = raw(method, path.clone(), "application/json", "{\"url\": ").await;
+        assert_eq!(status, 400, "{method} {template}");
+        seen.push((template, method, status));
+        let status = raw(method, path, "text/plain", "{}").await;
+        assert_eq!(status, 415, "{method} {template}");
+        seen.push((template, method, status));
+    }
+    answers!(list, "GET", base.into(), admin, None, 200);
+    answers!(list, "GET", base.into(), None, None, 401);
+    answers!(list, "GET", base.into(), member, None, 403);
+    answers!(list, "GET", format!("{base}?limit=0"), admin, None, 422);
+    answers!(item, "GET", one(&id), admin, None, 200);
+    answers!(item, "GET", one(&id), None, None, 401);
+    answers!(item, "GET", one(&id), member, None, 403);
+    answers!(item, "GET", one(&unknown), admin, None, 404);
+    let pause = json!({"enabled": false});
+    answers!(item, "PATCH", one(&id), admin, Some(pause.clone()), 200);
+    answers!(item, "PATCH", one(&id), None, Some(pause.clone()), 401);
+    answers!(item, "PATCH", one(&id), member, Some(pause.clone()), 403);
+    answers!(item, "PATCH", one(&unknown), admin, Some(pause), 404);
+    answers!(
+        item,
+        "PATCH",
+        one(&id),
+        admin,
+        Some(json!({"events": []})),
+        422
+    );
+    answers!(test, "POST", format!("{}/test", one(&id)), admin, None, 202);
+    answers!(test, "POST", format!("{}/test", one(&id)), None, None, 401);
+    answers!(
+        test,
+        "POST",
+        format!("{}/test", one(&id)),
+        member,
+        None,
+        403
+    );
+    answers!(
+        test,
+        "POST",
+        format!("{}/test", one(&unknown)),
+        admin,
+        None,
+        404
+    );
+    let listed = format!("{}/deliveries", one(&id));
+    answers!(deliveries, "GET", listed.clone(), admin, None, 200);
+    answers!(deliveries, "GET", listed.clone(), None, None, 401);
+    answers!(deliveries, "GET", listed.clone(), member, None, 403);
+    answers!(
+        deliveries,
+        "GET",
+        format!("{}/deliveries", one(&unknown)),
+        admin,
+        None,
+        404
+    );
+    answers!(
+        deliveries,
+        "GET",
+        format!("{listed}?limit=x"),
+        admin,
+        None,
+        422
+    );
+    let again = format!("{}/deliveries/{delivery}/redeliver", one(&id));
+    answers!(redeliver, "POST", again.clone(), admin, None, 202);
+    answers!(redeliver, "POST", again.clone(), None, None, 401);
+    answers!(redeliver, "POST", again.clone(), member, None, 403);
+    let missing = format!("{}/deliveries/{unknown}/redeliver", one(&id));
+    answers!(redeliver, "POST", missing, admin, None, 404);
+    answers!(item, "DELETE", one(&id), None, None, 401);
+    answers!(item, "DELETE", one(&id), member, None, 403);
+    answers!(item, "DELETE", one(&id), admin, None, 204);
+    answers!(item, "DELETE", one(&id), admin, None, 404);
+
+    let doc: Value = serde_json::from_str(&latchkey_server::api::openapi_json()).unwrap();
+    for (template, method, status) in seen {
+        let responses = &doc["paths"][template][method.to_lowercase()]["responses"];
+        assert!(
+            responses.get(status.to_string()).is_some(),
+            "{method} {template} answered {status}, which docs/openapi.json does not list: {responses}"
+        );
+        if status >= 400 {
+            assert_eq!(
+                responses[status.to_string()]["content"]["application/json"]["schema"]["$ref"],
+                "#/components/schemas/ErrorBody",
+                "{method} {template} {status}"
+            );
+        }
+    }
 }

@@ -16,8 +16,9 @@ use crate::state::AppState;
 /// Create a webhook endpoint; the answer holds its signing secret (`whsec_…`), shown once.
 #[utoipa::path(post, path = "/api/v1/webhooks", tag = "webhooks",
     request_body = CreateWebhookRequest,
-    responses((status = 201, body = CreatedWebhook), (status = 401, body = ErrorBody),
-              (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 201, body = CreatedWebhook), (status = 400, body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,
     p: Principal,
@@ -33,7 +34,7 @@ pub async fn create(
 #[utoipa::path(get, path = "/api/v1/webhooks", tag = "webhooks",
     params(("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query)),
     responses((status = 200, body = Page<Webhook>), (status = 401, body = ErrorBody),
-              (status = 403, body = ErrorBody)))]
+              (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn list(
     State(state): State<AppState>,
     p: Principal,
@@ -45,8 +46,8 @@ pub async fn list(
 /// One webhook endpoint (never its secret).
 #[utoipa::path(get, path = "/api/v1/webhooks/{id}", tag = "webhooks",
     params(("id" = String, Path)),
-    responses((status = 200, body = Webhook), (status = 403, body = ErrorBody),
-              (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Webhook), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn get(
     State(state): State<AppState>,
     p: Principal,
@@ -58,8 +59,10 @@ pub async fn get(
 /// Change a webhook endpoint's URL, event types, description, or pause it.
 #[utoipa::path(patch, path = "/api/v1/webhooks/{id}", tag = "webhooks",
     params(("id" = String, Path)), request_body = UpdateWebhookRequest,
-    responses((status = 200, body = Webhook), (status = 403, body = ErrorBody),
-              (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = Webhook), (status = 400, body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 415, body = ErrorBody),
+              (status = 422, body = ErrorBody)))]
 pub async fn update(
     State(state): State<AppState>,
     p: Principal,
@@ -72,7 +75,8 @@ pub async fn update(
 /// Delete a webhook endpoint and its deliveries.
 #[utoipa::path(delete, path = "/api/v1/webhooks/{id}", tag = "webhooks",
     params(("id" = String, Path)),
-    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody)))]
 pub async fn delete(
     State(state): State<AppState>,
     p: Principal,
@@ -85,8 +89,8 @@ pub async fn delete(
 /// Queue a `webhook.test` message to the endpoint; answers the queued delivery.
 #[utoipa::path(post, path = "/api/v1/webhooks/{id}/test", tag = "webhooks",
     params(("id" = String, Path)),
-    responses((status = 202, body = WebhookDelivery), (status = 403, body = ErrorBody),
-              (status = 404, body = ErrorBody)))]
+    responses((status = 202, body = WebhookDelivery), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn test(
     State(state): State<AppState>,
     p: Principal,
@@ -101,8 +105,9 @@ pub async fn test(
 /// Deliveries to the endpoint, newest first: event, attempts, last status, next attempt.
 #[utoipa::path(get, path = "/api/v1/webhooks/{id}/deliveries", tag = "webhooks",
     params(("id" = String, Path), ("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query)),
-    responses((status = 200, body = Page<WebhookDelivery>), (status = 403, body = ErrorBody),
-              (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Page<WebhookDelivery>), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 422, body = ErrorBody)))]
 pub async fn deliveries(
     State(state): State<AppState>,
     p: Principal,
@@ -119,8 +124,8 @@ pub async fn deliveries(
 /// Send a delivery's message again (same `webhook-id`), as a new delivery.
 #[utoipa::path(post, path = "/api/v1/webhooks/{id}/deliveries/{delivery}/redeliver",
     tag = "webhooks", params(("id" = String, Path), ("delivery" = String, Path)),
-    responses((status = 202, body = WebhookDelivery), (status = 403, body = ErrorBody),
-              (status = 404, body = ErrorBody)))]
+    responses((status = 202, body = WebhookDelivery), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn redeliver(
     State(state): State<AppState>,
     p: Principal,
