@@ -57,6 +57,9 @@ pub struct Config {
     pub database_url: String,
     /// Most connections one node opens to PostgreSQL (not used by SQLite).
     pub database_pool_size: u32,
+    /// PostgreSQL only: how long a request waits for a database connection before it is
+    /// answered 503 `unavailable` (while the database is away, every such request).
+    pub database_acquire_timeout_ms: u64,
     /// The URL people and clients use to reach this server; decides cookie `Secure`, the
     /// origin CSRF checks compare against, and the JWT issuer. Empty: `http://<listen>`.
     pub public_url: String,
@@ -300,6 +303,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./latchkey-data"),
             database_url: String::new(),
             database_pool_size: 10,
+            database_acquire_timeout_ms: 3000,
             public_url: String::new(),
             api_key_headers: Vec::new(),
             max_body_bytes: 1024 * 1024,
@@ -528,6 +532,12 @@ impl Config {
             return Err(ConfigError::Invalid {
                 name: "database_pool_size".into(),
                 message: "must be at least 1".into(),
+            });
+        }
+        if !(100..=60_000).contains(&self.database_acquire_timeout_ms) {
+            return Err(ConfigError::Invalid {
+                name: "database_acquire_timeout_ms".into(),
+                message: "must be between 100 and 60000 milliseconds".into(),
             });
         }
         self.forward_auth.target_source()?;
@@ -910,6 +920,20 @@ mod tests {
         assert_eq!(c.database_pool_size, 25);
         c.database_pool_size = 0;
         assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn the_acquire_timeout_is_bounded_and_named_when_wrong() {
+        let mut c = Config::default();
+        assert_eq!(c.database_acquire_timeout_ms, 3000);
+        assert!(c.validate().is_ok());
+        for bad in [0, 99, 60_001] {
+            c.database_acquire_timeout_ms = bad;
+            let err = c.validate().unwrap_err().to_string();
+            assert!(err.contains("database_acquire_timeout_ms"), "{err}");
+        }
+        c.database_acquire_timeout_ms = 100;
+        assert!(c.validate().is_ok());
     }
 
     #[test]

@@ -38,7 +38,7 @@ use std::sync::Arc;
 use axum::http::HeaderName;
 use latchkey_core::HashKey;
 use latchkey_store::{Store, StoreError};
-use latchkey_store_postgres::PostgresStore;
+use latchkey_store_postgres::{PostgresOptions, PostgresStore};
 use latchkey_store_sqlite::SqliteStore;
 
 pub use app::{app, serve};
@@ -115,7 +115,11 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
         return Ok(Arc::new(store));
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let store = PostgresStore::connect(&url, config.database_pool_size).await?;
+        let options = PostgresOptions {
+            pool_size: config.database_pool_size,
+            acquire_timeout: std::time::Duration::from_millis(config.database_acquire_timeout_ms),
+        };
+        let store = PostgresStore::connect_with(&url, &options).await?;
         return Ok(Arc::new(store));
     }
     Err(StartError::Invalid(format!(

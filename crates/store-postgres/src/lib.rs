@@ -54,11 +54,29 @@ use crate::error::db;
 /// The embedded migrations (`crates/store-postgres/migrations`).
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-/// How long a call waits for a pooled connection (or for a new one while the database is
-/// away) before answering `Unavailable`: short, so requests fail cleanly during an outage.
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 /// The pool size when the caller asks for zero.
 const MIN_POOL: u32 = 1;
+
+/// How a node connects to PostgreSQL ([`PostgresStore::connect_with`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostgresOptions {
+    /// Most connections in the pool for queries (the notice listener has one more).
+    pub pool_size: u32,
+    /// How long a call waits for a pooled connection (or for a new one while the database
+    /// is away) before answering `Unavailable`: short, so requests fail cleanly and
+    /// promptly during an outage instead of piling up.
+    pub acquire_timeout: Duration,
+}
+
+impl Default for PostgresOptions {
+    /// 10 connections, 3 s to get one.
+    fn default() -> Self {
+        PostgresOptions {
+            pool_size: 10,
+            acquire_timeout: Duration::from_secs(3),
+        }
+    }
+}
 
 /// A [`Store`](latchkey_store::Store) on a PostgreSQL database, shared with the other nodes.
 ///
@@ -89,6 +107,15 @@ impl PostgresStore {
     /// database answers. Call [`Store::migrate`](latchkey_store::Store::migrate) before use. The notice listener, when
     /// started, has one connection of its own besides the pool.
     pub async fn connect(url: &str, pool_size: u32) -> StoreResult<PostgresStore> {
+        let options = PostgresOptions {
+            pool_size,
+            ..PostgresOptions::default()
+        };
+        PostgresStore::connect_with(url, &options).await
+    }
+
+    /// [`PostgresStore::connect`] with every option.
+    pub async fn connect_with(url: &str, settings: &PostgresOptions) -> StoreResult<PostgresStore> {
         let options = PgConnectOptions::from_str(url)
             .map_err(|e| StoreError::Internal(format!("invalid PostgreSQL URL: {e}")))?
             .application_name("latchkey");
@@ -106,9 +133,9 @@ impl PostgresStore {
             );
         }
         let pool = PgPoolOptions::new()
-            .max_connections(pool_size.max(MIN_POOL))
+            .max_connections(settings.pool_size.max(MIN_POOL))
             .min_connections(0)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .acquire_timeout(settings.acquire_timeout)
             .connect_lazy_with(options.clone());
         Ok(PostgresStore {
             pool,

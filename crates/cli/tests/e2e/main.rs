@@ -16,6 +16,7 @@ mod governance;
 mod interop;
 mod lifecycle;
 mod observability;
+mod outage;
 mod process;
 mod proxies;
 mod scale_out;

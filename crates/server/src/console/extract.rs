@@ -68,6 +68,20 @@ impl FromRequestParts<AppState> for Auth {
     }
 }
 
+/// The page for a request the authentication step refused: a cross-site unsafe request
+/// (403), or the database away while the session was looked up (503).
+pub fn refused_page(e: &ApiError) -> Response {
+    let heading = match e {
+        ApiError::Unavailable(_) => "Unavailable",
+        _ => "Request refused",
+    };
+    message_page(
+        e.status_and_code().0,
+        heading,
+        &super::render::error_text(e),
+    )
+}
+
 /// A signed-in console user.
 pub struct SignedIn {
     /// The principal, for service calls.
@@ -97,11 +111,7 @@ impl SignedIn {
             }
             Auth::Expired => Err(with_cleared_cookie(state, login_redirect(here, true))),
             Auth::Anonymous => Err(login_redirect(here, false)),
-            Auth::Refused(e) => Err(message_page(
-                e.status_and_code().0,
-                "Request refused",
-                &super::render::error_text(&e),
-            )),
+            Auth::Refused(e) => Err(refused_page(&e)),
         }
     }
 

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use super::extract::{Auth, Form, FormData, SignedIn};
+use super::extract::{Auth, Form, FormData, SignedIn, refused_page};
 pub use super::pages::message_page;
 use super::render::{Chrome, Notice, html, see_other};
 use crate::api::session::session_cookie_header;
@@ -141,6 +141,9 @@ fn login_page(status: StatusCode, username: &str, next: &str, notice: Option<Not
 pub async fn root(auth: Auth) -> Response {
     match auth {
         Auth::Session(_) => see_other("/workspaces"),
+        // E.g. the database is away: say so (503) rather than send a signed-in browser to
+        // the sign-in page.
+        Auth::Refused(e) => refused_page(&e),
         _ => see_other("/login"),
     }
 }
