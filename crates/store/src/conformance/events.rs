@@ -479,6 +479,44 @@ pub async fn delivery_claims_and_attempts(store: Arc<dyn Store>) {
     assert!(is_not_found(store.get_delivery(&again.id).await));
 }
 
+/// Deliveries to one endpoint page newest first: every one exactly once across the pages,
+/// and only that endpoint's.
+pub async fn deliveries_page_newest_first(store: Arc<dyn Store>) {
+    let store = &*store;
+    let world = bootstrapped(store).await;
+    let hook = add_webhook(store, &world, &[EventType::TokenCreated]).await;
+    let other = add_webhook(store, &world, &[EventType::TokenCreated]).await;
+    let mut queued = BTreeSet::new();
+    for i in 0..5 {
+        queued.insert(store.queue_test_delivery(at(i), &hook.id).await.unwrap().id);
+    }
+    store.queue_test_delivery(at(9), &other.id).await.unwrap();
+    let mut seen = Vec::new();
+    let mut page = PageRequest::first(2);
+    loop {
+        let got = store.list_deliveries(&hook.id, &page).await.unwrap();
+        assert!(got.items.len() <= 2);
+        seen.extend(got.items.into_iter().map(|d| d.id));
+        match got.next_cursor {
+            Some(cursor) => page.cursor = Some(cursor),
+            None => break,
+        }
+    }
+    for pair in seen.windows(2) {
+        assert!(pair[0] > pair[1], "not newest first: {seen:?}");
+    }
+    assert_eq!(seen.iter().cloned().collect::<BTreeSet<_>>(), queued);
+    assert_eq!(seen.len(), 5);
+    assert!(
+        store
+            .list_deliveries(&new_id(), &PageRequest::first(10))
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+}
+
 /// `token.expiring` at 30, 7 and 1 days before expiry, once each and per expiry; owners
 /// with an email get an email delivery for it and for expiry, a leak and an admin's revoke.
 pub async fn expiry_notices_once_each(store: Arc<dyn Store>) {
