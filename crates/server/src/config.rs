@@ -425,19 +425,34 @@ impl Config {
         file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Loaded, ConfigError> {
-        let mut tree = match file {
-            None => toml::Table::new(),
+        match file {
+            None => Config::load_text(None, env),
             Some(path) => {
                 let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
                     path: path.to_owned(),
                     source,
                 })?;
-                toml::from_str::<toml::Table>(&text).map_err(|e| ConfigError::Parse {
+                Config::load_text(Some((path, &text)), env)
+            }
+        }
+    }
+
+    /// [`Config::load`] with the file's text already read (`file` is its path, for messages,
+    /// and its text): the whole of loading but the disk read, public so it can be fuzzed.
+    pub fn load_text(
+        file: Option<(&Path, &str)>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Loaded, ConfigError> {
+        let mut tree = match file {
+            None => toml::Table::new(),
+            Some((path, text)) => {
+                toml::from_str::<toml::Table>(text).map_err(|e| ConfigError::Parse {
                     path: path.to_owned(),
                     message: e.to_string(),
                 })?
             }
         };
+        let file = file.map(|(path, _)| path);
         let defaults = Config::default_tree();
         let mut from_env: Vec<(String, String)> = Vec::new();
         let mut ignored = Vec::new();
@@ -569,6 +584,22 @@ impl Config {
                           only from the proxy's address"
                     .into(),
             });
+        }
+        // A rule path that normalises to nothing would never match any request: the rule
+        // would protect nothing while looking as if it did (found by fuzzing).
+        let case_sensitive = self.forward_auth.case_sensitive_paths;
+        for (i, rule) in self.forward_auth.routes.iter().enumerate() {
+            if crate::forward_auth::normalize_path(&rule.path, case_sensitive).is_none() {
+                return Err(ConfigError::Invalid {
+                    name: format!("forward_auth.routes[{i}].path"),
+                    message: format!(
+                        "{:?} is not a path that requests can have: it must start with / \
+                         and hold no backslash, control character, bad or double \
+                         percent-encoding, or segment ending in . or a space",
+                        rule.path
+                    ),
+                });
+            }
         }
         if self.throttle.window_secs == 0 {
             return Err(ConfigError::Invalid {
@@ -959,6 +990,33 @@ mod tests {
         let bad = "[forward_auth]\nuri_header = \"bad header\"\n";
         assert!(toml::from_str::<Config>(bad).unwrap().validate().is_err());
         assert!(toml::from_str::<Config>("[forward_auth]\nproxy = \"haproxy\"\n").is_err());
+    }
+
+    /// Fuzzing found that a rule path forward-auth can never see (`api/admin/`, no leading
+    /// slash) was accepted: the rule silently protected nothing.
+    #[test]
+    fn forward_auth_rule_paths_that_match_nothing_are_refused() {
+        for path in [
+            "api/admin/",
+            "",
+            "/api\\admin",
+            "/a/%zz",
+            "/admin./",
+            "/%252e/",
+        ] {
+            let text = format!(
+                "trusted_proxies = [\"10.0.0.1\"]\n[[forward_auth.routes]]\npath = {path:?}\n"
+            );
+            match toml::from_str::<Config>(&text).unwrap().validate() {
+                Err(ConfigError::Invalid { name, .. }) => {
+                    assert_eq!(name, "forward_auth.routes[0].path", "{path:?}")
+                }
+                other => panic!("{path:?}: {other:?}"),
+            }
+        }
+        let ok =
+            "trusted_proxies = [\"10.0.0.1\"]\n[[forward_auth.routes]]\npath = \"/API/admin;x/\"\n";
+        toml::from_str::<Config>(ok).unwrap().validate().unwrap();
     }
 
     #[test]

@@ -281,6 +281,41 @@ impl JwtKeys {
                 Err(JwtError::Expired)
             };
         }
+        let unverified = UnverifiedJwt::parse(jwt)?;
+        let mut vk = self.current().verifying.get(unverified.kid()).copied();
+        if vk.is_none() {
+            // A key made on another node after our last reload.
+            let _ = self.reload(now).await;
+            vk = self.current().verifying.get(unverified.kid()).copied();
+        }
+        let vk = vk.ok_or(JwtError::Invalid)?;
+        let claims = unverified.verify(&vk, &self.issuer, now.unix_timestamp())?;
+        let claims = Arc::new(claims);
+        if self.verified.len() >= VERIFIED_CACHE_CAP {
+            let cutoff = now.unix_timestamp();
+            self.verified.retain(|_, c| c.exp > cutoff);
+            if self.verified.len() >= VERIFIED_CACHE_CAP {
+                self.verified.clear();
+            }
+        }
+        self.verified.insert(digest, Arc::clone(&claims));
+        Ok(claims)
+    }
+}
+
+/// A JWT split into its three parts with its header checked (shape, `alg: EdDSA`, `typ:
+/// at+jwt`), its signature and claims not yet: the pure half of [`JwtKeys::verify`], public
+/// so that it can be fuzzed without a store. (No `Debug`: it holds a credential.)
+pub struct UnverifiedJwt<'a> {
+    kid: String,
+    signing_input: &'a str,
+    claims: &'a str,
+    signature: &'a str,
+}
+
+impl<'a> UnverifiedJwt<'a> {
+    /// Splits `jwt` and checks its header.
+    pub fn parse(jwt: &'a str) -> Result<UnverifiedJwt<'a>, JwtError> {
         let mut parts = jwt.split('.');
         let (Some(h), Some(c), Some(s), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -300,49 +335,54 @@ impl JwtKeys {
         if header.alg != "EdDSA" || !typed {
             return Err(JwtError::Invalid);
         }
-        let mut vk = self.current().verifying.get(&header.kid).copied();
-        if vk.is_none() {
-            // A key made on another node after our last reload.
-            let _ = self.reload(now).await;
-            vk = self.current().verifying.get(&header.kid).copied();
-        }
-        let vk = vk.ok_or(JwtError::Invalid)?;
+        Ok(UnverifiedJwt {
+            kid: header.kid,
+            signing_input: &jwt[..h.len() + 1 + c.len()],
+            claims: c,
+            signature: s,
+        })
+    }
+
+    /// The `kid` the header names.
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    /// Checks the signature with `key`, then the claims against `issuer` and `now` (Unix
+    /// seconds): audience, expiry, the longest lifetime, and an `iat` not in the future.
+    pub fn verify(
+        &self,
+        key: &VerifyingKey,
+        issuer: &str,
+        now: i64,
+    ) -> Result<AccessClaims, JwtError> {
         let signature = B64
-            .decode(s)
+            .decode(self.signature)
             .ok()
             .and_then(|b| Signature::from_slice(&b).ok())
             .ok_or(JwtError::Invalid)?;
-        let signing_input = &jwt[..h.len() + 1 + c.len()];
-        vk.verify_strict(signing_input.as_bytes(), &signature)
+        key.verify_strict(self.signing_input.as_bytes(), &signature)
             .map_err(|_| JwtError::Invalid)?;
         let claims: AccessClaims = B64
-            .decode(c)
+            .decode(self.claims)
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .ok_or(JwtError::Invalid)?;
-        if claims.iss != self.issuer || claims.aud != "latchkey" {
+        if claims.iss != issuer || claims.aud != "latchkey" {
             return Err(JwtError::Invalid);
         }
-        if claims.exp <= now.unix_timestamp() {
+        if claims.exp <= now {
             return Err(JwtError::Expired);
         }
         // No JWT of ours lives longer than the longest configurable lifetime (plus the one
         // second `refresh` adds), nor was issued in the future (a minute of clock skew
         // between nodes allowed).
-        if claims.exp - claims.iat > MAX_TTL_SECS + 1
-            || claims.iat > now.unix_timestamp() + CLOCK_SKEW_SECS
+        // Saturating: `exp` and `iat` are whatever the JSON said (fuzzing found the overflow).
+        if claims.exp.saturating_sub(claims.iat) > MAX_TTL_SECS + 1
+            || claims.iat > now.saturating_add(CLOCK_SKEW_SECS)
         {
             return Err(JwtError::Invalid);
         }
-        let claims = Arc::new(claims);
-        if self.verified.len() >= VERIFIED_CACHE_CAP {
-            let cutoff = now.unix_timestamp();
-            self.verified.retain(|_, c| c.exp > cutoff);
-            if self.verified.len() >= VERIFIED_CACHE_CAP {
-                self.verified.clear();
-            }
-        }
-        self.verified.insert(digest, Arc::clone(&claims));
         Ok(claims)
     }
 }
@@ -357,5 +397,81 @@ mod erased {
         fn to_json(&self) -> Vec<u8> {
             serde_json::to_vec(self).unwrap_or_default()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signed(claims: &serde_json::Value, key: &SigningKey) -> String {
+        let header = serde_json::json!({"alg": "EdDSA", "typ": "at+jwt", "kid": "k1"});
+        let input = format!(
+            "{}.{}",
+            B64.encode(header.to_string()),
+            B64.encode(claims.to_string())
+        );
+        let signature = key.sign(input.as_bytes());
+        format!("{input}.{}", B64.encode(signature.to_bytes()))
+    }
+
+    fn claims(iat: i64, exp: i64) -> serde_json::Value {
+        serde_json::json!({
+            "iss": "https://l.example", "aud": "latchkey", "sub": "u", "ws": "w", "scp": [],
+            "jti": "j", "pat": "p", "iat": iat, "exp": exp,
+        })
+    }
+
+    #[test]
+    fn claims_are_checked_behind_the_signature() {
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let vk = key.verifying_key();
+        let check = |jwt: &str| {
+            UnverifiedJwt::parse(jwt).and_then(|u| u.verify(&vk, "https://l.example", 1000))
+        };
+        assert!(check(&signed(&claims(990, 1500), &key)).is_ok());
+        assert_eq!(
+            check(&signed(&claims(10, 1000), &key)),
+            Err(JwtError::Expired)
+        );
+        assert_eq!(
+            check(&signed(&claims(990, 2000), &key)),
+            Err(JwtError::Invalid)
+        );
+        assert_eq!(
+            check(&signed(&claims(1100, 1500), &key)),
+            Err(JwtError::Invalid)
+        );
+        let other = SigningKey::from_bytes(&[8; 32]);
+        assert_eq!(
+            check(&signed(&claims(990, 1500), &other)),
+            Err(JwtError::Invalid)
+        );
+    }
+
+    /// Fuzzing found `exp - iat` overflowing (a panic in debug builds; in release a JWT
+    /// with `iat` far in the past and `exp` far ahead passed the lifetime check).
+    #[test]
+    fn extreme_iat_and_exp_are_refused_not_overflowed() {
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let vk = key.verifying_key();
+        let check = |jwt: &str| {
+            UnverifiedJwt::parse(jwt).and_then(|u| u.verify(&vk, "https://l.example", 1000))
+        };
+        assert_eq!(
+            check(&signed(&claims(i64::MIN + 1, i64::MAX), &key)),
+            Err(JwtError::Invalid)
+        );
+        assert_eq!(
+            check(&signed(&claims(i64::MIN, 1500), &key)),
+            Err(JwtError::Invalid)
+        );
+        assert_eq!(
+            check(&signed(&claims(i64::MAX, i64::MAX), &key)),
+            Err(JwtError::Invalid)
+        );
+        let far = UnverifiedJwt::parse(&signed(&claims(990, 1500), &key))
+            .and_then(|u| u.verify(&vk, "https://l.example", i64::MAX));
+        assert_eq!(far, Err(JwtError::Expired));
     }
 }

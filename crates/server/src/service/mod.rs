@@ -21,6 +21,11 @@ pub use audit::AuditQuery;
 pub use console_support::{ALL_TOKEN_TYPES, CreatableTypes};
 pub use credentials::Checked;
 pub use sessions::SignedIn;
+// The stateless checks of request bodies, public so the fuzz targets run them as the
+// service does.
+pub use settings::{check_count, check_days};
+pub use tokens::{MAX_GRACE_SECONDS, check_environment};
+pub use users::{check_display_name, check_email, check_username};
 
 use latchkey_core::WorkspaceRecord;
 use latchkey_core::model::{StateContext, TokenRecord};

@@ -13,7 +13,8 @@ use crate::state::AppState;
 
 const MAX_DAYS: u32 = 36_500;
 
-fn check_days(field: &str, days: u32) -> Result<u32, ApiError> {
+/// Checks a lifetime setting in days: 1 to 36 500.
+pub fn check_days(field: &str, days: u32) -> Result<u32, ApiError> {
     if (1..=MAX_DAYS).contains(&days) {
         Ok(days)
     } else {
@@ -24,7 +25,8 @@ fn check_days(field: &str, days: u32) -> Result<u32, ApiError> {
     }
 }
 
-fn check_count(field: &str, value: Option<u32>) -> Result<Option<u32>, ApiError> {
+/// Checks a cap setting: at least 1, or `None` for unlimited.
+pub fn check_count(field: &str, value: Option<u32>) -> Result<Option<u32>, ApiError> {
     match value {
         Some(0) => Err(ApiError::field(
             field,

@@ -31,7 +31,7 @@ const ROTATED_SECRET_RETENTION: time::Duration = time::Duration::days(30);
 const IDEMPOTENCY_RETENTION: time::Duration = time::Duration::hours(24);
 
 /// Longest rotation grace period accepted (7 days).
-const MAX_GRACE_SECONDS: u64 = 7 * 86_400;
+pub const MAX_GRACE_SECONDS: u64 = 7 * 86_400;
 
 fn lifetime_error(e: LifetimeError) -> ApiError {
     match e {
@@ -40,7 +40,9 @@ fn lifetime_error(e: LifetimeError) -> ApiError {
     }
 }
 
-fn check_environment(env: &Option<String>) -> Result<Option<String>, ApiError> {
+/// Checks a token's optional environment binding: 1–64 characters of letters, digits,
+/// `-`, `_` or `.`.
+pub fn check_environment(env: &Option<String>) -> Result<Option<String>, ApiError> {
     match env {
         None => Ok(None),
         Some(e) => {

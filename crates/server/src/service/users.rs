@@ -14,7 +14,8 @@ use crate::password::{check_new_password, hash_password, verify_password};
 use crate::service::{check_name, page_of};
 use crate::state::AppState;
 
-fn check_username(username: &str) -> Result<(), ApiError> {
+/// Checks a username: 1–64 characters of letters, digits, `.`, `_`, `-` or `@`.
+pub fn check_username(username: &str) -> Result<(), ApiError> {
     let ok = (1..=64).contains(&username.len())
         && username
             .bytes()
@@ -29,7 +30,8 @@ fn check_username(username: &str) -> Result<(), ApiError> {
     }
 }
 
-fn check_email(email: &Option<String>) -> Result<Option<String>, ApiError> {
+/// Checks an optional email address (at most 254 bytes, an `@`, no whitespace).
+pub fn check_email(email: &Option<String>) -> Result<Option<String>, ApiError> {
     match email {
         None => Ok(None),
         Some(e) if e.len() <= 254 && e.contains('@') && !e.chars().any(char::is_whitespace) => {
@@ -39,7 +41,8 @@ fn check_email(email: &Option<String>) -> Result<Option<String>, ApiError> {
     }
 }
 
-fn check_display_name(name: &Option<String>) -> Result<Option<String>, ApiError> {
+/// Checks an optional display name as [`check_name`] does (at most 200 characters).
+pub fn check_display_name(name: &Option<String>) -> Result<Option<String>, ApiError> {
     name.as_deref()
         .map(|n| check_name("display_name", n, 200))
         .transpose()

@@ -46,7 +46,8 @@ pub fn delivery_view(record: DeliveryRecord) -> WebhookDelivery {
     }
 }
 
-fn check_events(events: &[EventType]) -> Result<Vec<EventType>, ApiError> {
+/// Checks a webhook's event types: at least one; sorted, without repeats.
+pub fn check_events(events: &[EventType]) -> Result<Vec<EventType>, ApiError> {
     if events.is_empty() {
         return Err(ApiError::field(
             "events",
@@ -59,7 +60,8 @@ fn check_events(events: &[EventType]) -> Result<Vec<EventType>, ApiError> {
     Ok(events)
 }
 
-fn check_description(description: Option<&str>) -> Result<Option<String>, ApiError> {
+/// Checks a webhook's optional description (blank is none; else as [`check_name`]).
+pub fn check_description(description: Option<&str>) -> Result<Option<String>, ApiError> {
     description
         .filter(|d| !d.trim().is_empty())
         .map(|d| check_name("description", d, 200))
