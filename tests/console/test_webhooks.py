@@ -16,7 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from flows import cookie_header, create_token, create_user, open_workspace_tokens
-from harness import Console, LatchkeyServer, http, wait_for
+from harness import Console, LatchkeyServer, http, publish_screenshots, wait_for
 
 WEBHOOK_CONFIG = """
 [webhooks]
@@ -26,6 +26,8 @@ timeout_secs = 5
 """
 
 MIA_PASSWORD = "mia's long passphrase 1"
+# The picture docs/console.md shows from this file (LATCHKEY_UPDATE_DOCS_SCREENSHOTS=1).
+DOC_SCREENSHOTS = ["webhooks-endpoint-failed-delivery-desktop"]
 
 
 @pytest.fixture
@@ -284,3 +286,4 @@ def test_an_admin_adds_tests_redelivers_and_deletes_an_endpoint(server, admin, b
     assert http("GET", f"{server.url}/api/v1/webhooks/{webhook_id}", cookie_header(c)).status == 404
     c.go(endpoint_path)
     assert c.heading() == "Not found"
+    publish_screenshots(DOC_SCREENSHOTS)
