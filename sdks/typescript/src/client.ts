@@ -9,6 +9,8 @@ import { PagePromise } from "./pagination.js";
 import type {
   AuditEvent,
   CreatedToken,
+  CreatedWebhook,
+  EventType,
   Health,
   InstanceSettings,
   Introspection,
@@ -25,6 +27,8 @@ import type {
   TokenType,
   User,
   VerifyResult,
+  Webhook,
+  WebhookDelivery,
   Workspace,
   WorkspaceRole,
 } from "./types.js";
@@ -108,6 +112,26 @@ export interface UpdateInstanceSettingsParams {
   default_token_lifetime_days?: number;
 }
 
+export interface CreateWebhookParams {
+  /** `http(s)://`; loopback and private addresses are refused (422, `field: "url"`) unless
+   * the server allows them. */
+  url: string;
+  /** At least one event type. */
+  events: EventType[];
+  description?: string;
+  /** Default `true`. */
+  enabled?: boolean;
+}
+
+export interface UpdateWebhookParams {
+  url?: string;
+  events?: EventType[];
+  /** `null` clears it. */
+  description?: string | null;
+  /** `false` pauses the endpoint, `true` resumes it. */
+  enabled?: boolean;
+}
+
 /** Options of {@link Client.request}. */
 export type RawRequest = Omit<RequestSpec, "method" | "path">;
 
@@ -137,6 +161,7 @@ export class Client {
   readonly tokens: Tokens;
   readonly members: Members;
   readonly users: Users;
+  readonly webhooks: Webhooks;
 
   constructor(urlOrOptions?: string | ClientOptions, token?: string, options: ClientOptions = {}) {
     const merged: ClientOptions =
@@ -145,6 +170,7 @@ export class Client {
     this.tokens = new Tokens(this);
     this.members = new Members(this);
     this.users = new Users(this);
+    this.webhooks = new Webhooks(this);
   }
 
   /** The server's base URL. */
@@ -407,5 +433,52 @@ export class Users {
 
   reactivate(id: string): Promise<User> {
     return this.update(id, { active: true });
+  }
+}
+
+/** `client.webhooks`: the organization's webhook endpoints and their deliveries (org
+ * admins; others get {@link PermissionDeniedError}). */
+export class Webhooks {
+  constructor(private readonly client: Client) {}
+
+  /** Adds an endpoint; the answer's `secret` (`whsec_…`) is shown this once. */
+  create(params: CreateWebhookParams): Promise<CreatedWebhook> {
+    return this.client.core.json({ method: "POST", path: "/api/v1/webhooks", json: body({ ...params }) });
+  }
+
+  list(params: PageParams = {}): PagePromise<Webhook> {
+    return this.client.list("/api/v1/webhooks", { ...params });
+  }
+
+  get(id: string): Promise<Webhook> {
+    return this.client.core.json({ method: "GET", path: `/api/v1/webhooks/${seg(id)}` });
+  }
+
+  /** Changes an endpoint; only the fields given are sent. */
+  update(id: string, params: UpdateWebhookParams): Promise<Webhook> {
+    return this.client.core.json({ method: "PATCH", path: `/api/v1/webhooks/${seg(id)}`, json: body({ ...params }) ?? {} });
+  }
+
+  /** Deletes an endpoint and its deliveries. */
+  async delete(id: string): Promise<void> {
+    await this.client.core.json({ method: "DELETE", path: `/api/v1/webhooks/${seg(id)}` });
+  }
+
+  /** Queues a `webhook.test` message; answers the queued delivery. */
+  test(id: string): Promise<WebhookDelivery> {
+    return this.client.core.json({ method: "POST", path: `/api/v1/webhooks/${seg(id)}/test` });
+  }
+
+  /** Deliveries to the endpoint, newest first, with their attempts. */
+  deliveries(id: string, params: PageParams = {}): PagePromise<WebhookDelivery> {
+    return this.client.list(`/api/v1/webhooks/${seg(id)}/deliveries`, { ...params });
+  }
+
+  /** Sends a delivery's message again (same `webhook-id`), as a new delivery. */
+  redeliver(id: string, deliveryId: string): Promise<WebhookDelivery> {
+    return this.client.core.json({
+      method: "POST",
+      path: `/api/v1/webhooks/${seg(id)}/deliveries/${seg(deliveryId)}/redeliver`,
+    });
   }
 }

@@ -10,12 +10,13 @@
  * Middleware: `latchkey/express`, `latchkey/hono`. Guide: docs/sdk-typescript.md.
  */
 
-export { Client, Members, Tokens, Users } from "./client.js";
+export { Client, Members, Tokens, Users, Webhooks } from "./client.js";
 export type {
   AuditParams,
   CreateProjectParams,
   CreateTokenParams,
   CreateUserParams,
+  CreateWebhookParams,
   ListTokensParams,
   PageParams,
   RawRequest,
@@ -23,6 +24,7 @@ export type {
   UpdateInstanceSettingsParams,
   UpdateTokenSettingsParams,
   UpdateUserParams,
+  UpdateWebhookParams,
 } from "./client.js";
 export { type ClientOptions, Core, ENV_API_KEY, ENV_URL, type RequestSpec, VERSION } from "./core.js";
 export * from "./errors.js";

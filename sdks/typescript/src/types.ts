@@ -183,3 +183,65 @@ export interface PageData<T> {
   items: T[];
   next_cursor: string | null;
 }
+
+/** Lifecycle event types a webhook endpoint subscribes to (DESIGN.md §8). */
+export type EventType =
+  | "token.created"
+  | "token.revoked"
+  | "token.restored"
+  | "token.rotated"
+  | "token.deleted"
+  | "token.expiring"
+  | "token.expired"
+  | "token.leaked"
+  | "token.revealed"
+  | "user.deactivated"
+  | "user.reactivated";
+
+/** A webhook endpoint; its signing secret is only in {@link CreatedWebhook}. */
+export interface Webhook {
+  id: string;
+  url: string;
+  events: EventType[];
+  description: string | null;
+  /** `false`: paused, no new messages are queued for it. */
+  enabled: boolean;
+  created_at: string;
+  updated_at: string;
+}
+
+/** The answer to creating an endpoint: `secret` (`whsec_…`) is shown this once. */
+export interface CreatedWebhook extends Webhook {
+  secret: string;
+}
+
+export type DeliveryState = "pending" | "delivered" | "failed";
+
+/** One try at delivering a message. */
+export interface DeliveryAttempt {
+  at: string;
+  /** The receiver's HTTP status (`null`: no answer). */
+  status: number | null;
+  /** `timeout`, `connection refused`, `HTTP 503`, ...; `null` on success. */
+  error: string | null;
+}
+
+/** One message to one endpoint, with its attempts. */
+export interface WebhookDelivery {
+  id: string;
+  webhook_id: string;
+  /** The `webhook-id` header: the same on every attempt and redelivery. */
+  event_id: string;
+  /** An {@link EventType}, or `webhook.test`. */
+  event_type: string;
+  state: DeliveryState;
+  attempts: number;
+  last_status: number | null;
+  last_error: string | null;
+  last_attempt_at: string | null;
+  /** `null` once delivered or failed. */
+  next_attempt_at: string | null;
+  created_at: string;
+  /** The latest attempts, oldest first (at most 20). */
+  attempt_log: DeliveryAttempt[];
+}
