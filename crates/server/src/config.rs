@@ -586,7 +586,7 @@ impl Config {
             });
         }
         // A rule path that normalises to nothing would never match any request: the rule
-        // would protect nothing while looking as if it did (found by fuzzing).
+        // would protect nothing while looking as if it did (found by the fuzz target).
         let case_sensitive = self.forward_auth.case_sensitive_paths;
         for (i, rule) in self.forward_auth.routes.iter().enumerate() {
             if crate::forward_auth::normalize_path(&rule.path, case_sensitive).is_none() {
@@ -992,8 +992,8 @@ mod tests {
         assert!(toml::from_str::<Config>("[forward_auth]\nproxy = \"haproxy\"\n").is_err());
     }
 
-    /// Fuzzing found that a rule path forward-auth can never see (`api/admin/`, no leading
-    /// slash) was accepted: the rule silently protected nothing.
+    /// The fuzz target found that a rule path forward-auth can never see (`api/admin/`,
+    /// no leading slash) was accepted: the rule silently protected nothing.
     #[test]
     fn forward_auth_rule_paths_that_match_nothing_are_refused() {
         for path in [

@@ -377,7 +377,8 @@ impl<'a> UnverifiedJwt<'a> {
         // No JWT of ours lives longer than the longest configurable lifetime (plus the one
         // second `refresh` adds), nor was issued in the future (a minute of clock skew
         // between nodes allowed).
-        // Saturating: `exp` and `iat` are whatever the JSON said (fuzzing found the overflow).
+        // Saturating: `exp` and `iat` are whatever the JSON said (the fuzz target found
+        // the overflow).
         if claims.exp.saturating_sub(claims.iat) > MAX_TTL_SECS + 1
             || claims.iat > now.saturating_add(CLOCK_SKEW_SECS)
         {
@@ -449,8 +450,8 @@ mod tests {
         );
     }
 
-    /// Fuzzing found `exp - iat` overflowing (a panic in debug builds; in release a JWT
-    /// with `iat` far in the past and `exp` far ahead passed the lifetime check).
+    /// The fuzz target found `exp - iat` overflowing (a panic in debug builds; in release a
+    /// JWT with `iat` far in the past and `exp` far ahead passed the lifetime check).
     #[test]
     fn extreme_iat_and_exp_are_refused_not_overflowed() {
         let key = SigningKey::from_bytes(&[7; 32]);
