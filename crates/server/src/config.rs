@@ -61,7 +61,8 @@ pub struct Config {
     /// answered 503 `unavailable` (while the database is away, every such request).
     pub database_acquire_timeout_ms: u64,
     /// The URL people and clients use to reach this server; decides cookie `Secure`, the
-    /// origin CSRF checks compare against, and the JWT issuer. Empty: `http://<listen>`.
+    /// origin CSRF checks compare against, and the JWT issuer. Empty: `http://<listen>`
+    /// (and the JWT issuer on PostgreSQL `urn:latchkey:<hash key id>`, shared by every node).
     pub public_url: String,
     /// Extra header names that carry an API token (added to `Authorization` and
     /// `X-API-Key`, never replacing them).

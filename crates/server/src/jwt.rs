@@ -123,6 +123,11 @@ impl JwtKeys {
         Ok(keys)
     }
 
+    /// The issuer (`iss`) of the JWTs made and accepted here.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
     fn current(&self) -> Arc<KeySet> {
         match self.keys.read() {
             Ok(guard) => Arc::clone(&guard),

@@ -220,6 +220,20 @@ fn write_private_file(path: &Path, text: &str) -> Result<(), StartError> {
     Ok(())
 }
 
+/// The issuer (`iss`) of access JWTs: the public URL when it is set. Without one, a single
+/// node (SQLite) is its own `http://<listen>`; nodes sharing a PostgreSQL database all
+/// derive the same name from what they must share anyway, the hash key (its public
+/// fingerprint, `urn:latchkey:<key id>`), so a JWT made on one node verifies on the others
+/// whatever address each listens on.
+fn jwt_issuer(config: &Config, hash_key: &HashKey) -> String {
+    let shared_store = config.database_url().starts_with("postgres");
+    if config.public_url.is_empty() && shared_store {
+        format!("urn:latchkey:{}", hash_key.id())
+    } else {
+        config.public_url()
+    }
+}
+
 /// The result of [`prepare`]: state ready to serve, and what the first start made.
 pub struct Prepared {
     /// Ready to pass to [`serve`].
@@ -264,7 +278,7 @@ pub async fn prepare_with_store(
     let jwt = jwt::JwtKeys::load(
         Arc::clone(&store),
         hash_key.clone(),
-        config.public_url(),
+        jwt_issuer(&config, &hash_key),
         config.jwt.key_rotation_days,
         options.clock.now(),
     )

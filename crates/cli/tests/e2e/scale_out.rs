@@ -45,12 +45,21 @@ struct Deployment {
 
 impl Deployment {
     fn new(database_url: &str, max_staleness_secs: u64) -> Deployment {
+        Deployment::with_public_url(database_url, max_staleness_secs, PUBLIC_URL)
+    }
+
+    /// A deployment whose nodes get `public_url` (empty: none set).
+    fn with_public_url(
+        database_url: &str,
+        max_staleness_secs: u64,
+        public_url: &str,
+    ) -> Deployment {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = dir.path().join("latchkey.toml");
         std::fs::write(
             &config,
             format!(
-                "public_url = \"{PUBLIC_URL}\"\n\
+                "public_url = \"{public_url}\"\n\
                  database_pool_size = 4\n\
                  [passwords]\nmemory_kib = 64\niterations = 1\n\
                  [throttle]\nsign_in_attempts = 10000\nfailed_token_checks = 100000\n\
@@ -352,6 +361,51 @@ async fn tokens_and_jwts_made_on_one_node_work_on_the_others() {
         .expect("JWT from b")
         .access;
     a.with_token(&jwt_b).me().await.expect("b's JWT on a");
+    drop((a, b));
+    db.drop_now().await;
+}
+
+/// Two nodes with no `public_url`, each on its own address: an access JWT from one is
+/// accepted by the other, because the default issuer is one both derive from the shared
+/// hash key (`urn:latchkey:<key id>`), not each node's listen address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_public_url_a_jwt_from_one_node_is_accepted_by_the_other() {
+    if sqlite_pass_only(SQLITE_PASS) {
+        return;
+    }
+    let Some(db) = database().await else { return };
+    let deployment = Deployment::with_public_url(&db.url, 30, "");
+    let a = deployment.node("a").await;
+    let b = deployment.node("b").await;
+    assert_ne!(a.url, b.url);
+    let pat = &deployment.admin_token;
+    let from_a = a.anonymous().refresh(pat).await.expect("JWT from a").access;
+    let from_b = b.anonymous().refresh(pat).await.expect("JWT from b").access;
+    let issuer = |jwt: &str| -> String {
+        use base64::Engine as _;
+        let claims = jwt.split('.').nth(1).expect("claims");
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(claims)
+            .expect("base64url");
+        let claims: serde_json::Value = serde_json::from_slice(&bytes).expect("JSON");
+        claims["iss"].as_str().expect("iss").to_owned()
+    };
+    assert_eq!(issuer(&from_a), issuer(&from_b));
+    assert!(
+        issuer(&from_a).starts_with("urn:latchkey:"),
+        "{}",
+        issuer(&from_a)
+    );
+    let me = b.with_token(&from_a).me().await.expect("a's JWT on b");
+    assert_eq!(me.user.username, "admin");
+    a.with_token(&from_b).me().await.expect("b's JWT on a");
+    // Introspection on the other node says active too.
+    let answer = b
+        .with_token(pat)
+        .introspect(&from_a)
+        .await
+        .expect("introspect a's JWT on b");
+    assert_eq!(answer["active"], true, "{answer}");
     drop((a, b));
     db.drop_now().await;
 }

@@ -80,7 +80,7 @@ impl AppState {
             exp = exp.min(token_exp);
         }
         let claims = AccessClaims {
-            iss: self.public_url.clone(),
+            iss: self.jwt.issuer().to_owned(),
             aud: "latchkey".into(),
             sub: owner.id.clone(),
             ws: workspace,
