@@ -1,7 +1,8 @@
 """Organization → Webhooks: an org admin adds an endpoint that points at a real HTTP
 receiver on loopback (the test server allows private addresses), copies the signing secret
 from the show-once dialog, sends a test message and sees its delivery, redelivers it to a
-failing receiver and sees the failed attempt, pauses, resumes and deletes the endpoint. A
+failing receiver and sees the failed attempt, pauses, resumes, edits and deletes the
+endpoint. A
 member gets 403 for every webhook page and action. axe-core runs on every page."""
 
 from __future__ import annotations
@@ -253,6 +254,24 @@ def test_an_admin_adds_tests_redelivers_and_deletes_an_endpoint(server, admin, b
     assert c.banner() == f"Webhook “{receiver.url}” resumed."
     assert c.has("button", "Pause")
 
+    # Edit: the form holds the endpoint's values; a refusal keeps what was typed.
+    assert c.field("Endpoint URL").get_attribute("value") == receiver.url
+    assert c.find("checkbox", "token.created").is_selected()
+    assert not c.find("checkbox", "user.deactivated").is_selected()
+    c.check("token.created", False)
+    c.check("token.revoked", False)
+    c.fill("Description", "CI alerts v2")
+    c.press("Save changes")
+    assert c.banner().startswith("Events:"), c.banner()
+    assert c.field("Description").get_attribute("value") == "CI alerts v2"
+    check_page(c, "edit-refused")
+    c.check("user.deactivated", True)
+    c.press("Save changes")
+    assert c.banner() == f"Webhook “{receiver.url}” saved.", c.banner()
+    assert "CI alerts v2" in c.text()
+    hook = http("GET", f"{server.url}/api/v1/webhooks/{webhook_id}", cookie_header(c)).json()
+    assert hook["events"] == ["user.deactivated"] and hook["description"] == "CI alerts v2", hook
+
     # A member: no Organization link, 403 for every page and every action.
     create_user(c, "mia", MIA_PASSWORD)
     mia = browsers()
@@ -266,7 +285,7 @@ def test_an_admin_adds_tests_redelivers_and_deletes_an_endpoint(server, admin, b
         assert page.status == 403 and receiver.url not in page.text, path
     mia.go("/workspaces")
     form = {**cookie_header(mia), "Content-Type": "application/x-www-form-urlencoded", "Sec-Fetch-Site": "same-origin"}
-    for action in ("delete", "pause", "test", f"deliveries/{rows[0]['id']}/redeliver"):
+    for action in ("delete", "pause", "edit", "test", f"deliveries/{rows[0]['id']}/redeliver"):
         refused = http("POST", f"{server.url}{endpoint_path}/{action}", form, f"csrf_token={mia.csrf()}")
         assert refused.status == 403, (action, refused.status)
     refused = http("POST", f"{server.url}/organization/webhooks", form,

@@ -130,6 +130,7 @@ pub fn routes() -> Router<AppState> {
             get(webhooks::list).post(webhooks::create),
         )
         .route("/organization/webhooks/{id}", get(webhooks::show))
+        .route("/organization/webhooks/{id}/edit", post(webhooks::edit))
         .route(
             "/organization/webhooks/{id}/test",
             post(webhooks::send_test),

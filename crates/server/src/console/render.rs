@@ -470,6 +470,7 @@ pub fn done_text(code: &str, subject: Option<&str>) -> Option<String> {
         },
         "webhook-paused" => named("Webhook", "paused", " No new messages are queued for it."),
         "webhook-resumed" => named("Webhook", "resumed", ""),
+        "webhook-updated" => named("Webhook", "saved", ""),
         "webhook-deleted" => named("Webhook", "deleted", ""),
         "redelivered" => match subject {
             Some(n) => format!("Delivery of {n} queued again."),

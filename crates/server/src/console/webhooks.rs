@@ -1,7 +1,7 @@
 //! Organization → Webhooks (org admins only; others get 403, by the [`OrgAdmin`]
 //! extractor): the endpoints, a form that adds one (its signing secret shown once, in the
 //! show-once dialog), and an endpoint's page with its deliveries. One route per action:
-//! `…/{id}/test`, `/pause`, `/resume`, `/delete`, `…/deliveries/{delivery}/redeliver`.
+//! `…/{id}/edit`, `/test`, `/pause`, `/resume`, `/delete`, `…/deliveries/{delivery}/redeliver`.
 
 use askama::Template;
 use axum::extract::{OriginalUri, Path, State};
@@ -40,6 +40,26 @@ pub struct EventChoice {
     value: &'static str,
     hint: &'static str,
     checked: bool,
+}
+
+/// One checkbox per event type, `chosen` ones checked.
+fn event_choices(chosen: &[String]) -> Vec<EventChoice> {
+    EventType::ALL
+        .into_iter()
+        .map(|t| EventChoice {
+            value: t.as_str(),
+            hint: event_hint(t),
+            checked: chosen.iter().any(|c| c == t.as_str()),
+        })
+        .collect()
+}
+
+/// The form's checked event types.
+fn form_events(data: &FormData) -> Result<Vec<EventType>, ApiError> {
+    data.all("events")
+        .iter()
+        .map(|v| EventType::parse(v).ok_or_else(|| ApiError::field("events", "unknown event type")))
+        .collect()
 }
 
 /// An endpoint as a row or a page's facts.
@@ -101,14 +121,7 @@ async fn render_list(state: &AppState, s: &SignedIn, view: View) -> Response {
                 .collect(),
             url: view.field("url").to_owned(),
             description: view.field("description").to_owned(),
-            events: EventType::ALL
-                .into_iter()
-                .map(|t| EventChoice {
-                    value: t.as_str(),
-                    hint: event_hint(t),
-                    checked: chosen.iter().any(|c| c == t.as_str()),
-                })
-                .collect(),
+            events: event_choices(&chosen),
         })
     }
     .await;
@@ -132,13 +145,7 @@ pub async fn create(State(state): State<AppState>, form: Form<OrgAdmin>) -> Resp
         data,
     } = form;
     let result = async {
-        let events = data
-            .all("events")
-            .iter()
-            .map(|v| {
-                EventType::parse(v).ok_or_else(|| ApiError::field("events", "unknown event type"))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let events = form_events(&data)?;
         let req = CreateWebhookRequest {
             url: data.get("url").unwrap_or("").trim().to_owned(),
             events,
@@ -199,6 +206,10 @@ pub struct WebhookPage {
     hook: EndpointRow,
     deliveries: Vec<DeliveryRow>,
     next_url: Option<String>,
+    /// The edit form: the endpoint's values, or a failed edit's.
+    url: String,
+    description: String,
+    events: Vec<EventChoice>,
 }
 
 /// An attempt's outcome: `HTTP 200`, `HTTP 503`, `timeout`, `connection refused`, ...
@@ -264,6 +275,24 @@ async fn render_endpoint(state: &AppState, s: &SignedIn, id: &str, view: View) -
                     event_type: d.event_type,
                 })
                 .collect(),
+            url: match view.sticky {
+                Some(_) => view.field("url").to_owned(),
+                None => hook.url.clone(),
+            },
+            description: match view.sticky {
+                Some(_) => view.field("description").to_owned(),
+                None => hook.description.clone().unwrap_or_default(),
+            },
+            events: match view.sticky {
+                Some(_) => event_choices(&view.fields("events")),
+                None => event_choices(
+                    &hook
+                        .events
+                        .iter()
+                        .map(|e| e.as_str().to_owned())
+                        .collect::<Vec<_>>(),
+                ),
+            },
             hook: endpoint_row(hook, now),
             next_url,
         })
@@ -320,6 +349,38 @@ pub async fn send_test(
     }
     .await;
     finish(&state, &s, &id, &data, result).await
+}
+
+/// `POST /organization/webhooks/{id}/edit`: URL, event types and description.
+pub async fn edit(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    form: Form<OrgAdmin>,
+) -> Response {
+    let Form {
+        s: OrgAdmin(s),
+        data,
+    } = form;
+    let result = async {
+        let req = UpdateWebhookRequest {
+            url: Some(data.get("url").unwrap_or("").trim().to_owned()),
+            events: Some(form_events(&data)?),
+            description: Some(data.text("description")),
+            enabled: None,
+        };
+        state.update_webhook(&s.p, &id, req).await
+    }
+    .await;
+    match result {
+        Ok(w) => s.done(
+            &format!("{LIST}/{}", w.id),
+            Flash::new("webhook-updated").subject(w.url),
+        ),
+        Err(e @ ApiError::NotFound("webhook")) => {
+            render_list(&state, &s, View::refused(&state, &e, LIST.to_owned())).await
+        }
+        Err(e) => render_endpoint(&state, &s, &id, View::failed(&state, &e, data)).await,
+    }
 }
 
 /// Pauses (`enabled = false`) or resumes endpoint `id`.
