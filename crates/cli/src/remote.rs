@@ -545,7 +545,7 @@ pub struct CreateToken {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(i64).range(1..))]
     pub expires_in_days: Option<i64>,
     /// A scope (repeat for more): projects:read, projects:write, tokens:read, tokens:write,
-    /// members:read, introspect, admin.
+    /// members:read, introspect, admin, metrics:read.
     #[arg(long = "scope", short = 's', value_name = "SCOPE", value_parser = parse_scope)]
     pub scopes: Vec<Scope>,
     /// A project to bind a client or frontend token to, by id or name (repeat for more).

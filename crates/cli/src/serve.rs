@@ -177,6 +177,16 @@ pub async fn serve(args: StoreArgs) -> anyhow::Result<()> {
     let bound = listener.local_addr()?;
     // `--listen …:0` picks a port: defaults derived from the address use the real one.
     config.listen = bound;
+    // `[metrics] listen` too: a taken port stops the start before anything is made.
+    let metrics = match config.metrics.listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (metrics.listen)"))?,
+        ),
+        None => None,
+    };
+    let metrics_bound = metrics.as_ref().map(|l| l.local_addr()).transpose()?;
     let url = config.public_url();
     let prepared = latchkey_server::prepare(config, start_options())
         .await
@@ -185,8 +195,12 @@ pub async fn serve(args: StoreArgs) -> anyhow::Result<()> {
     if let Some(b) = &prepared.bootstrapped {
         print_bootstrap(b, &url);
     }
-    tracing::info!(address = %bound, "latchkey listening");
-    latchkey_server::serve(listener, prepared.state, shutdown_signal()).await?;
+    match metrics_bound {
+        Some(m) => tracing::info!(address = %bound, metrics = %m, "latchkey listening"),
+        None => tracing::info!(address = %bound, "latchkey listening"),
+    }
+    latchkey_server::app::serve_with_metrics(listener, metrics, prepared.state, shutdown_signal())
+        .await?;
     tracing::info!("stopped");
     Ok(())
 }

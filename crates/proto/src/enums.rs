@@ -167,11 +167,15 @@ pub enum Scope {
     /// Org administration (users, settings, audit), for an org-admin owner.
     #[serde(rename = "admin")]
     Admin,
+    /// Read `/metrics` when `[metrics] require_scope` asks for it (org-admin owners only;
+    /// no workspace right comes with it).
+    #[serde(rename = "metrics:read")]
+    MetricsRead,
 }
 
 impl Scope {
     /// Every scope.
-    pub const ALL: [Scope; 7] = [
+    pub const ALL: [Scope; 8] = [
         Scope::ProjectsRead,
         Scope::ProjectsWrite,
         Scope::TokensRead,
@@ -179,6 +183,7 @@ impl Scope {
         Scope::MembersRead,
         Scope::Introspect,
         Scope::Admin,
+        Scope::MetricsRead,
     ];
 
     /// The wire name (`projects:read`, ...).
@@ -191,6 +196,7 @@ impl Scope {
             Scope::MembersRead => "members:read",
             Scope::Introspect => "introspect",
             Scope::Admin => "admin",
+            Scope::MetricsRead => "metrics:read",
         }
     }
 

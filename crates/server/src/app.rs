@@ -19,8 +19,13 @@ use crate::state::AppState;
 /// The whole HTTP application over `state`.
 pub fn app(state: AppState) -> Router {
     let body_limit = state.config.max_body_bytes;
-    let router = crate::api::routes()
-        .merge(crate::console::routes())
+    let mut router = crate::api::routes().merge(crate::console::routes());
+    // With `[metrics] listen` set, `/metrics` lives on that address only (see
+    // [`metrics_app`]); the main address answers 404 there.
+    if state.config.metrics.listen.is_none() {
+        router = router.route("/metrics", axum::routing::get(crate::api::system::metrics));
+    }
+    let router = router
         .fallback(not_found)
         // 405 with the error body; the router adds `Allow` with the route's methods.
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
@@ -34,6 +39,16 @@ pub fn app(state: AppState) -> Router {
         router
     };
     router.with_state(state)
+}
+
+/// The application served on `[metrics] listen`: `/metrics` alone (with the same caller
+/// checks as on the main address), 404 for everything else.
+pub fn metrics_app(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", axum::routing::get(crate::api::system::metrics))
+        .fallback(|| async { ApiError::NotFound("route") })
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
 }
 
 /// Unknown routes: a JSON error for API clients, a readable page for a browser (one that
@@ -120,13 +135,48 @@ async fn observe(State(state): State<AppState>, mut req: Request, next: Next) ->
 
 /// Serves until `shutdown` resolves, then drains in-flight requests, stops the background
 /// tasks and flushes buffered last-used times.
+///
+/// With `[metrics] listen` set, `/metrics` is served there (bound here; see
+/// [`serve_with_metrics`] to bind it earlier).
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let metrics = match state.config.metrics.listen {
+        Some(addr) => Some(TcpListener::bind(addr).await?),
+        None => None,
+    };
+    serve_with_metrics(listener, metrics, state, shutdown).await
+}
+
+/// Like [`serve`], with the `[metrics] listen` address already bound (`None`: `/metrics`
+/// on the main listener, unless the config names its own address).
+pub async fn serve_with_metrics(
+    listener: TcpListener,
+    metrics: Option<TcpListener>,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
-    let tasks = spawn_background(state.clone(), stop_rx);
+    let mut tasks = spawn_background(state.clone(), stop_rx.clone());
+    if let Some(metrics) = metrics {
+        let router = metrics_app(state.clone());
+        let mut stop = stop_rx;
+        tasks.push(tokio::spawn(async move {
+            let served = axum::serve(
+                metrics,
+                router.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|stopped| *stopped).await;
+            })
+            .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "the metrics listener failed");
+            }
+        }));
+    }
     let router = app(state.clone());
     let result = axum::serve(
         listener,

@@ -90,6 +90,22 @@ pub struct Config {
     pub webhooks: WebhooksConfig,
     /// Email notices to token owners (`None`: no email).
     pub smtp: Option<SmtpConfig>,
+    /// Who may read `/metrics`, and where it is served.
+    pub metrics: MetricsConfig,
+}
+
+/// `/metrics` (`[metrics]`). By default it is public on the main address, as Prometheus
+/// expects; either key (or both) narrows it.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// A scope the caller's token must hold (e.g. `metrics:read`); without it (`None`,
+    /// the default) `/metrics` needs no credential. A request without a credential then
+    /// gets 401, a token without the scope 403.
+    pub require_scope: Option<Scope>,
+    /// Serve `/metrics` on this address only (then the main address answers 404 there);
+    /// `None`: on the main address.
+    pub listen: Option<SocketAddr>,
 }
 
 /// Log output format.
@@ -318,6 +334,7 @@ impl Default for Config {
             forward_auth: ForwardAuthConfig::default(),
             webhooks: WebhooksConfig::default(),
             smtp: None,
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -601,6 +618,16 @@ impl Config {
                     ),
                 });
             }
+        }
+        if self
+            .metrics
+            .listen
+            .is_some_and(|m| m == self.listen && m.port() != 0)
+        {
+            return Err(ConfigError::Invalid {
+                name: "metrics.listen".into(),
+                message: "must differ from listen (leave it out to serve /metrics there)".into(),
+            });
         }
         if self.throttle.window_secs == 0 {
             return Err(ConfigError::Invalid {
@@ -1018,6 +1045,44 @@ mod tests {
         let ok =
             "trusted_proxies = [\"10.0.0.1\"]\n[[forward_auth.routes]]\npath = \"/API/admin;x/\"\n";
         toml::from_str::<Config>(ok).unwrap().validate().unwrap();
+    }
+
+    #[test]
+    fn metrics_keys_come_from_the_environment_and_are_checked() {
+        let c = Config::load(
+            None,
+            env(&[
+                ("LATCHKEY_METRICS__REQUIRE_SCOPE", "metrics:read"),
+                ("LATCHKEY_METRICS__LISTEN", "127.0.0.1:9100"),
+            ]),
+        )
+        .unwrap()
+        .config;
+        assert_eq!(c.metrics.require_scope, Some(Scope::MetricsRead));
+        assert_eq!(c.metrics.listen, Some("127.0.0.1:9100".parse().unwrap()));
+        c.validate().unwrap();
+        for (name, value) in [
+            ("LATCHKEY_METRICS__REQUIRE_SCOPE", "metrics"),
+            ("LATCHKEY_METRICS__LISTEN", "localhost"),
+            ("LATCHKEY_METRICS__PORT", "9100"),
+        ] {
+            match Config::load(None, env(&[(name, value)])) {
+                Err(ConfigError::Invalid { name: said, .. }) => assert_eq!(said, name),
+                other => panic!("{name}={value} gave {other:?}"),
+            }
+        }
+        let same: Config =
+            toml::from_str("listen = \"127.0.0.1:8080\"\n[metrics]\nlisten = \"127.0.0.1:8080\"\n")
+                .unwrap();
+        assert!(
+            same.validate().is_err(),
+            "metrics.listen = listen is refused"
+        );
+        assert_eq!(
+            Config::default().metrics.require_scope,
+            None,
+            "public by default"
+        );
     }
 
     #[test]

@@ -16,7 +16,8 @@ export type Scope =
   | "tokens:write"
   | "members:read"
   | "introspect"
-  | "admin";
+  | "admin"
+  | "metrics:read";
 /** Why a token check failed. */
 export type VerifyReason =
   | "bad_format"
@@ -52,6 +53,7 @@ export const SCOPES: readonly Scope[] = [
   "members:read",
   "introspect",
   "admin",
+  "metrics:read",
 ];
 
 /** A token's metadata; never its secret (see {@link CreatedToken}). */

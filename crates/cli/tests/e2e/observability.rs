@@ -189,3 +189,113 @@ fn metric_names_are_found_at_word_boundaries() {
         ["latchkey_http_request_duration_seconds", "latchkey_up"]
     );
 }
+
+/// `GET /metrics` with an optional bearer token: status, `WWW-Authenticate`, body.
+async fn scrape(server: &TestServer, token: Option<&str>) -> (u16, Option<String>, String) {
+    let mut request = server.http().get(format!("{}/metrics", server.url));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.expect("GET /metrics");
+    let status = response.status().as_u16();
+    let challenge = response
+        .headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (status, challenge, response.text().await.expect("body"))
+}
+
+/// Public by default (a bad token is not even looked at); with `[metrics] require_scope`
+/// a scrape without a credential gets 401, a token without the scope 403, one with it
+/// 200, and only org admins can make such a token.
+#[tokio::test]
+async fn metrics_are_public_by_default_and_need_the_configured_scope_when_set() {
+    use latchkey_client::proto::{CreateTokenRequest, OrgRole, Scope, TokenType, WorkspaceRole};
+
+    let open = TestServer::start().await;
+    let (status, _, body) = scrape(&open, None).await;
+    assert_eq!(status, 200);
+    assert!(body.contains("# TYPE latchkey_token_checks_total counter"));
+    assert_eq!(scrape(&open, Some("lkp_not_a_token")).await.0, 200);
+    open.stop().await;
+
+    let server =
+        TestServer::start_with(|c| c.metrics.require_scope = Some(Scope::MetricsRead)).await;
+    let (status, challenge, body) = scrape(&server, None).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(challenge.as_deref(), Some(r#"Bearer realm="latchkey""#));
+    let error: serde_json::Value = serde_json::from_str(&body).expect("JSON error");
+    assert_eq!(error["error"]["code"], "unauthenticated", "{body}");
+    let (status, challenge, _) = scrape(&server, Some("lkp_not_a_token")).await;
+    assert_eq!(status, 401);
+    assert!(challenge.unwrap().contains("invalid_token"));
+
+    let ws = server.workspace1().await;
+    let with_scopes = |name: &str, scopes: Vec<Scope>| CreateTokenRequest {
+        scopes: Some(scopes),
+        ..CreateTokenRequest::new(name, TokenType::Personal)
+    };
+    let admin = server.admin();
+    let reader = admin
+        .tokens()
+        .create(
+            &ws,
+            &with_scopes("other scopes", vec![Scope::ProjectsRead, Scope::Admin]),
+        )
+        .await
+        .expect("token without metrics:read");
+    let (status, _, body) = scrape(&server, Some(&reader.token)).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body.contains("metrics:read"),
+        "the error names the scope: {body}"
+    );
+    let scraper = admin
+        .tokens()
+        .create(&ws, &with_scopes("prometheus", vec![Scope::MetricsRead]))
+        .await
+        .expect("token with metrics:read");
+    let (status, _, body) = scrape(&server, Some(&scraper.token)).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("latchkey_http_requests_total"));
+
+    // A member cannot give a token the scope (it is beyond their role), and their
+    // session does not hold it.
+    let (member_id, member) = server.user("mia", OrgRole::Member).await;
+    admin
+        .put_member(&ws, &member_id, WorkspaceRole::Admin)
+        .await
+        .expect("membership");
+    let refused = member
+        .tokens()
+        .create(&ws, &with_scopes("mine", vec![Scope::MetricsRead]))
+        .await
+        .expect_err("a member cannot grant metrics:read");
+    assert!(matches!(refused.status(), Some(403 | 422)), "{refused:?}");
+    drop(member);
+    let browser = reqwest::Client::builder()
+        .cookie_store(true)
+        .build()
+        .expect("http client");
+    let signed_in = browser
+        .post(format!("{}/api/v1/session", server.url))
+        .json(&serde_json::json!({"username": "mia", "password": "password-of-mia"}))
+        .send()
+        .await
+        .expect("sign in");
+    assert_eq!(signed_in.status(), 200);
+    let session = browser
+        .get(format!("{}/metrics", server.url))
+        .send()
+        .await
+        .expect("GET /metrics");
+    assert_eq!(session.status(), 403, "a member's session lacks the scope");
+    // Revoking the scraper's token closes the door at once.
+    admin
+        .tokens()
+        .revoke(&scraper.meta.id)
+        .await
+        .expect("revoke");
+    assert_eq!(scrape(&server, Some(&scraper.token)).await.0, 401);
+    server.stop().await;
+}

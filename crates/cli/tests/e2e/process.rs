@@ -418,3 +418,78 @@ fn migrate_prepares_a_store_without_serving() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("unsupported database URL"));
 }
+
+/// `[metrics] listen` (from the environment): `/metrics` answers on its own address and
+/// only there (the main address answers 404 for it, the metrics address for everything
+/// else); a taken metrics port stops the start with the key named.
+#[tokio::test]
+async fn metrics_can_listen_on_their_own_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = spawn(dir.path(), &[("LATCHKEY_METRICS__LISTEN", "127.0.0.1:0")]);
+    let logged = server.stderr();
+    let metrics = logged
+        .lines()
+        .find_map(|l| l.split_once(" metrics=").map(|(_, rest)| rest))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no metrics address logged:\n{logged}"))
+        .to_owned();
+    assert!(!metrics.ends_with(":0"), "{metrics}");
+    let http = reqwest::Client::new();
+    let own = http
+        .get(format!("http://{metrics}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(own.status(), 200);
+    assert!(
+        own.text()
+            .await
+            .unwrap()
+            .contains("# TYPE latchkey_http_requests_total counter")
+    );
+    let main = http
+        .get(format!("{}/metrics", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(main.status(), 404, "not on the main address");
+    let body: serde_json::Value = main.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "not_found");
+    let elsewhere = http
+        .get(format!("http://{metrics}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        elsewhere.status(),
+        404,
+        "the metrics address serves nothing else"
+    );
+    let health = http
+        .get(format!("{}/healthz", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    server.sigterm();
+    server.finish();
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let fresh = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_latchkey"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(fresh.path())
+        .env("LATCHKEY_METRICS__LISTEN", format!("127.0.0.1:{port}"))
+        .env_remove("LATCHKEY_HASH_KEY")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("metrics.listen"), "{err}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).is_empty(),
+        "no credentials were made, so none printed"
+    );
+    drop(taken);
+}

@@ -108,7 +108,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/openapi.json", get(system::openapi))
         .route("/healthz", get(system::healthz))
         .route("/readyz", get(system::readyz))
-        .route("/metrics", get(system::metrics))
+    // `/metrics` is added by `app::app` or `app::metrics_app`, per `[metrics] listen`.
 }
 
 /// The methods forward-auth answers: those a proxied request may carry (Envoy keeps the

@@ -1,11 +1,13 @@
 //! Health, readiness, metrics and the OpenAPI document.
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use latchkey_proto::Health;
 
+use crate::auth::AuthOutcome;
+use crate::error::ApiError;
 use crate::state::AppState;
 
 /// Liveness: the process answers.
@@ -43,9 +45,28 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>)
     }
 }
 
-/// Prometheus metrics.
-pub async fn metrics(State(state): State<AppState>) -> Response {
+/// Prometheus metrics. Public unless `[metrics] require_scope` names a scope: then the
+/// caller needs a token holding it (or an org admin's session, which holds every scope),
+/// 401 without a credential, 403 with one that lacks it.
+pub async fn metrics(
+    State(state): State<AppState>,
+    outcome: Option<Extension<AuthOutcome>>,
+) -> Response {
     use std::sync::atomic::Ordering::Relaxed;
+    if let Some(scope) = state.config.metrics.require_scope {
+        let principal = match outcome.and_then(|Extension(AuthOutcome(o))| o) {
+            Some(Ok(p)) => p,
+            Some(Err(e)) => return e.into_response(),
+            None => return ApiError::unauthenticated().into_response(),
+        };
+        if !principal.effective_scopes(None).contains(scope) {
+            return ApiError::forbidden(format!(
+                "reading metrics needs a token with the {} scope",
+                scope.as_str()
+            ))
+            .into_response();
+        }
+    }
     let v = &state.verifier;
     let stats = &v.stats;
     let pending_age = state.last_used.oldest_pending().map_or(0.0, |t| {

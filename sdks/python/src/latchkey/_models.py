@@ -82,6 +82,7 @@ Scope = Literal[
     "members:read",
     "introspect",
     "admin",
+    "metrics:read",
 ]
 #: Why a token check failed (``VerifyResult.reason``).
 VerifyReason = Literal[
