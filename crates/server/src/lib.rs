@@ -27,6 +27,7 @@ pub mod forward_auth;
 pub mod jwt;
 pub mod metrics;
 pub mod password;
+pub mod procstat;
 pub mod service;
 pub mod state;
 pub mod verifier;

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use axum::http::Method;
 use dashmap::DashMap;
-use latchkey_proto::Reason;
+use latchkey_proto::{Reason, TokenState, TokenType};
 
 use crate::fasthash::FxHasher;
 
@@ -189,6 +189,74 @@ pub struct Metrics {
     pub tokens_expired: AtomicU64,
     /// Webhook deliveries, email notices and tokens expiring soon.
     pub events: crate::events::EventMetrics,
+    /// Tokens by type and state, as of the last sweep.
+    pub tokens: TokenCounts,
+}
+
+/// `latchkey_tokens{type,state}`: refreshed by the expiry sweep (one grouped query every
+/// `expiry_sweep_secs`), never by a scrape. Every pair is rendered, zeros included, so a
+/// series does not vanish when its last token goes.
+#[derive(Debug, Default)]
+pub struct TokenCounts {
+    counts: [[AtomicU64; TokenState::ALL.len()]; TokenType::ALL.len()],
+    /// Whether a sweep has counted yet (until then nothing is rendered).
+    counted: std::sync::atomic::AtomicBool,
+}
+
+impl TokenCounts {
+    /// Replaces the counts with a store's answer (pairs it leaves out are zero).
+    pub fn set(&self, counted: &[(TokenType, TokenState, u64)]) {
+        for (t, row) in TokenType::ALL.iter().zip(&self.counts) {
+            for (s, cell) in TokenState::ALL.iter().zip(row) {
+                let n = counted
+                    .iter()
+                    .filter(|(kind, state, _)| kind == t && state == s)
+                    .map(|(_, _, n)| *n)
+                    .sum();
+                cell.store(n, Ordering::Relaxed);
+            }
+        }
+        self.counted.store(true, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String) {
+        if !self.counted.load(Ordering::Relaxed) {
+            return;
+        }
+        out.push_str(
+            "# HELP latchkey_tokens Tokens by type and state (as of the last expiry sweep).\n\
+             # TYPE latchkey_tokens gauge\n",
+        );
+        for (t, row) in TokenType::ALL.iter().zip(&self.counts) {
+            for (s, cell) in TokenState::ALL.iter().zip(row) {
+                let _ = writeln!(
+                    out,
+                    "latchkey_tokens{{type=\"{}\",state=\"{}\"}} {}",
+                    t.as_str(),
+                    s.as_str(),
+                    cell.load(Ordering::Relaxed)
+                );
+            }
+        }
+    }
+}
+
+/// The commit this binary was built from, when the build said (`LATCHKEY_BUILD_COMMIT`
+/// in the environment of `cargo build`, as the release and package builds set it).
+pub const BUILD_COMMIT: Option<&str> = option_env!("LATCHKEY_BUILD_COMMIT");
+
+fn render_build_info(out: &mut String) {
+    out.push_str(
+        "# HELP latchkey_build_info The running build: version and commit (always 1).\n\
+         # TYPE latchkey_build_info gauge\n",
+    );
+    let commit = BUILD_COMMIT.filter(|c| !c.is_empty()).unwrap_or("unknown");
+    let _ = writeln!(
+        out,
+        "latchkey_build_info{{version=\"{}\",commit=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION"),
+        commit.replace(['"', '\\', '\n'], "")
+    );
 }
 
 impl Metrics {
@@ -340,6 +408,11 @@ impl Metrics {
             self.tokens_expired.load(Ordering::Relaxed)
         );
         self.events.render(&mut out);
+        self.tokens.render(&mut out);
+        render_build_info(&mut out);
+        if let Some(process) = crate::procstat::ProcessStats::read() {
+            process.render(&mut out);
+        }
         out
     }
 }
@@ -389,5 +462,22 @@ mod tests {
         assert!(text.contains("latchkey_last_used_flush_lag_seconds_count 0"));
         assert!(text.contains("# TYPE g gauge\ng 1"));
         assert!(text.contains("# TYPE c_total counter\nc_total 2"));
+        assert!(
+            !text.contains("latchkey_tokens{"),
+            "nothing before the first count"
+        );
+        assert!(text.contains(&format!(
+            "latchkey_build_info{{version=\"{}\",commit=",
+            env!("CARGO_PKG_VERSION")
+        )));
+        m.tokens.set(&[
+            (TokenType::Client, TokenState::Active, 3),
+            (TokenType::Personal, TokenState::Revoked, 1),
+        ]);
+        let text = m.render(&[], &[]);
+        assert!(text.contains("latchkey_tokens{type=\"client\",state=\"active\"} 3"));
+        assert!(text.contains("latchkey_tokens{type=\"personal\",state=\"revoked\"} 1"));
+        assert!(text.contains("latchkey_tokens{type=\"admin\",state=\"expired\"} 0"));
+        assert_eq!(text.matches("latchkey_tokens{").count(), 25);
     }
 }

@@ -93,6 +93,7 @@ macro_rules! conformance_cases {
                 deliveries_page_newest_first,
                 expiry_notices_once_each,
                 count_expiring_windows,
+                count_tokens_by_type_and_state,
             }
             housekeeping {
                 expire_tokens_sweep,

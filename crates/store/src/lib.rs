@@ -695,6 +695,14 @@ pub trait Store: Send + Sync + 'static {
     /// (see `latchkey_core::events::expiry_notice_due`); returns what it sent (at most a
     /// few hundred per call: call again while it returns some).
     async fn send_expiry_notices(&self, now: OffsetDateTime) -> StoreResult<Vec<ExpiryNotice>>;
+    /// How many tokens there are of each type and state as of `now`: the stored state,
+    /// except that an active token past its expiry counts as `expired` (the sweep has not
+    /// marked it yet) and one whose owner is deactivated as `suspended`. Pairs without
+    /// tokens are left out. One grouped query (for `latchkey_tokens{type,state}`).
+    async fn count_tokens_by_type_and_state(
+        &self,
+        now: OffsetDateTime,
+    ) -> StoreResult<Vec<(TokenType, latchkey_proto::TokenState, u64)>>;
     /// How many active tokens expire after `now` and within each of `within` (seconds).
     async fn count_expiring(&self, now: OffsetDateTime, within: &[i64]) -> StoreResult<Vec<u64>>;
     /// Deletes deliveries queued before `before`, events left without deliveries, and

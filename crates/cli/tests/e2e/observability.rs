@@ -299,3 +299,80 @@ async fn metrics_are_public_by_default_and_need_the_configured_scope_when_set() 
     assert_eq!(scrape(&server, Some(&scraper.token)).await.0, 401);
     server.stop().await;
 }
+
+/// The value of the sample `series` (name and labels exactly as exported).
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// A real server's `/metrics` carries the build, the standard process metrics (from
+/// `/proc` on Linux) and tokens by type and state, which follow creates and revokes at
+/// the next sweep.
+#[tokio::test]
+async fn metrics_show_the_build_the_process_and_tokens_by_type_and_state() {
+    use latchkey_client::proto::TokenType;
+
+    let server = TestServer::start_with(|c| c.verifier.expiry_sweep_secs = 1).await;
+    let admin = server.admin();
+    let ws = server.workspace1().await;
+    let (_, _, text) = scrape(&server, None).await;
+    let build = format!(
+        "latchkey_build_info{{version=\"{}\",commit=\"",
+        env!("CARGO_PKG_VERSION")
+    );
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(&build))
+        .unwrap_or_else(|| panic!("no {build}… in\n{text}"));
+    assert!(line.ends_with("\"} 1"), "{line}");
+    if cfg!(target_os = "linux") {
+        let rss = sample(&text, "process_resident_memory_bytes").expect("rss");
+        assert!(rss > 1e6, "resident memory {rss}");
+        assert!(sample(&text, "process_open_fds").expect("fds") >= 3.0);
+        assert!(sample(&text, "process_max_fds").is_some());
+        assert!(sample(&text, "process_cpu_seconds_total").expect("cpu") > 0.0);
+        let started = sample(&text, "process_start_time_seconds").expect("start");
+        // The kernel's start time is compared with the real wall clock, not a test Clock.
+        #[allow(clippy::disallowed_methods)]
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        assert!(
+            started <= now + 1.0 && started > now - 3600.0,
+            "{started} vs {now}"
+        );
+        assert!(text.contains("# TYPE process_cpu_seconds_total counter"));
+    }
+
+    let client = |state: &str| format!("latchkey_tokens{{type=\"client\",state=\"{state}\"}}");
+    let created = server.token(&admin, &ws, "c1", TokenType::Client).await;
+    server.token(&admin, &ws, "c2", TokenType::Client).await;
+    admin
+        .tokens()
+        .revoke(&created.meta.id)
+        .await
+        .expect("revoke");
+    crate::harness::eventually("the sweep counts the new tokens", || {
+        let server = &server;
+        let (active, revoked) = (client("active"), client("revoked"));
+        async move {
+            let text = scrape(server, None).await.2;
+            sample(&text, &active) == Some(1.0) && sample(&text, &revoked) == Some(1.0)
+        }
+    })
+    .await;
+    let last = scrape(&server, None).await.2;
+    assert_eq!(
+        sample(&last, &client("expired")),
+        Some(0.0),
+        "zeros are exported"
+    );
+    assert!(
+        sample(&last, "latchkey_tokens{type=\"personal\",state=\"active\"}") >= Some(1.0),
+        "the bootstrap token"
+    );
+    assert!(last.contains("# TYPE latchkey_tokens gauge"));
+    server.stop().await;
+}

@@ -341,6 +341,10 @@ impl Worker {
             }
             Err(e) => tracing::warn!(error = %e, "counting expiring tokens failed"),
         }
+        match self.state.store.count_tokens_by_type_and_state(now).await {
+            Ok(counts) => self.state.metrics.tokens.set(&counts),
+            Err(e) => tracing::warn!(error = %e, "counting tokens by type and state failed"),
+        }
         if let Err(e) = self
             .state
             .store

@@ -768,3 +768,99 @@ pub async fn count_expiring_windows(store: Arc<dyn Store>) {
         vec![1, 2, 3]
     );
 }
+
+/// Tokens counted by type and state: an active token past its expiry counts as expired,
+/// one of a deactivated owner as suspended, and pairs without tokens are left out.
+pub async fn count_tokens_by_type_and_state(store: Arc<dyn Store>) {
+    use latchkey_proto::TokenState;
+    let store = &*store;
+    let world = bootstrapped(store).await;
+    let before: u64 = store
+        .count_tokens_by_type_and_state(t0())
+        .await
+        .unwrap()
+        .iter()
+        .map(|(_, _, n)| n)
+        .sum();
+    let mut ids = Vec::new();
+    for hours in [None, Some(1), Some(3)] {
+        let (mut token, secret) = token_record(
+            &world.org.id,
+            TokenType::Client,
+            Some(&world.workspace),
+            None,
+        );
+        token.expires_at = hours.map(|h| t0() + Duration::hours(h));
+        ids.push(token.id.clone());
+        store
+            .create_token(t0(), token, secret, &unlimited(), event("token.created"))
+            .await
+            .unwrap();
+    }
+    store
+        .revoke_token(at(1), &ids[0], false, token_event("token.revoked", &ids[0]))
+        .await
+        .unwrap();
+    let user = add_user(store, &world, "counted", OrgRole::Member).await;
+    let (token, secret) = token_record(
+        &world.org.id,
+        TokenType::Personal,
+        Some(&world.workspace),
+        Some(&user),
+    );
+    store
+        .create_token(t0(), token, secret, &unlimited(), event("token.created"))
+        .await
+        .unwrap();
+    let mut deactivate = event("user.deactivated");
+    deactivate.target_type = Some("user".to_owned());
+    deactivate.target_id = Some(user.id.clone());
+    store
+        .update_user(
+            at(2),
+            &user.id,
+            UserPatch {
+                active: Some(false),
+                ..UserPatch::default()
+            },
+            deactivate,
+        )
+        .await
+        .unwrap();
+    let later = t0() + Duration::hours(2);
+    let counts = store.count_tokens_by_type_and_state(later).await.unwrap();
+    let of = |kind: TokenType, state: TokenState| {
+        counts
+            .iter()
+            .find(|(k, s, _)| *k == kind && *s == state)
+            .map(|(_, _, n)| *n)
+    };
+    assert_eq!(
+        of(TokenType::Client, TokenState::Revoked),
+        Some(1),
+        "{counts:?}"
+    );
+    assert_eq!(
+        of(TokenType::Client, TokenState::Expired),
+        Some(1),
+        "{counts:?}"
+    );
+    assert_eq!(
+        of(TokenType::Client, TokenState::Active),
+        Some(1),
+        "{counts:?}"
+    );
+    assert_eq!(
+        of(TokenType::Personal, TokenState::Suspended),
+        Some(1),
+        "{counts:?}"
+    );
+    assert_eq!(
+        of(TokenType::Frontend, TokenState::Active),
+        None,
+        "{counts:?}"
+    );
+    assert!(counts.iter().all(|(_, _, n)| *n > 0), "{counts:?}");
+    let total: u64 = counts.iter().map(|(_, _, n)| n).sum();
+    assert_eq!(total, before + 4, "every token is counted once: {counts:?}");
+}

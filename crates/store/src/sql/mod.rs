@@ -1024,6 +1024,34 @@ impl<B: SqlBackend> Store for B {
         in_write!(self: Self, Serialized, |conn| events::send_expiry_notices(conn, now))
     }
 
+    async fn count_tokens_by_type_and_state(
+        &self,
+        now: OffsetDateTime,
+    ) -> StoreResult<Vec<(TokenType, latchkey_proto::TokenState, u64)>> {
+        let found = on_read!(self: Self, |conn| sqlx::query(
+            "SELECT token_type, state, COUNT(*) AS n FROM (SELECT t.token_type, CASE \
+             WHEN t.state = 'active' AND t.expires_at IS NOT NULL AND t.expires_at <= $1 \
+             THEN 'expired' WHEN t.state = 'active' AND u.active = $2 THEN 'suspended' \
+             ELSE t.state END AS state FROM tokens t LEFT JOIN users u ON u.id = t.owner_id) \
+             AS counted GROUP BY token_type, state"
+        )
+        .arg(now.unix_timestamp())
+        .arg(false)
+        .all(conn)
+        .await?);
+        rows::all(&found, |row| {
+            let kind = rows::get::<String>(row, "token_type")?;
+            let state = rows::get::<String>(row, "state")?;
+            let count = rows::get::<i64>(row, "n")?;
+            Ok((
+                TokenType::parse(&kind).ok_or_else(|| rows::corrupt("token type", &kind))?,
+                latchkey_proto::TokenState::parse(&state)
+                    .ok_or_else(|| rows::corrupt("token state", &state))?,
+                u64::try_from(count).unwrap_or(0),
+            ))
+        })
+    }
+
     async fn count_expiring(&self, now: OffsetDateTime, within: &[i64]) -> StoreResult<Vec<u64>> {
         let mut counts = Vec::with_capacity(within.len());
         for secs in within {
