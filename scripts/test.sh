@@ -39,7 +39,7 @@ cargo test --workspace
 LATCHKEY_TEST_BACKEND=postgres cargo test -p latchkey-cli --test e2e
 
 if [ -d sdks/python/tests ]; then
-  if ! "$PY" -c "import httpx, pytest, latchkey, fastapi, uvicorn, unasync, ruff, mypy, standardwebhooks, aiosmtpd" 2>/dev/null; then
+  if ! "$PY" -c "import httpx, pytest, latchkey, fastapi, uvicorn, unasync, ruff, mypy, standardwebhooks, aiosmtpd, authlib" 2>/dev/null; then
     "$PY" -m pip install --quiet --disable-pip-version-check -e "./sdks/python[test]"
   fi
   # Lints and strict types of the SDK (configured in its pyproject.toml): ~4 s cold.

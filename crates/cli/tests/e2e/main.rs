@@ -15,6 +15,7 @@ mod events_crash;
 mod governance;
 mod interop;
 mod lifecycle;
+mod oauth_clients;
 mod observability;
 mod outage;
 mod process;

@@ -39,6 +39,38 @@ pub async fn refresh(
     Ok(response)
 }
 
+/// RFC 8414 authorization server metadata: where introspection, revocation and the JWT
+/// keys are, and how OAuth clients authenticate there. Latchkey issues tokens through its
+/// API, not an OAuth token endpoint, so there is none (and no grant or response types).
+#[utoipa::path(get, path = "/.well-known/oauth-authorization-server", tag = "integration",
+    security(()), responses((status = 200, description = "RFC 8414 metadata (JSON)")))]
+pub async fn oauth_metadata(State(state): State<AppState>) -> Response {
+    let base = &state.public_url;
+    let methods = ["client_secret_basic", "client_secret_post"];
+    let scopes: Vec<&str> = Scope::ALL.iter().map(|s| s.as_str()).collect();
+    let body = serde_json::json!({
+        "issuer": base,
+        "jwks_uri": format!("{base}/.well-known/jwks.json"),
+        "introspection_endpoint": format!("{base}/oauth/introspect"),
+        "introspection_endpoint_auth_methods_supported": methods,
+        "revocation_endpoint": format!("{base}/oauth/revoke"),
+        "revocation_endpoint_auth_methods_supported": methods,
+        "token_endpoint_auth_methods_supported": methods,
+        "scopes_supported": scopes,
+        "response_types_supported": [],
+        "grant_types_supported": [],
+        "service_documentation": format!("{base}/api/v1/openapi.json"),
+    });
+    (
+        [(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("public, max-age=300"),
+        )],
+        Json(body),
+    )
+        .into_response()
+}
+
 /// Public keys for the access JWTs.
 #[utoipa::path(get, path = "/.well-known/jwks.json", tag = "integration", security(()),
     responses((status = 200, description = "JWK Set (OKP / Ed25519)")))]
@@ -53,6 +85,175 @@ pub async fn jwks(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
+/// Why an OAuth client's own authentication (RFC 6749 §2.3.1) failed: answered as RFC 6749
+/// §5.2 says, `{"error": …, "error_description": …}`, with `WWW-Authenticate: Basic` on a
+/// 401 (the scheme a client can retry with).
+#[derive(Debug)]
+pub struct OAuthClientError {
+    status: StatusCode,
+    error: &'static str,
+    description: &'static str,
+}
+
+impl OAuthClientError {
+    fn invalid_client(description: &'static str) -> OAuthClientError {
+        OAuthClientError {
+            status: StatusCode::UNAUTHORIZED,
+            error: "invalid_client",
+            description,
+        }
+    }
+}
+
+impl IntoResponse for OAuthClientError {
+    fn into_response(self) -> Response {
+        let mut response = (
+            self.status,
+            Json(serde_json::json!({
+                "error": self.error,
+                "error_description": self.description,
+            })),
+        )
+            .into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+        if self.status == StatusCode::UNAUTHORIZED {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(r#"Basic realm="latchkey", charset="UTF-8""#),
+            );
+        }
+        response
+    }
+}
+
+/// A refused OAuth request: the client's authentication, or the usual API error.
+#[derive(Debug)]
+pub enum OAuthRejection {
+    /// The client's credentials (RFC 6749 §5.2 answer).
+    Client(OAuthClientError),
+    /// Anything else (the house JSON error).
+    Api(ApiError),
+}
+
+impl From<ApiError> for OAuthRejection {
+    fn from(e: ApiError) -> Self {
+        OAuthRejection::Api(e)
+    }
+}
+
+impl From<OAuthClientError> for OAuthRejection {
+    fn from(e: OAuthClientError) -> Self {
+        OAuthRejection::Client(e)
+    }
+}
+
+impl IntoResponse for OAuthRejection {
+    fn into_response(self) -> Response {
+        match self {
+            OAuthRejection::Client(e) => e.into_response(),
+            OAuthRejection::Api(e) => e.into_response(),
+        }
+    }
+}
+
+/// `application/x-www-form-urlencoded` decoding of one Basic credential half (RFC 6749
+/// §2.3.1 encodes the client id and secret so before joining them with `:`).
+fn form_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = text.get(i + 1..i + 3)?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The OAuth client of an introspection or revocation request, when it authenticated as
+/// one: `client_secret_basic` (`Authorization: Basic`) or `client_secret_post` (form
+/// `client_id` and `client_secret`), the client id being the token's id and the secret
+/// the token. `Ok(None)`: the request uses neither (a bearer token, a session, or
+/// nothing). More than one method is refused (RFC 6749 §2.3), and every failure is the
+/// same 401 `invalid_client`, whichever half was wrong.
+async fn oauth_client(
+    state: &AppState,
+    headers: &axum::http::HeaderMap,
+    ip: ClientIp,
+    form_id: Option<&str>,
+    form_secret: Option<&str>,
+) -> Result<Option<Principal>, OAuthRejection> {
+    use base64::Engine as _;
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .map(|v| v.to_str().unwrap_or(""));
+    let basic = authorization.and_then(|v| {
+        let (scheme, rest) = v.trim().split_once(' ')?;
+        scheme.eq_ignore_ascii_case("basic").then(|| rest.trim())
+    });
+    let posted = form_id.is_some() || form_secret.is_some();
+    let bearer = crate::auth::presented_secret(headers, &state.api_key_headers).is_some();
+    if usize::from(basic.is_some()) + usize::from(posted) + usize::from(bearer) > 1 {
+        return Err(OAuthClientError {
+            status: StatusCode::BAD_REQUEST,
+            error: "invalid_request",
+            description: "use one way of authenticating: Basic, form client_id and \
+                          client_secret, or a bearer token",
+        }
+        .into());
+    }
+    let (id, secret) = match (basic, form_id, form_secret) {
+        (Some(encoded), _, _) => {
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(encoded)
+                .ok()
+                .and_then(|raw| String::from_utf8(raw).ok());
+            let pair = decoded.as_deref().and_then(|text| {
+                let (id, secret) = text.split_once(':')?;
+                Some((form_decode(id)?, form_decode(secret)?))
+            });
+            pair.ok_or(OAuthClientError::invalid_client(
+                "malformed Basic credentials: base64 of client_id:client_secret",
+            ))?
+        }
+        (None, Some(id), Some(secret)) => (id.to_owned(), secret.to_owned()),
+        (None, None, None) => return Ok(None),
+        (None, _, _) => {
+            return Err(OAuthClientError::invalid_client(
+                "client_secret_post needs both client_id and client_secret",
+            )
+            .into());
+        }
+    };
+    let bad = || OAuthClientError::invalid_client("client authentication failed");
+    if id.is_empty() || secret.is_empty() {
+        return Err(bad().into());
+    }
+    let principal = match state.authenticate_token(&secret, ip).await {
+        Ok(p) => p,
+        Err(ApiError::Unauthenticated { .. }) => return Err(bad().into()),
+        Err(other) => return Err(other.into()),
+    };
+    // Sessions and access JWTs are not OAuth clients: the secret must be the token itself.
+    let is_client = matches!(
+        &principal.credential,
+        Credential::Token { grant, jwt: false, .. } if &*grant.token.id == id.as_str()
+    );
+    if !is_client {
+        return Err(bad().into());
+    }
+    Ok(Some(principal))
+}
+
 /// RFC 7662 introspection request (form-encoded).
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct IntrospectForm {
@@ -61,18 +262,42 @@ pub struct IntrospectForm {
     /// Ignored: Latchkey tells token kinds apart by their shape.
     #[serde(default)]
     pub token_type_hint: Option<String>,
+    /// `client_secret_post`: the calling token's id (with `client_secret`).
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// `client_secret_post`: the calling token itself.
+    #[serde(default)]
+    pub client_secret: Option<String>,
 }
 
-/// RFC 7662 token introspection; the caller authenticates.
+/// RFC 7662 token introspection; the caller authenticates: a bearer token with the
+/// `introspect` scope (or an admin token), an org admin's session, or as an OAuth client
+/// (`client_secret_basic` or `client_secret_post`: client id = the token's id, secret = the
+/// token). Failed client authentication answers 401 `{"error": "invalid_client"}` with
+/// `WWW-Authenticate: Basic` (RFC 6749 §5.2).
 #[utoipa::path(post, path = "/oauth/introspect", tag = "integration",
+    security(("bearer" = []), ("client_secret_basic" = [])),
     request_body(content = IntrospectForm, content_type = "application/x-www-form-urlencoded"),
-    responses((status = 200, description = "RFC 7662 answer"), (status = 401, body = ErrorBody),
+    responses((status = 200, description = "RFC 7662 answer"),
+              (status = 400, description = "invalid_request: more than one way of authenticating"),
+              (status = 401, description = "No or bad credentials (ErrorBody for bearer tokens; RFC 6749 invalid_client for client authentication)"),
               (status = 403, body = ErrorBody)))]
 pub async fn introspect(
     State(state): State<AppState>,
+    ip: ClientIp,
     MaybePrincipal(p): MaybePrincipal,
+    headers: axum::http::HeaderMap,
     ApiForm(form): ApiForm<IntrospectForm>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, OAuthRejection> {
+    let client = oauth_client(
+        &state,
+        &headers,
+        ip,
+        form.client_id.as_deref(),
+        form.client_secret.as_deref(),
+    )
+    .await?;
+    let p = client.or(p);
     let answer = state.introspect(p.as_ref(), &form.token).await?;
     let mut response = Json(answer).into_response();
     response
@@ -89,17 +314,39 @@ pub struct RevokeForm {
     /// Ignored.
     #[serde(default)]
     pub token_type_hint: Option<String>,
+    /// `client_secret_post`: the calling token's id (with `client_secret`).
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// `client_secret_post`: the calling token itself.
+    #[serde(default)]
+    pub client_secret: Option<String>,
 }
 
-/// RFC 7009 token revocation; 200 also for unknown tokens.
+/// RFC 7009 token revocation; 200 also for unknown tokens. The caller authenticates as
+/// for introspection (a bearer token, a session, or as an OAuth client).
 #[utoipa::path(post, path = "/oauth/revoke", tag = "integration",
+    security(("bearer" = []), ("client_secret_basic" = [])),
     request_body(content = RevokeForm, content_type = "application/x-www-form-urlencoded"),
-    responses((status = 200), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+    responses((status = 200),
+              (status = 400, description = "invalid_request: more than one way of authenticating"),
+              (status = 401, description = "No or bad credentials (ErrorBody for bearer tokens; RFC 6749 invalid_client for client authentication)"),
+              (status = 403, body = ErrorBody)))]
 pub async fn oauth_revoke(
     State(state): State<AppState>,
-    p: Principal,
+    ip: ClientIp,
+    MaybePrincipal(p): MaybePrincipal,
+    headers: axum::http::HeaderMap,
     ApiForm(form): ApiForm<RevokeForm>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<serde_json::Value>, OAuthRejection> {
+    let client = oauth_client(
+        &state,
+        &headers,
+        ip,
+        form.client_id.as_deref(),
+        form.client_secret.as_deref(),
+    )
+    .await?;
+    let p = client.or(p).ok_or_else(ApiError::unauthenticated)?;
     state.oauth_revoke(&p, &form.token).await?;
     Ok(Json(serde_json::json!({})))
 }

@@ -98,6 +98,10 @@ pub fn routes() -> Router<AppState> {
         .route("/api/token/refresh", post(interop::refresh))
         .route("/api/token/refresh/", post(interop::refresh))
         .route("/.well-known/jwks.json", get(interop::jwks))
+        .route(
+            "/.well-known/oauth-authorization-server",
+            get(interop::oauth_metadata),
+        )
         .route("/oauth/introspect", post(interop::introspect))
         .route("/oauth/revoke", post(interop::oauth_revoke))
         .route("/api/v1/credentials/revoke", post(interop::report_leaked))
@@ -174,6 +178,7 @@ fn forward_auth_methods() -> axum::routing::MethodRouter<AppState> {
         webhooks::redeliver,
         interop::refresh,
         interop::jwks,
+        interop::oauth_metadata,
         interop::introspect,
         interop::oauth_revoke,
         interop::report_leaked,
@@ -197,6 +202,10 @@ impl utoipa::Modify for SecuritySchemes {
         components.add_security_scheme(
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        components.add_security_scheme(
+            "client_secret_basic",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Basic).build()),
         );
         components.add_security_scheme(
             "api_key",
