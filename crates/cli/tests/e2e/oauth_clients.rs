@@ -79,17 +79,14 @@ async fn metadata_says_where_introspection_is_and_how_clients_authenticate() {
             .starts_with("application/json")
     );
     let meta: serde_json::Value = resp.json().await.unwrap();
-    let issuer = meta["issuer"].as_str().unwrap();
-    assert_eq!(issuer, server.state.public_url, "the JWTs' iss");
+    assert_eq!(meta["issuer"], server.state.jwt.issuer(), "the JWTs' iss");
+    let base = &server.state.public_url;
     assert_eq!(
         meta["introspection_endpoint"],
-        format!("{issuer}/oauth/introspect")
+        format!("{base}/oauth/introspect")
     );
-    assert_eq!(
-        meta["revocation_endpoint"],
-        format!("{issuer}/oauth/revoke")
-    );
-    assert_eq!(meta["jwks_uri"], format!("{issuer}/.well-known/jwks.json"));
+    assert_eq!(meta["revocation_endpoint"], format!("{base}/oauth/revoke"));
+    assert_eq!(meta["jwks_uri"], format!("{base}/.well-known/jwks.json"));
     let methods = serde_json::json!(["client_secret_basic", "client_secret_post"]);
     for key in [
         "introspection_endpoint_auth_methods_supported",

@@ -49,7 +49,9 @@ pub async fn oauth_metadata(State(state): State<AppState>) -> Response {
     let methods = ["client_secret_basic", "client_secret_post"];
     let scopes: Vec<&str> = Scope::ALL.iter().map(|s| s.as_str()).collect();
     let body = serde_json::json!({
-        "issuer": base,
+        // What the access JWTs carry as `iss` (RFC 9068 wants them equal): the public
+        // URL, or on PostgreSQL without one the nodes' shared `urn:latchkey:…`.
+        "issuer": state.jwt.issuer(),
         "jwks_uri": format!("{base}/.well-known/jwks.json"),
         "introspection_endpoint": format!("{base}/oauth/introspect"),
         "introspection_endpoint_auth_methods_supported": methods,
