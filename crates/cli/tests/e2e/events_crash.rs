@@ -25,7 +25,7 @@ const SQLITE_PASS: &str =
     "subprocesses on a SQLite data dir, and PostgreSQL nodes of their own in either pass";
 
 /// A `latchkey serve` process; killed when dropped.
-struct Node {
+pub(crate) struct Node {
     child: Child,
     url: String,
     stderr: Arc<Mutex<String>>,
@@ -39,13 +39,13 @@ impl Drop for Node {
 }
 
 impl Node {
-    fn kill_9(&mut self) {
+    pub(crate) fn kill_9(&mut self) {
         self.child.kill().expect("SIGKILL");
         let _ = self.child.wait();
     }
 }
 
-struct Setup {
+pub(crate) struct Setup {
     dir: tempfile::TempDir,
     config: PathBuf,
     hash_key: String,
@@ -54,7 +54,7 @@ struct Setup {
 }
 
 impl Setup {
-    fn new(database_url: Option<&str>) -> Setup {
+    pub(crate) fn new(database_url: Option<&str>) -> Setup {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("latchkey.toml");
         std::fs::write(
@@ -75,7 +75,7 @@ impl Setup {
         }
     }
 
-    async fn node(&self, name: &str) -> Node {
+    pub(crate) async fn node(&self, name: &str) -> Node {
         let data_dir: PathBuf = self.dir.path().join(name);
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_latchkey"));
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
@@ -130,7 +130,7 @@ impl Setup {
         Node { child, url, stderr }
     }
 
-    fn admin(&self, node: &Node) -> Client {
+    pub(crate) fn admin(&self, node: &Node) -> Client {
         Client::with_token(&node.url, &self.admin_token).unwrap()
     }
 }

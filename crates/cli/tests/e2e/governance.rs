@@ -250,9 +250,13 @@ async fn the_whole_matrix_every_token_route_every_role_every_type() {
     drop(m.server);
 }
 
-/// One visibility rule (issue 19): for every kind of caller — sessions of each role and
-/// each token type presented — a workspace's token list holds exactly the tokens of that
-/// workspace it may read by id, and `/me/tokens` exactly its own ones it may read.
+/// One visibility rule (issue 19): for every kind of caller — sessions of each role (org
+/// owner, org admin, workspace admin, member, viewer, outsider) and every token type
+/// presented (client, frontend and admin tokens of each workspace; personal tokens of
+/// owners of every role, the workspace-bound bootstrap token among them; legacy tokens of
+/// several owners) — over a fixture with tokens of every type, owner and workspace, a
+/// workspace's token list holds exactly the tokens of that workspace it may read by id,
+/// and `/me/tokens` exactly its own ones it may read.
 #[tokio::test]
 async fn every_caller_lists_exactly_what_it_may_read_by_id() {
     use std::collections::BTreeSet;
@@ -284,40 +288,93 @@ async fn every_caller_lists_exactly_what_it_may_read_by_id() {
         async move { client.tokens().create(&ws, &req).await.unwrap() }
     };
     // Tokens of every type in both workspaces, of several owners.
-    let mut callers = vec![
-        ("owner", owner.clone()),
-        ("org admin", org_admin.clone()),
-        ("workspace admin", ws_admin.clone()),
-        ("member", member.clone()),
-        ("viewer", viewer.clone()),
-        ("outsider", outsider.clone()),
-    ];
+    let mut callers: Vec<(String, Client)> = [
+        ("owner", &owner),
+        ("org admin", &org_admin),
+        ("workspace admin", &ws_admin),
+        ("member", &member),
+        ("viewer", &viewer),
+        ("outsider", &outsider),
+    ]
+    .into_iter()
+    .map(|(who, client)| (format!("{who} (session)"), client.clone()))
+    .collect();
+    // Every workspace token type, in each workspace, is a caller too.
+    let mut caller_types = BTreeSet::new();
     for ws in [&ws1, &ws2] {
+        let which = if ws == &ws1 { "first" } else { "second" };
         for t in [TokenType::Client, TokenType::Frontend, TokenType::Admin] {
             let created = create(&owner, ws, t, None).await;
-            if ws == &ws1 {
-                callers.push((t.as_str(), server.with_token(&created.token)));
-            }
+            callers.push((
+                format!("{} token of the {which} workspace", t.as_str()),
+                server.with_token(&created.token),
+            ));
+            caller_types.insert(t.as_str());
         }
         create(&owner, ws, TokenType::Personal, None).await;
         create(&owner, ws, TokenType::Personal, Some(&member_id)).await;
     }
+    // Personal tokens as callers, of owners of every role (the bootstrap token is the
+    // owner's, bound to the first workspace), and legacy tokens of several owners: the
+    // legacy ones act in no workspace.
     create(&owner, &ws1, TokenType::Personal, Some(&viewer_id)).await;
-    create(&ws_admin, &ws1, TokenType::Personal, None).await;
-    let personal = create(&member, &ws1, TokenType::Personal, None).await;
-    let legacy = create(&member, &ws1, TokenType::Legacy, None).await;
-    let admins_personal = create(&org_admin, &ws1, TokenType::Personal, None).await;
-    callers.push((
-        "member's personal token",
-        server.with_token(&personal.token),
-    ));
-    callers.push(("member's legacy token", server.with_token(&legacy.token)));
-    callers.push((
-        "org admin's personal token",
-        server.with_token(&admins_personal.token),
-    ));
-    // Every token of the org: both workspaces as their owner lists them, and the one
-    // legacy token (it acts in no workspace).
+    callers.push(("owner's bootstrap token".to_owned(), server.admin()));
+    let mut legacy = Vec::new();
+    for (who, client, ws) in [
+        ("org admin", &org_admin, &ws1),
+        ("workspace admin", &ws_admin, &ws1),
+        ("member", &member, &ws1),
+        ("member (second workspace)", &member, &ws2),
+        ("viewer", &viewer, &ws1),
+        ("outsider", &outsider, &ws1),
+    ] {
+        if let Ok(made) = client
+            .tokens()
+            .create(ws, &CreateTokenRequest::new("p", TokenType::Personal))
+            .await
+        {
+            callers.push((
+                format!("{who}'s personal token"),
+                server.with_token(&made.token),
+            ));
+            caller_types.insert("personal");
+        }
+    }
+    for (who, client) in [
+        ("owner", &owner),
+        ("org admin", &org_admin),
+        ("member", &member),
+        ("viewer", &viewer),
+    ] {
+        let request = CreateTokenRequest::new("l", TokenType::Legacy);
+        let Ok(made) = client.tokens().create(&ws1, &request).await else {
+            continue;
+        };
+        callers.push((
+            format!("{who}'s legacy token"),
+            server.with_token(&made.token),
+        ));
+        caller_types.insert("legacy");
+        legacy.push(made.meta);
+    }
+    let legacy_count = legacy.len();
+    assert!(
+        legacy_count >= 3,
+        "owner, org admin and member make legacy tokens"
+    );
+    let every_type: BTreeSet<&str> = [
+        TokenType::Personal,
+        TokenType::Client,
+        TokenType::Frontend,
+        TokenType::Admin,
+        TokenType::Legacy,
+    ]
+    .iter()
+    .map(|t| t.as_str())
+    .collect();
+    assert_eq!(caller_types, every_type, "every token type is a caller");
+    // Every token of the org: both workspaces as their owner lists them, and the legacy
+    // tokens (they act in no workspace).
     let mut all = Vec::new();
     for ws in [&ws1, &ws2] {
         all.extend(
@@ -329,8 +386,13 @@ async fn every_caller_lists_exactly_what_it_may_read_by_id() {
                 .items,
         );
     }
-    all.push(legacy.meta.clone());
-    assert_eq!(all.len(), 16, "the bootstrap token and the 15 made here");
+    let workspace_tokens = all.len();
+    all.extend(legacy);
+    assert!(
+        workspace_tokens >= 15,
+        "{workspace_tokens} tokens in the workspaces"
+    );
+    assert_eq!(all.len(), workspace_tokens + legacy_count);
 
     for (who, caller) in &callers {
         let mut readable = BTreeSet::new();
@@ -400,12 +462,12 @@ async fn every_caller_lists_exactly_what_it_may_read_by_id() {
     };
     let by_name = |name: &str| callers.iter().find(|(n, _)| *n == name).unwrap().1.clone();
     assert_eq!(
-        types_listed(by_name("admin"), ws1.clone()).await,
+        types_listed(by_name("admin token of the first workspace"), ws1.clone()).await,
         [TokenType::Admin, TokenType::Client, TokenType::Frontend],
         "an admin token lists the admin tokens it may read by id"
     );
     assert_eq!(
-        types_listed(by_name("client"), ws1.clone()).await,
+        types_listed(by_name("client token of the first workspace"), ws1.clone()).await,
         [TokenType::Client, TokenType::Frontend]
     );
     assert_eq!(

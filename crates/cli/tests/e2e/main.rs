@@ -23,5 +23,6 @@ mod proxies;
 mod scale_out;
 mod sdk;
 mod security;
+mod store_crash;
 mod users;
 mod webhooks;
