@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from flows import cookie_header
+from urllib.parse import parse_qs, urlsplit
+
+from flows import cookie_header, open_form, read_dialog_secret
 from harness import Console, LatchkeyServer, http
 
 
@@ -112,3 +114,59 @@ def test_sign_in_is_throttled_with_a_readable_message(browser_ready):
             c.quit()
     finally:
         server.stop()
+
+
+def test_a_form_sent_after_the_session_ended_changes_nothing_and_comes_back(server, browser):
+    """A form posted without a live session (ended on the server, or the cookie gone) lands
+    on the sign-in page with `next=` its own page and a message, never a raw error; signing
+    in brings the person back there, and nothing the form asked for was done."""
+    c = browser
+    c.sign_in("admin")
+    place = "/workspaces/Workspace%201/settings/tokens?q=keep&sort=name"
+
+    def expect_sign_in_page() -> str:
+        assert c.heading() == "Sign in", c.text()
+        assert c.banner() == ("Your session ended before the form was sent, so nothing was "
+                              "changed. Sign in again to go back to the page.")
+        assert "{" not in c.text() and "error" not in c.text().lower()
+        assert not c.find("field", "Password").get_attribute("value")
+        query = parse_qs(urlsplit(c.path).query)
+        return query["next"][0]
+
+    # 1. The session ends on the server while the New token form is filled in.
+    c.go(place)
+    open_form(c)
+    c.fill("Token Name", "keep-after-expiry")
+    assert http("DELETE", server.url + "/api/v1/session",
+                {**cookie_header(c), "Sec-Fetch-Site": "same-origin"}).status == 204
+    c.press("Create Token")
+    assert c.no_dialog()
+    back = expect_sign_in_page()
+    # Back to the list (which addresses its workspace by id), search and sort kept.
+    assert back.startswith("/workspaces/") and "/settings/tokens?" in back, back
+    assert "q=keep" in back and "sort=name" in back, back
+    c.fill("Username", "admin")
+    c.fill("Password", "correct horse battery staple")
+    c.press("Sign in")
+    assert c.path == back
+    assert c.heading() == "API Access Tokens"
+    assert c.field("Search tokens").get_attribute("value") == "keep"
+    listed = http("GET", server.url + "/api/v1/workspaces/Workspace%201/tokens?limit=200", cookie_header(c))
+    assert "keep-after-expiry" not in [t["name"] for t in listed.json()["items"]]
+
+    # 2. The cookie is gone (cleared, or expired in the browser) when a row action is sent.
+    open_form(c)
+    c.fill("Token Name", "keep-me")
+    c.press("Create Token")
+    read_dialog_secret(c)
+    c.driver.delete_cookie("latchkey_session")
+    c.press("Revoke keep-me")
+    c.confirm("Revoke")
+    back = expect_sign_in_page()
+    assert "q=keep" in back
+    c.fill("Username", "admin")
+    c.fill("Password", "correct horse battery staple")
+    c.press("Sign in")
+    assert c.path == back
+    assert "Active" in c.row("keep-me").text
+    assert c.has("button", "Revoke keep-me")

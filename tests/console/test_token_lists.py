@@ -78,6 +78,14 @@ def query_of(c: Console) -> str:
     return c.path.split("#")[0].split("?", 1)[1] if "?" in c.path else ""
 
 
+def filters_of(query: str) -> dict[str, str]:
+    """The filters a list's query sets (empty fields, the default order and the banner's
+    parameters left out)."""
+    pairs = dict(p.split("=", 1) for p in query.split("&") if "=" in p)
+    return {k: v for k, v in pairs.items()
+            if v and (k, v) != ("sort", "newest") and k not in ("done", "subject", "sig")}
+
+
 def row_names(c: Console) -> list[str]:
     return c.rows()
 
@@ -414,3 +422,101 @@ def test_account_and_api_access_share_the_list(fast_server, admin_at):
     read_dialog_secret(c)
     assert c.path.startswith("/api-access?q=api-only&type=client")
     check_axe(c, "API access, filtered")
+
+
+def test_type_and_state_filters_keep_their_place_through_every_action(fast_server, admin_at):
+    """The list first and New token opening the form (Cancel keeps the place); Filter by
+    type for each workspace type; Filter by state for active, revoked and type disabled;
+    every action from a filtered list returns to it naming the token; the 90-day preset;
+    a rotation's grace period read as people say it."""
+    c = admin_at()
+    base = fast_server.url
+    for name, token_type in (("ci-a", "client"), ("ci-b", "client"), ("web-x", "frontend"),
+                             ("ops-y", "admin")):
+        seed(c, base, name, token_type)
+    gone = seed(c, base, "ci-gone", "client")
+    assert http("POST", f"{base}/api/v1/tokens/{gone['id']}/revoke",
+                {**cookie_header(c), "Sec-Fetch-Site": "same-origin"}).status == 200
+
+    open_workspace_tokens(c)
+    # The list comes first; New token opens the form above it, Cancel closes it and keeps
+    # the list's place.
+    apply_filters(c, token_type="client")
+    place = query_of(c)
+    assert row_names(c) and not c.has("field", "Token Name")
+    c.press("New token")
+    assert c.has("field", "Token Name") and c.has("button", "Create Token")
+    assert c.driver.switch_to.active_element.accessible_name == "Token Name"
+    assert row_names(c), "the list stays under the form"
+    c.follow("Cancel")
+    assert not c.has("field", "Token Name")
+    assert filters_of(query_of(c)) == filters_of(place) == {"type": "client"}, (place, c.path)
+
+    # Filter by type: each workspace type, exactly its tokens.
+    assert set(row_names(c)) == {"ci-a", "ci-b", "ci-gone"}
+    apply_filters(c, token_type="frontend")
+    assert row_names(c) == ["web-x"]
+    apply_filters(c, token_type="admin")
+    assert row_names(c) == ["ops-y"]
+    assert [v for v, _ in c.options("Filter by type")] == ["", "personal", "client", "frontend", "admin"]
+
+    # Filter by state: revoked, active, and combined with a type.
+    apply_filters(c, token_type="", state="revoked")
+    assert row_names(c) == ["ci-gone"]
+    assert "Revoked" in c.row("ci-gone").text
+    apply_filters(c, state="active")
+    assert "ci-gone" not in row_names(c) and {"ci-a", "ci-b", "web-x", "ops-y"} <= set(row_names(c))
+    apply_filters(c, token_type="client", state="active", sort="name")
+    assert row_names(c) == ["ci-a", "ci-b"]
+    check_axe(c, "token list filtered by type and state")
+    place = query_of(c)
+    assert "type=client" in place and "state=active" in place and "sort=name" in place
+
+    # Every action from the filtered list comes back to it and names the token.
+    c.press("Rotate ci-b")
+    box = c.dialog("alertdialog")
+    c.choose("Old secret keeps working for", "3600")
+    c.press("Rotate", box)
+    dialog = c.dialog()
+    assert "Token rotated" in dialog.text and "ci-b" in dialog.text
+    assert "The old secret stops working in 1 hour." in dialog.text, dialog.text
+    until = dialog.find_element("css selector", "time")
+    assert until.get_attribute("datetime").endswith("Z") and until.get_attribute("title").endswith("UTC")
+    read_dialog_secret(c)
+    assert filters_of(query_of(c)) == filters_of(place), (place, c.path)
+    c.press("Revoke ci-a")
+    c.confirm("Revoke")
+    assert c.banner() == "Token “ci-a” revoked. It stops working at once."
+    assert filters_of(query_of(c)) == filters_of(place), (place, c.path)
+    assert row_names(c) == ["ci-b"], "revoked tokens leave the active list"
+    apply_filters(c, state="revoked")
+    place = query_of(c)
+    c.press("Restore ci-a")
+    assert c.banner() == "Token “ci-a” restored. It works again."
+    assert filters_of(query_of(c)) == filters_of(place), (place, c.path)
+    assert row_names(c) == ["ci-gone"]
+    c.press("Delete ci-gone")
+    c.confirm("Delete")
+    assert c.banner() == "Token “ci-gone” deleted."
+    assert filters_of(query_of(c)) == filters_of(place), (place, c.path)
+    assert "No tokens match these filters." in c.text()
+
+    # Type disabled: switching frontend tokens off in Access Token Settings.
+    c.go("/organization/token-settings")
+    c.check("Frontend tokens", False)
+    c.press("Save")
+    c.go("/workspaces/Workspace%201/settings/tokens?state=type_disabled")
+    assert row_names(c) == ["web-x"]
+    assert "Type disabled" in c.row("web-x").text
+    check_axe(c, "token list, type disabled")
+
+    # The 90-day preset.
+    c.go("/workspaces/Workspace%201/settings/tokens")
+    open_form(c)
+    c.fill("Token Name", "quarterly")
+    set_expiry(c, "90")
+    c.press("Create Token")
+    assert "It expires in 90 days." in c.dialog().text
+    read_dialog_secret(c)
+    row = c.row("quarterly")
+    assert "in 90 days" in row.text and "Expires soon" not in row.text

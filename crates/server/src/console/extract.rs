@@ -21,7 +21,9 @@ use latchkey_proto::OrgRole;
 
 use super::pages::{message_page, org_admins_only};
 use super::render::{Chrome, Flash, NavUser, View, see_other};
-use super::session::{check_csrf, csrf_token, login_redirect, safe_next, with_cleared_cookie};
+use super::session::{
+    SignInReason, check_csrf, csrf_token, login_redirect, safe_next, with_cleared_cookie,
+};
 use crate::auth::{AuthOutcome, Credential, Principal};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -94,23 +96,33 @@ pub struct SignedIn {
 
 impl SignedIn {
     /// The session behind `auth`, or the answer that sends the browser to sign in and back
-    /// to `here` afterwards.
+    /// to `here` afterwards, saying why (for a `posted` form: that it was not sent).
     // The error is the page to answer with, returned as is: boxing it buys nothing.
     #[allow(clippy::result_large_err)]
-    fn resolve(state: &AppState, auth: Auth, here: &str) -> Result<SignedIn, Response> {
+    fn resolve(
+        state: &AppState,
+        auth: Auth,
+        here: &str,
+        posted: bool,
+    ) -> Result<SignedIn, Response> {
+        let (ended, anonymous) = if posted {
+            (SignInReason::FormNotSent, SignInReason::FormNotSent)
+        } else {
+            (SignInReason::SessionEnded, SignInReason::NotSignedIn)
+        };
         match auth {
             Auth::Session(p) => {
                 let Credential::Session { session_id } = &p.credential else {
-                    return Err(login_redirect(here, false));
+                    return Err(login_redirect(here, anonymous));
                 };
                 let csrf = csrf_token(state, session_id);
                 let Some(user) = p.user.clone() else {
-                    return Err(login_redirect(here, false));
+                    return Err(login_redirect(here, anonymous));
                 };
                 Ok(SignedIn { p, user, csrf })
             }
-            Auth::Expired => Err(with_cleared_cookie(state, login_redirect(here, true))),
-            Auth::Anonymous => Err(login_redirect(here, false)),
+            Auth::Expired => Err(with_cleared_cookie(state, login_redirect(here, ended))),
+            Auth::Anonymous => Err(login_redirect(here, anonymous)),
             Auth::Refused(e) => Err(refused_page(&e)),
         }
     }
@@ -158,7 +170,8 @@ impl FromRequestParts<AppState> for SignedIn {
         let Ok(auth) = Auth::from_request_parts(parts, state).await;
         // After signing in the browser comes back here; a post cannot be repeated by a
         // redirect, so it lands on the landing page (a `Form` knows its page instead).
-        let here = if matches!(parts.method, Method::GET | Method::HEAD) {
+        let read = matches!(parts.method, Method::GET | Method::HEAD);
+        let here = if read {
             parts
                 .extensions
                 .get::<OriginalUri>()
@@ -166,7 +179,7 @@ impl FromRequestParts<AppState> for SignedIn {
         } else {
             safe_next(None)
         };
-        SignedIn::resolve(state, auth, &here)
+        SignedIn::resolve(state, auth, &here, !read)
     }
 }
 
@@ -291,7 +304,7 @@ impl<G: Gate> FromRequest<AppState> for Form<G> {
         let Ok(auth) = Auth::from_request_parts(&mut parts, state).await;
         let headers = parts.headers.clone();
         let data = FormData::from_request(Request::from_parts(parts, body), state).await?;
-        let s = SignedIn::resolve(state, auth, &data.back_or(&safe_next(None)))?;
+        let s = SignedIn::resolve(state, auth, &data.back_or(&safe_next(None)), true)?;
         check_csrf(&s, &headers, &data)?;
         Ok(Form {
             s: G::admit(s)?,

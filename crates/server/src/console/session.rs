@@ -71,11 +71,47 @@ pub fn safe_next(next: Option<&str>) -> String {
     }
 }
 
-/// The redirect to the sign-in page, which brings the browser back to `next` afterwards.
-pub(super) fn login_redirect(next: &str, expired: bool) -> Response {
+/// Why the browser is sent to sign in; the sign-in page says so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignInReason {
+    /// Nobody signed in asked for a page (no message).
+    NotSignedIn,
+    /// The session ended (expired, signed out elsewhere, user deactivated).
+    SessionEnded,
+    /// A form was sent without a live session: nothing it asked for was done.
+    FormNotSent,
+}
+
+impl SignInReason {
+    /// The `expired` query value that carries the reason to the sign-in page.
+    fn query(self) -> Option<&'static str> {
+        match self {
+            SignInReason::NotSignedIn => None,
+            SignInReason::SessionEnded => Some("1"),
+            SignInReason::FormNotSent => Some("form"),
+        }
+    }
+
+    /// The sign-in page's message for an `expired` query value.
+    fn notice(expired: Option<&str>) -> Option<Notice> {
+        match expired {
+            Some("1") => Some(Notice::error("Your session has ended. Sign in again.")),
+            Some("form") => Some(Notice::error(
+                "Your session ended before the form was sent, so nothing was changed. Sign in \
+                 again to go back to the page.",
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// The redirect to the sign-in page, which brings the browser back to `next` afterwards and
+/// says why it came.
+pub(super) fn login_redirect(next: &str, why: SignInReason) -> Response {
     let mut location = format!("/login?next={}", encode(&safe_next(Some(next))));
-    if expired {
-        location.push_str("&expired=1");
+    if let Some(expired) = why.query() {
+        location.push_str("&expired=");
+        location.push_str(expired);
     }
     see_other(&location)
 }
@@ -154,20 +190,19 @@ pub async fn login_form(auth: Auth, OriginalUri(uri): OriginalUri) -> Response {
     let next = safe_next(query.get("next").map(String::as_str));
     match auth {
         Auth::Session(_) => see_other(&next),
-        Auth::Expired => login_page(
-            StatusCode::OK,
-            "",
-            &next,
-            Some(Notice::error("Your session has ended. Sign in again.")),
-        ),
+        Auth::Expired => {
+            let notice = SignInReason::notice(query.get("expired").map(String::as_str))
+                .or_else(|| SignInReason::notice(Some("1")));
+            login_page(StatusCode::OK, "", &next, notice)
+        }
         _ => {
-            let notice = match query.get("expired").map(String::as_str) {
-                Some("1") => Some(Notice::error("Your session has ended. Sign in again.")),
-                _ => match query.get("signed_out").map(String::as_str) {
-                    Some("1") => Some(Notice::ok("You have signed out.")),
-                    _ => None,
-                },
-            };
+            let notice =
+                SignInReason::notice(query.get("expired").map(String::as_str)).or_else(|| {
+                    match query.get("signed_out").map(String::as_str) {
+                        Some("1") => Some(Notice::ok("You have signed out.")),
+                        _ => None,
+                    }
+                });
             login_page(StatusCode::OK, "", &next, notice)
         }
     }

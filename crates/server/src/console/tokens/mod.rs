@@ -24,7 +24,7 @@ use super::extract::{FormData, SignedIn};
 use super::render::{
     Choice, ChoiceGroup, Notice, Part, SecretDialog, SecretKind, View, When, when, when_opt,
 };
-use super::session::login_redirect;
+use super::session::{SignInReason, login_redirect};
 use crate::error::ApiError;
 use crate::service::CreatableTypes;
 use crate::state::AppState;
@@ -78,7 +78,7 @@ impl TokenPlace {
         view: View,
     ) -> Response {
         if let ApiError::Unauthenticated { .. } = e {
-            return login_redirect(&view.here, true);
+            return login_redirect(&view.here, SignInReason::FormNotSent);
         }
         self.render(state, s, view).await
     }
