@@ -47,8 +47,21 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             strip_position(&e.to_string())
         )));
     }
+    // Every body is an object: serde would also read a struct from an array (`[1, 2]`).
+    if bytes.trim_ascii_start().first() != Some(&b'{') {
+        return Err(ApiError::field("body", "the body must be a JSON object"));
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let parsed: Result<T, _> = serde_path_to_error::deserialize(&mut de);
+    let mut parsed: Result<T, _> = serde_path_to_error::deserialize(&mut de);
+    if parsed.is_err() {
+        // JSON Schema counts `2.0` as an integer: retry with whole floats as integers.
+        if let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(bytes)
+            && whole_floats_to_integers(&mut value)
+            && let Ok(ok) = serde_path_to_error::deserialize::<_, T>(value)
+        {
+            parsed = Ok(ok);
+        }
+    }
     parsed.map_err(|err| {
         let path = err.path().to_string();
         let inner = err.into_inner();
@@ -81,6 +94,29 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             )),
         }
     })
+}
+
+/// Rewrites floats without a fractional part (`2.0`) as integers; whether any changed.
+fn whole_floats_to_integers(value: &mut serde_json::Value) -> bool {
+    use serde_json::Value;
+    match value {
+        Value::Number(n) if n.is_f64() => {
+            let f = n.as_f64().unwrap_or(f64::NAN);
+            let whole = f.fract() == 0.0 && f.abs() < 9.0e15;
+            if whole {
+                // In range and whole: the cast is exact.
+                *value = Value::from(f as i64);
+            }
+            whole
+        }
+        Value::Array(items) => items
+            .iter_mut()
+            .fold(false, |any, v| whole_floats_to_integers(v) | any),
+        Value::Object(map) => map
+            .values_mut()
+            .fold(false, |any, v| whole_floats_to_integers(v) | any),
+        _ => false,
+    }
 }
 
 fn backticked(message: &str) -> Option<&str> {
@@ -117,7 +153,9 @@ impl<T: DeserializeOwned + Default> FromRequest<AppState> for OptionalJson<T> {
         let json = is_json(req.headers());
         let has_type = req.headers().contains_key(header::CONTENT_TYPE);
         let bytes = read_body(req, state).await?;
-        if bytes.iter().all(u8::is_ascii_whitespace) {
+        // No body, or JSON `null` (what a client that serialises "no options" sends).
+        let text = bytes.trim_ascii();
+        if text.is_empty() || text == b"null" && json {
             return Ok(OptionalJson(T::default()));
         }
         if has_type && !json {
@@ -328,6 +366,16 @@ mod tests {
             .unwrap();
         assert!(
             matches!(e, ApiError::InvalidField { ref field, .. } if field.starts_with("scopes")),
+            "{e:?}"
+        );
+        // A whole float is an integer (as JSON Schema says); a fraction is not.
+        let req = parse_json::<CreateTokenRequest>(br#"{"name":"a","expires_in_days":7.0}"#);
+        assert_eq!(req.ok().and_then(|r| r.expires_in_days), Some(7));
+        let e = parse_json::<CreateTokenRequest>(br#"{"name":"a","expires_in_days":7.5}"#)
+            .err()
+            .unwrap();
+        assert!(
+            matches!(e, ApiError::InvalidField { ref field, .. } if field == "expires_in_days"),
             "{e:?}"
         );
         let e = parse_json::<CreateTokenRequest>(br#"[]"#).err().unwrap();

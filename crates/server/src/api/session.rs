@@ -46,7 +46,8 @@ pub async fn sign_in(
 
 /// Sign out: the session ends for good.
 #[utoipa::path(delete, path = "/api/v1/session", tag = "session",
-    responses((status = 204, description = "Signed out"), (status = 401, body = ErrorBody)))]
+    responses((status = 204, description = "Signed out"), (status = 401, body = ErrorBody),
+              (status = 400, body = ErrorBody, description = "`bad_request`: the caller is a token, not a console session")))]
 pub async fn sign_out(State(state): State<AppState>, p: Principal) -> Result<Response, ApiError> {
     state.sign_out(&p).await?;
     let mut response = StatusCode::NO_CONTENT.into_response();

@@ -15,6 +15,9 @@ use crate::error::ApiError;
 /// The methods forward-auth answers besides `GET` (see `forward_auth_methods` in the router).
 const FORWARD_AUTH_METHODS: [&str; 5] = ["post", "put", "patch", "delete", "options"];
 
+/// The operation extension that marks an operation taking any query string.
+const ANY_QUERY: &str = "x-latchkey-any-query";
+
 /// The document as JSON, built once.
 static DOCUMENT: LazyLock<Value> = LazyLock::new(build);
 
@@ -50,10 +53,7 @@ static QUERY_PARAMS: LazyLock<HashMap<(String, String), Declared>> = LazyLock::n
                 .iter()
                 .filter(|p| p.get("in").and_then(Value::as_str) == Some("query"))
                 .collect();
-            let free_form = query
-                .iter()
-                .any(|p| p.pointer("/schema/type").and_then(Value::as_str) == Some("object"));
-            let declared = if free_form {
+            let declared = if operation.get(ANY_QUERY).is_some() {
                 Declared::Any
             } else {
                 Declared::Names(
@@ -119,8 +119,366 @@ pub fn check_query(method: &Method, route: &str, query: &str) -> Result<(), ApiE
 
 fn build() -> Value {
     let mut doc = serde_json::to_value(crate::api::ApiDoc::openapi()).unwrap_or(Value::Null);
+    undescribed_routes(&mut doc);
     forward_auth(&mut doc);
+    unique_operation_ids(&mut doc);
+    constraints(&mut doc);
+    error_answers(&mut doc);
+    doc["servers"] = json!([{"url": "/", "description": "The server that serves this document"}]);
+    security_schemes(&mut doc);
     doc
+}
+
+/// Every operation, as `(path, method, operation)`.
+fn operations(doc: &mut Value) -> Vec<(String, String, &mut Value)> {
+    let mut all = Vec::new();
+    if let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) {
+        for (path, item) in paths.iter_mut() {
+            if let Some(item) = item.as_object_mut() {
+                for (method, op) in item.iter_mut() {
+                    all.push((path.clone(), method.clone(), op));
+                }
+            }
+        }
+    }
+    all
+}
+
+/// Routes the handlers do not describe themselves: the refresh aliases (the path Django
+/// REST framework SimpleJWT clients call, with and without the trailing slash), the
+/// document itself and the Prometheus metrics.
+fn undescribed_routes(doc: &mut Value) {
+    let Some(refresh) = doc
+        .pointer("/paths/~1api~1v1~1token~1refresh/post")
+        .cloned()
+    else {
+        return;
+    };
+    let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for (path, id) in [
+        ("/api/v1/token/refresh/", "refresh_slash"),
+        ("/api/token/refresh", "refresh_alias"),
+        ("/api/token/refresh/", "refresh_alias_slash"),
+    ] {
+        let mut op = refresh.clone();
+        op["operationId"] = json!(id);
+        op["description"] = json!("The same as `POST /api/v1/token/refresh` (an alias).");
+        paths.insert(path.to_owned(), json!({"post": op}));
+    }
+    paths.insert(
+        "/api/v1/openapi.json".to_owned(),
+        json!({"get": {
+            "tags": ["system"],
+            "summary": "This document.",
+            "operationId": "openapi",
+            "security": [{}],
+            "responses": {"200": {
+                "description": "The OpenAPI 3.1 description of this API.",
+                "content": {"application/json": {"schema": {"type": "object"}}}
+            }}
+        }}),
+    );
+    paths.insert(
+        "/metrics".to_owned(),
+        json!({"get": {
+            "tags": ["system"],
+            "summary": "Prometheus metrics (text exposition format 0.0.4).",
+            "description": "Public by default. With `[metrics] require_scope` it takes a token with that scope (401 without a credential, 403 without the scope); with `[metrics] listen` it is served on that address only (404 here).",
+            "operationId": "metrics",
+            "security": [{}, {"bearer": []}, {"token": []}, {"api_key": []}],
+            "responses": {
+                "200": {
+                    "description": "Metrics.",
+                    "content": {"text/plain": {"schema": {"type": "string"}}}
+                },
+                "404": {"$ref": "#/components/responses/NotFound"}
+            }
+        }}),
+    );
+}
+
+/// Handlers in different modules share names (`get`, `list`, `create` …): such an
+/// operationId becomes `list_<tag>` or `<verb>_<tag without the s>` (`get_token`).
+fn unique_operation_ids(doc: &mut Value) {
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for (_, _, op) in operations(doc) {
+        if let Some(id) = op.get("operationId").and_then(Value::as_str) {
+            *seen.entry(id.to_owned()).or_default() += 1;
+        }
+    }
+    for (_, _, op) in operations(doc) {
+        let Some(id) = op.get("operationId").and_then(Value::as_str) else {
+            continue;
+        };
+        if seen.get(id).copied().unwrap_or(0) < 2 {
+            continue;
+        }
+        let tag = op
+            .pointer("/tags/0")
+            .and_then(Value::as_str)
+            .unwrap_or("api");
+        let new = if id == "list" {
+            format!("list_{tag}")
+        } else {
+            format!("{id}_{}", tag.strip_suffix('s').unwrap_or(tag))
+        };
+        op["operationId"] = json!(new);
+    }
+}
+
+/// What the service checks, said in the schemas: `(schema, property, constraints)`.
+fn body_constraints() -> Vec<(&'static str, &'static str, Value)> {
+    // `check_name`: not blank after trimming, no control characters (Unicode Cc).
+    let name = |max: u32| json!({"minLength": 1, "maxLength": max, "pattern": r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"});
+    let username = json!({"minLength": 1, "maxLength": 64, "pattern": "^[A-Za-z0-9._@-]+$"});
+    let password = json!({"minLength": 8, "maxLength": 1024});
+    let email = json!({"maxLength": 254, "pattern": r"^[^\s@]*@[^\s]*$"});
+    let count = json!({"minimum": 1});
+    vec![
+        ("CreateTokenRequest", "name", name(200)),
+        ("CreateProjectRequest", "name", name(200)),
+        (
+            "CreateProjectRequest",
+            "description",
+            json!({"maxLength": 2000}),
+        ),
+        ("CreateWorkspaceRequest", "name", name(200)),
+        ("CreateUserRequest", "username", username),
+        ("CreateUserRequest", "password", password.clone()),
+        ("CreateUserRequest", "email", email.clone()),
+        ("CreateUserRequest", "display_name", name(200)),
+        ("UpdateUserRequest", "display_name", name(200)),
+        ("CreateWebhookRequest", "description", name(200)),
+        ("UpdateWebhookRequest", "description", name(200)),
+        ("UpdateUserRequest", "password", password),
+        ("UpdateUserRequest", "email", email),
+        (
+            "CreateWebhookRequest",
+            "url",
+            json!({"format": "uri", "pattern": "^https?://"}),
+        ),
+        ("CreateWebhookRequest", "events", json!({"minItems": 1})),
+        (
+            "UpdateWebhookRequest",
+            "url",
+            json!({"format": "uri", "pattern": "^https?://"}),
+        ),
+        ("UpdateWebhookRequest", "events", json!({"minItems": 1})),
+        (
+            "CreateTokenRequest",
+            "expires_in_days",
+            json!({"minimum": 1}),
+        ),
+        (
+            "RotateTokenRequest",
+            "expires_in_days",
+            json!({"minimum": 1}),
+        ),
+        (
+            "UpdateInstanceSettingsRequest",
+            "max_active_tokens",
+            count.clone(),
+        ),
+        (
+            "UpdateInstanceSettingsRequest",
+            "default_token_lifetime_days",
+            json!({"minimum": 1, "maximum": crate::service::settings::MAX_DAYS}),
+        ),
+        ("UpdateTokenSettingsRequest", "max_tokens_per_user", count),
+        (
+            "UpdateTokenSettingsRequest",
+            "personal_token_ttl_days",
+            json!({"minimum": 1, "maximum": crate::service::settings::MAX_DAYS}),
+        ),
+    ]
+}
+
+/// Query parameter constraints (what `PageParams` and the audit filter check) and the
+/// body constraints of [`body_constraints`].
+fn constraints(doc: &mut Value) {
+    for (_, _, op) in operations(doc) {
+        let Some(params) = op.get_mut("parameters").and_then(Value::as_array_mut) else {
+            continue;
+        };
+        for p in params.iter_mut() {
+            if p.get("in").and_then(Value::as_str) != Some("query") {
+                continue;
+            }
+            let schema = match p.get("name").and_then(Value::as_str) {
+                Some("limit") => {
+                    Some(json!({"type": "integer", "minimum": 1, "maximum": 200, "default": 50}))
+                }
+                Some("cursor") => Some(
+                    json!({"type": "string", "format": "uuid", "description": "next_cursor of the previous page"}),
+                ),
+                Some("since" | "until") => Some(json!({"type": "string", "format": "date-time"})),
+                _ => None,
+            };
+            if let Some(schema) = schema {
+                p["schema"] = schema;
+            }
+        }
+    }
+    let Some(schemas) = doc.pointer_mut("/components/schemas") else {
+        return;
+    };
+    unsigned_ranges(schemas);
+    for (schema, property, extra) in body_constraints() {
+        let Some(target) = schemas.pointer_mut(&format!("/{schema}/properties/{property}")) else {
+            continue;
+        };
+        if let (Some(target), Some(extra)) = (target.as_object_mut(), extra.as_object()) {
+            for (k, v) in extra {
+                target.insert(k.clone(), v.clone());
+            }
+        }
+    }
+}
+
+/// `u32` and `u64` fields come out as `int32` / `int64` with `minimum: 0`, which says
+/// less than the server takes (`u32` reaches 4294967295): the range instead of the format.
+fn unsigned_ranges(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            let unsigned = map.get("minimum").and_then(Value::as_u64) == Some(0);
+            let max = match map.get("format").and_then(Value::as_str) {
+                Some("int32") if unsigned => Some(json!(u32::MAX)),
+                Some("int64") if unsigned => Some(json!(u64::MAX)),
+                _ => None,
+            };
+            if let Some(max) = max {
+                map.remove("format");
+                map.insert("maximum".to_owned(), max);
+            }
+            for v in map.values_mut() {
+                unsigned_ranges(v);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(unsigned_ranges),
+        _ => {}
+    }
+}
+
+/// The error answers every operation can give besides its own, by what it takes: the
+/// authentication middleware (401, 403, 429), the extractors (400, 413, 415, 422), the
+/// router (404 for an unknown id), the query check (422) and the store (503).
+fn error_answers(doc: &mut Value) {
+    let responses = json!({
+        "BadRequest": "400 `malformed_json` (the body is not JSON) or `bad_request`.",
+        "Unauthenticated": "401 `unauthenticated` or `invalid_token`, with `WWW-Authenticate`.",
+        "Forbidden": "403 `forbidden` (role, scope, CSRF) or `token_type_not_allowed`, with `WWW-Authenticate`.",
+        "NotFound": "404 `not_found`: no such object, or one the caller may not see.",
+        "Conflict": "409 `conflict`, `limit_exceeded` (with `limit`) or `leaked`.",
+        "PayloadTooLarge": "413 `payload_too_large`: the body is over `max_body_bytes`.",
+        "UnsupportedMediaType": "415 `unsupported_media_type`: the body's `Content-Type` is not the one this operation takes.",
+        "Unprocessable": "422 `invalid_field` (the field or query parameter named in `field`), `lifetime_exceeds_policy` or `workspace_required`.",
+        "RateLimited": "429 `rate_limited`, with `Retry-After`.",
+        "Unavailable": "503 `unavailable`: the database is unreachable; retry (`Retry-After`).",
+    });
+    let mut components = serde_json::Map::new();
+    if let Some(responses) = responses.as_object() {
+        for (name, description) in responses {
+            components.insert(
+                name.clone(),
+                json!({
+                    "description": description,
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+                }),
+            );
+        }
+    }
+    let security = doc.get("security").cloned().unwrap_or(json!([]));
+    for (path, method, op) in operations(doc) {
+        let forward_auth = path.starts_with("/auth/verify");
+        let anonymous = op
+            .get("security")
+            .and_then(Value::as_array)
+            .or(security.as_array())
+            .is_some_and(|reqs| {
+                reqs.iter()
+                    .all(|r| r.as_object().is_some_and(|o| o.is_empty()))
+            });
+        let takes_body = op.get("requestBody").is_some();
+        let has_path_params = op
+            .get("parameters")
+            .and_then(Value::as_array)
+            .is_some_and(|ps| {
+                ps.iter()
+                    .any(|p| p.get("in").and_then(Value::as_str) == Some("path"))
+            });
+        let Some(answers) = op.get_mut("responses").and_then(Value::as_object_mut) else {
+            continue;
+        };
+        let mut add = |status: &str, name: &str| {
+            answers
+                .entry(status.to_owned())
+                .or_insert_with(|| json!({"$ref": format!("#/components/responses/{name}")}));
+        };
+        if forward_auth {
+            // Proxies turn anything but 200/401/403 into a 500: forward-auth answers those
+            // (its own description) and 405 for methods no proxied request carries.
+            continue;
+        }
+        let _ = method;
+        // A query parameter the operation does not declare.
+        add("422", "Unprocessable");
+        if !matches!(
+            path.as_str(),
+            "/healthz"
+                | "/readyz"
+                | "/api/v1/openapi.json"
+                | "/metrics"
+                | "/.well-known/jwks.json"
+                | "/.well-known/oauth-authorization-server"
+        ) {
+            add("503", "Unavailable");
+        }
+        if !anonymous {
+            add("401", "Unauthenticated");
+            add("403", "Forbidden");
+            add("429", "RateLimited");
+        }
+        if takes_body {
+            add("400", "BadRequest");
+            add("413", "PayloadTooLarge");
+            add("415", "UnsupportedMediaType");
+        }
+        if has_path_params {
+            add("404", "NotFound");
+        }
+    }
+    if let Some(c) = doc.get_mut("components").and_then(Value::as_object_mut) {
+        c.insert("responses".to_owned(), Value::Object(components));
+    }
+}
+
+/// The ways to authenticate (DESIGN §3): `Authorization: Bearer` (a token or an access
+/// JWT), `Authorization: Token`, `X-API-Key`, and the console's session cookie.
+fn security_schemes(doc: &mut Value) {
+    if let Some(schemes) = doc.pointer_mut("/components/securitySchemes") {
+        schemes["bearer"] = json!({"type": "http", "scheme": "bearer", "description": "A token (`lkp_…`, `lks_…` …) or an access JWT from `/api/v1/token/refresh`."});
+        schemes["token"] = json!({"type": "http", "scheme": "Token", "description": "`Authorization: Token <token>`, as Django REST framework clients send it."});
+        schemes["api_key"] = json!({"type": "apiKey", "in": "header", "name": "X-API-Key", "description": "A token; the config's `api_key_headers` add more header names."});
+        schemes["session"] = json!({"type": "apiKey", "in": "cookie", "name": crate::auth::SESSION_COOKIE, "description": "The console session (`POST /api/v1/session`); writes need the console's `Origin`."});
+    }
+    let everyone = json!([{"bearer": []}, {"token": []}, {"api_key": []}, {"session": []}]);
+    doc["security"] = everyone.clone();
+    for (_, _, op) in operations(doc) {
+        // An operation open to anyone that also looks at a caller (`verify`: `(), bearer`
+        // in its handler) takes every way of authenticating, not only `bearer`.
+        if let Some(reqs) = op.get("security").and_then(Value::as_array)
+            && reqs.iter().any(|r| r.get("bearer").is_some())
+            && !reqs.iter().any(|r| r.get("token").is_some())
+            && reqs.len() > 1
+        {
+            let mut reqs = reqs.clone();
+            reqs.retain(|r| r.get("bearer").is_none());
+            reqs.extend(everyone.as_array().cloned().unwrap_or_default());
+            op["security"] = Value::Array(reqs);
+        }
+    }
 }
 
 /// Forward-auth answers on `/auth/verify` and, for Envoy, `/auth/verify/{original}`, with
@@ -132,15 +490,6 @@ fn forward_auth(doc: &mut Value) {
     let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
         return;
     };
-    let free_query = json!({
-        "name": "query",
-        "in": "query",
-        "description": "Any query string: the original request's, which Caddy and Envoy pass along.",
-        "required": false,
-        "style": "form",
-        "explode": true,
-        "schema": {"type": "object", "additionalProperties": {"type": "string"}}
-    });
     let original = json!({
         "name": "original",
         "in": "path",
@@ -149,18 +498,17 @@ fn forward_auth(doc: &mut Value) {
         "schema": {"type": "string"}
     });
     for (path, suffix, extra) in [
-        ("/auth/verify", "", vec![free_query.clone()]),
-        (
-            "/auth/verify/{original}",
-            "_envoy",
-            vec![original, free_query],
-        ),
+        ("/auth/verify", "", vec![]),
+        ("/auth/verify/{original}", "_envoy", vec![original]),
     ] {
         let mut item = serde_json::Map::new();
         for method in std::iter::once("get").chain(FORWARD_AUTH_METHODS) {
             let mut op = get.clone();
             op["operationId"] = json!(format!("forward_auth{suffix}_{method}"));
             op["parameters"] = json!(extra);
+            // Any query string is taken: it is the original request's, which Caddy and
+            // Envoy pass along (see `check_query`).
+            op[ANY_QUERY] = json!(true);
             item.insert(method.to_owned(), op);
         }
         paths.insert(path.to_owned(), Value::Object(item));

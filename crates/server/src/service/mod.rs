@@ -11,7 +11,7 @@ mod credentials;
 pub mod interop;
 mod projects;
 mod sessions;
-mod settings;
+pub(crate) mod settings;
 mod tokens;
 mod users;
 pub mod webhooks;

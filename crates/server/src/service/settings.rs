@@ -11,7 +11,8 @@ use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-const MAX_DAYS: u32 = 36_500;
+/// The longest lifetime setting, in days (100 years).
+pub(crate) const MAX_DAYS: u32 = 36_500;
 
 /// Checks a lifetime setting in days: 1 to 36 500.
 pub fn check_days(field: &str, days: u32) -> Result<u32, ApiError> {
