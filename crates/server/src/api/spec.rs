@@ -303,6 +303,10 @@ fn constraints(doc: &mut Value) {
             continue;
         };
         for p in params.iter_mut() {
+            if p.get("name").and_then(Value::as_str) == Some("Idempotency-Key") {
+                p["schema"] = json!({"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]+$"});
+                continue;
+            }
             if p.get("in").and_then(Value::as_str) != Some("query") {
                 continue;
             }

@@ -123,7 +123,9 @@ pub async fn restore(
 
 /// Give a token a new secret; the old one works for `grace_seconds`. A retry with the same
 /// `Idempotency-Key` header (within 24 h) answers the same secret.
-#[utoipa::path(post, path = "/api/v1/tokens/{id}/rotate", tag = "tokens", params(("id" = String, Path)),
+#[utoipa::path(post, path = "/api/v1/tokens/{id}/rotate", tag = "tokens",
+    params(("id" = String, Path),
+           ("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key within 24 h answers the same secret; the same key with another body is 422")),
     request_body(content = Option<RotateTokenRequest>),
     responses((status = 200, body = CreatedToken), (status = 409, body = ErrorBody)))]
 pub async fn rotate(
