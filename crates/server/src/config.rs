@@ -60,6 +60,13 @@ pub struct Config {
     /// PostgreSQL only: how long a request waits for a database connection before it is
     /// answered 503 `unavailable` (while the database is away, every such request).
     pub database_acquire_timeout_ms: u64,
+    /// PostgreSQL only: `database_url` leads to a pooler in transaction mode (PgBouncer
+    /// `pool_mode = transaction`): no named prepared statements, every read in a
+    /// transaction of its own.
+    pub database_transaction_pooling: bool,
+    /// PostgreSQL only: a direct (session) URL for what a transaction pooler cannot carry,
+    /// `LISTEN` for other nodes' changes and the migrations. Empty: `database_url`.
+    pub listen_database_url: String,
     /// The URL people and clients use to reach this server; decides cookie `Secure`, the
     /// origin CSRF checks compare against, and the JWT issuer. Empty: `http://<listen>`
     /// (and the JWT issuer on PostgreSQL `urn:latchkey:<hash key id>`, shared by every node).
@@ -321,6 +328,8 @@ impl Default for Config {
             database_url: String::new(),
             database_pool_size: 10,
             database_acquire_timeout_ms: 3000,
+            database_transaction_pooling: false,
+            listen_database_url: String::new(),
             public_url: String::new(),
             api_key_headers: Vec::new(),
             max_body_bytes: 1024 * 1024,

@@ -119,6 +119,8 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
         let options = PostgresOptions {
             pool_size: config.database_pool_size,
             acquire_timeout: std::time::Duration::from_millis(config.database_acquire_timeout_ms),
+            listen_url: Some(config.listen_database_url.clone()).filter(|u| !u.is_empty()),
+            transaction_pooling: config.database_transaction_pooling,
         };
         let store = PostgresStore::connect_with(&url, &options).await?;
         return Ok(Arc::new(store));

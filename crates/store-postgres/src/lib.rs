@@ -66,14 +66,23 @@ pub struct PostgresOptions {
     /// is away) before answering `Unavailable`: short, so requests fail cleanly and
     /// promptly during an outage instead of piling up.
     pub acquire_timeout: Duration,
+    /// A direct (session) connection URL for what a transaction pooler cannot carry:
+    /// `LISTEN` for change notices, and the migrations (their advisory lock). `None`: the
+    /// main URL.
+    pub listen_url: Option<String>,
+    /// The main URL leads to a pooler in transaction mode (PgBouncer `pool_mode =
+    /// transaction`): no named prepared statements, every read in a transaction.
+    pub transaction_pooling: bool,
 }
 
 impl Default for PostgresOptions {
-    /// 10 connections, 3 s to get one.
+    /// 10 connections, 3 s to get one, no pooler.
     fn default() -> Self {
         PostgresOptions {
             pool_size: 10,
             acquire_timeout: Duration::from_secs(3),
+            listen_url: None,
+            transaction_pooling: false,
         }
     }
 }
@@ -85,6 +94,9 @@ impl Default for PostgresOptions {
 pub struct PostgresStore {
     pool: PgPool,
     options: PgConnectOptions,
+    /// For `LISTEN` and migrations: the listen URL's, else `options`.
+    direct: PgConnectOptions,
+    transaction_pooling: bool,
     /// Whether writes send `NOTIFY` and a listener may be started.
     notify: bool,
     notices: Arc<OnceLock<notices::Notices>>,
@@ -116,9 +128,19 @@ impl PostgresStore {
 
     /// [`PostgresStore::connect`] with every option.
     pub async fn connect_with(url: &str, settings: &PostgresOptions) -> StoreResult<PostgresStore> {
-        let options = PgConnectOptions::from_str(url)
-            .map_err(|e| StoreError::Internal(format!("invalid PostgreSQL URL: {e}")))?
-            .application_name("latchkey");
+        let parse = |url: &str| {
+            PgConnectOptions::from_str(url)
+                .map(|o| o.application_name("latchkey"))
+                .map_err(|e| StoreError::Internal(format!("invalid PostgreSQL URL: {e}")))
+        };
+        let mut options = parse(url)?;
+        if settings.transaction_pooling {
+            options = options.statement_cache_capacity(0);
+        }
+        let direct = match &settings.listen_url {
+            Some(listen) => parse(listen)?,
+            None => options.clone(),
+        };
         // One connection first, so a start against a database that is away or refuses us
         // says why (the pool would only report a timeout).
         let mut first = options.connect().await.map_err(db)?;
@@ -140,6 +162,8 @@ impl PostgresStore {
         Ok(PostgresStore {
             pool,
             options,
+            direct,
+            transaction_pooling: settings.transaction_pooling,
             notify,
             notices: Arc::new(OnceLock::new()),
         })
@@ -168,7 +192,10 @@ impl PostgresStore {
     async fn begin_write(&self) -> StoreResult<(Transaction<'static, Postgres>, i64)> {
         let mut tx = self.pool.begin().await.map_err(db)?;
         let version = sqlx::query("SELECT version FROM change_counter WHERE id = 1 FOR UPDATE")
-            .scalar(&mut Conn::<PostgresStore>::new(&mut tx))
+            .scalar(&mut Conn::<PostgresStore>::with_statements(
+                &mut tx,
+                !self.transaction_pooling,
+            ))
             .await?;
         Ok((tx, version))
     }
@@ -187,7 +214,10 @@ impl PostgresStore {
             )
             .arg(notices::CHANNEL)
             .arg(before)
-            .run(&mut Conn::<PostgresStore>::new(tx))
+            .run(&mut Conn::<PostgresStore>::with_statements(
+                tx,
+                !self.transaction_pooling,
+            ))
             .await?;
         }
         Ok(())
@@ -209,7 +239,8 @@ impl SqlBackend for PostgresStore {
     /// advisory lock, so nodes starting together migrate once; the connection is closed
     /// afterwards, which also releases the lock if a migration failed half-way.
     async fn run_migrations(&self) -> StoreResult<()> {
-        let mut conn = self.options.connect().await.map_err(db)?;
+        // On the direct connection: the migrator's advisory lock is per session.
+        let mut conn = self.direct.connect().await.map_err(db)?;
         // "relation _sqlx_migrations already exists, skipping" at every start is noise.
         sqlx::query("SET client_min_messages = warning")
             .execute(&mut conn)
@@ -285,7 +316,8 @@ impl SqlBackend for PostgresStore {
         )
         .bind(ids)
         .bind(ats)
-        .bind(ips);
+        .bind(ips)
+        .persistent(conn.prepared());
         query.execute(&mut *conn.raw()).await.map_err(db)?;
         Ok(())
     }
@@ -297,7 +329,11 @@ impl SqlBackend for PostgresStore {
         let runtime = tokio::runtime::Handle::try_current().ok()?;
         let notices = self
             .notices
-            .get_or_init(|| notices::Notices::start(&runtime, self.options.clone()));
+            .get_or_init(|| notices::Notices::start(&runtime, self.direct.clone()));
         Some(notices.subscribe())
+    }
+
+    fn transaction_pooling(&self) -> bool {
+        self.transaction_pooling
     }
 }

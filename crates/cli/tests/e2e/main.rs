@@ -17,7 +17,7 @@ mod interop;
 mod lifecycle;
 mod oauth_clients;
 mod observability;
-mod outage;
+pub mod outage;
 mod process;
 mod proxies;
 mod scale_out;

@@ -54,12 +54,22 @@ impl Deployment {
         max_staleness_secs: u64,
         public_url: &str,
     ) -> Deployment {
+        Deployment::with_config(database_url, max_staleness_secs, public_url, "")
+    }
+
+    /// A deployment whose config file also holds `extra` (top-level keys).
+    fn with_config(
+        database_url: &str,
+        max_staleness_secs: u64,
+        public_url: &str,
+        extra: &str,
+    ) -> Deployment {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = dir.path().join("latchkey.toml");
         std::fs::write(
             &config,
             format!(
-                "public_url = \"{public_url}\"\n\
+                "{extra}public_url = \"{public_url}\"\n\
                  database_pool_size = 4\n\
                  [passwords]\nmemory_kib = 64\niterations = 1\n\
                  [throttle]\nsign_in_attempts = 10000\nfailed_token_checks = 100000\n\
@@ -941,4 +951,195 @@ async fn nodes_survive_a_postgresql_restart() {
     drop((a, b));
     db.drop_now().await;
     drop(cluster);
+}
+
+/// A real PgBouncer (Debian's) in front of the tests' PostgreSQL, in transaction pooling
+/// mode, on a free port, with its own ini and user list in a temp dir; run as `postgres`
+/// when we are root (PgBouncer refuses to run as root). Stopped (its process group) when
+/// dropped.
+struct PgBouncer {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl PgBouncer {
+    fn start(upstream: std::net::SocketAddr) -> Option<PgBouncer> {
+        use std::os::unix::process::CommandExt as _;
+        let binary = ["/usr/sbin/pgbouncer", "/usr/bin/pgbouncer"]
+            .into_iter()
+            .map(PathBuf::from)
+            .find(|p| p.exists());
+        let Some(binary) = binary else {
+            return pg::skip(
+                "pgbouncer is not installed (apt-get install pgbouncer; .ci/run does it)",
+            );
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let d = dir.path().display();
+        std::fs::write(dir.path().join("userlist.txt"), "\"postgres\" \"\"\n").unwrap();
+        std::fs::write(
+            dir.path().join("pgbouncer.ini"),
+            format!(
+                "[databases]\n* = host={host} port={up}\n\
+                 [pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\n\
+                 unix_socket_dir =\nauth_type = trust\nauth_file = {d}/userlist.txt\n\
+                 pool_mode = transaction\nmax_client_conn = 200\ndefault_pool_size = 4\n\
+                 ignore_startup_parameters = extra_float_digits\n\
+                 logfile = {d}/pgbouncer.log\npidfile = {d}/pgbouncer.pid\n",
+                host = upstream.ip(),
+                up = upstream.port(),
+            ),
+        )
+        .unwrap();
+        let root = Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+        let mut cmd = if root {
+            let _ = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path())
+                .status();
+            let mut cmd = Command::new("runuser");
+            cmd.args(["-u", "postgres", "--"]).arg(&binary);
+            cmd
+        } else {
+            Command::new(&binary)
+        };
+        let child = cmd
+            .arg(dir.path().join("pgbouncer.ini"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("start pgbouncer");
+        let bouncer = PgBouncer {
+            child,
+            port,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "pgbouncer did not listen: {}",
+                std::fs::read_to_string(bouncer._dir.path().join("pgbouncer.log"))
+                    .unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(bouncer)
+    }
+}
+
+impl Drop for PgBouncer {
+    fn drop(&mut self) {
+        let group = format!("-{}", self.child.id());
+        let quiet = |signal: &str| {
+            let _ = Command::new("kill")
+                .args([signal, "--", &group])
+                .stderr(Stdio::null())
+                .status();
+        };
+        quiet("-TERM");
+        let _ = self.child.wait();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Command::new("pgrep")
+            .args(["-g", &self.child.id().to_string()])
+            .output()
+            .is_ok_and(|o| !o.stdout.is_empty())
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        quiet("-KILL");
+    }
+}
+
+/// Two nodes on PostgreSQL behind PgBouncer in transaction pooling mode
+/// (`database_transaction_pooling`: no named prepared statements, every read in a
+/// transaction), `LISTEN` on the direct `listen_database_url`: first start, tokens made and
+/// used, a JWT, settings, a revocation on one node refused by the other promptly — with
+/// catch-up polling slowed to a minute, so only the notice through the direct connection
+/// can bring it in time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_pgbouncer_in_transaction_mode_everything_works_and_revocation_reaches_the_other_node()
+ {
+    if sqlite_pass_only(SQLITE_PASS) {
+        return;
+    }
+    let Some(db) = database().await else { return };
+    let upstream = crate::outage::address_of(&db.url).await;
+    let Some(bouncer) = PgBouncer::start(upstream) else {
+        return;
+    };
+    let pooled = crate::outage::through(
+        &db.url,
+        std::net::SocketAddr::from(([127, 0, 0, 1], bouncer.port)),
+    );
+    let extra = format!(
+        "database_transaction_pooling = true\nlisten_database_url = \"{}\"\n",
+        db.url
+    );
+    let deployment = Deployment::with_config(&pooled, 30, PUBLIC_URL, &extra);
+    let config = std::fs::read_to_string(&deployment.config).unwrap();
+    std::fs::write(
+        &deployment.config,
+        config.replace("[verifier]\n", "[verifier]\npoll_interval_ms = 60000\n"),
+    )
+    .unwrap();
+    let a = deployment.node("a").await;
+    let b = deployment.node("b").await;
+    let admin_a = a.with_token(&deployment.admin_token);
+    let admin_b = b.with_token(&deployment.admin_token);
+    let ws = workspace1(&admin_a).await;
+    for round in 0..3 {
+        let (_, pat) =
+            create_token(&admin_a, &ws, &format!("pat {round}"), TokenType::Personal).await;
+        assert_eq!(
+            b.with_token(&pat)
+                .me()
+                .await
+                .expect("a's token on b")
+                .user
+                .username,
+            "admin"
+        );
+        let jwt = a.anonymous().refresh(&pat).await.expect("JWT").access;
+        b.with_token(&jwt).me().await.expect("a's JWT on b");
+        let (id, client) = create_token(
+            &admin_b,
+            &ws,
+            &format!("second {round}"),
+            TokenType::Personal,
+        )
+        .await;
+        until_status(&a, &client, 200, Duration::from_secs(5)).await;
+        admin_a.tokens().get(&id).await.expect("read on a");
+        admin_a.tokens().revoke(&id).await.expect("revoke on a");
+        // Polling is slowed to a minute: only the notice (LISTEN on the direct URL) can
+        // bring the revocation to b within the deadline.
+        let took = until_status(&b, &client, 401, Duration::from_secs(5)).await;
+        println!(
+            "revocation through PgBouncer reached b after {:.1} ms",
+            millis(took)
+        );
+        admin_b.tokens().restore(&id).await.expect("restore on b");
+        until_status(&a, &client, 200, Duration::from_secs(5)).await;
+    }
+    let listed = admin_b
+        .tokens()
+        .list(Some(&ws), &Default::default())
+        .await
+        .expect("list on b");
+    assert!(listed.items.len() >= 6, "{}", listed.items.len());
+    drop((a, b));
+    drop(bouncer);
+    db.drop_now().await;
 }

@@ -169,6 +169,7 @@ impl<R> SqlRow for R where
 /// docs). Implemented for every database that has it (SQLite and PostgreSQL do).
 pub trait SqlDb:
     Database<Connection: Run<Self>, Row: SqlRow>
+    + sqlx::database::HasStatementCache
     + for<'q> Bind<'q, i64>
     + for<'q> Bind<'q, Option<i64>>
     + for<'q> Bind<'q, bool>
@@ -185,6 +186,7 @@ pub trait SqlDb:
 
 impl<DB> SqlDb for DB where
     DB: Database<Connection: Run<DB>, Row: SqlRow>
+        + sqlx::database::HasStatementCache
         + for<'q> Bind<'q, i64>
         + for<'q> Bind<'q, Option<i64>>
         + for<'q> Bind<'q, bool>
@@ -204,16 +206,30 @@ impl<DB> SqlDb for DB where
 /// [`SqlBackend::error`].
 pub struct Conn<'c, B: SqlBackend> {
     raw: &'c mut RawConn<B>,
+    prepared: bool,
     backend: PhantomData<fn() -> B>,
 }
 
 impl<'c, B: SqlBackend> Conn<'c, B> {
     /// Wraps a raw connection (a transaction or a pooled connection dereferences to one).
     pub fn new(raw: &'c mut RawConn<B>) -> Conn<'c, B> {
+        Conn::with_statements(raw, true)
+    }
+
+    /// Wraps a raw connection; with `prepared` false every statement is sent unnamed and
+    /// never cached (behind a transaction-pooling PgBouncer, see
+    /// [`SqlBackend::transaction_pooling`]).
+    pub fn with_statements(raw: &'c mut RawConn<B>, prepared: bool) -> Conn<'c, B> {
         Conn {
             raw,
+            prepared,
             backend: PhantomData,
         }
+    }
+
+    /// Whether statements are prepared (named and cached) on this connection.
+    pub fn prepared(&self) -> bool {
+        self.prepared
     }
 
     /// The raw connection, for backend-specific statements.
@@ -222,15 +238,18 @@ impl<'c, B: SqlBackend> Conn<'c, B> {
     }
 
     async fn execute(&mut self, query: Query<'_, B::Db>) -> StoreResult<u64> {
+        let query = query.persistent(self.prepared);
         let result = self.raw.run(query).await.map_err(B::error)?;
         Ok(B::rows_affected(&result))
     }
 
     async fn optional(&mut self, query: Query<'_, B::Db>) -> StoreResult<Option<RowOf<B>>> {
+        let query = query.persistent(self.prepared);
         self.raw.run_optional(query).await.map_err(B::error)
     }
 
     async fn all(&mut self, query: Query<'_, B::Db>) -> StoreResult<Vec<RowOf<B>>> {
+        let query = query.persistent(self.prepared);
         self.raw.run_all(query).await.map_err(B::error)
     }
 }

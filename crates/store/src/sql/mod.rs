@@ -145,32 +145,55 @@ pub trait SqlBackend: Send + Sync + Sized + 'static {
     fn notice_receiver(&self) -> Option<tokio::sync::watch::Receiver<i64>> {
         None
     }
+
+    /// Whether the database is reached through a pooler that hands out a server connection
+    /// per transaction (PgBouncer `pool_mode = transaction`): then no statement is prepared
+    /// by name (the next transaction may run on another server connection) and every read
+    /// runs in a transaction of its own (an unnamed statement is parsed and executed in two
+    /// round trips, which must reach the same server connection).
+    fn transaction_pooling(&self) -> bool {
+        false
+    }
 }
 
 /// Runs `$op` (an expression using `$conn: &mut Conn<$backend>` and the owned values it
 /// moves in) as one write operation of kind `$kind`.
 macro_rules! in_write {
-    ($self:ident: $backend:ty, $kind:ident, |$conn:ident| $op:expr) => {
+    ($self:ident: $backend:ty, $kind:ident, |$conn:ident| $op:expr) => {{
+        let prepared = !$self.transaction_pooling();
         $self
             .write(
                 WriteKind::$kind,
                 write_op::<$backend, _, _>(move |raw| {
                     Box::pin(async move {
-                        let $conn = &mut Conn::<$backend>::new(raw);
+                        let $conn = &mut Conn::<$backend>::with_statements(raw, prepared);
                         $op.await
                     })
                 }),
             )
             .await
-    };
+    }};
 }
 
-/// Runs `$body` with `$conn: &mut Conn<$backend>` on a read connection.
+/// Runs `$body` with `$conn: &mut Conn<$backend>` on a read connection (in a transaction
+/// of its own behind a transaction pooler, see [`SqlBackend::transaction_pooling`]).
 macro_rules! on_read {
     ($self:ident: $backend:ty, |$conn:ident| $body:expr) => {{
         let mut pooled = $self.read().await?;
-        let $conn = &mut Conn::<$backend>::new(&mut pooled);
-        $body
+        if $self.transaction_pooling() {
+            let mut tx = sqlx::Connection::begin(&mut *pooled)
+                .await
+                .map_err(<$backend as SqlBackend>::error)?;
+            let value = {
+                let $conn = &mut Conn::<$backend>::with_statements(&mut *tx, false);
+                $body
+            };
+            tx.commit().await.map_err(<$backend as SqlBackend>::error)?;
+            value
+        } else {
+            let $conn = &mut Conn::<$backend>::new(&mut pooled);
+            $body
+        }
     }};
 }
 
