@@ -83,6 +83,17 @@ def ancestors() -> Set[int]:
     return chain
 
 
+def started_by_others(ppid: int, before: Set[Key], mine: Set[int]) -> bool:
+    """Whether a process's parent ran before the tests and is none of the test command's
+    own ancestors: a loop that shares the session (a CI watchdog, a shell's periodic job)
+    starting its next child, not something the tests left. Orphans (reparented to init)
+    still count."""
+    if ppid <= 1 or ppid in mine:
+        return False
+    st = stat_of(ppid)
+    return st is not None and (ppid, st[3]) in before
+
+
 def leftovers(before: Set[Key], marker: bytes, session: int) -> Dict[int, str]:
     mine = ancestors()
     found: Dict[int, str] = {}
@@ -90,10 +101,12 @@ def leftovers(before: Set[Key], marker: bytes, session: int) -> Dict[int, str]:
         st = stat_of(pid)
         if st is None or pid in mine or (pid, st[3]) in before:
             continue
-        state, _, sid, _ = st
+        state, ppid, sid, _ = st
         if state in ("Z", "X"):  # exited, waiting to be reaped: not running
             continue
-        if sid == session or has_marker(pid, marker):
+        if has_marker(pid, marker) or (
+            sid == session and not started_by_others(ppid, before, mine)
+        ):
             found[pid] = command_of(pid)
     return found
 
