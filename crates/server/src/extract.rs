@@ -78,7 +78,9 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
                             format!("{path}.{name}")
                         }
                     }
-                    Some(name) if at_root => name.to_owned(),
+                    // An unknown field named `""` is reported as the body's, not as a field
+                    // with no name (found by the json_requests fuzz target).
+                    Some(name) if at_root && !name.is_empty() => name.to_owned(),
                     _ if at_root => "body".to_owned(),
                     _ => path,
                 };
@@ -376,6 +378,14 @@ mod tests {
             .unwrap();
         assert!(
             matches!(e, ApiError::InvalidField { ref field, .. } if field == "expires_in_days"),
+            "{e:?}"
+        );
+        let e = parse_json::<CreateTokenRequest>(br#"{"name":"a","":null}"#)
+            .err()
+            .unwrap();
+        assert!(
+            matches!(e, ApiError::InvalidField { ref field, ref message }
+                if field == "body" && message.contains("unknown field ``")),
             "{e:?}"
         );
         let e = parse_json::<CreateTokenRequest>(br#"[]"#).err().unwrap();
