@@ -256,10 +256,11 @@ async fn oauth_client(
     Ok(Some(principal))
 }
 
-/// RFC 7662 introspection request (form-encoded).
+/// An RFC 7662 introspection or RFC 7009 revocation request (form-encoded): the same
+/// fields for both.
 #[derive(Debug, Deserialize, ToSchema)]
-pub struct IntrospectForm {
-    /// The token to check.
+pub struct OAuthTokenForm {
+    /// The token to check or revoke.
     pub token: String,
     /// Ignored: Latchkey tells token kinds apart by their shape.
     #[serde(default)]
@@ -272,6 +273,28 @@ pub struct IntrospectForm {
     pub client_secret: Option<String>,
 }
 
+impl OAuthTokenForm {
+    /// The caller: the OAuth client the request authenticates as, else `principal` (the
+    /// request's bearer token or session).
+    async fn caller(
+        &self,
+        state: &AppState,
+        headers: &axum::http::HeaderMap,
+        ip: ClientIp,
+        principal: Option<Principal>,
+    ) -> Result<Option<Principal>, OAuthRejection> {
+        let client = oauth_client(
+            state,
+            headers,
+            ip,
+            self.client_id.as_deref(),
+            self.client_secret.as_deref(),
+        )
+        .await?;
+        Ok(client.or(principal))
+    }
+}
+
 /// RFC 7662 token introspection; the caller authenticates: a bearer token with the
 /// `introspect` scope (or an admin token), an org admin's session, or as an OAuth client
 /// (`client_secret_basic` or `client_secret_post`: client id = the token's id, secret = the
@@ -279,7 +302,7 @@ pub struct IntrospectForm {
 /// `WWW-Authenticate: Basic` (RFC 6749 §5.2).
 #[utoipa::path(post, path = "/oauth/introspect", tag = "integration",
     security(("bearer" = []), ("client_secret_basic" = [])),
-    request_body(content = IntrospectForm, content_type = "application/x-www-form-urlencoded"),
+    request_body(content = OAuthTokenForm, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, description = "RFC 7662 answer"),
               (status = 400, description = "invalid_request: more than one way of authenticating"),
               (status = 401, description = "No or bad credentials (ErrorBody for bearer tokens; RFC 6749 invalid_client for client authentication)"),
@@ -289,17 +312,9 @@ pub async fn introspect(
     ip: ClientIp,
     MaybePrincipal(p): MaybePrincipal,
     headers: axum::http::HeaderMap,
-    ApiForm(form): ApiForm<IntrospectForm>,
+    ApiForm(form): ApiForm<OAuthTokenForm>,
 ) -> Result<Response, OAuthRejection> {
-    let client = oauth_client(
-        &state,
-        &headers,
-        ip,
-        form.client_id.as_deref(),
-        form.client_secret.as_deref(),
-    )
-    .await?;
-    let p = client.or(p);
+    let p = form.caller(&state, &headers, ip, p).await?;
     let answer = state.introspect(p.as_ref(), &form.token).await?;
     let mut response = Json(answer).into_response();
     response
@@ -308,27 +323,11 @@ pub async fn introspect(
     Ok(response)
 }
 
-/// RFC 7009 revocation request (form-encoded).
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct RevokeForm {
-    /// The token to revoke.
-    pub token: String,
-    /// Ignored.
-    #[serde(default)]
-    pub token_type_hint: Option<String>,
-    /// `client_secret_post`: the calling token's id (with `client_secret`).
-    #[serde(default)]
-    pub client_id: Option<String>,
-    /// `client_secret_post`: the calling token itself.
-    #[serde(default)]
-    pub client_secret: Option<String>,
-}
-
 /// RFC 7009 token revocation; 200 also for unknown tokens. The caller authenticates as
 /// for introspection (a bearer token, a session, or as an OAuth client).
 #[utoipa::path(post, path = "/oauth/revoke", tag = "integration",
     security(("bearer" = []), ("client_secret_basic" = [])),
-    request_body(content = RevokeForm, content_type = "application/x-www-form-urlencoded"),
+    request_body(content = OAuthTokenForm, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200),
               (status = 400, description = "invalid_request: more than one way of authenticating"),
               (status = 401, description = "No or bad credentials (ErrorBody for bearer tokens; RFC 6749 invalid_client for client authentication)"),
@@ -338,17 +337,12 @@ pub async fn oauth_revoke(
     ip: ClientIp,
     MaybePrincipal(p): MaybePrincipal,
     headers: axum::http::HeaderMap,
-    ApiForm(form): ApiForm<RevokeForm>,
+    ApiForm(form): ApiForm<OAuthTokenForm>,
 ) -> Result<Json<serde_json::Value>, OAuthRejection> {
-    let client = oauth_client(
-        &state,
-        &headers,
-        ip,
-        form.client_id.as_deref(),
-        form.client_secret.as_deref(),
-    )
-    .await?;
-    let p = client.or(p).ok_or_else(ApiError::unauthenticated)?;
+    let p = form
+        .caller(&state, &headers, ip, p)
+        .await?
+        .ok_or_else(ApiError::unauthenticated)?;
     state.oauth_revoke(&p, &form.token).await?;
     Ok(Json(serde_json::json!({})))
 }

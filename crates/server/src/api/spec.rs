@@ -3,6 +3,7 @@
 //! the error answers the middleware and extractors give), and the query parameters each
 //! operation declares, which [`check_query`] holds requests to.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;
 
@@ -33,8 +34,9 @@ enum Declared {
     Any,
 }
 
-/// `(METHOD, route as the router writes it)` → the query parameters it declares.
-static QUERY_PARAMS: LazyLock<HashMap<(String, String), Declared>> = LazyLock::new(|| {
+/// Route as the document writes it → `METHOD` → the query parameters it declares (nested,
+/// so that a request looks it up by borrowed strings).
+static QUERY_PARAMS: LazyLock<HashMap<String, HashMap<String, Declared>>> = LazyLock::new(|| {
     let mut map = HashMap::new();
     let Some(paths) = DOCUMENT.get("paths").and_then(Value::as_object) else {
         return map;
@@ -64,7 +66,9 @@ static QUERY_PARAMS: LazyLock<HashMap<(String, String), Declared>> = LazyLock::n
                         .collect(),
                 )
             };
-            map.insert((method.to_ascii_uppercase(), path.clone()), declared);
+            map.entry(path.clone())
+                .or_insert_with(HashMap::new)
+                .insert(method.to_ascii_uppercase(), declared);
         }
     }
     map
@@ -90,8 +94,16 @@ pub fn check_query(method: &Method, route: &str, query: &str) -> Result<(), ApiE
     } else {
         method.as_str()
     };
-    let key = (method.to_owned(), route.replace("{*", "{"));
-    let Some(declared) = QUERY_PARAMS.get(&key) else {
+    // The router writes a catch-all segment `{*name}`, the document `{name}`.
+    let route: Cow<str> = if route.contains("{*") {
+        Cow::Owned(route.replace("{*", "{"))
+    } else {
+        Cow::Borrowed(route)
+    };
+    let Some(declared) = QUERY_PARAMS
+        .get(route.as_ref())
+        .and_then(|methods| methods.get(method))
+    else {
         return Ok(());
     };
     let Declared::Names(names) = declared else {
