@@ -4,6 +4,9 @@
 //! - [`SignedIn`]: a live console session, or the request is answered with a redirect to
 //!   the sign-in page carrying `next=` (the page asked for), which brings the person back;
 //! - [`OrgAdmin`]: the same, and an org admin (or owner), or the 403 page;
+//! - [`Visit`]: a page visit: the state, who asks (`Visit` is `Visit<SignedIn>`;
+//!   `Visit<OrgAdmin>` for org pages) and the [`View`] of the page asked for, which is
+//!   all a page handler hands to its `render`;
 //! - [`Form`]: a form post whose CSRF proof is checked (by [`super::session::check_csrf`])
 //!   and whose sender passes a [`Gate`] (`Form` is `Form<SignedIn>`; `Form<OrgAdmin>` for
 //!   org pages). Its [`Form::back`] is the place the form was on (the hidden `back` field:
@@ -223,6 +226,35 @@ impl FromRequestParts<AppState> for OrgAdmin {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
         OrgAdmin::admit(SignedIn::from_request_parts(parts, state).await?)
+    }
+}
+
+/// A page visit (`GET`) from a signed-in user that passes the gate `G`: what the page's
+/// `render` takes. Without a session the browser is sent to sign in and back.
+pub struct Visit<G = SignedIn> {
+    /// The application.
+    pub state: AppState,
+    /// Who asks.
+    pub s: G,
+    /// The page asked for: its place, and the banner a signed flash in its address carries.
+    pub view: View,
+}
+
+impl<G: Gate> FromRequestParts<AppState> for Visit<G> {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let s = SignedIn::from_request_parts(parts, state).await?;
+        let uri = parts
+            .extensions
+            .get::<OriginalUri>()
+            .map_or_else(|| parts.uri.clone(), |u| u.0.clone());
+        let view = View::page(&s, &uri);
+        Ok(Visit {
+            state: state.clone(),
+            s: G::admit(s)?,
+            view,
+        })
     }
 }
 

@@ -110,11 +110,11 @@ pub fn routes() -> Router<AppState> {
         .route("/organization/users/{id}/role", post(org::change_user_role))
         .route(
             "/organization/users/{id}/deactivate",
-            post(org::deactivate_user),
+            post(org::set_active::<false>),
         )
         .route(
             "/organization/users/{id}/reactivate",
-            post(org::reactivate_user),
+            post(org::set_active::<true>),
         )
         .route(
             "/organization/token-settings",
@@ -135,8 +135,14 @@ pub fn routes() -> Router<AppState> {
             "/organization/webhooks/{id}/test",
             post(webhooks::send_test),
         )
-        .route("/organization/webhooks/{id}/pause", post(webhooks::pause))
-        .route("/organization/webhooks/{id}/resume", post(webhooks::resume))
+        .route(
+            "/organization/webhooks/{id}/pause",
+            post(webhooks::set_enabled::<false>),
+        )
+        .route(
+            "/organization/webhooks/{id}/resume",
+            post(webhooks::set_enabled::<true>),
+        )
         .route("/organization/webhooks/{id}/delete", post(webhooks::delete))
         .route(
             "/organization/webhooks/{id}/deliveries/{delivery}/redeliver",

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use askama::Template;
-use axum::extract::{OriginalUri, Path, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use latchkey_proto::{
@@ -13,12 +13,12 @@ use latchkey_proto::{
     UpdateTokenSettingsRequest, UpdateUserRequest,
 };
 
-use super::extract::{Form, FormData, OrgAdmin, SignedIn};
+use super::extract::{Form, FormData, OrgAdmin, SignedIn, Visit};
 use super::page_request;
 use super::render::{
-    Choice, Chrome, Flash, Notice, View, When, error_status, html, see_other, when,
+    Choice, Chrome, Flash, Notice, View, When, error_status, html, role_choices, see_other, when,
 };
-use super::session::{encode, query_pairs};
+use super::session::encode;
 use crate::error::ApiError;
 use crate::service::{ALL_TOKEN_TYPES, AuditQuery};
 use crate::state::AppState;
@@ -58,6 +58,15 @@ pub struct UsersPage {
     next_url: Option<String>,
 }
 
+/// The roles `s` may give a user whose role is `current` (kept, so the select shows it),
+/// as the service decides.
+fn grantable(state: &AppState, s: &SignedIn, current: Option<OrgRole>) -> Vec<OrgRole> {
+    ROLES
+        .into_iter()
+        .filter(|r| Some(*r) == current || state.may_grant_org_role(&s.p, *r))
+        .collect()
+}
+
 /// Renders Users with `view` (`?cursor=` pages).
 async fn render_users(state: &AppState, s: &SignedIn, view: View) -> Response {
     let now = state.clock.now();
@@ -66,7 +75,6 @@ async fn render_users(state: &AppState, s: &SignedIn, view: View) -> Response {
         let users = state
             .list_users(&s.p, &page_request(100, cursor.as_ref()))
             .await?;
-        let owner = s.is_owner();
         let chosen = OrgRole::parse(view.field("role")).unwrap_or(OrgRole::Member);
         let next_url = users
             .next_cursor
@@ -75,17 +83,17 @@ async fn render_users(state: &AppState, s: &SignedIn, view: View) -> Response {
         Ok(UsersPage {
             c: s.chrome("Users", "organization", &view),
             tab: "users",
-            owner,
+            owner: s.is_owner(),
             users: users
                 .items
                 .into_iter()
                 .map(|u| UserRow {
                     is_self: u.id == s.user.id,
-                    roles: ROLES
-                        .iter()
-                        .filter(|r| owner || **r != OrgRole::Owner || u.role == OrgRole::Owner)
-                        .map(|r| Choice::new(r.as_str(), r.as_str(), *r == u.role))
-                        .collect(),
+                    roles: role_choices(
+                        grantable(&state, s, Some(u.role)),
+                        OrgRole::as_str,
+                        u.role,
+                    ),
                     id: u.id,
                     username: u.username,
                     display_name: u.display_name.unwrap_or_default(),
@@ -95,11 +103,7 @@ async fn render_users(state: &AppState, s: &SignedIn, view: View) -> Response {
                     created: when(u.created_at, now),
                 })
                 .collect(),
-            create_roles: ROLES
-                .iter()
-                .filter(|r| owner || **r != OrgRole::Owner)
-                .map(|r| Choice::new(r.as_str(), r.as_str(), *r == chosen))
-                .collect(),
+            create_roles: role_choices(grantable(state, s, None), OrgRole::as_str, chosen),
             username: view.field("username").to_owned(),
             display_name: view.field("display_name").to_owned(),
             email: view.field("email").to_owned(),
@@ -111,12 +115,8 @@ async fn render_users(state: &AppState, s: &SignedIn, view: View) -> Response {
 }
 
 /// `GET /organization/users`.
-pub async fn users(
-    State(state): State<AppState>,
-    OrgAdmin(s): OrgAdmin,
-    OriginalUri(uri): OriginalUri,
-) -> Response {
-    render_users(&state, &s, View::page(&s, &uri)).await
+pub async fn users(v: Visit<OrgAdmin>) -> Response {
+    render_users(&v.state, &v.s, v.view).await
 }
 
 /// Back to Users with `flash`, or Users with the refusal (`refill`: the form filled in
@@ -136,11 +136,10 @@ async fn users_answer(
 }
 
 /// `POST /organization/users`: create a user.
-pub async fn create_user(State(state): State<AppState>, form: Form<OrgAdmin>) -> Response {
-    let Form {
-        s: OrgAdmin(s),
-        data,
-    } = form;
+pub async fn create_user(
+    State(state): State<AppState>,
+    Form { s, data }: Form<OrgAdmin>,
+) -> Response {
     let result = async {
         let role = OrgRole::parse(data.get("role").unwrap_or(""))
             .ok_or_else(|| ApiError::field("role", "choose a role"))?;
@@ -195,29 +194,19 @@ pub async fn change_user_role(
     update_user(state, form, id, req, "user-role").await
 }
 
-fn set_active(active: bool) -> Result<UpdateUserRequest, ApiError> {
-    Ok(UpdateUserRequest {
-        active: Some(active),
+/// `POST /organization/users/{id}/deactivate` (`set_active::<false>`) and `…/reactivate`
+/// (`set_active::<true>`): one route each, one handler.
+pub async fn set_active<const ACTIVE: bool>(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    form: Form<OrgAdmin>,
+) -> Response {
+    let req = UpdateUserRequest {
+        active: Some(ACTIVE),
         ..UpdateUserRequest::default()
-    })
-}
-
-/// `POST /organization/users/{id}/deactivate`.
-pub async fn deactivate_user(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    form: Form<OrgAdmin>,
-) -> Response {
-    update_user(state, form, id, set_active(false), "deactivated").await
-}
-
-/// `POST /organization/users/{id}/reactivate`.
-pub async fn reactivate_user(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    form: Form<OrgAdmin>,
-) -> Response {
-    update_user(state, form, id, set_active(true), "reactivated").await
+    };
+    let code = if ACTIVE { "reactivated" } else { "deactivated" };
+    update_user(state, form, id, Ok(req), code).await
 }
 
 /// `/organization/token-settings`.
@@ -311,12 +300,8 @@ async fn render_token_settings(state: &AppState, s: &SignedIn, view: View) -> Re
 }
 
 /// `GET /organization/token-settings`.
-pub async fn token_settings(
-    State(state): State<AppState>,
-    OrgAdmin(s): OrgAdmin,
-    OriginalUri(uri): OriginalUri,
-) -> Response {
-    render_token_settings(&state, &s, View::page(&s, &uri)).await
+pub async fn token_settings(v: Visit<OrgAdmin>) -> Response {
+    render_token_settings(&v.state, &v.s, v.view).await
 }
 
 fn optional_number(form: &FormData, field: &str, what: &str) -> Result<Option<u32>, ApiError> {
@@ -329,11 +314,10 @@ fn optional_number(form: &FormData, field: &str, what: &str) -> Result<Option<u3
 }
 
 /// `POST /organization/token-settings`: Save (applies from the next request).
-pub async fn save_token_settings(State(state): State<AppState>, form: Form<OrgAdmin>) -> Response {
-    let Form {
-        s: OrgAdmin(s),
-        data,
-    } = form;
+pub async fn save_token_settings(
+    State(state): State<AppState>,
+    Form { s, data }: Form<OrgAdmin>,
+) -> Response {
     let result = async {
         let enabled_types = data
             .all("enabled_types")
@@ -406,20 +390,15 @@ async fn render_instance(state: &AppState, s: &SignedIn, view: View) -> Response
 }
 
 /// `GET /organization/instance`.
-pub async fn instance(
-    State(state): State<AppState>,
-    OrgAdmin(s): OrgAdmin,
-    OriginalUri(uri): OriginalUri,
-) -> Response {
-    render_instance(&state, &s, View::page(&s, &uri)).await
+pub async fn instance(v: Visit<OrgAdmin>) -> Response {
+    render_instance(&v.state, &v.s, v.view).await
 }
 
 /// `POST /organization/instance` (the instance owner).
-pub async fn save_instance(State(state): State<AppState>, form: Form<OrgAdmin>) -> Response {
-    let Form {
-        s: OrgAdmin(s),
-        data,
-    } = form;
+pub async fn save_instance(
+    State(state): State<AppState>,
+    Form { s, data }: Form<OrgAdmin>,
+) -> Response {
     let result = async {
         let max = optional_number(&data, "max_active_tokens", "the maximum")?;
         let days = optional_number(&data, "default_token_lifetime_days", "the lifetime")?
@@ -485,12 +464,14 @@ fn local_to_rfc3339(value: &str) -> String {
 
 /// `GET /organization/audit?workspace=&actor=&token=&action=&since=&until=&cursor=`.
 pub async fn audit(
-    State(state): State<AppState>,
-    OrgAdmin(s): OrgAdmin,
-    OriginalUri(uri): OriginalUri,
+    Visit {
+        state,
+        s: OrgAdmin(s),
+        view,
+    }: Visit<OrgAdmin>,
 ) -> Response {
     let now = state.clock.now();
-    let q = query_pairs(&uri);
+    let q = view.query();
     let get = |k: &str| {
         q.get(k)
             .map(|v| v.trim().to_owned())
@@ -593,7 +574,7 @@ pub async fn audit(
     let view = View {
         status,
         notice,
-        ..View::page(&s, &uri)
+        ..view
     };
     let selected_ws = get("workspace").unwrap_or_default();
     let selected_actor = get("actor").unwrap_or_default();

@@ -503,6 +503,19 @@ impl Choice {
     }
 }
 
+/// One choice per role in `roles` (value and label its wire name), `chosen` selected: a
+/// role `<select>`.
+pub fn role_choices<R: Copy + PartialEq>(
+    roles: impl IntoIterator<Item = R>,
+    name: fn(R) -> &'static str,
+    chosen: R,
+) -> Vec<Choice> {
+    roles
+        .into_iter()
+        .map(|r| Choice::new(name(r), name(r), r == chosen))
+        .collect()
+}
+
 /// Options grouped under a label (`<optgroup>`).
 #[derive(Debug, Clone)]
 pub struct ChoiceGroup {

@@ -3,12 +3,14 @@
 //! show-once dialog), and an endpoint's page with its deliveries. One route per action:
 //! `…/{id}/edit`, `/test`, `/pause`, `/resume`, `/delete`, `…/deliveries/{delivery}/redeliver`.
 
+use std::collections::HashMap;
+
 use askama::Template;
-use axum::extract::{OriginalUri, Path, State};
-use axum::response::Response;
+use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
+use axum::response::{IntoResponse, Response};
 use latchkey_proto::{CreateWebhookRequest, EventType, UpdateWebhookRequest, Webhook};
 
-use super::extract::{Form, FormData, OrgAdmin, SignedIn};
+use super::extract::{Form, FormData, OrgAdmin, SignedIn, Visit};
 use super::page_request;
 use super::render::{Chrome, Flash, Notice, SecretDialog, SecretKind, View, When, when, when_opt};
 use super::session::encode;
@@ -129,21 +131,13 @@ async fn render_list(state: &AppState, s: &SignedIn, view: View) -> Response {
 }
 
 /// `GET /organization/webhooks`.
-pub async fn list(
-    State(state): State<AppState>,
-    OrgAdmin(s): OrgAdmin,
-    OriginalUri(uri): OriginalUri,
-) -> Response {
-    render_list(&state, &s, View::page(&s, &uri)).await
+pub async fn list(v: Visit<OrgAdmin>) -> Response {
+    render_list(&v.state, &v.s, v.view).await
 }
 
 /// `POST /organization/webhooks`: adds an endpoint and answers with its page, the signing
 /// secret in the show-once dialog.
-pub async fn create(State(state): State<AppState>, form: Form<OrgAdmin>) -> Response {
-    let Form {
-        s: OrgAdmin(s),
-        data,
-    } = form;
+pub async fn create(State(state): State<AppState>, Form { s, data }: Form<OrgAdmin>) -> Response {
     let result = async {
         let events = form_events(&data)?;
         let req = CreateWebhookRequest {
@@ -302,65 +296,75 @@ async fn render_endpoint(state: &AppState, s: &SignedIn, id: &str, view: View) -
 }
 
 /// `GET /organization/webhooks/{id}`.
-pub async fn show(
-    State(state): State<AppState>,
-    OrgAdmin(s): OrgAdmin,
-    Path(id): Path<String>,
-    OriginalUri(uri): OriginalUri,
-) -> Response {
-    render_endpoint(&state, &s, &id, View::page(&s, &uri)).await
+pub async fn show(Path(id): Path<String>, v: Visit<OrgAdmin>) -> Response {
+    render_endpoint(&v.state, &v.s, &id, v.view).await
 }
 
-/// Back to the form's place with `flash`, or endpoint `id`'s page with the refusal (the
-/// list's, when the endpoint is gone).
-async fn finish(
-    state: &AppState,
-    s: &SignedIn,
-    id: &str,
-    data: &FormData,
-    result: Result<Flash, ApiError>,
-) -> Response {
-    let back = data.back_or(&format!("{LIST}/{id}"));
-    match result {
-        Ok(flash) => s.done(&back, flash),
-        Err(e @ ApiError::NotFound("webhook")) => {
-            render_list(state, s, View::refused(state, &e, LIST.to_owned())).await
+/// A form an org admin posted about endpoint `{id}` (its page's and its row's actions):
+/// what each action takes, and where it answers ([`EndpointForm::finish`]).
+pub struct EndpointForm {
+    state: AppState,
+    /// The endpoint, as the address names it.
+    id: String,
+    s: SignedIn,
+    data: FormData,
+}
+
+impl FromRequest<AppState> for EndpointForm {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Response> {
+        let (mut parts, body) = req.into_parts();
+        let id = match Path::<HashMap<String, String>>::from_request_parts(&mut parts, state).await
+        {
+            Ok(Path(mut params)) => params.remove("id").unwrap_or_default(),
+            Err(e) => return Err(e.into_response()),
+        };
+        let Form {
+            s: OrgAdmin(s),
+            data,
+        } = Form::<OrgAdmin>::from_request(Request::from_parts(parts, body), state).await?;
+        Ok(EndpointForm {
+            state: state.clone(),
+            id,
+            s,
+            data,
+        })
+    }
+}
+
+impl EndpointForm {
+    /// Back to the form's place with `flash`, or the endpoint's page with the refusal (the
+    /// list's, when the endpoint is gone).
+    async fn finish(&self, result: Result<Flash, ApiError>) -> Response {
+        let (state, s) = (&self.state, &self.s);
+        let back = self.data.back_or(&format!("{LIST}/{}", self.id));
+        match result {
+            Ok(flash) => s.done(&back, flash),
+            Err(e @ ApiError::NotFound("webhook")) => {
+                render_list(state, s, View::refused(state, &e, LIST.to_owned())).await
+            }
+            Err(e) => render_endpoint(state, s, &self.id, View::refused(state, &e, back)).await,
         }
-        Err(e) => render_endpoint(state, s, id, View::refused(state, &e, back)).await,
     }
 }
 
 /// `POST /organization/webhooks/{id}/test`: queues a `webhook.test` message.
-pub async fn send_test(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    form: Form<OrgAdmin>,
-) -> Response {
-    let Form {
-        s: OrgAdmin(s),
-        data,
-    } = form;
+pub async fn send_test(f: EndpointForm) -> Response {
     let result = async {
-        let hook = state.get_webhook(&s.p, &id).await?;
-        state.test_webhook(&s.p, &hook.id).await?;
+        let hook = f.state.get_webhook(&f.s.p, &f.id).await?;
+        f.state.test_webhook(&f.s.p, &hook.id).await?;
         Ok(Flash::new("webhook-test")
             .subject(hook.url)
             .anchor("deliveries"))
     }
     .await;
-    finish(&state, &s, &id, &data, result).await
+    f.finish(result).await
 }
 
 /// `POST /organization/webhooks/{id}/edit`: URL, event types and description.
-pub async fn edit(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    form: Form<OrgAdmin>,
-) -> Response {
-    let Form {
-        s: OrgAdmin(s),
-        data,
-    } = form;
+pub async fn edit(f: EndpointForm) -> Response {
+    let EndpointForm { state, id, s, data } = f;
     let result = async {
         let req = UpdateWebhookRequest {
             url: Some(data.get("url").unwrap_or("").trim().to_owned()),
@@ -383,82 +387,46 @@ pub async fn edit(
     }
 }
 
-/// Pauses (`enabled = false`) or resumes endpoint `id`.
-async fn set_enabled(state: AppState, id: String, form: Form<OrgAdmin>, enabled: bool) -> Response {
-    let Form {
-        s: OrgAdmin(s),
-        data,
-    } = form;
+/// `POST /organization/webhooks/{id}/pause` (`set_enabled::<false>`) and `…/resume`
+/// (`set_enabled::<true>`): one route each, one handler.
+pub async fn set_enabled<const ENABLED: bool>(f: EndpointForm) -> Response {
     let req = UpdateWebhookRequest {
-        enabled: Some(enabled),
+        enabled: Some(ENABLED),
         ..UpdateWebhookRequest::default()
     };
-    let code = if enabled {
+    let code = if ENABLED {
         "webhook-resumed"
     } else {
         "webhook-paused"
     };
-    let result = state
-        .update_webhook(&s.p, &id, req)
+    let result = f
+        .state
+        .update_webhook(&f.s.p, &f.id, req)
         .await
         .map(|w| Flash::new(code).subject(w.url));
-    finish(&state, &s, &id, &data, result).await
-}
-
-/// `POST /organization/webhooks/{id}/pause`.
-pub async fn pause(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    form: Form<OrgAdmin>,
-) -> Response {
-    set_enabled(state, id, form, false).await
-}
-
-/// `POST /organization/webhooks/{id}/resume`.
-pub async fn resume(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    form: Form<OrgAdmin>,
-) -> Response {
-    set_enabled(state, id, form, true).await
+    f.finish(result).await
 }
 
 /// `POST /organization/webhooks/{id}/delete`: back to the list.
-pub async fn delete(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    form: Form<OrgAdmin>,
-) -> Response {
-    let Form {
-        s: OrgAdmin(s),
-        data,
-    } = form;
+pub async fn delete(f: EndpointForm) -> Response {
     let result = async {
-        let hook = state.get_webhook(&s.p, &id).await?;
-        state.delete_webhook(&s.p, &hook.id).await?;
+        let hook = f.state.get_webhook(&f.s.p, &f.id).await?;
+        f.state.delete_webhook(&f.s.p, &hook.id).await?;
         Ok(hook.url)
     }
     .await;
     match result {
-        Ok(url) => s.done(LIST, Flash::new("webhook-deleted").subject(url)),
-        Err(e) => finish(&state, &s, &id, &data, Err(e)).await,
+        Ok(url) => f.s.done(LIST, Flash::new("webhook-deleted").subject(url)),
+        Err(e) => f.finish(Err(e)).await,
     }
 }
 
 /// `POST /organization/webhooks/{id}/deliveries/{delivery}/redeliver`.
-pub async fn redeliver(
-    State(state): State<AppState>,
-    Path((id, delivery)): Path<(String, String)>,
-    form: Form<OrgAdmin>,
-) -> Response {
-    let Form {
-        s: OrgAdmin(s),
-        data,
-    } = form;
-    let result = state.redeliver(&s.p, &id, &delivery).await.map(|d| {
+pub async fn redeliver(Path((_, delivery)): Path<(String, String)>, f: EndpointForm) -> Response {
+    let result = f.state.redeliver(&f.s.p, &f.id, &delivery).await.map(|d| {
         Flash::new("redelivered")
             .subject(d.event_type)
             .anchor(format!("delivery-{}", d.id))
     });
-    finish(&state, &s, &id, &data, result).await
+    f.finish(result).await
 }

@@ -2,14 +2,13 @@
 //! its settings, and its members (add; change a role and remove, one route each).
 
 use askama::Template;
-use axum::extract::{OriginalUri, Path, State};
+use axum::extract::{Path, State};
 use axum::response::Response;
-use latchkey_core::policy::Permission;
 use latchkey_proto::{CreateProjectRequest, WorkspaceRole};
 
-use super::extract::{Form, FormData, SignedIn};
+use super::extract::{Form, FormData, SignedIn, Visit};
 use super::page_request;
-use super::render::{Choice, Chrome, Flash, View, When, when};
+use super::render::{Choice, Chrome, Flash, View, When, role_choices, when};
 use super::session::encode;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -87,7 +86,7 @@ async fn render_workspaces(state: &AppState, s: &SignedIn, view: View) -> Respon
             .map(|w| (w.id, w.name))
             .collect();
         workspaces.sort_by_key(|w| w.1.to_lowercase());
-        let can_create = s.p.authorize(Permission::ManageWorkspaces, None).is_ok();
+        let can_create = state.may_create_workspaces(&s.p);
         let asked = view.sticky.is_some() || view.query().get("new").is_some_and(|v| v == "1");
         Ok(WorkspacesPage {
             c: s.chrome("Workspaces", "workspaces", &view),
@@ -102,12 +101,8 @@ async fn render_workspaces(state: &AppState, s: &SignedIn, view: View) -> Respon
 }
 
 /// `GET /workspaces` (`?new=1` opens the New workspace form).
-pub async fn list(
-    State(state): State<AppState>,
-    s: SignedIn,
-    OriginalUri(uri): OriginalUri,
-) -> Response {
-    render_workspaces(&state, &s, View::page(&s, &uri)).await
+pub async fn list(v: Visit) -> Response {
+    render_workspaces(&v.state, &v.s, v.view).await
 }
 
 /// `POST /workspaces`: create (org admins), then open it.
@@ -145,10 +140,7 @@ async fn render_workspace(state: &AppState, s: &SignedIn, ws_ref: &str, view: Vi
         };
         Ok(WorkspacePage {
             c: s.chrome(ws.name.clone(), "workspaces", &view),
-            can_write: s
-                .p
-                .authorize(Permission::WriteProjects, Some(&ws.id))
-                .is_ok(),
+            can_write: state.may_write_projects(&s.p, &ws.id),
             ws_id: ws.id,
             ws_name: ws.name,
             role,
@@ -165,13 +157,8 @@ async fn render_workspace(state: &AppState, s: &SignedIn, ws_ref: &str, view: Vi
 }
 
 /// `GET /workspaces/{ws}`.
-pub async fn show(
-    State(state): State<AppState>,
-    s: SignedIn,
-    OriginalUri(uri): OriginalUri,
-    Path(ws): Path<String>,
-) -> Response {
-    render_workspace(&state, &s, &ws, View::page(&s, &uri)).await
+pub async fn show(Path(ws): Path<String>, v: Visit) -> Response {
+    render_workspace(&v.state, &v.s, &ws, v.view).await
 }
 
 /// `POST /workspaces/{ws}/projects`.
@@ -194,13 +181,7 @@ pub async fn create_project(
 }
 
 /// `GET /workspaces/{ws}/settings`.
-pub async fn settings(
-    State(state): State<AppState>,
-    s: SignedIn,
-    OriginalUri(uri): OriginalUri,
-    Path(ws): Path<String>,
-) -> Response {
-    let view = View::page(&s, &uri);
+pub async fn settings(Path(ws): Path<String>, Visit { state, s, view }: Visit) -> Response {
     let page = state.get_workspace(&s.p, &ws).await.map(|ws| SettingsPage {
         c: s.chrome(format!("Settings · {}", ws.name), "workspaces", &view),
         ws_id: ws.id,
@@ -228,19 +209,13 @@ async fn render_members(state: &AppState, s: &SignedIn, ws_ref: &str, view: View
         });
         Ok(MembersPage {
             c: s.chrome(format!("Members · {}", ws.name), "workspaces", &view),
-            can_manage: s
-                .p
-                .authorize(Permission::ManageMembers, Some(&ws.id))
-                .is_ok(),
+            can_manage: state.may_manage_members(&s.p, &ws.id),
             members: members
                 .items
                 .into_iter()
                 .map(|m| MemberRow {
                     is_self: m.user_id == s.user.id,
-                    roles: ROLES
-                        .iter()
-                        .map(|r| Choice::new(r.as_str(), r.as_str(), *r == m.role))
-                        .collect(),
+                    roles: role_choices(ROLES, WorkspaceRole::as_str, m.role),
                     user_id: m.user_id,
                     username: m.username,
                     role: m.role.as_str(),
@@ -250,10 +225,7 @@ async fn render_members(state: &AppState, s: &SignedIn, ws_ref: &str, view: View
             ws_id: ws.id,
             ws_name: ws.name,
             add_username: view.field("username").to_owned(),
-            add_roles: ROLES
-                .iter()
-                .map(|r| Choice::new(r.as_str(), r.as_str(), *r == chosen))
-                .collect(),
+            add_roles: role_choices(ROLES, WorkspaceRole::as_str, chosen),
             next_url,
         })
     }
@@ -262,13 +234,8 @@ async fn render_members(state: &AppState, s: &SignedIn, ws_ref: &str, view: View
 }
 
 /// `GET /workspaces/{ws}/settings/members`.
-pub async fn members(
-    State(state): State<AppState>,
-    s: SignedIn,
-    OriginalUri(uri): OriginalUri,
-    Path(ws): Path<String>,
-) -> Response {
-    render_members(&state, &s, &ws, View::page(&s, &uri)).await
+pub async fn members(Path(ws): Path<String>, v: Visit) -> Response {
+    render_members(&v.state, &v.s, &ws, v.view).await
 }
 
 fn parse_role(form: &FormData) -> Result<WorkspaceRole, ApiError> {

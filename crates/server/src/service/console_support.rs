@@ -1,12 +1,13 @@
 //! Service methods the console needs beyond the API's: the org-wide token list, which token
 //! types a user may create in a workspace and with which scopes (asked of
-//! `latchkey_core::policy`), whether a listed token may be managed, the longest personal
+//! `latchkey_core::policy`), whether a listed token may be managed and whether the caller
+//! may create workspaces, write projects or manage members, the longest personal
 //! token lifetime, and finding a user by name to add as a member. Each applies the same
 //! rules as the rest of the layer, so the console never decides a rule itself.
 
 use latchkey_core::ScopeSet;
 use latchkey_core::policy::{self, CreateContext, Permission};
-use latchkey_proto::{Page, Token, TokenType};
+use latchkey_proto::{OrgRole, Page, Token, TokenType};
 use latchkey_store::{PageRequest, TokenFilter};
 
 use crate::auth::Principal;
@@ -92,6 +93,32 @@ impl AppState {
     pub fn may_manage_token(&self, p: &Principal, token: &Token) -> bool {
         p.user_may_manage(token.token_type, token.owner_id.as_deref())
             .unwrap_or(false)
+    }
+
+    /// Whether the caller may create workspaces (the rule `create_workspace` applies), so
+    /// the console offers New workspace only to those it would not refuse.
+    pub fn may_create_workspaces(&self, p: &Principal) -> bool {
+        p.authorize(Permission::ManageWorkspaces, None).is_ok()
+    }
+
+    /// Whether the caller may create and delete projects in workspace `workspace_id` (the
+    /// rule `create_project` and `delete_project` apply).
+    pub fn may_write_projects(&self, p: &Principal, workspace_id: &str) -> bool {
+        p.authorize(Permission::WriteProjects, Some(workspace_id))
+            .is_ok()
+    }
+
+    /// Whether the caller may add, re-role and remove members of workspace `workspace_id`
+    /// (the rule `put_member` and `remove_member` apply).
+    pub fn may_manage_members(&self, p: &Principal, workspace_id: &str) -> bool {
+        p.authorize(Permission::ManageMembers, Some(workspace_id))
+            .is_ok()
+    }
+
+    /// Whether the caller may give a user org role `role` (only owners make owners: the
+    /// rule `create_user` and `update_user` apply).
+    pub fn may_grant_org_role(&self, p: &Principal, role: OrgRole) -> bool {
+        role != OrgRole::Owner || p.user.as_ref().is_some_and(|u| u.role == OrgRole::Owner)
     }
 
     /// The longest lifetime a personal token may be given now, in days (the org's personal

@@ -112,12 +112,12 @@ impl AppState {
         req: CreateUserRequest,
     ) -> Result<User, ApiError> {
         p.authorize(Permission::ManageUsers, None)?;
-        let actor = p.require_user()?;
+        p.require_user()?;
         check_username(&req.username)?;
         check_new_password("password", &req.password)?;
         let email = check_email(&req.email)?;
         let display_name = check_display_name(&req.display_name)?;
-        if req.role == OrgRole::Owner && actor.role != OrgRole::Owner {
+        if !self.may_grant_org_role(p, req.role) {
             return Err(ApiError::forbidden("only owners may create owners"));
         }
         let now = self.clock.now();

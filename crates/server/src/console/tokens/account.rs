@@ -2,14 +2,14 @@
 //! in every workspace; **New token** opens the form) and the one **Legacy Token**.
 
 use askama::Template;
-use axum::extract::{OriginalUri, State};
+use axum::extract::State;
 use axum::response::Response;
 use latchkey_proto::{CreateTokenRequest, TokenType};
 
 use super::list::{ListQuery, read_all};
 use super::{CreateForm, TableSpec, TokenPlace, TokenRow, TokenTable, create_from_form};
 use super::{form_open, token_row, token_table};
-use crate::console::extract::{Form, SignedIn};
+use crate::console::extract::{Form, SignedIn, Visit};
 use crate::console::render::{Choice, Chrome, View};
 use crate::console::workspaces_of;
 use crate::error::ApiError;
@@ -124,12 +124,8 @@ async fn build(state: &AppState, s: &SignedIn, view: &mut View) -> Result<Accoun
 }
 
 /// `GET /account` (`?new=1` opens the New token form).
-pub async fn page(
-    State(state): State<AppState>,
-    s: SignedIn,
-    OriginalUri(uri): OriginalUri,
-) -> Response {
-    render(&state, &s, View::page(&s, &uri)).await
+pub async fn page(v: Visit) -> Response {
+    render(&v.state, &v.s, v.view).await
 }
 
 /// `POST /account/tokens`: a personal access token in the chosen workspace.

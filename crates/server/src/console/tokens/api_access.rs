@@ -2,14 +2,14 @@
 //! workspace, and **New API token** opening the form that creates one in any workspace.
 
 use askama::Template;
-use axum::extract::{OriginalUri, State};
+use axum::extract::State;
 use axum::response::Response;
 use latchkey_proto::TokenType;
 
 use super::list::{ListQuery, read_all};
 use super::{CreateForm, TableSpec, TokenPlace, TokenTable, create_from_form, form_open};
 use super::{project_groups, token_table, workspace_types};
-use crate::console::extract::{Form, OrgAdmin, SignedIn};
+use crate::console::extract::{Form, OrgAdmin, SignedIn, Visit};
 use crate::console::pages::org_admins_only;
 use crate::console::render::{Choice, Chrome, View};
 use crate::console::workspaces_of;
@@ -104,20 +104,12 @@ async fn build(state: &AppState, s: &SignedIn, view: &mut View) -> Result<ApiAcc
 
 /// `GET /api-access` (`?new=1` opens the New API token form; `q`, `type`, `state`,
 /// `sort`, `page` narrow and order the list).
-pub async fn page(
-    State(state): State<AppState>,
-    s: SignedIn,
-    OriginalUri(uri): OriginalUri,
-) -> Response {
-    render(&state, &s, View::page(&s, &uri)).await
+pub async fn page(v: Visit) -> Response {
+    render(&v.state, &v.s, v.view).await
 }
 
 /// `POST /api-access`: New API token in the chosen workspace.
-pub async fn create(State(state): State<AppState>, form: Form<OrgAdmin>) -> Response {
-    let Form {
-        s: OrgAdmin(s),
-        data,
-    } = form;
+pub async fn create(State(state): State<AppState>, Form { s, data }: Form<OrgAdmin>) -> Response {
     let result = create_from_form(&state, &s, &data, None, None).await;
     TokenPlace::ApiAccess
         .answer(&state, &s, data, true, "Token created", result)

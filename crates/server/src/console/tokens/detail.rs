@@ -4,13 +4,12 @@
 //! which return to the list.
 
 use askama::Template;
-use axum::extract::{OriginalUri, State};
 use axum::response::Response;
 use latchkey_store::PageRequest;
 
 use super::actions::TokenTarget;
 use super::{TokenPlace, TokenRow, token_row};
-use crate::console::extract::SignedIn;
+use crate::console::extract::{SignedIn, Visit};
 use crate::console::pages::org_admins_only;
 use crate::console::render::{Chrome, View};
 use crate::error::ApiError;
@@ -47,17 +46,11 @@ impl TokenPlace {
 
 /// `GET {list}/{id}`: the token's page, when the token belongs to that list and the caller
 /// may see it (else the 404 page).
-pub async fn page(
-    State(state): State<AppState>,
-    target: TokenTarget,
-    s: SignedIn,
-    OriginalUri(uri): OriginalUri,
-) -> Response {
+pub async fn page(target: TokenTarget, Visit { state, s, mut view }: Visit) -> Response {
     let section = target.place.section();
     if target.place == TokenPlace::ApiAccess && !s.is_org_admin() {
         return org_admins_only(&s, section);
     }
-    let mut view = View::page(&s, &uri);
     let page = build(&state, &s, &target, &mut view).await;
     view.respond(&s, section, page)
 }

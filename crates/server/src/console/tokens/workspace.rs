@@ -3,14 +3,14 @@
 //! user may create there.
 
 use askama::Template;
-use axum::extract::{OriginalUri, Path, State};
+use axum::extract::{Path, State};
 use axum::response::Response;
 use latchkey_proto::TokenType;
 
 use super::list::{ListQuery, read_all};
 use super::{CreateForm, TableSpec, TokenPlace, TokenTable, create_from_form, form_open};
 use super::{project_groups, scope_choices, token_table, workspace_types};
-use crate::console::extract::{Form, SignedIn};
+use crate::console::extract::{Form, SignedIn, Visit};
 use crate::console::render::{Chrome, View};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -125,13 +125,8 @@ async fn build(
 
 /// `GET /workspaces/{ws}/settings/tokens` (`?new=1` opens the create form; `q`, `type`,
 /// `state`, `sort`, `page` narrow and order the list).
-pub async fn page(
-    State(state): State<AppState>,
-    s: SignedIn,
-    OriginalUri(uri): OriginalUri,
-    Path(ws): Path<String>,
-) -> Response {
-    render(&state, &s, &ws, View::page(&s, &uri)).await
+pub async fn page(Path(ws): Path<String>, v: Visit) -> Response {
+    render(&v.state, &v.s, &ws, v.view).await
 }
 
 /// `POST /workspaces/{ws}/settings/tokens`: create; the answer shows the secret once.
