@@ -1,5 +1,6 @@
 //! HTTP handlers: thin adapters from requests to the service layer, described for OpenAPI.
 
+pub mod examples;
 pub mod interop;
 pub mod projects;
 pub mod session;

@@ -25,7 +25,7 @@ pub fn session_cookie_header(state: &AppState, value: &str, max_age: u64) -> Opt
 }
 
 /// Sign in.
-#[utoipa::path(post, path = "/api/v1/session", tag = "session", request_body = SignInRequest,
+#[utoipa::path(post, path = "/api/v1/session", tag = "session", security(()), request_body = SignInRequest,
     responses((status = 200, body = User, description = "Signed in; the session cookie is set"),
               (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn sign_in(

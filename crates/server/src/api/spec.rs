@@ -138,6 +138,7 @@ fn build() -> Value {
     error_answers(&mut doc);
     doc["servers"] = json!([{"url": "/", "description": "The server that serves this document"}]);
     security_schemes(&mut doc);
+    crate::api::examples::add(&mut doc);
     doc
 }
 
