@@ -89,11 +89,7 @@ async fn render_users(state: &AppState, s: &SignedIn, view: View) -> Response {
                 .into_iter()
                 .map(|u| UserRow {
                     is_self: u.id == s.user.id,
-                    roles: role_choices(
-                        grantable(&state, s, Some(u.role)),
-                        OrgRole::as_str,
-                        u.role,
-                    ),
+                    roles: role_choices(grantable(state, s, Some(u.role)), OrgRole::as_str, u.role),
                     id: u.id,
                     username: u.username,
                     display_name: u.display_name.unwrap_or_default(),
