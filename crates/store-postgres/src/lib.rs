@@ -27,9 +27,11 @@
 //! two statements PostgreSQL writes its own way (the change-counter bump in one round
 //! trip, the last-used merge over `unnest` of bound arrays).
 //!
-//! The schema lives in `migrations/` (embedded in the binary), in lock-step with the
-//! SQLite backend's; [`Store::migrate`](latchkey_store::Store::migrate) applies it. [`PostgresStore::connect`] does not
-//! migrate by itself.
+//! The schema is the migrations shared with the SQLite backend (templates in
+//! `crates/store/migrations`, rendered for PostgreSQL: [`latchkey_store::sql::migrations`])
+//! and this crate's own files in `migrations/`, in lock-step with the SQLite backend's, all
+//! embedded in the binary; [`Store::migrate`](latchkey_store::Store::migrate) applies them.
+//! [`PostgresStore::connect`] does not migrate by itself.
 
 #![warn(missing_docs)]
 
@@ -42,6 +44,7 @@ use std::str::FromStr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use latchkey_store::sql::migrations::{self, Dialect};
 use latchkey_store::sql::{Arg, Conn, Fetch, SqlBackend, WriteKind, WriteOp, commit_or_rollback};
 use latchkey_store::{ChangeKind, StoreError, StoreResult};
 use sqlx::pool::PoolConnection;
@@ -51,8 +54,9 @@ use tokio::sync::watch;
 
 use crate::error::db;
 
-/// The embedded migrations (`crates/store-postgres/migrations`).
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+/// This backend's own migration files (`crates/store-postgres/migrations`, embedded); the
+/// shared ones are templates rendered by [`migrations::migrator`].
+static OWN_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// The pool size when the caller asks for zero.
 const MIN_POOL: u32 = 1;
@@ -239,6 +243,9 @@ impl SqlBackend for PostgresStore {
     /// advisory lock, so nodes starting together migrate once; the connection is closed
     /// afterwards, which also releases the lock if a migration failed half-way.
     async fn run_migrations(&self) -> StoreResult<()> {
+        let migrator = migrations::migrator(Dialect::Postgres, &OWN_MIGRATIONS)
+            .await
+            .map_err(error::migrate)?;
         // On the direct connection: the migrator's advisory lock is per session.
         let mut conn = self.direct.connect().await.map_err(db)?;
         // "relation _sqlx_migrations already exists, skipping" at every start is noise.
@@ -246,7 +253,7 @@ impl SqlBackend for PostgresStore {
             .execute(&mut conn)
             .await
             .map_err(db)?;
-        let result = MIGRATOR.run_direct(&mut conn).await.map_err(error::migrate);
+        let result = migrator.run_direct(&mut conn).await.map_err(error::migrate);
         if let Err(e) = conn.close().await {
             tracing::debug!(error = %e, "closing the migration connection failed");
         }

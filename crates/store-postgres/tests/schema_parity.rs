@@ -1,5 +1,6 @@
 //! Schema parity: the SQLite and PostgreSQL migrations stay in lock-step — the same
-//! migration files (numbers and names), and after migrating, the same tables with the same
+//! per-backend migration files (numbers and names; the shared templates of
+//! `crates/store/migrations` are one text for both), and after migrating, the same tables with the same
 //! columns in the same order, the same nullability, and the same named indexes. Types may
 //! differ by engine (INTEGER/BIGINT, BLOB/BYTEA, INTEGER 0/1/BOOLEAN).
 
@@ -26,6 +27,7 @@ fn migration_files(crate_dir: &str) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".sql"))
         .collect();
     names.sort();
     names
@@ -35,7 +37,6 @@ fn migration_files(crate_dir: &str) -> Vec<String> {
 fn migration_files_have_the_same_numbers_and_names() {
     let sqlite = migration_files("store-sqlite");
     let postgres = migration_files("store-postgres");
-    assert!(!sqlite.is_empty());
     assert_eq!(sqlite, postgres);
 }
 

@@ -20,8 +20,11 @@
 //! over `json_each`). Every write checks, changes, writes its audit event and bumps the
 //! change counter in one transaction; any error rolls the whole transaction back.
 //!
-//! The schema lives in `migrations/` (embedded in the binary); [`latchkey_store::Store::migrate`]
-//! applies it. [`SqliteStore::open`] does not migrate by itself.
+//! The schema is the migrations shared with the PostgreSQL backend (templates in
+//! `crates/store/migrations`, rendered for SQLite: [`latchkey_store::sql::migrations`]) and
+//! this crate's own files in `migrations/`, all embedded in the binary;
+//! [`latchkey_store::Store::migrate`] applies them. [`SqliteStore::open`] does not migrate
+//! by itself.
 
 #![warn(missing_docs)]
 
@@ -33,6 +36,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use latchkey_core::{NewAuditEvent, SecretRecord, TokenRecord};
+use latchkey_store::sql::migrations::{self, Dialect};
 use latchkey_store::sql::{Arg, Conn, Fetch, SqlBackend, WriteKind, WriteOp, commit_or_rollback};
 use latchkey_store::{StoreError, StoreResult};
 use sqlx::Sqlite;
@@ -47,8 +51,9 @@ use crate::error::db;
 use crate::writer::Writer;
 pub use crate::writer::WriterStats;
 
-/// The embedded migrations (`crates/store-sqlite/migrations`).
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+/// This backend's own migration files (`crates/store-sqlite/migrations`, embedded); the
+/// shared ones are templates rendered by [`migrations::migrator`].
+static OWN_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// How long a statement waits for a lock held by another connection or process.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -186,7 +191,12 @@ impl SqlBackend for SqliteStore {
     }
 
     async fn run_migrations(&self) -> StoreResult<()> {
-        MIGRATOR.run(&self.writer).await.map_err(error::migrate)
+        migrations::migrator(Dialect::Sqlite, &OWN_MIGRATIONS)
+            .await
+            .map_err(error::migrate)?
+            .run(&self.writer)
+            .await
+            .map_err(error::migrate)
     }
 
     async fn read(&self) -> StoreResult<PoolConnection<Sqlite>> {

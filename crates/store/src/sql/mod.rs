@@ -17,6 +17,7 @@
 
 mod driver;
 mod events;
+pub mod migrations;
 mod ops;
 mod rows;
 

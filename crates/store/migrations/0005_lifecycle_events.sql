@@ -1,6 +1,7 @@
 -- Lifecycle events (DESIGN.md §8): webhook endpoints, the outbox of events, one delivery
 -- row per event and recipient, and the expiry notices already sent. Portable on purpose:
--- the SQLite backend has a migration with the same number and name.
+{sqlite}-- the PostgreSQL backend has a migration with the same number and name.
+{postgres}-- the SQLite backend has a migration with the same number and name.
 
 -- Webhook endpoints. `secret` is the signing key encrypted by the application; `events`
 -- is a JSON array of event types.
@@ -10,10 +11,10 @@ CREATE TABLE webhooks (
     url         TEXT NOT NULL,
     description TEXT,
     events      TEXT NOT NULL,
-    secret      BYTEA NOT NULL,
-    enabled     BOOLEAN NOT NULL,
-    created_at  BIGINT NOT NULL,
-    updated_at  BIGINT NOT NULL
+    secret      {BLOB} NOT NULL,
+    enabled     {BOOL} NOT NULL,
+    created_at  {INT} NOT NULL,
+    updated_at  {INT} NOT NULL
 );
 
 -- The outbox: every lifecycle event, written in the transaction of the change it reports.
@@ -22,7 +23,7 @@ CREATE TABLE lifecycle_events (
     id         TEXT PRIMARY KEY,
     event_type TEXT NOT NULL,
     body       TEXT NOT NULL,
-    created_at BIGINT NOT NULL
+    created_at {INT} NOT NULL
 );
 CREATE INDEX lifecycle_events_created ON lifecycle_events (created_at);
 
@@ -38,16 +39,16 @@ CREATE TABLE deliveries (
     event_id        TEXT NOT NULL,
     event_type      TEXT NOT NULL,
     state           TEXT NOT NULL,
-    attempts        BIGINT NOT NULL,
-    last_status     BIGINT,
+    attempts        {INT} NOT NULL,
+    last_status     {INT},
     last_error      TEXT,
-    last_attempt_at BIGINT,
-    next_attempt_at BIGINT,
+    last_attempt_at {INT},
+    next_attempt_at {INT},
     attempt_log     TEXT NOT NULL,
     lease_owner     TEXT,
-    lease_until     BIGINT,
-    created_at      BIGINT NOT NULL,
-    give_up_at      BIGINT NOT NULL
+    lease_until     {INT},
+    created_at      {INT} NOT NULL,
+    give_up_at      {INT} NOT NULL
 );
 CREATE INDEX deliveries_due ON deliveries (state, channel, next_attempt_at);
 CREATE INDEX deliveries_webhook ON deliveries (webhook_id, id);
@@ -57,8 +58,8 @@ CREATE INDEX deliveries_created ON deliveries (created_at);
 -- so each fires once, across restarts and nodes; a new expiry (rotation) starts afresh.
 CREATE TABLE expiry_notices (
     token_id    TEXT NOT NULL,
-    expires_at  BIGINT NOT NULL,
-    days_before BIGINT NOT NULL,
-    created_at  BIGINT NOT NULL,
+    expires_at  {INT} NOT NULL,
+    days_before {INT} NOT NULL,
+    created_at  {INT} NOT NULL,
     PRIMARY KEY (token_id, expires_at, days_before)
 );

@@ -1,11 +1,15 @@
--- Latchkey schema, version 1 (PostgreSQL).
+{sqlite}-- Latchkey schema, version 1.
+{postgres}-- Latchkey schema, version 1 (PostgreSQL).
 --
--- In lock-step with crates/store-sqlite/migrations/0001_initial.sql: the same tables and
--- columns, in the same order, with the same names (the schema-parity test compares them).
--- Only the types are PostgreSQL's own: ids are TEXT (UUIDv7, so ORDER BY id is creation
--- order; every id has the same shape, so any collation orders them as bytes do), instants
--- are BIGINT unix seconds, hashes and key material BYTEA, JSON is TEXT, flags BOOLEAN.
--- Nothing here needs more than PostgreSQL-compatible distributed engines offer.
+{sqlite}-- Portable on purpose: the PostgreSQL backend has a migration with the same number and
+{sqlite}-- name. Ids are TEXT (UUIDv7, so ORDER BY id is creation order), instants are INTEGER unix
+{sqlite}-- seconds, hashes and key material are BLOB (BYTEA), JSON is TEXT, booleans are INTEGER 0/1.
+{postgres}-- In lock-step with crates/store-sqlite/migrations/0001_initial.sql: the same tables and
+{postgres}-- columns, in the same order, with the same names (the schema-parity test compares them).
+{postgres}-- Only the types are PostgreSQL's own: ids are TEXT (UUIDv7, so ORDER BY id is creation
+{postgres}-- order; every id has the same shape, so any collation orders them as bytes do), instants
+{postgres}-- are BIGINT unix seconds, hashes and key material BYTEA, JSON is TEXT, flags BOOLEAN.
+{postgres}-- Nothing here needs more than PostgreSQL-compatible distributed engines offer.
 
 -- Facts about the store itself (the hash key's id, so another key is refused).
 CREATE TABLE meta (
@@ -16,38 +20,39 @@ CREATE TABLE meta (
 -- One row once the first start has happened: concurrent first starts race on this key.
 CREATE TABLE bootstrap (
     id      INTEGER PRIMARY KEY CHECK (id = 1),
-    done_at BIGINT NOT NULL
+    done_at {INT} NOT NULL
 );
 
 -- The change feed. The counter is a row (not a sequence) so versions follow commit order:
--- every write locks it first and updates it inside its transaction, which serialises
--- writers the way SQLite's single writer does.
+{sqlite}-- every write updates it inside its transaction, which serialises writers.
+{postgres}-- every write locks it first and updates it inside its transaction, which serialises
+{postgres}-- writers the way SQLite's single writer does.
 CREATE TABLE change_counter (
     id      INTEGER PRIMARY KEY CHECK (id = 1),
-    version BIGINT NOT NULL
+    version {INT} NOT NULL
 );
 INSERT INTO change_counter (id, version) VALUES (1, 0);
 
 CREATE TABLE changes (
-    version   BIGINT PRIMARY KEY,
+    version   {INT} PRIMARY KEY,
     kind      TEXT NOT NULL,
     entity_id TEXT NOT NULL
 );
 
 CREATE TABLE instance_settings (
     id                          INTEGER PRIMARY KEY CHECK (id = 1),
-    max_active_tokens           BIGINT,
-    default_token_lifetime_days BIGINT NOT NULL
+    max_active_tokens           {INT},
+    default_token_lifetime_days {INT} NOT NULL
 );
 
 CREATE TABLE orgs (
     id                      TEXT PRIMARY KEY,
     name                    TEXT NOT NULL,
-    enabled_types           BIGINT NOT NULL,
-    personal_token_ttl_days BIGINT,
-    max_tokens_per_user     BIGINT,
+    enabled_types           {INT} NOT NULL,
+    personal_token_ttl_days {INT},
+    max_tokens_per_user     {INT},
     token_creators          TEXT NOT NULL,
-    created_at              BIGINT NOT NULL
+    created_at              {INT} NOT NULL
 );
 
 -- `username_key` is the username case-folded by the application (Unicode lower case), so
@@ -60,9 +65,9 @@ CREATE TABLE users (
     display_name  TEXT,
     email         TEXT,
     role          TEXT NOT NULL,
-    active        BOOLEAN NOT NULL,
+    active        {BOOL} NOT NULL,
     password_hash TEXT,
-    created_at    BIGINT NOT NULL
+    created_at    {INT} NOT NULL
 );
 CREATE INDEX users_org ON users (org_id, id);
 
@@ -70,7 +75,7 @@ CREATE TABLE workspaces (
     id         TEXT PRIMARY KEY,
     org_id     TEXT NOT NULL REFERENCES orgs (id),
     name       TEXT NOT NULL,
-    created_at BIGINT NOT NULL,
+    created_at {INT} NOT NULL,
     UNIQUE (org_id, name)
 );
 
@@ -78,7 +83,7 @@ CREATE TABLE memberships (
     workspace_id TEXT NOT NULL REFERENCES workspaces (id) ON DELETE CASCADE,
     user_id      TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
     role         TEXT NOT NULL,
-    created_at   BIGINT NOT NULL,
+    created_at   {INT} NOT NULL,
     PRIMARY KEY (workspace_id, user_id)
 );
 CREATE INDEX memberships_user ON memberships (user_id);
@@ -90,7 +95,7 @@ CREATE TABLE projects (
     name         TEXT NOT NULL,
     description  TEXT,
     created_by   TEXT,
-    created_at   BIGINT NOT NULL
+    created_at   {INT} NOT NULL
 );
 CREATE INDEX projects_workspace ON projects (workspace_id, id);
 
@@ -108,12 +113,12 @@ CREATE TABLE tokens (
     scopes       TEXT NOT NULL,
     projects     TEXT NOT NULL,
     environment  TEXT,
-    created_at   BIGINT NOT NULL,
-    expires_at   BIGINT,
-    last_used_at BIGINT,
+    created_at   {INT} NOT NULL,
+    expires_at   {INT},
+    last_used_at {INT},
     last_used_ip TEXT,
     state        TEXT NOT NULL,
-    leaked       BOOLEAN NOT NULL DEFAULT FALSE
+    leaked       {BOOL} NOT NULL DEFAULT {FALSE}
 );
 CREATE INDEX tokens_org ON tokens (org_id, id);
 CREATE INDEX tokens_workspace ON tokens (workspace_id, id);
@@ -125,22 +130,22 @@ CREATE UNIQUE INDEX tokens_one_legacy_per_owner ON tokens (owner_id) WHERE token
 -- Keyed hashes of token secrets. A rotation with a grace period leaves two rows for one
 -- token: the new one without `not_after`, the old one with it.
 CREATE TABLE token_secrets (
-    hash       BYTEA PRIMARY KEY,
+    hash       {BLOB} PRIMARY KEY,
     token_id   TEXT NOT NULL REFERENCES tokens (id) ON DELETE CASCADE,
     key_id     TEXT NOT NULL,
-    not_after  BIGINT,
-    created_at BIGINT NOT NULL
+    not_after  {INT},
+    created_at {INT} NOT NULL
 );
 CREATE INDEX token_secrets_token ON token_secrets (token_id);
 CREATE INDEX token_secrets_not_after ON token_secrets (not_after);
 
 CREATE TABLE sessions (
     id           TEXT PRIMARY KEY,
-    hash         BYTEA NOT NULL UNIQUE,
+    hash         {BLOB} NOT NULL UNIQUE,
     user_id      TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
-    created_at   BIGINT NOT NULL,
-    last_seen_at BIGINT NOT NULL,
-    expires_at   BIGINT NOT NULL
+    created_at   {INT} NOT NULL,
+    last_seen_at {INT} NOT NULL,
+    expires_at   {INT} NOT NULL
 );
 CREATE INDEX sessions_user ON sessions (user_id);
 
@@ -156,7 +161,7 @@ CREATE TABLE audit_events (
     subject_user_id TEXT,
     ip              TEXT,
     details         TEXT NOT NULL,
-    created_at      BIGINT NOT NULL
+    created_at      {INT} NOT NULL
 );
 CREATE INDEX audit_created ON audit_events (created_at, id);
 CREATE INDEX audit_workspace ON audit_events (workspace_id, id);
@@ -169,9 +174,9 @@ CREATE INDEX audit_action ON audit_events (action, id);
 -- Stored (encrypted) answers to requests carrying an `Idempotency-Key`.
 CREATE TABLE idempotency (
     key          TEXT PRIMARY KEY,
-    request_hash BYTEA NOT NULL,
-    response     BYTEA NOT NULL,
-    created_at   BIGINT NOT NULL
+    request_hash {BLOB} NOT NULL,
+    response     {BLOB} NOT NULL,
+    created_at   {INT} NOT NULL
 );
 CREATE INDEX idempotency_created ON idempotency (created_at);
 
@@ -179,10 +184,10 @@ CREATE INDEX idempotency_created ON idempotency (created_at);
 CREATE TABLE signing_keys (
     id          TEXT PRIMARY KEY,
     algorithm   TEXT NOT NULL,
-    public_key  BYTEA NOT NULL,
-    private_key BYTEA NOT NULL,
-    created_at  BIGINT NOT NULL,
-    retire_at   BIGINT NOT NULL,
-    expires_at  BIGINT NOT NULL
+    public_key  {BLOB} NOT NULL,
+    private_key {BLOB} NOT NULL,
+    created_at  {INT} NOT NULL,
+    retire_at   {INT} NOT NULL,
+    expires_at  {INT} NOT NULL
 );
 CREATE INDEX signing_keys_created ON signing_keys (created_at);
