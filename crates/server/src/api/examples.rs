@@ -200,6 +200,12 @@ pub fn schema(name: &str) -> Option<Value> {
             "environment": "production",
             "expires_in_days": 90
         }),
+        "UpdateTokenRequest" => json!({
+            "allowed_ips": ["203.0.113.0/24", "2001:db8::/32"],
+            "rate_limit": {"limit": 600, "window_secs": 60},
+            "metadata": {"team": "payments"}
+        }),
+        "RevealedToken" => json!({"token": SECRET}),
         "RotateTokenRequest" => json!({"expires_in_days": 90, "grace_seconds": 3600}),
         "CreateUserRequest" => json!({
             "username": "alice",
