@@ -585,6 +585,7 @@ impl Client {
     /// the reason it does not work.
     pub async fn verify(&self, secret: &str) -> Result<VerifyResponse, Error> {
         let body = VerifyRequest {
+            ip: None,
             token: secret.to_owned(),
         };
         self.post("/api/v1/tokens/verify", &body).await

@@ -296,6 +296,11 @@ pub struct TokenRecord {
     pub state: StoredState,
     /// Whether it was revoked by a leak report (then it cannot be restored).
     pub leaked: bool,
+    /// Verify-time policy (metadata, allowed IPs, rate limit, usage credits).
+    pub policy: crate::token_policy::TokenPolicy,
+    /// Where its usage credits stand in the store, when it has them (read joined; on
+    /// create, `pool` is the initial `remaining_uses`).
+    pub uses: Option<crate::token_policy::UsesState>,
 }
 
 /// What the rest of the world needs to derive a token's visible state.
@@ -328,7 +333,35 @@ impl TokenRecord {
             last_used_at: self.last_used_at,
             last_used_ip: self.last_used_ip.clone(),
             state: crate::policy::visible_state(self.state, self.expires_at, now, ctx),
+            metadata: self.policy.metadata.as_ref().map(|m| m.object.clone()),
+            allowed_ips: self
+                .policy
+                .allowed_ips
+                .as_ref()
+                .map(|nets| nets.iter().map(ToString::to_string).collect()),
+            rate_limit: self.policy.rate_limit.map(|r| proto::RateLimit {
+                limit: u64::from(r.limit),
+                window_secs: u64::from(r.window_secs),
+            }),
+            remaining_uses: self.remaining_uses(now.unix_timestamp(), 0),
+            refill: self
+                .policy
+                .uses
+                .and_then(|u| u.refill)
+                .map(|r| proto::Refill {
+                    amount: r.amount.max(0) as u64,
+                    interval: r.interval,
+                }),
         }
+    }
+
+    /// `remaining_uses` at `now` (unix seconds) as the store counts it, less `unreported`
+    /// uses this node spent and has not reported yet; `None`: unlimited.
+    pub fn remaining_uses(&self, now: i64, unreported: i64) -> Option<u64> {
+        let uses = self.policy.uses?;
+        let state = self.uses.unwrap_or_default();
+        let left = state.remaining(uses.refill, now) - unreported;
+        Some(left.max(0) as u64)
     }
 }
 

@@ -656,7 +656,10 @@ pub fn settle(
 }
 
 /// `PATCH remaining_uses: n` at `now`: `n` uses from now on, counting what nodes hold (so
-/// the pool is `n` less every live lease of the current period, never below 0).
+/// the pool is `n` less every live lease of the current period). The pool goes below 0
+/// while nodes hold more than `n`: nothing more is granted, and what they give back
+/// ([`settle`]) brings it to `n` less what they spent, so the uses after the `PATCH` are
+/// never more than `n`.
 pub fn set_remaining(
     row: Option<BudgetRow>,
     leases: &[LeaseRow],
@@ -672,7 +675,7 @@ pub fn set_remaining(
         .sum();
     BudgetRow {
         period: current.period,
-        pool: (n - held).max(0),
+        pool: n - held,
     }
 }
 

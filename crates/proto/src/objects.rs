@@ -56,6 +56,24 @@ pub struct Token {
     pub last_used_ip: Option<String>,
     /// State, with `suspended` and `type_disabled` derived at read time.
     pub state: TokenState,
+    /// Free-form JSON object (at most 4 KiB as compact JSON) returned by every check of
+    /// the token (verify, introspection, forward-auth); `null` when none.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
+    /// IPv4/IPv6 CIDRs the token may be used from; `null`: anywhere.
+    #[serde(default)]
+    pub allowed_ips: Option<Vec<String>>,
+    /// At most `limit` uses per window; `null`: no limit.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimit>,
+    /// Uses left (`null`: unlimited); each use takes one, at 0 checks fail with
+    /// `usage_exceeded`.
+    #[serde(default)]
+    pub remaining_uses: Option<u64>,
+    /// How `remaining_uses` is refilled; `null`: never.
+    #[serde(default)]
+    pub refill: Option<Refill>,
 }
 
 /// A token's rate limit: at most `limit` uses in each window of `window_secs` seconds

@@ -2,7 +2,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
-use crate::{OrgRole, Scope, TokenCreators, TokenType, WorkspaceRole};
+use crate::{OrgRole, RateLimit, Refill, Scope, TokenCreators, TokenType, WorkspaceRole};
 
 /// `POST /api/v1/session`.
 #[derive(Clone, Serialize, Deserialize, ToSchema)]
@@ -147,6 +147,22 @@ pub struct CreateTokenRequest {
     /// For personal tokens: the owner (org admins may create for others).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner_id: Option<String>,
+    /// A JSON object (at most 4 KiB as compact JSON) returned by every check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Value>,
+    /// IPv4/IPv6 CIDRs (or single addresses) the token may be used from, 1-100 entries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_ips: Option<Vec<String>>,
+    /// At most `limit` uses per window of `window_secs` (≤ 86,400) seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
+    /// Uses granted (0 or more; omitted: unlimited).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remaining_uses: Option<i64>,
+    /// Refill of `remaining_uses` (needs `remaining_uses`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refill: Option<Refill>,
 }
 
 fn default_token_type() -> TokenType {
@@ -165,6 +181,11 @@ impl CreateTokenRequest {
             expires_in_days: None,
             expires_at: None,
             owner_id: None,
+            metadata: None,
+            allowed_ips: None,
+            rate_limit: None,
+            remaining_uses: None,
+            refill: None,
         }
     }
 }
@@ -188,12 +209,64 @@ pub struct RotateTokenRequest {
     pub expires_at: Option<OffsetDateTime>,
 }
 
+/// `PATCH /api/v1/tokens/{id}`: the token's verify-time policy; every field optional, a
+/// field given as `null` clears it. A token changing its own policy may only narrow it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateTokenRequest {
+    /// A JSON object (at most 4 KiB as compact JSON); `null` clears it.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::double_option"
+    )]
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<Option<serde_json::Value>>,
+    /// IPv4/IPv6 CIDRs, 1-100 entries; `null`: anywhere.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::double_option"
+    )]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub allowed_ips: Option<Option<Vec<String>>>,
+    /// Rate limit; `null`: none.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::double_option"
+    )]
+    #[schema(value_type = Option<RateLimit>)]
+    pub rate_limit: Option<Option<RateLimit>>,
+    /// Uses from now on (0 or more); `null`: unlimited (also drops `refill`).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::double_option"
+    )]
+    #[schema(value_type = Option<i64>)]
+    pub remaining_uses: Option<Option<i64>>,
+    /// Refill of `remaining_uses`; `null`: never.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::double_option"
+    )]
+    #[schema(value_type = Option<Refill>)]
+    pub refill: Option<Option<Refill>>,
+}
+
 /// `POST /api/v1/tokens/verify`.
 #[derive(Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VerifyRequest {
     /// The secret to check.
     pub token: String,
+    /// The address the token is being used from, checked against its `allowed_ips`
+    /// (a resource server passes its client's address). Omitted: a token with
+    /// `allowed_ips` fails with `ip_not_allowed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
 }
 
 impl std::fmt::Debug for VerifyRequest {

@@ -149,6 +149,8 @@ async fn bulk_load(data_dir: &Path, count: usize, tokens_file: &Path) {
                 last_used_ip: None,
                 state: StoredState::Active,
                 leaked: false,
+                policy: Default::default(),
+                uses: None,
             };
             let secret_record = SecretRecord {
                 token_id: id,

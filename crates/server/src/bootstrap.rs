@@ -146,6 +146,8 @@ pub async fn bootstrap(
         last_used_ip: None,
         state: StoredState::Active,
         leaked: false,
+        policy: Default::default(),
+        uses: None,
     };
     let secret_record = SecretRecord {
         token_id: token_record.id.clone(),

@@ -23,6 +23,7 @@ pub mod feed;
 pub mod fixtures;
 pub mod housekeeping;
 pub mod limits;
+pub mod policy;
 pub mod tokens;
 pub mod users;
 
@@ -31,6 +32,7 @@ pub use feed::*;
 pub use fixtures::*;
 pub use housekeeping::*;
 pub use limits::*;
+pub use policy::*;
 pub use tokens::*;
 pub use users::*;
 
@@ -80,6 +82,12 @@ macro_rules! conformance_cases {
                 limit_max_tokens_per_user,
                 concurrent_creates_respect_limits,
                 one_legacy_token_per_user,
+            }
+            policy {
+                token_policy_roundtrip_and_patch,
+                uses_leases_and_settling,
+                rate_budget_per_window,
+                concurrent_leases_never_over_grant,
             }
             feed {
                 audit_filters,

@@ -164,6 +164,28 @@ pub struct UserPatch {
     pub password_hash: Option<String>,
 }
 
+/// A change of a token's verify-time policy (`PATCH /api/v1/tokens/{id}`): each field
+/// `None` keeps it, `Some(None)` clears it. Checked by the caller (core's validators and
+/// narrowing rules); the store applies it in one transaction with its audit event and a
+/// [`ChangeKind::Token`] change, and keeps the budgets in step: a new `rate_limit` starts
+/// a fresh rate budget; `remaining_uses: Some(Some(n))` means `n` uses from now on,
+/// counting what nodes hold leased (`token_policy::set_remaining`); `Some(None)` drops the
+/// credits and their refill. A `refill` without credits (before or after the patch) is a
+/// `Conflict`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TokenPolicyPatch {
+    /// Metadata.
+    pub metadata: Option<Option<latchkey_core::token_policy::Metadata>>,
+    /// Allowed networks.
+    pub allowed_ips: Option<Option<Vec<ipnet::IpNet>>>,
+    /// Rate limit.
+    pub rate_limit: Option<Option<latchkey_core::token_policy::RateLimit>>,
+    /// Usage credits from now on.
+    pub remaining_uses: Option<Option<i64>>,
+    /// Refill of the credits.
+    pub refill: Option<Option<latchkey_core::token_policy::Refill>>,
+}
+
 /// What changed, as read from the change feed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ChangeKind {
@@ -545,6 +567,35 @@ pub trait Store: Send + Sync + 'static {
         id: &str,
         event: NewAuditEvent,
     ) -> StoreResult<()>;
+    /// Changes a token's verify-time policy (see [`TokenPolicyPatch`]).
+    async fn update_token_policy(
+        &self,
+        now: OffsetDateTime,
+        id: &str,
+        patch: TokenPolicyPatch,
+        event: NewAuditEvent,
+    ) -> StoreResult<TokenRecord>;
+    /// Node `node` leases up to `want` uses of a token's budget at `now` (unix seconds, the
+    /// node's clock): one transaction over the budget's row
+    /// (`latchkey_core::token_policy::lease`). `None` when the token is gone or has no
+    /// such budget any more. Bookkeeping: no change, no audit event.
+    async fn lease_budget(
+        &self,
+        now: i64,
+        token_id: &str,
+        kind: latchkey_core::token_policy::BudgetKind,
+        node: &str,
+        want: i64,
+    ) -> StoreResult<Option<latchkey_core::token_policy::LeaseGrant>>;
+    /// Applies node `node`'s reports at `now` in one transaction
+    /// (`latchkey_core::token_policy::settle`); answers, per report in order, until when
+    /// the node may spend what it keeps (`None`: nothing; stop spending).
+    async fn settle_leases(
+        &self,
+        now: i64,
+        node: &str,
+        reports: Vec<latchkey_core::token_policy::LeaseReport>,
+    ) -> StoreResult<Vec<Option<i64>>>;
     /// Merges last-used observations (latest time wins, the IP goes with the time; unknown
     /// tokens are ignored). Not a change: records nothing in the change feed.
     async fn record_last_used(&self, batch: &[LastUsed]) -> StoreResult<()>;

@@ -18,6 +18,7 @@ mod lifecycle;
 mod oauth_clients;
 mod observability;
 pub mod outage;
+mod policy;
 mod process;
 mod proxies;
 mod scale_out;

@@ -256,8 +256,20 @@ fn set_remaining_counts_live_leases() {
         90,
     );
     assert_eq!(row.pool, 95);
+    // Less than a node holds: the pool owes it, and the node's return settles the debt.
     let row = set_remaining(Some(BudgetRow { period: 0, pool: 3 }), &leases, rule, 2, 90);
-    assert_eq!(row.pool, 0);
+    assert_eq!(row.pool, -3);
+    assert_eq!(grant_size(row.pool, 10), 0);
+    let report = LeaseReport {
+        token_id: "t".into(),
+        kind: BudgetKind::Uses,
+        period: 0,
+        consumed: 1,
+        returned: 4,
+    };
+    let out = settle(row, Some(leases[0]), &report, rule, 91);
+    assert_eq!(out.row.pool, 1, "2 granted, 1 spent since");
+    assert_eq!(out.lease, None);
 }
 
 #[test]

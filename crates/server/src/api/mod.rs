@@ -69,7 +69,9 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/tokens/verify", post(tokens::verify))
         .route(
             "/api/v1/tokens/{id}",
-            get(tokens::get).delete(tokens::delete),
+            get(tokens::get)
+                .patch(tokens::update)
+                .delete(tokens::delete),
         )
         .route("/api/v1/tokens/{id}/revoke", post(tokens::revoke))
         .route("/api/v1/tokens/{id}/restore", post(tokens::restore))
@@ -158,6 +160,7 @@ fn forward_auth_methods() -> axum::routing::MethodRouter<AppState> {
         tokens::list_in_workspace,
         tokens::create,
         tokens::get,
+        tokens::update,
         tokens::delete,
         tokens::revoke,
         tokens::restore,

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use utoipa::OpenApi;
 
 use crate::error::ApiError;
+use latchkey_core::token_policy;
 
 /// The methods forward-auth answers besides `GET` (see `forward_auth_methods` in the router).
 const FORWARD_AUTH_METHODS: [&str; 5] = ["post", "put", "patch", "delete", "options"];
@@ -249,6 +250,19 @@ fn body_constraints() -> Vec<(&'static str, &'static str, Value)> {
     let password = json!({"minLength": 8, "maxLength": 1024});
     let email = json!({"maxLength": 254, "pattern": r"^[^\s@]*@[^\s]*$"});
     let count = json!({"minimum": 1});
+    // `parse_allowed_ips`: IPv4 or IPv6 addresses, or IPv4 CIDRs (IPv6 CIDRs are taken
+    // too; no pattern short enough says exactly which strings those are).
+    let octet = "(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])";
+    let allowed_ips = json!({
+        "minItems": 1,
+        "maxItems": token_policy::MAX_ALLOWED_IPS,
+        "items": {"type": "string", "anyOf": [
+            {"format": "ipv4"},
+            {"format": "ipv6"},
+            {"pattern": format!("^({octet}\\.){{3}}{octet}/(3[0-2]|[12]?[0-9])$")},
+        ]},
+    });
+    let uses = json!({"minimum": 0, "maximum": token_policy::MAX_USES});
     vec![
         ("CreateTokenRequest", "name", name(200)),
         ("CreateProjectRequest", "name", name(200)),
@@ -300,6 +314,25 @@ fn body_constraints() -> Vec<(&'static str, &'static str, Value)> {
             json!({"minimum": 1, "maximum": crate::service::settings::MAX_DAYS}),
         ),
         ("UpdateTokenSettingsRequest", "max_tokens_per_user", count),
+        ("CreateTokenRequest", "allowed_ips", allowed_ips.clone()),
+        ("UpdateTokenRequest", "allowed_ips", allowed_ips),
+        ("CreateTokenRequest", "remaining_uses", uses.clone()),
+        ("UpdateTokenRequest", "remaining_uses", uses),
+        (
+            "RateLimit",
+            "limit",
+            json!({"minimum": 1, "maximum": token_policy::MAX_RATE_LIMIT}),
+        ),
+        (
+            "RateLimit",
+            "window_secs",
+            json!({"minimum": 1, "maximum": token_policy::MAX_WINDOW_SECS}),
+        ),
+        (
+            "Refill",
+            "amount",
+            json!({"minimum": 1, "maximum": token_policy::MAX_USES}),
+        ),
         (
             "UpdateTokenSettingsRequest",
             "personal_token_ttl_days",

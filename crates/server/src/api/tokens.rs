@@ -5,8 +5,8 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use latchkey_proto::{
-    CreateTokenRequest, CreatedToken, ErrorBody, Page, RotateTokenRequest, Token, VerifyRequest,
-    VerifyResponse,
+    CreateTokenRequest, CreatedToken, ErrorBody, Page, RotateTokenRequest, Token,
+    UpdateTokenRequest, VerifyRequest, VerifyResponse,
 };
 use serde::Deserialize;
 
@@ -83,6 +83,22 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> Result<Json<Token>, ApiError> {
     Ok(Json(state.get_token(&p, &id).await?))
+}
+
+/// Change a token's verify-time policy: `metadata`, `allowed_ips`, `rate_limit`,
+/// `remaining_uses` (uses from now on), `refill`. Fields left out stay; `null` clears.
+/// A token changing its own policy may only narrow it (403 otherwise).
+#[utoipa::path(patch, path = "/api/v1/tokens/{id}", tag = "tokens", params(("id" = String, Path)),
+    request_body = UpdateTokenRequest,
+    responses((status = 200, body = Token), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn update(
+    State(state): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<UpdateTokenRequest>,
+) -> Result<Json<Token>, ApiError> {
+    Ok(Json(state.update_token(&p, &id, req).await?))
 }
 
 /// Delete a token for good.

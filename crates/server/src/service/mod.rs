@@ -12,6 +12,7 @@ pub mod interop;
 mod projects;
 mod sessions;
 pub(crate) mod settings;
+mod token_policy;
 mod tokens;
 mod users;
 pub mod webhooks;

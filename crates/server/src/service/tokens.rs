@@ -166,6 +166,7 @@ impl AppState {
         let now = self.clock.now();
         let ws = self.resolve_workspace(p, workspace_ref).await?;
         let name = check_name("name", &req.name, 200)?;
+        let (token_policy, uses) = super::token_policy::create_policy(&req)?;
         p.require_token_scope(Scope::TokensWrite, Some(&ws.id))?;
         let token_type = req.token_type;
         let org = self.org().await?;
@@ -349,6 +350,8 @@ impl AppState {
             last_used_ip: None,
             state: StoredState::Active,
             leaked: false,
+            policy: token_policy,
+            uses,
         };
         let limits = policy::limits_for(
             token_type,
@@ -431,7 +434,11 @@ impl AppState {
         Ok(token)
     }
 
-    async fn manageable_token(&self, p: &Principal, id: &str) -> Result<TokenRecord, ApiError> {
+    pub(crate) async fn manageable_token(
+        &self,
+        p: &Principal,
+        id: &str,
+    ) -> Result<TokenRecord, ApiError> {
         let token = self.visible_token(p, id).await?;
         p.require_token_scope(Scope::TokensWrite, token.workspace_id.as_deref())?;
         if !p.can_manage(&token) {
@@ -472,7 +479,7 @@ impl AppState {
             .map_err(|denied| ApiError::Conflict(denied.to_string()))
     }
 
-    fn token_event(p: &Principal, action: &str, token: &TokenRecord) -> NewAuditEvent {
+    pub(crate) fn token_event(p: &Principal, action: &str, token: &TokenRecord) -> NewAuditEvent {
         let mut event = p.event(action);
         event.target_type = Some("token".into());
         event.target_id = Some(token.id.clone());

@@ -135,6 +135,8 @@ pub fn token_record(
         last_used_ip: None,
         state: StoredState::Active,
         leaked: false,
+        policy: Default::default(),
+        uses: None,
     };
     let secret = secret_for(&id);
     (token, secret)

@@ -46,8 +46,9 @@ use crate::{
 use crate::{
     AuditFilter, BootstrapPlan, Change, ChangeKind, IdempotencyRecord, LastUsed, PageRequest,
     Paged, Purged, Retention, SigningKeyRecord, Store, StoreError, StoreResult, TokenFilter,
-    UserPatch,
+    TokenPolicyPatch, UserPatch,
 };
+use latchkey_core::token_policy::{BudgetKind, LeaseGrant, LeaseReport};
 
 /// The most items one page may hold, whatever the caller asks.
 const MAX_PAGE: u32 = 10_000;
@@ -738,6 +739,48 @@ impl<B: SqlBackend> Store for B {
         }
         let batch = batch.to_vec();
         in_write!(self: Self, Serialized, |conn| ops::record_last_used(conn, &batch))
+    }
+
+    async fn update_token_policy(
+        &self,
+        now: OffsetDateTime,
+        id: &str,
+        patch: TokenPolicyPatch,
+        event: NewAuditEvent,
+    ) -> StoreResult<TokenRecord> {
+        let id = id.to_owned();
+        in_write!(self: Self, Serialized, |conn| ops::update_token_policy(
+            conn, now, &id, &patch, &event
+        ))
+    }
+
+    async fn lease_budget(
+        &self,
+        now: i64,
+        token_id: &str,
+        kind: BudgetKind,
+        node: &str,
+        want: i64,
+    ) -> StoreResult<Option<LeaseGrant>> {
+        let (token_id, node) = (token_id.to_owned(), node.to_owned());
+        in_write!(self: Self, Bookkeeping, |conn| ops::lease_budget(
+            conn, now, &token_id, kind, &node, want
+        ))
+    }
+
+    async fn settle_leases(
+        &self,
+        now: i64,
+        node: &str,
+        reports: Vec<LeaseReport>,
+    ) -> StoreResult<Vec<Option<i64>>> {
+        if reports.is_empty() {
+            return Ok(Vec::new());
+        }
+        let node = node.to_owned();
+        in_write!(self: Self, Bookkeeping, |conn| ops::settle_leases(
+            conn, now, &node, &reports
+        ))
     }
 
     async fn expire_tokens(&self, now: OffsetDateTime) -> StoreResult<Vec<String>> {

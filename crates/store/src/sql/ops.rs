@@ -7,6 +7,10 @@
 //! [`SqlBackend::record_last_used`]).
 
 use latchkey_core::policy::{Limits, check_restore, limits_for};
+use latchkey_core::token_policy::{
+    self, BudgetKind, BudgetRow, BudgetRule, LeaseGrant, LeaseReport, LeaseRow, TokenPolicy,
+    UsesPolicy,
+};
 use latchkey_core::{
     InstanceSettings, MembershipRecord, NewAuditEvent, OrgRecord, ProjectRecord, SecretRecord,
     SessionRecord, StoredState, TokenRecord, TokenSettings, UserRecord, WorkspaceRecord, new_id,
@@ -18,7 +22,7 @@ use super::driver::{Arg, Conn, Fetch};
 use super::{SqlBackend, rows};
 use crate::{
     BootstrapPlan, ChangeKind, IdempotencyRecord, LastUsed, Purged, Retention, SigningKeyRecord,
-    StoreError, StoreResult, UserPatch,
+    StoreError, StoreResult, TokenPolicyPatch, UserPatch,
 };
 
 /// How long an idempotent answer is kept (DESIGN.md §7: 24 h).
@@ -267,10 +271,13 @@ async fn insert_token<B: SqlBackend>(
     conn: &mut Conn<'_, B>,
     token: &TokenRecord,
 ) -> StoreResult<()> {
+    let policy = PolicyColumns::of(&token.policy)?;
     sqlx::query(
         "INSERT INTO tokens (id, org_id, name, token_type, hint, workspace_id, owner_id, \
          created_by, scopes, projects, environment, created_at, expires_at, last_used_at, \
-         last_used_ip, state, leaked) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+         last_used_ip, state, leaked, metadata, allowed_ips, rate_limit, rate_window_secs, \
+         uses_limited, refill_amount, refill_interval) VALUES ($1, $2, $3, $4, $5, $6, $7, \
+         $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)",
     )
     .arg(&token.id)
     .arg(&token.org_id)
@@ -289,9 +296,298 @@ async fn insert_token<B: SqlBackend>(
     .arg(&token.last_used_ip)
     .arg(token.state.as_str())
     .arg(token.leaked)
+    .arg(policy.metadata)
+    .arg(policy.allowed_ips)
+    .arg(policy.rate_limit)
+    .arg(policy.rate_window_secs)
+    .arg(policy.uses_limited)
+    .arg(policy.refill_amount)
+    .arg(policy.refill_interval)
+    .run(conn)
+    .await?;
+    if let Some(rule) = BudgetRule::of(&token.policy, BudgetKind::Uses) {
+        let pool = token.uses.map_or(0, |u| u.pool);
+        put_budget(
+            conn,
+            &token.id,
+            BudgetKind::Uses,
+            BudgetRow {
+                period: rule.periods.index(secs(token.created_at)),
+                pool,
+            },
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// A token's policy as column values.
+struct PolicyColumns {
+    metadata: Option<String>,
+    allowed_ips: Option<String>,
+    rate_limit: Option<i64>,
+    rate_window_secs: Option<i64>,
+    uses_limited: bool,
+    refill_amount: Option<i64>,
+    refill_interval: Option<&'static str>,
+}
+
+impl PolicyColumns {
+    fn of(policy: &TokenPolicy) -> StoreResult<PolicyColumns> {
+        let refill = policy.uses.and_then(|u| u.refill);
+        Ok(PolicyColumns {
+            metadata: policy.metadata.as_ref().map(|m| m.compact.clone()),
+            allowed_ips: match &policy.allowed_ips {
+                Some(nets) => Some(json(
+                    &nets.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                )?),
+                None => None,
+            },
+            rate_limit: policy.rate_limit.map(|r| i64::from(r.limit)),
+            rate_window_secs: policy.rate_limit.map(|r| i64::from(r.window_secs)),
+            uses_limited: policy.uses.is_some(),
+            refill_amount: refill.map(|r| r.amount),
+            refill_interval: refill.map(|r| r.interval.as_str()),
+        })
+    }
+}
+
+// --- budgets and leases -------------------------------------------------------------
+
+/// Writes a budget's pool (insert or replace).
+async fn put_budget<B: SqlBackend>(
+    conn: &mut Conn<'_, B>,
+    token_id: &str,
+    kind: BudgetKind,
+    row: BudgetRow,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO token_budgets (token_id, kind, period, pool) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (token_id, kind) DO UPDATE SET period = excluded.period, \
+         pool = excluded.pool",
+    )
+    .arg(token_id)
+    .arg(kind.as_str())
+    .arg(row.period)
+    .arg(row.pool)
     .run(conn)
     .await?;
     Ok(())
+}
+
+/// Locks a budget's row for the rest of the transaction (an UPDATE that changes nothing:
+/// portable, and on PostgreSQL a row lock that concurrent leases of the same budget wait
+/// on) and reads it.
+async fn lock_budget<B: SqlBackend>(
+    conn: &mut Conn<'_, B>,
+    token_id: &str,
+    kind: BudgetKind,
+) -> StoreResult<Option<BudgetRow>> {
+    sqlx::query("UPDATE token_budgets SET pool = pool WHERE token_id = $1 AND kind = $2")
+        .arg(token_id)
+        .arg(kind.as_str())
+        .run(conn)
+        .await?;
+    let row =
+        sqlx::query("SELECT period, pool FROM token_budgets WHERE token_id = $1 AND kind = $2")
+            .arg(token_id)
+            .arg(kind.as_str())
+            .optional(conn)
+            .await?;
+    match row {
+        Some(row) => Ok(Some(BudgetRow {
+            period: rows::get(&row, "period")?,
+            pool: rows::get(&row, "pool")?,
+        })),
+        None => Ok(None),
+    }
+}
+
+/// Every lease of a budget, by node.
+async fn load_leases<B: SqlBackend>(
+    conn: &mut Conn<'_, B>,
+    token_id: &str,
+    kind: BudgetKind,
+) -> StoreResult<Vec<(String, LeaseRow)>> {
+    let found = sqlx::query(
+        "SELECT node_id, period, held, expires_at FROM token_leases \
+         WHERE token_id = $1 AND kind = $2",
+    )
+    .arg(token_id)
+    .arg(kind.as_str())
+    .all(conn)
+    .await?;
+    found
+        .iter()
+        .map(|row| {
+            Ok((
+                rows::get(row, "node_id")?,
+                LeaseRow {
+                    period: rows::get(row, "period")?,
+                    held: rows::get(row, "held")?,
+                    expires_at: rows::get(row, "expires_at")?,
+                },
+            ))
+        })
+        .collect()
+}
+
+/// Writes (or, `None`, deletes) one node's lease.
+async fn put_lease<B: SqlBackend>(
+    conn: &mut Conn<'_, B>,
+    token_id: &str,
+    kind: BudgetKind,
+    node: &str,
+    lease: Option<LeaseRow>,
+) -> StoreResult<()> {
+    match lease {
+        Some(l) => {
+            sqlx::query(
+                "INSERT INTO token_leases (token_id, kind, node_id, period, held, expires_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (token_id, kind, node_id) \
+                 DO UPDATE SET period = excluded.period, held = excluded.held, \
+                 expires_at = excluded.expires_at",
+            )
+            .arg(token_id)
+            .arg(kind.as_str())
+            .arg(node)
+            .arg(l.period)
+            .arg(l.held)
+            .arg(l.expires_at)
+            .run(conn)
+            .await?;
+        }
+        None => {
+            sqlx::query(
+                "DELETE FROM token_leases WHERE token_id = $1 AND kind = $2 AND node_id = $3",
+            )
+            .arg(token_id)
+            .arg(kind.as_str())
+            .arg(node)
+            .run(conn)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Deletes a budget and its leases (`None`: both kinds).
+async fn drop_budget<B: SqlBackend>(
+    conn: &mut Conn<'_, B>,
+    token_id: &str,
+    kind: Option<BudgetKind>,
+) -> StoreResult<()> {
+    for table in ["token_leases", "token_budgets"] {
+        match kind {
+            Some(kind) => {
+                sqlx::query(&format!(
+                    "DELETE FROM {table} WHERE token_id = $1 AND kind = $2"
+                ))
+                .arg(token_id)
+                .arg(kind.as_str())
+                .run(conn)
+                .await?;
+            }
+            None => {
+                sqlx::query(&format!("DELETE FROM {table} WHERE token_id = $1"))
+                    .arg(token_id)
+                    .run(conn)
+                    .await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The budget rule of `kind` for a token as stored now (`None`: the token is gone or has
+/// no such budget).
+async fn stored_rule<B: SqlBackend>(
+    conn: &mut Conn<'_, B>,
+    token_id: &str,
+    kind: BudgetKind,
+) -> StoreResult<Option<BudgetRule>> {
+    match load_token(conn, token_id).await {
+        Ok(token) => Ok(BudgetRule::of(&token.policy, kind)),
+        Err(StoreError::NotFound(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// A node leases up to `want` uses of a token's budget (see [`latchkey_core::token_policy::lease`]).
+pub(crate) async fn lease_budget<B: SqlBackend>(
+    conn: &mut Conn<'_, B>,
+    now: i64,
+    token_id: &str,
+    kind: BudgetKind,
+    node: &str,
+    want: i64,
+) -> StoreResult<Option<LeaseGrant>> {
+    if kind == BudgetKind::Rate {
+        // A rate budget starts full: make its row so that there is one to lock.
+        sqlx::query(
+            "INSERT INTO token_budgets (token_id, kind, period, pool) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (token_id, kind) DO NOTHING",
+        )
+        .arg(token_id)
+        .arg(kind.as_str())
+        .arg(i64::MIN)
+        .arg(0i64)
+        .run(conn)
+        .await?;
+    }
+    let row = lock_budget(conn, token_id, kind).await?;
+    let Some(rule) = stored_rule(conn, token_id, kind).await? else {
+        return Ok(None);
+    };
+    let leases = load_leases(conn, token_id, kind).await?;
+    let mine = leases.iter().find(|(n, _)| n == node).map(|(_, l)| *l);
+    let out = token_policy::lease(row, mine, rule, now, want);
+    put_budget(conn, token_id, kind, out.row).await?;
+    put_lease(conn, token_id, kind, node, out.lease).await?;
+    // Other nodes' leases that are void (an older period) or dead: the store counts them
+    // spent, so their rows only cost space.
+    for (other, lease) in &leases {
+        if other != node && (lease.period != out.row.period || !lease.is_live(now)) {
+            put_lease(conn, token_id, kind, other, None).await?;
+        }
+    }
+    Ok(Some(out.grant))
+}
+
+/// Applies a node's reports (see [`latchkey_core::token_policy::settle`]); for each, until
+/// when the node may spend what it keeps (`None`: stop).
+pub(crate) async fn settle_leases<B: SqlBackend>(
+    conn: &mut Conn<'_, B>,
+    now: i64,
+    node: &str,
+    reports: &[LeaseReport],
+) -> StoreResult<Vec<Option<i64>>> {
+    // Rows are locked in one order (token, kind) whoever reports, so two nodes settling
+    // at once cannot deadlock on PostgreSQL.
+    let mut order: Vec<usize> = (0..reports.len()).collect();
+    order.sort_by(|&a, &b| {
+        (&reports[a].token_id, reports[a].kind.as_str())
+            .cmp(&(&reports[b].token_id, reports[b].kind.as_str()))
+    });
+    let mut answers = vec![None; reports.len()];
+    for index in order {
+        let report = &reports[index];
+        let row = lock_budget(conn, &report.token_id, report.kind).await?;
+        let rule = stored_rule(conn, &report.token_id, report.kind).await?;
+        let (Some(row), Some(rule)) = (row, rule) else {
+            continue;
+        };
+        let mine = load_leases(conn, &report.token_id, report.kind)
+            .await?
+            .into_iter()
+            .find(|(n, _)| n == node)
+            .map(|(_, l)| l);
+        let out = token_policy::settle(row, mine, report, rule, now);
+        put_budget(conn, &report.token_id, report.kind, out.row).await?;
+        put_lease(conn, &report.token_id, report.kind, node, out.lease).await?;
+        answers[index] = out.valid_until;
+    }
+    Ok(answers)
 }
 
 /// Inserts a secret for `token_id` (the record's own `token_id` is not trusted).
@@ -941,6 +1237,7 @@ pub(crate) async fn rotate_token<B: SqlBackend>(
 }
 
 async fn delete_token_rows<B: SqlBackend>(conn: &mut Conn<'_, B>, id: &str) -> StoreResult<u64> {
+    drop_budget(conn, id, None).await?;
     sqlx::query("DELETE FROM token_secrets WHERE token_id = $1")
         .arg(id)
         .run(conn)
@@ -964,6 +1261,123 @@ pub(crate) async fn delete_token<B: SqlBackend>(
     delete_token_rows(conn, id).await?;
     bump(conn, ChangeKind::Token, id).await?;
     Ok(())
+}
+
+/// Applies a change of a token's verify-time policy (see [`crate::TokenPolicyPatch`]).
+pub(crate) async fn update_token_policy<B: SqlBackend>(
+    conn: &mut Conn<'_, B>,
+    now: OffsetDateTime,
+    id: &str,
+    patch: &TokenPolicyPatch,
+    event: &NewAuditEvent,
+) -> StoreResult<TokenRecord> {
+    let token = load_token(conn, id).await?;
+    let old = token.policy.clone();
+    let mut policy = old.clone();
+    if let Some(metadata) = &patch.metadata {
+        policy.metadata = metadata.clone();
+    }
+    if let Some(allowed) = &patch.allowed_ips {
+        policy.allowed_ips = allowed.clone();
+    }
+    if let Some(rate) = patch.rate_limit {
+        policy.rate_limit = rate;
+    }
+    match patch.remaining_uses {
+        Some(None) => policy.uses = None,
+        Some(Some(_)) if policy.uses.is_none() => policy.uses = Some(UsesPolicy::default()),
+        _ => {}
+    }
+    if let Some(refill) = patch.refill {
+        match policy.uses.as_mut() {
+            Some(uses) => uses.refill = refill,
+            None if refill.is_some() => {
+                return Err(StoreError::Conflict(
+                    "a refill needs remaining_uses; set remaining_uses too".to_owned(),
+                ));
+            }
+            None => {}
+        }
+    }
+    let columns = PolicyColumns::of(&policy)?;
+    sqlx::query(
+        "UPDATE tokens SET metadata = $1, allowed_ips = $2, rate_limit = $3, \
+         rate_window_secs = $4, uses_limited = $5, refill_amount = $6, refill_interval = $7 \
+         WHERE id = $8",
+    )
+    .arg(columns.metadata)
+    .arg(columns.allowed_ips)
+    .arg(columns.rate_limit)
+    .arg(columns.rate_window_secs)
+    .arg(columns.uses_limited)
+    .arg(columns.refill_amount)
+    .arg(columns.refill_interval)
+    .arg(id)
+    .run(conn)
+    .await?;
+    let at = secs(now);
+    // A new rate limit starts a fresh budget (nodes drop their blocks on the change).
+    if policy.rate_limit != old.rate_limit {
+        drop_budget(conn, id, Some(BudgetKind::Rate)).await?;
+    }
+    match (
+        BudgetRule::of(&old, BudgetKind::Uses),
+        BudgetRule::of(&policy, BudgetKind::Uses),
+    ) {
+        (_, None) => drop_budget(conn, id, Some(BudgetKind::Uses)).await?,
+        (None, Some(rule)) => {
+            let n = patch.remaining_uses.flatten().unwrap_or(0);
+            drop_budget(conn, id, Some(BudgetKind::Uses)).await?;
+            put_budget(
+                conn,
+                id,
+                BudgetKind::Uses,
+                BudgetRow {
+                    period: rule.periods.index(at),
+                    pool: n,
+                },
+            )
+            .await?;
+        }
+        (Some(old_rule), Some(rule)) => {
+            let row = lock_budget(conn, id, BudgetKind::Uses).await?;
+            let leases: Vec<LeaseRow> = load_leases(conn, id, BudgetKind::Uses)
+                .await?
+                .into_iter()
+                .map(|(_, l)| l)
+                .collect();
+            let current = token_policy::current_row(row, old_rule, at);
+            let n = match patch.remaining_uses.flatten() {
+                Some(n) => n,
+                // Only the refill changed: keep what is left.
+                None => {
+                    let held: i64 = leases
+                        .iter()
+                        .filter(|l| l.period == current.period && l.is_live(at))
+                        .map(|l| l.held)
+                        .sum();
+                    current.pool + held
+                }
+            };
+            let mut next = token_policy::set_remaining(Some(current), &leases, old_rule, n, at);
+            let period = rule.periods.index(at);
+            if period != next.period {
+                // Another kind of period (the refill changed): the nodes' blocks are void
+                // and their returns no longer credited, so the pool keeps owing what they
+                // held (uses they may still spend; never more than `n`).
+                sqlx::query("DELETE FROM token_leases WHERE token_id = $1 AND kind = $2")
+                    .arg(id)
+                    .arg(BudgetKind::Uses.as_str())
+                    .run(conn)
+                    .await?;
+                next.period = period;
+            }
+            put_budget(conn, id, BudgetKind::Uses, next).await?;
+        }
+    }
+    audit(conn, now, event).await?;
+    bump(conn, ChangeKind::Token, id).await?;
+    load_token(conn, id).await
 }
 
 /// Merges last-used observations: the latest time wins, and the IP goes with it. The

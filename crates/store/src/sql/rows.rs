@@ -4,11 +4,16 @@
 //! INTEGER/BIGINT, flags INTEGER 0/1 or BOOLEAN (sqlx decodes both as `bool`), hashes and
 //! key material BLOB/BYTEA, JSON text.
 
+use latchkey_core::token_policy::{
+    Metadata, RateLimit, Refill, TokenPolicy, UsesPolicy, UsesState, parse_allowed_ips,
+};
 use latchkey_core::{
     InstanceSettings, MembershipRecord, OrgRecord, ProjectRecord, SecretHash, SecretRecord,
     SessionRecord, StoredState, TokenRecord, TokenSettings, UserRecord, WorkspaceRecord, from_unix,
 };
-use latchkey_proto::{AuditEvent, OrgRole, Scope, TokenCreators, TokenType, WorkspaceRole};
+use latchkey_proto::{
+    AuditEvent, OrgRole, RefillInterval, Scope, TokenCreators, TokenType, WorkspaceRole,
+};
 use time::OffsetDateTime;
 
 use super::driver::{Column, SqlRow};
@@ -45,7 +50,12 @@ macro_rules! token_columns {
         "t.id, t.org_id, t.name, t.token_type, t.hint, t.workspace_id, \
          w.name AS workspace_name, t.owner_id, u.username AS owner_username, t.created_by, \
          t.scopes, t.projects, t.environment, t.created_at, t.expires_at, t.last_used_at, \
-         t.last_used_ip, t.state, t.leaked"
+         t.last_used_ip, t.state, t.leaked, t.metadata, t.allowed_ips, t.rate_limit, \
+         t.rate_window_secs, t.uses_limited, t.refill_amount, t.refill_interval, \
+         ub.pool AS uses_pool, ub.period AS uses_period, \
+         CASE WHEN ub.token_id IS NULL THEN 0 ELSE (SELECT CAST(COALESCE(SUM(ul.held), 0) AS BIGINT) \
+         FROM token_leases ul WHERE ul.token_id = t.id AND ul.kind = 'uses' \
+         AND ul.period = ub.period) END AS uses_held"
     };
 }
 
@@ -53,7 +63,8 @@ macro_rules! token_columns {
 macro_rules! token_joins {
     () => {
         " LEFT JOIN workspaces w ON w.id = t.workspace_id \
-         LEFT JOIN users u ON u.id = t.owner_id"
+         LEFT JOIN users u ON u.id = t.owner_id \
+         LEFT JOIN token_budgets ub ON ub.token_id = t.id AND ub.kind = 'uses'"
     };
 }
 
@@ -237,6 +248,60 @@ pub(crate) fn token(row: &impl SqlRow) -> StoreResult<TokenRecord> {
         last_used_ip: get(row, "last_used_ip")?,
         state: StoredState::parse(&state).ok_or_else(|| corrupt("token state", &state))?,
         leaked: get(row, "leaked")?,
+        policy: token_policy(row)?,
+        uses: match get::<Option<i64>>(row, "uses_pool")? {
+            Some(pool) => Some(UsesState {
+                pool,
+                period: get(row, "uses_period")?,
+                held: get(row, "uses_held")?,
+            }),
+            None => None,
+        },
+    })
+}
+
+/// A token's verify-time policy, from its columns.
+fn token_policy(row: &impl SqlRow) -> StoreResult<TokenPolicy> {
+    let metadata = match get::<Option<String>>(row, "metadata")? {
+        Some(text) => Some(Metadata::from_stored(&text).ok_or_else(|| corrupt("metadata", &text))?),
+        None => None,
+    };
+    let allowed_ips = match get::<Option<String>>(row, "allowed_ips")? {
+        Some(text) => {
+            let list: Vec<String> =
+                serde_json::from_str(&text).map_err(|_| corrupt("allowed_ips", &text))?;
+            Some(parse_allowed_ips(&list).map_err(|_| corrupt("allowed_ips", &text))?)
+        }
+        None => None,
+    };
+    let rate_limit = match (
+        opt_u32_of(row, "rate_limit")?,
+        opt_u32_of(row, "rate_window_secs")?,
+    ) {
+        (Some(limit), Some(window_secs)) => Some(RateLimit { limit, window_secs }),
+        _ => None,
+    };
+    let uses = if get::<bool>(row, "uses_limited")? {
+        let refill = match (
+            get::<Option<i64>>(row, "refill_amount")?,
+            get::<Option<String>>(row, "refill_interval")?,
+        ) {
+            (Some(amount), Some(interval)) => Some(Refill {
+                amount,
+                interval: RefillInterval::parse(&interval)
+                    .ok_or_else(|| corrupt("refill_interval", &interval))?,
+            }),
+            _ => None,
+        };
+        Some(UsesPolicy { refill })
+    } else {
+        None
+    };
+    Ok(TokenPolicy {
+        metadata,
+        allowed_ips,
+        rate_limit,
+        uses,
     })
 }
 

@@ -343,6 +343,11 @@ mod tests {
             last_used_at: used.map(at),
             last_used_ip: None,
             state: TokenState::Active,
+            metadata: None,
+            allowed_ips: None,
+            rate_limit: None,
+            remaining_uses: None,
+            refill: None,
         }
     }
 
