@@ -69,7 +69,12 @@ fn token() -> Value {
         "created_by": USER_ID,
         "expires_at": EXPIRES,
         "last_used_at": LAST_USED,
-        "last_used_ip": "203.0.113.7"
+        "last_used_ip": "203.0.113.7",
+        "metadata": {"customer": "acme", "plan": "pro"},
+        "allowed_ips": ["203.0.113.0/24", "2001:db8::/32"],
+        "rate_limit": {"limit": 100, "window_secs": 60},
+        "remaining_uses": 9500,
+        "refill": {"amount": 10000, "interval": "monthly"}
     })
 }
 
@@ -198,7 +203,17 @@ pub fn schema(name: &str) -> Option<Value> {
             "scopes": ["projects:read", "projects:write"],
             "projects": [PROJECT_ID],
             "environment": "production",
-            "expires_in_days": 90
+            "expires_in_days": 90,
+            "metadata": {"customer": "acme", "plan": "pro"},
+            "allowed_ips": ["203.0.113.0/24", "2001:db8::/32"],
+            "rate_limit": {"limit": 100, "window_secs": 60},
+            "remaining_uses": 10000,
+            "refill": {"amount": 10000, "interval": "monthly"}
+        }),
+        "UpdateTokenRequest" => json!({
+            "rate_limit": {"limit": 50, "window_secs": 60},
+            "remaining_uses": 500,
+            "metadata": null
         }),
         "UpdateTokenRequest" => json!({
             "allowed_ips": ["203.0.113.0/24", "2001:db8::/32"],
@@ -234,7 +249,7 @@ pub fn schema(name: &str) -> Option<Value> {
         }
         "SignInRequest" => json!({"username": "alice", "password": "correct horse battery staple"}),
         "RefreshRequest" => json!({"refresh": "lkp_8Hn2Qw5Er7Ty1Ui3Op6As9Df4Gh0Jk2Lz4Xc6V"}),
-        "VerifyRequest" => json!({"token": SECRET}),
+        "VerifyRequest" => json!({"token": SECRET, "ip": "203.0.113.7"}),
         "LeakReport" => json!({"tokens": [SECRET]}),
         "OAuthTokenForm" => json!({"token": SECRET, "token_type_hint": "access_token"}),
         _ => return None,

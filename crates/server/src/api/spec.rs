@@ -250,9 +250,15 @@ fn body_constraints() -> Vec<(&'static str, &'static str, Value)> {
     let password = json!({"minLength": 8, "maxLength": 1024});
     let email = json!({"maxLength": 254, "pattern": r"^[^\s@]*@[^\s]*$"});
     let count = json!({"minimum": 1});
-    // `parse_allowed_ips`: IPv4 or IPv6 addresses, or IPv4 CIDRs (IPv6 CIDRs are taken
-    // too; no pattern short enough says exactly which strings those are).
+    // `parse_allowed_ips`: IPv4 or IPv6 addresses or CIDRs (IPv6 in its hexadecimal
+    // forms; the parser also takes an embedded IPv4 tail, which the pattern leaves out).
     let octet = "(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])";
+    let h = "[0-9a-fA-F]{1,4}";
+    let v6 = format!(
+        "({h}:){{7}}{h}|({h}:){{1,7}}:|({h}:){{1,6}}:{h}|({h}:){{1,5}}(:{h}){{1,2}}|\
+         ({h}:){{1,4}}(:{h}){{1,3}}|({h}:){{1,3}}(:{h}){{1,4}}|({h}:){{1,2}}(:{h}){{1,5}}|\
+         {h}:((:{h}){{1,6}})|:((:{h}){{1,7}}|:)"
+    );
     let allowed_ips = json!({
         "minItems": 1,
         "maxItems": token_policy::MAX_ALLOWED_IPS,
@@ -260,6 +266,7 @@ fn body_constraints() -> Vec<(&'static str, &'static str, Value)> {
             {"format": "ipv4"},
             {"format": "ipv6"},
             {"pattern": format!("^({octet}\\.){{3}}{octet}/(3[0-2]|[12]?[0-9])$")},
+            {"pattern": format!("^({v6})/(12[0-8]|1[01][0-9]|[1-9]?[0-9])$")},
         ]},
     });
     let uses = json!({"minimum": 0, "maximum": token_policy::MAX_USES});
