@@ -211,11 +211,6 @@ pub fn schema(name: &str) -> Option<Value> {
             "refill": {"amount": 10000, "interval": "monthly"}
         }),
         "UpdateTokenRequest" => json!({
-            "rate_limit": {"limit": 50, "window_secs": 60},
-            "remaining_uses": 500,
-            "metadata": null
-        }),
-        "UpdateTokenRequest" => json!({
             "allowed_ips": ["203.0.113.0/24", "2001:db8::/32"],
             "rate_limit": {"limit": 600, "window_secs": 60},
             "metadata": {"team": "payments"}
