@@ -16,6 +16,7 @@ mod output;
 mod profile;
 mod remote;
 mod serve;
+mod users;
 mod webhooks;
 
 use std::process::ExitCode;
@@ -105,6 +106,12 @@ else ~/.config/latchkey/config.toml.")]
         after_help = "Examples:\n  latchkey project create --name \"Fraud Demo\"\n  latchkey project list"
     )]
     Project(ProjectCmd),
+    /// Users and service accounts (org admins): create, list, deactivate, reactivate.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  latchkey user create ci-bot --service\n  latchkey user list --kind service"
+    )]
+    User(users::UserCmd),
     /// Webhook endpoints for lifecycle events (org admins): create, list, test, deliveries.
     #[command(
         subcommand,
@@ -187,6 +194,7 @@ async fn run(command: Command) -> CliResult {
         Command::Workspace(cmd) => remote::workspace(cmd).await,
         Command::Token(cmd) => remote::token(cmd).await,
         Command::Project(cmd) => remote::project(cmd).await,
+        Command::User(cmd) => users::user(cmd).await,
         Command::Webhook(cmd) => webhooks::webhook(cmd).await,
         Command::Verify(args) => remote::verify(args).await,
         Command::Backup(args) => operator::backup(args).await,

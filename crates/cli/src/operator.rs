@@ -289,6 +289,12 @@ async fn reset_password(args: ResetPasswordArgs) -> CliResult {
     };
     let user = found
         .ok_or_else(|| CliError::failed(format!("no user {:?}", output::clean(&args.user))))?;
+    if user.kind == latchkey_proto::UserKind::Service {
+        return Err(CliError::failed(format!(
+            "{} is a service account: it has no password and never signs in; nothing changed",
+            output::clean(&user.username)
+        )));
+    }
 
     let password = new_password(&args, &user.username)?;
     let (text, generated) = match &password {

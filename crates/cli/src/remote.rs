@@ -554,6 +554,10 @@ pub struct CreateToken {
     /// An environment name to bind a client or frontend token to.
     #[arg(long, short = 'e')]
     pub environment: Option<String>,
+    /// For a personal token: its owner, by username or id (org admins create tokens for
+    /// others, e.g. for a service account) [default: you].
+    #[arg(long, value_name = "USER")]
+    pub owner: Option<String>,
     #[command(flatten)]
     pub remote: Remote,
 }
@@ -642,6 +646,7 @@ Examples:
   latchkey token create -w \"Workspace 1\" -n backend --type client \\
       --scope projects:read --project \"Fraud Demo\" --environment production
   latchkey token create -w \"Workspace 1\" -n ci --output json | jq -r .token
+  latchkey token create -w \"Workspace 1\" -n deploy --owner ci-bot   # for a service account
 
 In table output the secret is on the line starting with \"Token:\".")]
     Create(CreateToken),
@@ -881,6 +886,9 @@ async fn create_token(args: CreateToken) -> CliResult {
     }
     request.environment = args.environment;
     request.expires_in_days = args.expires_in_days;
+    if let Some(owner) = &args.owner {
+        request.owner_id = Some(crate::users::user_id(&client, owner).await?);
+    }
     let created = client.tokens().create(&ws, &request).await?;
     output::print_created(&created, args.remote.json(), "Created")?;
     Ok(EXIT_OK)

@@ -13,7 +13,7 @@ use latchkey_proto::{
     CreateWorkspaceRequest, CreatedToken, Health, InstanceSettings, Me, Member, Page, Project,
     PutMemberRequest, RefreshRequest, RefreshResponse, RotateTokenRequest, SignInRequest, Token,
     TokenSettings, UpdateInstanceSettingsRequest, UpdateTokenSettingsRequest, UpdateUserRequest,
-    User, VerifyRequest, VerifyResponse, Workspace, WorkspaceRole,
+    User, UserKind, VerifyRequest, VerifyResponse, Workspace, WorkspaceRole,
 };
 use latchkey_proto::{
     CreateWebhookRequest, CreatedWebhook, UpdateWebhookRequest, Webhook, WebhookDelivery,
@@ -484,6 +484,35 @@ impl Client {
     /// `GET /api/v1/users`: the organization's users (org admins).
     pub async fn list_users(&self, page: &PageQuery) -> Result<Page<User>, Error> {
         self.get_page("/api/v1/users", page).await
+    }
+
+    /// `GET /api/v1/users?kind=…`: one page of the users of `kind` (org admins);
+    /// `UserKind::Service` lists the service accounts.
+    pub async fn list_users_of_kind(
+        &self,
+        kind: UserKind,
+        page: &PageQuery,
+    ) -> Result<Page<User>, Error> {
+        send(
+            &self.expiry,
+            self.request(Method::GET, "/api/v1/users")
+                .query(&[("kind", kind.as_str())])
+                .query(page),
+        )
+        .await
+    }
+
+    /// `POST /api/v1/users` with `kind` `service`: a service account named `username`
+    /// (org role `member`, no password; it never signs in). Org admins create personal
+    /// tokens for it with `owner_id`.
+    pub async fn create_service_account(
+        &self,
+        username: &str,
+        display_name: Option<&str>,
+    ) -> Result<User, Error> {
+        let mut request = CreateUserRequest::service(username);
+        request.display_name = display_name.map(str::to_owned);
+        self.create_user(&request).await
     }
 
     /// `POST /api/v1/users`: creates a user (org admins; only owners grant `owner`).

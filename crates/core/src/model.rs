@@ -2,7 +2,7 @@
 //! live here too, so there is exactly one mapping from a record to what clients see.
 
 use latchkey_proto as proto;
-use latchkey_proto::{OrgRole, Scope, TokenCreators, TokenType, WorkspaceRole};
+use latchkey_proto::{OrgRole, Scope, TokenCreators, TokenType, UserKind, WorkspaceRole};
 use time::OffsetDateTime;
 
 use crate::SecretHash;
@@ -137,6 +137,8 @@ pub struct UserRecord {
     pub email: Option<String>,
     /// Org role.
     pub role: OrgRole,
+    /// A person, or a service account (which never signs in).
+    pub kind: UserKind,
     /// `false` once deactivated.
     pub active: bool,
     /// Argon2id PHC string; `None` for accounts that cannot sign in.
@@ -154,6 +156,7 @@ impl UserRecord {
             display_name: self.display_name.clone(),
             email: self.email.clone(),
             role: self.role,
+            kind: self.kind,
             active: self.active,
             created_at: self.created_at,
         }

@@ -243,6 +243,49 @@ impl OrgRole {
     }
 }
 
+/// What kind of account a user is (DESIGN.md §8 "Service accounts").
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum UserKind {
+    /// A person: signs in with a password.
+    #[default]
+    Human,
+    /// A machine identity: never signs in; owns personal tokens that org admins create for
+    /// it, which outlive every human.
+    Service,
+}
+
+impl UserKind {
+    /// Every kind.
+    pub const ALL: [UserKind; 2] = [UserKind::Human, UserKind::Service];
+
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UserKind::Human => "human",
+            UserKind::Service => "service",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(name: &str) -> Option<UserKind> {
+        UserKind::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+}
+
 /// A user's role in one workspace.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,

@@ -3,7 +3,8 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 use crate::{
-    OrgRole, Reason, RefillInterval, Scope, TokenCreators, TokenState, TokenType, WorkspaceRole,
+    OrgRole, Reason, RefillInterval, Scope, TokenCreators, TokenState, TokenType, UserKind,
+    WorkspaceRole,
 };
 
 /// A page of a list: `{"items": [...], "next_cursor": "..." | null}`.
@@ -130,6 +131,9 @@ pub struct User {
     pub email: Option<String>,
     /// Role in the organization.
     pub role: OrgRole,
+    /// `human`, or `service` (a service account: never signs in).
+    #[serde(default)]
+    pub kind: UserKind,
     /// `false` once deactivated.
     pub active: bool,
     /// Creation time.

@@ -2,7 +2,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
-use crate::{OrgRole, RateLimit, Refill, Scope, TokenCreators, TokenType, WorkspaceRole};
+use crate::{OrgRole, RateLimit, Refill, Scope, TokenCreators, TokenType, UserKind, WorkspaceRole};
 
 /// `POST /api/v1/session`.
 #[derive(Clone, Serialize, Deserialize, ToSchema)]
@@ -23,14 +23,19 @@ impl std::fmt::Debug for SignInRequest {
     }
 }
 
-/// `POST /api/v1/users`.
+/// `POST /api/v1/users`: a person (`kind` `human`, the default, with a password) or a
+/// service account (`kind` `service`, without one).
 #[derive(Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUserRequest {
     /// Unique sign-in name (1–64 characters: letters, digits, `.`, `_`, `-`, `@`).
     pub username: String,
-    /// At least 8 characters.
-    pub password: String,
+    /// At least 8 characters; required for `human`, refused for `service`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    /// `human` (default) or `service`.
+    #[serde(default)]
+    pub kind: UserKind,
     /// Org role; default `member`.
     #[serde(default = "default_org_role")]
     pub role: OrgRole,
@@ -46,10 +51,37 @@ fn default_org_role() -> OrgRole {
     OrgRole::Member
 }
 
+impl CreateUserRequest {
+    /// A person with `password` and org role `role`.
+    pub fn human(username: impl Into<String>, password: impl Into<String>, role: OrgRole) -> Self {
+        CreateUserRequest {
+            username: username.into(),
+            password: Some(password.into()),
+            kind: UserKind::Human,
+            role,
+            display_name: None,
+            email: None,
+        }
+    }
+
+    /// A service account (org role `member`, no password).
+    pub fn service(username: impl Into<String>) -> Self {
+        CreateUserRequest {
+            username: username.into(),
+            password: None,
+            kind: UserKind::Service,
+            role: OrgRole::Member,
+            display_name: None,
+            email: None,
+        }
+    }
+}
+
 impl std::fmt::Debug for CreateUserRequest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CreateUserRequest")
             .field("username", &self.username)
+            .field("kind", &self.kind)
             .field("role", &self.role)
             .finish_non_exhaustive()
     }

@@ -120,6 +120,7 @@ pub async fn bootstrap(
         display_name: Some("Administrator".into()),
         email: None,
         role: OrgRole::Owner,
+        kind: latchkey_proto::UserKind::Human,
         active: true,
         password_hash: Some(password_hash),
         created_at: now,

@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 use crate::Store;
 
+pub mod accounts;
 pub mod events;
 pub mod feed;
 pub mod fixtures;
@@ -27,6 +28,7 @@ pub mod policy;
 pub mod tokens;
 pub mod users;
 
+pub use accounts::*;
 pub use events::*;
 pub use feed::*;
 pub use fixtures::*;
@@ -106,6 +108,9 @@ macro_rules! conformance_cases {
             housekeeping {
                 expire_tokens_sweep,
                 purge_retired_rows,
+            }
+            accounts {
+                service_accounts_by_kind,
             }
         }
     };

@@ -32,7 +32,7 @@ use latchkey_core::{
     InstanceSettings, MembershipRecord, NewAuditEvent, OrgRecord, ProjectRecord, SecretHash,
     SecretRecord, SessionRecord, TokenRecord, TokenSettings, UserRecord, WorkspaceRecord,
 };
-use latchkey_proto::{AuditEvent, OrgRole, TokenType, WorkspaceRole};
+use latchkey_proto::{AuditEvent, OrgRole, TokenType, UserKind, WorkspaceRole};
 use time::OffsetDateTime;
 
 pub use events::{
@@ -398,8 +398,13 @@ pub trait Store: Send + Sync + 'static {
     async fn get_user(&self, id: &str) -> StoreResult<UserRecord>;
     /// One user by username (case-insensitive).
     async fn find_user_by_username(&self, username: &str) -> StoreResult<Option<UserRecord>>;
-    /// Users of an org, newest first.
-    async fn list_users(&self, org_id: &str, page: &PageRequest) -> StoreResult<Paged<UserRecord>>;
+    /// Users of an org, newest first; only those of `kind` when it is `Some`.
+    async fn list_users(
+        &self,
+        org_id: &str,
+        kind: Option<UserKind>,
+        page: &PageRequest,
+    ) -> StoreResult<Paged<UserRecord>>;
     /// Applies a patch; refuses (`LastOwner`) to leave the org without an active owner.
     /// Deactivation and password changes delete the user's sessions in the same
     /// transaction.

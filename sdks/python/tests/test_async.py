@@ -82,6 +82,9 @@ async def test_async_errors_and_sessions(server: Server) -> None:
         assert bob.id in [m.user_id for m in await console.members.list(name)]
         await console.members.remove(name, bob.id)
         assert (await console.token_settings()).token_creators == "members"
+        svc = await console.users.create_service_account(unique("asvc"))
+        assert svc.kind == "service"
+        assert svc.id in [u.id for u in await console.users.list(kind="service")]
         await console.sign_out()
         with pytest.raises(AuthenticationError):
             await console.me()

@@ -396,3 +396,32 @@ def test_redirects_are_not_followed(server: Server) -> None:
             client.request("GET", "/")
     assert err.value.status == 303 and err.value.code == "unexpected_redirect"
     assert "/login" in err.value.message
+
+
+def test_service_accounts(admin: Client, server: Server) -> None:
+    name = unique("svc")
+    bot = admin.users.create_service_account(name, display_name="CI bot")
+    assert (bot.kind, bot.role, bot.active, bot.display_name) == (
+        "service",
+        "member",
+        True,
+        "CI bot",
+    )
+    assert bot.id in [u.id for u in admin.paginate(admin.users.list, kind="service")]
+    assert all(u.kind == "human" for u in admin.paginate(admin.users.list, kind="human"))
+    with pytest.raises(ValidationError) as err:
+        admin.users.create_service_account(unique("svc"), role="owner")
+    assert err.value.field == "role"
+    with Client(server.url, anonymous=True) as as_bot, pytest.raises(AuthenticationError):
+        as_bot.sign_in(name, "any password at all")
+    admin.members.put(WS1, bot.id, "member")
+    created = admin.tokens.create(WS1, unique("deploy"), owner_id=bot.id)
+    assert created.owner_id == bot.id
+    with Client(server.url, created.token) as as_bot:
+        assert as_bot.me().kind == "service"
+        admin.users.deactivate(bot.id)
+        with pytest.raises(AuthenticationError):
+            as_bot.me()
+        admin.users.reactivate(bot.id)
+        assert as_bot.me().id == bot.id
+    admin.tokens.delete(created.id)

@@ -1408,3 +1408,93 @@ async fn cli_webhooks_and_the_expiring_token_warning() {
     out.ok();
     assert!(out.stderr.is_empty(), "{out:#?}");
 }
+
+#[tokio::test]
+async fn user_create_service_and_token_create_for_its_owner() {
+    let server = TestServer::start().await;
+    let ctx = Ctx::new();
+    let ws = server.workspace1().await;
+    let made = ctx
+        .admin(
+            &server,
+            &[
+                "user",
+                "create",
+                "ci-bot",
+                "--service",
+                "--display-name",
+                "CI",
+                "--output",
+                "json",
+            ],
+        )
+        .await
+        .json();
+    assert_eq!(made["kind"], "service");
+    assert_eq!(made["display_name"], "CI");
+    let id = made["id"].as_str().unwrap().to_owned();
+    // A person needs a password (a usage error, nothing sent).
+    ctx.admin(&server, &["user", "create", "pat"])
+        .await
+        .fails(2);
+    let listed = ctx
+        .admin(
+            &server,
+            &["user", "list", "--kind", "service", "--output", "json"],
+        )
+        .await
+        .json();
+    assert_eq!(listed["items"].as_array().unwrap().len(), 1);
+    let table = ctx.admin(&server, &["user", "list"]).await;
+    assert!(table.ok().stdout.contains("service"), "{table:?}");
+    server
+        .admin()
+        .put_member(&ws, &id, latchkey_client::proto::WorkspaceRole::Member)
+        .await
+        .unwrap();
+    let created = ctx
+        .admin(
+            &server,
+            &[
+                "token",
+                "create",
+                "--workspace",
+                "Workspace 1",
+                "--name",
+                "deploy",
+                "--owner",
+                "CI-BOT",
+                "--output",
+                "json",
+            ],
+        )
+        .await
+        .json();
+    assert_eq!(created["owner_username"], "ci-bot");
+    let secret = created["token"].as_str().unwrap().to_owned();
+    assert!(server.with_token(&secret).me().await.is_ok());
+    let unknown = ctx
+        .admin(
+            &server,
+            &[
+                "token",
+                "create",
+                "-w",
+                "Workspace 1",
+                "-n",
+                "x",
+                "--owner",
+                "nobody",
+            ],
+        )
+        .await;
+    assert!(unknown.fails(1).contains("nobody"));
+    let off = ctx.admin(&server, &["user", "deactivate", "ci-bot"]).await;
+    assert!(off.ok().stdout.contains("deactivated"), "{off:?}");
+    assert_eq!(
+        server.with_token(&secret).me().await.unwrap_err().status(),
+        Some(401)
+    );
+    ctx.admin(&server, &["user", "reactivate", &id]).await.ok();
+    assert!(server.with_token(&secret).me().await.is_ok());
+}

@@ -1270,3 +1270,77 @@ async fn webhooks_belong_to_org_admins_in_the_role_matrix() {
     );
     let _ = &m.server;
 }
+
+/// Service accounts in the role matrix: org owners and admins create them, list them by
+/// kind and create their tokens; workspace admins, members, viewers and outsiders get 403
+/// on each (404 on a workspace they cannot enter), and a refused call changes nothing.
+#[tokio::test]
+async fn service_accounts_belong_to_org_admins_in_the_role_matrix() {
+    use latchkey_client::proto::UserKind;
+    let m = matrix().await;
+    let bot = m
+        .owner
+        .create_service_account("matrix-bot", None)
+        .await
+        .unwrap();
+    m.owner
+        .put_member(&m.ws, &bot.id, WorkspaceRole::Member)
+        .await
+        .unwrap();
+    for (actor, client, _) in &m.clients {
+        let admin = matches!(actor, Actor::OrgOwner | Actor::OrgAdmin);
+        let created = client
+            .create_service_account(&format!("bot-{actor:?}").to_lowercase(), None)
+            .await;
+        let listed = client
+            .list_users_of_kind(UserKind::Service, &PageQuery::default())
+            .await;
+        let mut req = CreateTokenRequest::new(format!("for bot by {actor:?}"), TokenType::Personal);
+        req.owner_id = Some(bot.id.clone());
+        let token = client.tokens().create(&m.ws, &req).await;
+        if admin {
+            assert_eq!(created.unwrap().kind, UserKind::Service, "{actor:?}");
+            assert!(
+                listed
+                    .unwrap()
+                    .items
+                    .iter()
+                    .all(|u| u.kind == UserKind::Service)
+            );
+            assert_eq!(
+                token.unwrap().meta.owner_id.as_deref(),
+                Some(bot.id.as_str()),
+                "{actor:?}"
+            );
+        } else {
+            let token_status = if *actor == Actor::Outsider { 404 } else { 403 };
+            assert_eq!(created.unwrap_err().status(), Some(403), "{actor:?} create");
+            assert_eq!(listed.unwrap_err().status(), Some(403), "{actor:?} list");
+            assert_eq!(
+                token.unwrap_err().status(),
+                Some(token_status),
+                "{actor:?} token"
+            );
+        }
+    }
+    // Two accounts made by the two admins, plus the first; two tokens for it.
+    let all = m
+        .owner
+        .list_users_of_kind(UserKind::Service, &PageQuery::default())
+        .await
+        .unwrap();
+    assert_eq!(all.items.len(), 3);
+    let a = m
+        .owner
+        .tokens()
+        .list(Some(&m.ws), &PageQuery::limit(200))
+        .await
+        .unwrap();
+    let owned = a
+        .items
+        .iter()
+        .filter(|t| t.owner_id.as_deref() == Some(bot.id.as_str()))
+        .count();
+    assert_eq!(owned, 2);
+    let _ = &m.server;
+}

@@ -247,7 +247,8 @@ impl TestServer {
             .admin()
             .create_user(&latchkey_client::proto::CreateUserRequest {
                 username: username.into(),
-                password: "password-of-".to_owned() + username,
+                password: Some("password-of-".to_owned() + username),
+                kind: latchkey_client::proto::UserKind::Human,
                 role,
                 display_name: None,
                 email: None,

@@ -8,6 +8,7 @@
 
 mod harness;
 
+mod accounts;
 mod auth;
 mod cli;
 mod errors;

@@ -569,7 +569,8 @@ async fn user_and_org_changes_on_one_node_are_applied_by_the_other() {
     let bob = admin_b
         .create_user(&CreateUserRequest {
             username: "bob".into(),
-            password: "bob's password".into(),
+            password: Some("bob's password".into()),
+            kind: latchkey_client::proto::UserKind::Human,
             role: OrgRole::Admin,
             display_name: None,
             email: None,
@@ -1141,5 +1142,59 @@ async fn behind_pgbouncer_in_transaction_mode_everything_works_and_revocation_re
     assert!(listed.items.len() >= 6, "{}", listed.items.len());
     drop((a, b));
     drop(bouncer);
+    db.drop_now().await;
+}
+
+/// A service account deactivated on one node: its tokens, cached on the other, stop there
+/// promptly (the user change travels the change feed), and come back on reactivation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deactivating_a_service_account_on_one_node_stops_its_tokens_on_the_other() {
+    if sqlite_pass_only(SQLITE_PASS) {
+        return;
+    }
+    let Some(db) = database().await else { return };
+    let deployment = Deployment::new(&db.url, 30);
+    let a = deployment.node("a").await;
+    let b = deployment.node("b").await;
+    let admin_a = a.with_token(&deployment.admin_token);
+    let ws = workspace1(&admin_a).await;
+    let bot = admin_a
+        .create_service_account("ci-bot", None)
+        .await
+        .expect("service account");
+    admin_a
+        .put_member(&ws, &bot.id, WorkspaceRole::Member)
+        .await
+        .expect("member");
+    let mut req = CreateTokenRequest::new("deploy", TokenType::Personal);
+    req.owner_id = Some(bot.id.clone());
+    let made = admin_a
+        .tokens()
+        .create(&ws, &req)
+        .await
+        .expect("token for it");
+    // B has the grant and the owner cached.
+    assert_eq!(b.status_of(&made.token).await, 200);
+    assert_eq!(b.status_of(&made.token).await, 200);
+    let off = UpdateUserRequest {
+        active: Some(false),
+        ..Default::default()
+    };
+    admin_a
+        .update_user(&bot.id, &off)
+        .await
+        .expect("deactivate on a");
+    let took = until_status(&b, &made.token, 401, Duration::from_secs(5)).await;
+    println!("service account deactivation A→B: {:.1} ms", millis(took));
+    let on = UpdateUserRequest {
+        active: Some(true),
+        ..Default::default()
+    };
+    admin_a
+        .update_user(&bot.id, &on)
+        .await
+        .expect("reactivate on a");
+    until_status(&b, &made.token, 200, Duration::from_secs(5)).await;
+    drop((a, b));
     db.drop_now().await;
 }

@@ -20,7 +20,8 @@ async fn admins_manage_users_and_workspaces_members_cannot() {
     let err = admin
         .create_user(&CreateUserRequest {
             username: "MIA".into(),
-            password: "long enough password".into(),
+            password: Some("long enough password".into()),
+            kind: latchkey_client::proto::UserKind::Human,
             role: OrgRole::Member,
             display_name: None,
             email: None,
@@ -37,7 +38,8 @@ async fn admins_manage_users_and_workspaces_members_cannot() {
         let err = admin
             .create_user(&CreateUserRequest {
                 username: username.into(),
-                password: password.into(),
+                password: Some(password.into()),
+                kind: latchkey_client::proto::UserKind::Human,
                 role: OrgRole::Member,
                 display_name: None,
                 email: None,
@@ -63,7 +65,8 @@ async fn admins_manage_users_and_workspaces_members_cannot() {
     let err = member
         .create_user(&CreateUserRequest {
             username: "eve".into(),
-            password: "long enough password".into(),
+            password: Some("long enough password".into()),
+            kind: latchkey_client::proto::UserKind::Human,
             role: OrgRole::Owner,
             display_name: None,
             email: None,

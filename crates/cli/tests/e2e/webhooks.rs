@@ -931,7 +931,8 @@ async fn owners_get_email_as_their_token_nears_expiry_and_expires_and_hooks_hear
     let owner = admin
         .create_user(&latchkey_client::proto::CreateUserRequest {
             username: "olive".into(),
-            password: "password-of-olive".into(),
+            password: Some("password-of-olive".into()),
+            kind: latchkey_client::proto::UserKind::Human,
             role: OrgRole::Member,
             display_name: None,
             email: Some("olive@example.com".into()),

@@ -3,7 +3,9 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use latchkey_proto::{AuditEvent, CreateUserRequest, ErrorBody, Me, Page, UpdateUserRequest, User};
+use latchkey_proto::{
+    AuditEvent, CreateUserRequest, ErrorBody, Me, Page, UpdateUserRequest, User, UserKind,
+};
 
 use crate::auth::Principal;
 use crate::error::ApiError;
@@ -18,19 +20,45 @@ pub async fn me(State(state): State<AppState>, p: Principal) -> Result<Json<Me>,
     Ok(Json(state.me(&p).await?))
 }
 
-/// Users of the org (org admins).
+/// `GET /api/v1/users` query: `kind` and the page.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct UsersQuery {
+    /// `human` or `service`.
+    pub kind: Option<String>,
+    /// Page size.
+    pub limit: Option<String>,
+    /// Cursor from the previous page.
+    pub cursor: Option<String>,
+}
+
+/// Users of the org (org admins); `?kind=service` lists the service accounts.
 #[utoipa::path(get, path = "/api/v1/users", tag = "users",
-    params(("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query)),
+    params(("kind" = Option<UserKind>, Query, description = "Only users of this kind: `human` or `service`"),
+           ("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query)),
     responses((status = 200, body = Page<User>), (status = 403, body = ErrorBody)))]
 pub async fn list(
     State(state): State<AppState>,
     p: Principal,
-    ApiQuery(page): ApiQuery<PageParams>,
+    ApiQuery(q): ApiQuery<UsersQuery>,
 ) -> Result<Json<Page<User>>, ApiError> {
-    Ok(Json(state.list_users(&p, &page.to_page()?).await?))
+    let kind = match q.kind.as_deref() {
+        None => None,
+        Some(text) => Some(
+            UserKind::parse(text)
+                .ok_or_else(|| ApiError::field("kind", "kind must be human or service"))?,
+        ),
+    };
+    let page = PageParams {
+        limit: q.limit,
+        cursor: q.cursor,
+    }
+    .to_page()?;
+    Ok(Json(state.list_users(&p, kind, &page).await?))
 }
 
-/// Create a user (org admins).
+/// Create a user (org admins): a person with a password, or a service account
+/// (`"kind": "service"`, no password) that never signs in and owns personal tokens org
+/// admins create for it.
 #[utoipa::path(post, path = "/api/v1/users", tag = "users", request_body = CreateUserRequest,
     responses((status = 201, body = User), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn create(

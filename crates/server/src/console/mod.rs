@@ -19,6 +19,7 @@
 //! Every console response carries a Content-Security-Policy that allows only this origin's
 //! script and style, no inline script, no framing.
 
+pub mod accounts;
 pub mod assets;
 pub mod extract;
 pub mod org;
@@ -117,6 +118,22 @@ pub fn routes() -> Router<AppState> {
             post(org::set_active::<true>),
         )
         .route(
+            "/organization/service-accounts",
+            get(accounts::list).post(accounts::create),
+        )
+        .route(
+            "/organization/service-accounts/{sa}",
+            get(accounts::page).post(accounts::create_token),
+        )
+        .route(
+            "/organization/service-accounts/{sa}/deactivate",
+            post(accounts::deactivate),
+        )
+        .route(
+            "/organization/service-accounts/{sa}/reactivate",
+            post(accounts::reactivate),
+        )
+        .route(
             "/organization/token-settings",
             get(org::token_settings).post(org::save_token_settings),
         )
@@ -156,6 +173,7 @@ pub fn routes() -> Router<AppState> {
         "/workspaces/{ws}/settings/tokens",
         "/account/tokens",
         "/api-access/tokens",
+        "/organization/service-accounts/{sa}/tokens",
     ]
     .into_iter()
     .fold(router, |router, base| {

@@ -73,7 +73,7 @@ async fn render_users(state: &AppState, s: &SignedIn, view: View) -> Response {
     let page = async {
         let cursor = view.query().get("cursor").cloned();
         let users = state
-            .list_users(&s.p, &page_request(100, cursor.as_ref()))
+            .list_users(&s.p, None, &page_request(100, cursor.as_ref()))
             .await?;
         let chosen = OrgRole::parse(view.field("role")).unwrap_or(OrgRole::Member);
         let next_url = users
@@ -141,7 +141,8 @@ pub async fn create_user(
             .ok_or_else(|| ApiError::field("role", "choose a role"))?;
         let req = CreateUserRequest {
             username: data.get("username").unwrap_or("").trim().to_owned(),
-            password: data.get("password").unwrap_or("").to_owned(),
+            password: Some(data.get("password").unwrap_or("").to_owned()),
+            kind: latchkey_proto::UserKind::Human,
             role,
             display_name: data.text("display_name"),
             email: data.text("email"),
@@ -491,7 +492,9 @@ pub async fn audit(
         || query.until.is_some();
     let lists = async {
         let ws = super::workspaces_of(&state, &s).await?;
-        let users = state.list_users(&s.p, &page_request(200, None)).await?;
+        let users = state
+            .list_users(&s.p, None, &page_request(200, None))
+            .await?;
         Ok::<_, ApiError>((ws, users.items))
     }
     .await;

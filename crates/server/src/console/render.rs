@@ -464,6 +464,21 @@ pub fn done_text(code: &str, subject: Option<&str>) -> Option<String> {
             " Their sessions and tokens stopped working.",
         ),
         "reactivated" => named("User", "reactivated", ""),
+        "service-created" => named(
+            "Service account",
+            "created",
+            " Add it to a workspace (Members), then create its tokens here.",
+        ),
+        "service-deactivated" => named(
+            "Service account",
+            "deactivated",
+            " Its tokens stopped working, on every node.",
+        ),
+        "service-reactivated" => named(
+            "Service account",
+            "reactivated",
+            " Its tokens that were not revoked or expired work again.",
+        ),
         "webhook-test" => match subject {
             Some(n) => format!("Test message queued for “{n}”. It shows below once sent."),
             None => "Test message queued. It shows below once sent.".to_owned(),

@@ -5,6 +5,7 @@
 //! store operation (with its audit event), then invalidates the verifier's cache for what
 //! changed so the next request on this node sees it at once.
 
+mod accounts;
 mod audit;
 mod console_support;
 mod credentials;

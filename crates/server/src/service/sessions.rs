@@ -72,7 +72,16 @@ impl AppState {
         };
         let password_ok = verify_password(hash, password.to_owned()).await;
         let user = match user {
-            Some(u) if password_ok && u.active && u.password_hash.is_some() => u,
+            // A service account never signs in (it has no password; the kind is checked
+            // too, so an operator-set hash cannot open one).
+            Some(u)
+                if password_ok
+                    && u.active
+                    && u.password_hash.is_some()
+                    && u.kind == latchkey_proto::UserKind::Human =>
+            {
+                u
+            }
             other => {
                 // What was typed is not kept: it may be a password typed in the wrong
                 // box. A known account is named by its record; an unknown name only by a

@@ -3,7 +3,7 @@
 use latchkey_core::UserRecord;
 use latchkey_core::policy::{self, Permission};
 use latchkey_proto::{
-    CreateUserRequest, Me, OrgRef, OrgRole, Page, Scope, UpdateUserRequest, User,
+    CreateUserRequest, Me, OrgRef, OrgRole, Page, Scope, UpdateUserRequest, User, UserKind,
 };
 use latchkey_store::{PageRequest, UserPatch};
 use serde_json::json;
@@ -81,17 +81,19 @@ impl AppState {
         })
     }
 
-    /// `GET /api/v1/users` (org admins).
+    /// `GET /api/v1/users` (org admins), only those of `kind` when it is given.
     pub async fn list_users(
         &self,
         p: &Principal,
+        kind: Option<UserKind>,
         page: &PageRequest,
     ) -> Result<Page<User>, ApiError> {
         p.authorize(Permission::ManageUsers, None)?;
         let org = self.org().await?;
-        Ok(page_of(self.store.list_users(&org.id, page).await?, |u| {
-            u.to_proto()
-        }))
+        Ok(page_of(
+            self.store.list_users(&org.id, kind, page).await?,
+            |u| u.to_proto(),
+        ))
     }
 
     /// `GET /api/v1/users/{id}` (org admins, or oneself).
@@ -105,7 +107,8 @@ impl AppState {
         Ok(self.store.get_user(id).await?.to_proto())
     }
 
-    /// `POST /api/v1/users` (org admins; only owners create owners).
+    /// `POST /api/v1/users` (org admins; only owners create owners): a person with a
+    /// password, or a service account (`kind` `service`) without one, which never signs in.
     pub async fn create_user(
         &self,
         p: &Principal,
@@ -114,15 +117,39 @@ impl AppState {
         p.authorize(Permission::ManageUsers, None)?;
         p.require_user()?;
         check_username(&req.username)?;
-        check_new_password("password", &req.password)?;
+        let password = match (req.kind, req.password) {
+            (UserKind::Human, Some(password)) => {
+                check_new_password("password", &password)?;
+                Some(password)
+            }
+            (UserKind::Human, None) => {
+                return Err(ApiError::field("password", "give the user a password"));
+            }
+            (UserKind::Service, Some(_)) => {
+                return Err(ApiError::field(
+                    "password",
+                    "service accounts have no password: they never sign in",
+                ));
+            }
+            (UserKind::Service, None) => None,
+        };
         let email = check_email(&req.email)?;
         let display_name = check_display_name(&req.display_name)?;
+        if req.kind == UserKind::Service && req.role == OrgRole::Owner {
+            return Err(ApiError::field(
+                "role",
+                "a service account cannot be an owner (admin or member)",
+            ));
+        }
         if !self.may_grant_org_role(p, req.role) {
             return Err(ApiError::forbidden("only owners may create owners"));
         }
         let now = self.clock.now();
         let org = self.org().await?;
-        let password_hash = hash_password(&self.config.passwords, req.password).await?;
+        let password_hash = match password {
+            Some(password) => Some(hash_password(&self.config.passwords, password).await?),
+            None => None,
+        };
         let user = UserRecord {
             id: latchkey_core::new_id(),
             org_id: org.id,
@@ -130,15 +157,20 @@ impl AppState {
             display_name,
             email,
             role: req.role,
+            kind: req.kind,
             active: true,
-            password_hash: Some(password_hash),
+            password_hash,
             created_at: now,
         };
         let mut event = p.event("user.created");
         event.target_type = Some("user".into());
         event.target_id = Some(user.id.clone());
         event.subject_user_id = Some(user.id.clone());
-        event.details = json!({"username": user.username, "role": user.role.as_str()});
+        event.details = json!({
+            "username": user.username,
+            "role": user.role.as_str(),
+            "kind": user.kind.as_str(),
+        });
         Ok(self.store.create_user(now, user, event).await?.to_proto())
     }
 
@@ -175,6 +207,20 @@ impl AppState {
             return Err(ApiError::NotFound("user"));
         }
         let target = self.store.get_user(id).await?;
+        if target.kind == UserKind::Service {
+            if req.password.is_some() {
+                return Err(ApiError::field(
+                    "password",
+                    "service accounts have no password: they never sign in",
+                ));
+            }
+            if req.role == Some(OrgRole::Owner) {
+                return Err(ApiError::field(
+                    "role",
+                    "a service account cannot be an owner (admin or member)",
+                ));
+            }
+        }
         if is_self && req.active == Some(false) {
             return Err(ApiError::Conflict("you cannot deactivate yourself".into()));
         }

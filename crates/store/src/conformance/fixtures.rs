@@ -77,6 +77,7 @@ pub fn user_record(org_id: &str, username: &str, role: OrgRole) -> UserRecord {
         display_name: None,
         email: None,
         role,
+        kind: latchkey_proto::UserKind::Human,
         active: true,
         password_hash: Some("$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA".to_owned()),
         created_at: t0(),

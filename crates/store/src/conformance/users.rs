@@ -48,7 +48,7 @@ pub async fn users_crud(store: Arc<dyn Store>) {
     let mut pages = 0;
     loop {
         let page = store
-            .list_users(&world.org.id, &PageRequest { limit: 2, cursor })
+            .list_users(&world.org.id, None, &PageRequest { limit: 2, cursor })
             .await
             .unwrap();
         pages += 1;
@@ -65,7 +65,7 @@ pub async fn users_crud(store: Arc<dyn Store>) {
     assert_eq!(seen, ids);
     assert!(
         store
-            .list_users(&new_id(), &PageRequest::default())
+            .list_users(&new_id(), None, &PageRequest::default())
             .await
             .unwrap()
             .items

@@ -29,7 +29,7 @@ use latchkey_core::{
     InstanceSettings, MembershipRecord, NewAuditEvent, OrgRecord, ProjectRecord, SecretHash,
     SecretRecord, SessionRecord, TokenRecord, TokenSettings, UserRecord, WorkspaceRecord,
 };
-use latchkey_proto::{AuditEvent, TokenType, WorkspaceRole};
+use latchkey_proto::{AuditEvent, TokenType, UserKind, WorkspaceRole};
 use sqlx::Database;
 use sqlx::pool::PoolConnection;
 use time::OffsetDateTime;
@@ -411,9 +411,17 @@ impl<B: SqlBackend> Store for B {
         .transpose()
     }
 
-    async fn list_users(&self, org_id: &str, page: &PageRequest) -> StoreResult<Paged<UserRecord>> {
+    async fn list_users(
+        &self,
+        org_id: &str,
+        kind: Option<UserKind>,
+        page: &PageRequest,
+    ) -> StoreResult<Paged<UserRecord>> {
         let mut statement = Statement::new(rows::USER_SELECT);
         statement.push(" WHERE org_id = ").param(org_id);
+        if let Some(kind) = kind {
+            statement.push(" AND kind = ").param(kind.as_str());
+        }
         self::page(self, statement, "id", page, rows::user, |u| &u.id).await
     }
 

@@ -216,7 +216,8 @@ async fn upsert_instance<B: SqlBackend>(
 async fn insert_user<B: SqlBackend>(conn: &mut Conn<'_, B>, user: &UserRecord) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO users (id, org_id, username, username_key, display_name, email, role, \
-         active, password_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+         kind, active, password_hash, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .arg(&user.id)
     .arg(&user.org_id)
@@ -225,6 +226,7 @@ async fn insert_user<B: SqlBackend>(conn: &mut Conn<'_, B>, user: &UserRecord) -
     .arg(&user.display_name)
     .arg(&user.email)
     .arg(user.role.as_str())
+    .arg(user.kind.as_str())
     .arg(user.active)
     .arg(&user.password_hash)
     .arg(secs(user.created_at))

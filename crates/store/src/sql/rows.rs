@@ -12,7 +12,7 @@ use latchkey_core::{
     SessionRecord, StoredState, TokenRecord, TokenSettings, UserRecord, WorkspaceRecord, from_unix,
 };
 use latchkey_proto::{
-    AuditEvent, OrgRole, RefillInterval, Scope, TokenCreators, TokenType, WorkspaceRole,
+    AuditEvent, OrgRole, RefillInterval, Scope, TokenCreators, TokenType, UserKind, WorkspaceRole,
 };
 use time::OffsetDateTime;
 
@@ -29,7 +29,7 @@ pub(crate) const INSTANCE_SELECT: &str =
 
 /// Columns of a user row.
 pub(crate) const USER_SELECT: &str = "SELECT id, org_id, username, display_name, email, role, \
-     active, password_hash, created_at FROM users";
+     kind, active, password_hash, created_at FROM users";
 
 /// Columns of a workspace row.
 pub(crate) const WORKSPACE_SELECT: &str = "SELECT id, org_id, name, created_at FROM workspaces";
@@ -167,6 +167,7 @@ pub(crate) fn instance(row: &impl SqlRow) -> StoreResult<InstanceSettings> {
 /// A user.
 pub(crate) fn user(row: &impl SqlRow) -> StoreResult<UserRecord> {
     let role = get::<String>(row, "role")?;
+    let kind = get::<String>(row, "kind")?;
     Ok(UserRecord {
         id: get(row, "id")?,
         org_id: get(row, "org_id")?,
@@ -174,6 +175,7 @@ pub(crate) fn user(row: &impl SqlRow) -> StoreResult<UserRecord> {
         display_name: get(row, "display_name")?,
         email: get(row, "email")?,
         role: OrgRole::parse(&role).ok_or_else(|| corrupt("org role", &role))?,
+        kind: UserKind::parse(&kind).ok_or_else(|| corrupt("user kind", &kind))?,
         active: get(row, "active")?,
         password_hash: get(row, "password_hash")?,
         created_at: time_of(row, "created_at")?,

@@ -291,20 +291,28 @@ def jwks() -> Call[Dict[str, Any]]:
 # --------------------------------------------------------------------------- users, audit, settings
 
 
-def list_users(limit: Optional[int], cursor: Optional[str]) -> Call[Page[User]]:
-    return Call(
-        RequestSpec("GET", "/api/v1/users", params=_paging(limit, cursor)), _page(User.from_dict)
-    )
+def list_users(
+    limit: Optional[int], cursor: Optional[str], kind: Optional[str] = None
+) -> Call[Page[User]]:
+    params = _paging(limit, cursor)
+    if kind is not None:
+        params["kind"] = kind
+    return Call(RequestSpec("GET", "/api/v1/users", params=params), _page(User.from_dict))
 
 
 def create_user(
     username: str,
-    password: str,
+    password: Optional[str],
     role: str,
     display_name: Optional[str],
     email: Optional[str],
+    kind: str = "human",
 ) -> Call[User]:
-    body: Json = {"username": username, "password": password, "role": role}
+    body: Json = {"username": username, "role": role}
+    if password is not None:
+        body["password"] = password
+    if kind != "human":
+        body["kind"] = kind
     if display_name is not None:
         body["display_name"] = display_name
     if email is not None:

@@ -37,6 +37,7 @@ __all__ = [
     "Scope",
     "VerifyReason",
     "OrgRole",
+    "UserKind",
     "WorkspaceRole",
     "TokenCreators",
     "TOKEN_TYPES",
@@ -98,6 +99,7 @@ VerifyReason = Literal[
 ]
 #: A user's role in the organization (``User.role``).
 OrgRole = Literal["owner", "admin", "member"]
+UserKind = Literal["human", "service"]
 #: A user's role in a workspace (``Member.role``).
 WorkspaceRole = Literal["admin", "member", "viewer"]
 #: Who may create tokens (``TokenSettings.token_creators``).
@@ -283,6 +285,8 @@ class User:
     created_at: datetime
     display_name: Optional[str] = None
     email: Optional[str] = None
+    #: ``human``, or ``service`` for a service account (never signs in).
+    kind: UserKind = "human"
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "User":
@@ -294,6 +298,7 @@ class User:
             created_at=_req_dt(data["created_at"]),
             display_name=data.get("display_name"),
             email=data.get("email"),
+            kind=data.get("kind", "human"),
         )
 
 
@@ -339,6 +344,8 @@ class Me:
     memberships: List[Membership] = field(default_factory=list)
     display_name: Optional[str] = None
     email: Optional[str] = None
+    #: ``human``, or ``service`` when a service account's token is calling.
+    kind: UserKind = "human"
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Me":
@@ -352,6 +359,7 @@ class Me:
             memberships=[Membership.from_dict(m) for m in data.get("memberships") or []],
             display_name=data.get("display_name"),
             email=data.get("email"),
+            kind=data.get("kind", "human"),
         )
 
     @property
@@ -365,6 +373,7 @@ class Me:
             created_at=self.created_at,
             display_name=self.display_name,
             email=self.email,
+            kind=self.kind,
         )
 
 

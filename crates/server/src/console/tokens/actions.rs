@@ -33,10 +33,11 @@ impl FromRequestParts<AppState> for TokenTarget {
         let Path(params) = Path::<HashMap<String, String>>::from_request_parts(parts, state)
             .await
             .map_err(IntoResponse::into_response)?;
-        let place = match params.get("ws") {
-            Some(ws) => TokenPlace::Workspace(ws.clone()),
-            None if parts.uri.path().starts_with("/account/") => TokenPlace::Account,
-            None => TokenPlace::ApiAccess,
+        let place = match (params.get("ws"), params.get("sa")) {
+            (Some(ws), _) => TokenPlace::Workspace(ws.clone()),
+            (None, Some(sa)) => TokenPlace::ServiceAccount(sa.clone()),
+            (None, None) if parts.uri.path().starts_with("/account/") => TokenPlace::Account,
+            (None, None) => TokenPlace::ApiAccess,
         };
         Ok(TokenTarget {
             place,

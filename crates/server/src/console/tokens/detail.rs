@@ -40,6 +40,7 @@ impl TokenPlace {
             TokenPlace::Workspace(_) => "workspaces",
             TokenPlace::Account => "account",
             TokenPlace::ApiAccess => "api-access",
+            TokenPlace::ServiceAccount(_) => "organization",
         }
     }
 }
@@ -48,7 +49,11 @@ impl TokenPlace {
 /// may see it (else the 404 page).
 pub async fn page(target: TokenTarget, Visit { state, s, mut view }: Visit) -> Response {
     let section = target.place.section();
-    if target.place == TokenPlace::ApiAccess && !s.is_org_admin() {
+    if matches!(
+        target.place,
+        TokenPlace::ApiAccess | TokenPlace::ServiceAccount(_)
+    ) && !s.is_org_admin()
+    {
         return org_admins_only(&s, section);
     }
     let page = build(&state, &s, &target, &mut view).await;
@@ -93,6 +98,23 @@ async fn build(
             TokenPlace::ApiAccess,
             vec![("/api-access".to_owned(), "API access".to_owned())],
         ),
+        TokenPlace::ServiceAccount(id) => {
+            if token.owner_id.as_deref() != Some(id.as_str()) {
+                return Err(ApiError::NotFound("token"));
+            }
+            let place = TokenPlace::ServiceAccount(id.clone());
+            let crumbs = vec![
+                (
+                    "/organization/service-accounts".to_owned(),
+                    "Service accounts".to_owned(),
+                ),
+                (
+                    place.url(),
+                    token.owner_username.clone().unwrap_or_default(),
+                ),
+            ];
+            (place, crumbs)
+        }
     };
     let projects = match (&token.workspace_id, token.projects.is_empty()) {
         (Some(ws_id), false) => {

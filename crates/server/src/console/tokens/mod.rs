@@ -38,6 +38,8 @@ pub enum TokenPlace {
     Account,
     /// The org-wide API access page.
     ApiAccess,
+    /// A service account's page under Organization (the account's user id).
+    ServiceAccount(String),
 }
 
 impl TokenPlace {
@@ -47,6 +49,7 @@ impl TokenPlace {
             TokenPlace::Workspace(ws) => format!("/workspaces/{ws}/settings/tokens"),
             TokenPlace::Account => "/account".into(),
             TokenPlace::ApiAccess => "/api-access".into(),
+            TokenPlace::ServiceAccount(id) => format!("/organization/service-accounts/{id}"),
         }
     }
 
@@ -56,6 +59,9 @@ impl TokenPlace {
             TokenPlace::Workspace(ws) => format!("/workspaces/{ws}/settings/tokens"),
             TokenPlace::Account => "/account/tokens".into(),
             TokenPlace::ApiAccess => "/api-access/tokens".into(),
+            TokenPlace::ServiceAccount(id) => {
+                format!("/organization/service-accounts/{id}/tokens")
+            }
         }
     }
 
@@ -65,6 +71,9 @@ impl TokenPlace {
             TokenPlace::Workspace(ws) => workspace::render(state, s, ws, view).await,
             TokenPlace::Account => account::render(state, s, view).await,
             TokenPlace::ApiAccess => api_access::render(state, s, view).await,
+            TokenPlace::ServiceAccount(id) => {
+                crate::console::accounts::render_account(state, s, id, view).await
+            }
         }
     }
 
@@ -394,7 +403,7 @@ impl CreateForm {
         allowed: &[TokenType],
         max_days: u32,
     ) -> CreateForm {
-        let fixed_personal = *place == TokenPlace::Account;
+        let fixed_personal = matches!(place, TokenPlace::Account | TokenPlace::ServiceAccount(_));
         let action = match place {
             TokenPlace::Account => "/account/tokens".to_owned(),
             other => other.url(),
@@ -628,6 +637,23 @@ pub async fn create_from_form(
             .text("workspace")
             .ok_or_else(|| ApiError::field("workspace", "choose a workspace"))?,
     };
+    let created = state.create_token(&s.p, &ws, req).await?;
+    Ok((created, Vec::new()))
+}
+
+/// Creates the personal token the create form `data` describes for user `owner_id` (an
+/// org admin creating one for a service account), in the form's Workspace.
+pub async fn create_owned_from_form(
+    state: &AppState,
+    s: &SignedIn,
+    data: &FormData,
+    owner_id: &str,
+) -> Result<(CreatedToken, Vec<Part>), ApiError> {
+    let mut req = create_request(data, Some(TokenType::Personal))?;
+    req.owner_id = Some(owner_id.to_owned());
+    let ws = data
+        .text("workspace")
+        .ok_or_else(|| ApiError::field("workspace", "choose a workspace"))?;
     let created = state.create_token(&s.p, &ws, req).await?;
     Ok((created, Vec::new()))
 }

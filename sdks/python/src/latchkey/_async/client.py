@@ -57,6 +57,7 @@ from .._models import (
     TokenSettings,
     TokenType,
     User,
+    UserKind,
     VerifyResult,
     Webhook,
     WebhookDelivery,
@@ -495,10 +496,14 @@ class AsyncUsers:
         self._client = client
 
     def list(
-        self, *, limit: Optional[int] = None, cursor: Optional[str] = None
+        self,
+        *,
+        kind: Optional[UserKind] = None,
+        limit: Optional[int] = None,
+        cursor: Optional[str] = None,
     ) -> AsyncPaginator[User]:
-        """Users of the organization."""
-        return self._client._list(lambda at: E.list_users(limit, at), cursor)
+        """Users of the organization; ``kind="service"`` lists the service accounts."""
+        return self._client._list(lambda at: E.list_users(limit, at, kind), cursor)
 
     async def create(
         self,
@@ -512,6 +517,21 @@ class AsyncUsers:
         """Creates a user with an org role (``owner``, ``admin``, ``member``)."""
         return await self._client._call(
             E.create_user(username, password, role, display_name, email)
+        )
+
+    async def create_service_account(
+        self,
+        username: str,
+        *,
+        display_name: Optional[str] = None,
+        role: OrgRole = "member",
+        email: Optional[str] = None,
+    ) -> User:
+        """Creates a service account: no password, it never signs in. Org admins create its
+        personal tokens with ``client.tokens.create(..., owner_id=account.id)``; they keep
+        working whoever leaves, until the account is deactivated."""
+        return await self._client._call(
+            E.create_user(username, None, role, display_name, email, "service")
         )
 
     async def get(self, user_id: str) -> User:

@@ -55,6 +55,7 @@ from .._models import (
     TokenSettings,
     TokenType,
     User,
+    UserKind,
     VerifyResult,
     Webhook,
     WebhookDelivery,
@@ -488,9 +489,15 @@ class Users:
     def __init__(self, client: Client) -> None:
         self._client = client
 
-    def list(self, *, limit: Optional[int] = None, cursor: Optional[str] = None) -> SyncPage[User]:
-        """Users of the organization."""
-        return self._client._list(lambda at: E.list_users(limit, at), cursor)
+    def list(
+        self,
+        *,
+        kind: Optional[UserKind] = None,
+        limit: Optional[int] = None,
+        cursor: Optional[str] = None,
+    ) -> SyncPage[User]:
+        """Users of the organization; ``kind="service"`` lists the service accounts."""
+        return self._client._list(lambda at: E.list_users(limit, at, kind), cursor)
 
     def create(
         self,
@@ -503,6 +510,21 @@ class Users:
     ) -> User:
         """Creates a user with an org role (``owner``, ``admin``, ``member``)."""
         return self._client._call(E.create_user(username, password, role, display_name, email))
+
+    def create_service_account(
+        self,
+        username: str,
+        *,
+        display_name: Optional[str] = None,
+        role: OrgRole = "member",
+        email: Optional[str] = None,
+    ) -> User:
+        """Creates a service account: no password, it never signs in. Org admins create its
+        personal tokens with ``client.tokens.create(..., owner_id=account.id)``; they keep
+        working whoever leaves, until the account is deactivated."""
+        return self._client._call(
+            E.create_user(username, None, role, display_name, email, "service")
+        )
 
     def get(self, user_id: str) -> User:
         """One user."""
