@@ -92,6 +92,7 @@ impl From<latchkey_client::Error> for CliError {
                 message,
                 field,
                 limit,
+                ..
             } => {
                 let mut text = if message.is_empty() {
                     code.replace('_', " ")

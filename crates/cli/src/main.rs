@@ -13,6 +13,7 @@ mod error;
 mod input;
 mod operator;
 mod output;
+mod policy;
 mod profile;
 mod remote;
 mod serve;
@@ -94,7 +95,7 @@ else ~/.config/latchkey/config.toml.")]
     /// Workspaces.
     #[command(subcommand, after_help = "Example:\n  latchkey workspace list")]
     Workspace(WorkspaceCmd),
-    /// API tokens: create, list, get, revoke, restore, rotate, delete.
+    /// API tokens: create, list, get, update, revoke, restore, rotate, delete.
     #[command(
         subcommand,
         after_help = "Examples:\n  latchkey token create --workspace \"Workspace 1\" --name ci\n  latchkey token list\n  latchkey token revoke <id>"

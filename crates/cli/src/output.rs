@@ -7,6 +7,7 @@
 use std::fmt::Write as _;
 
 use clap::{Args, ValueEnum};
+use latchkey_client::RateLimitStatus;
 use latchkey_client::proto::{CreatedToken, Me, Project, Token, VerifyResponse, Workspace};
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -290,7 +291,37 @@ pub fn token_details(token: &Token) -> String {
         _ => "never".to_owned(),
     };
     pairs.push(("Last used", last_used));
+    pairs.extend(policy_lines(token));
     details(&pairs)
+}
+
+/// The verify-time policy lines of [`token_details`], only for what the token has.
+fn policy_lines(token: &Token) -> Vec<(&'static str, String)> {
+    let mut pairs = Vec::new();
+    if let Some(m) = &token.metadata {
+        pairs.push((
+            "Metadata",
+            serde_json::to_string(m).unwrap_or_else(|_| "{}".to_owned()),
+        ));
+    }
+    if let Some(ips) = &token.allowed_ips {
+        pairs.push(("Allowed IPs", ips.join(" ")));
+    }
+    if let Some(r) = token.rate_limit {
+        pairs.push(("Rate limit", rate_limit_text(r.limit, r.window_secs)));
+    }
+    if let Some(n) = token.remaining_uses {
+        pairs.push(("Remaining uses", n.to_string()));
+    }
+    if let Some(r) = token.refill {
+        pairs.push(("Refill", format!("to {} {}", r.amount, r.interval.as_str())));
+    }
+    pairs
+}
+
+/// "100 per 60 s" (as `--rate-limit 100/60s` sets it).
+pub fn rate_limit_text(limit: u64, window_secs: u64) -> String {
+    format!("{limit} per {window_secs} s")
 }
 
 /// A list of tokens as a table: short ids, relative times, long cells shortened so a row
@@ -447,14 +478,20 @@ pub fn project_table(items: &[Project], now: OffsetDateTime) -> Table {
 }
 
 /// A verify answer as text: `valid` and the token, or `invalid: <reason>`.
-pub fn verify_text(answer: &VerifyResponse) -> String {
+pub fn verify_text(answer: &VerifyResponse, rate_limit: Option<RateLimitStatus>) -> String {
     match (&answer.token, answer.valid) {
         (Some(token), true) => format!("valid\n\n{}", token_details(token)),
         (None, true) => "valid\n".to_owned(),
-        (_, false) => format!(
-            "invalid: {}\n",
-            answer.reason.map(|r| r.as_str()).unwrap_or("unknown")
-        ),
+        (_, false) => {
+            let retry = rate_limit
+                .and_then(|r| r.retry_after)
+                .map(|s| format!(" (retry in {s} s)"))
+                .unwrap_or_default();
+            format!(
+                "invalid: {}{retry}\n",
+                answer.reason.map(|r| r.as_str()).unwrap_or("unknown")
+            )
+        }
     }
 }
 

@@ -11,7 +11,7 @@ use std::future::Future;
 use clap::{Args, Subcommand};
 use latchkey_client::proto::{
     CreateTokenRequest, Page, Project, RotateTokenRequest, Scope, Token, TokenState, TokenType,
-    Workspace,
+    VerifyRequest, Workspace,
 };
 use latchkey_client::reqwest::Method;
 use latchkey_client::{Client, PageQuery};
@@ -22,6 +22,7 @@ use time::OffsetDateTime;
 use crate::error::{CliError, CliResult, EXIT_FAILED, EXIT_OK};
 use crate::input;
 use crate::output::{self, OutputArgs, out, outln, print_json};
+use crate::policy::{PolicyArgs, PolicyField};
 use crate::profile::{self, Profile, Profiles};
 
 /// The most pages `token list` follows while filtering (200 items each).
@@ -559,6 +560,23 @@ pub struct CreateToken {
     #[arg(long, value_name = "USER")]
     pub owner: Option<String>,
     #[command(flatten)]
+    pub policy: PolicyArgs,
+    #[command(flatten)]
+    pub remote: Remote,
+}
+
+/// `latchkey token update`.
+#[derive(Args)]
+pub struct UpdateToken {
+    #[command(flatten)]
+    pub which: TokenRef,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    /// Remove a setting (repeat for more): metadata, allowed_ips (usable from anywhere),
+    /// rate_limit, remaining_uses (unlimited), refill.
+    #[arg(long = "clear", value_name = "FIELD", value_enum)]
+    pub clear: Vec<PolicyField>,
+    #[command(flatten)]
     pub remote: Remote,
 }
 
@@ -647,6 +665,9 @@ Examples:
       --scope projects:read --project \"Fraud Demo\" --environment production
   latchkey token create -w \"Workspace 1\" -n ci --output json | jq -r .token
   latchkey token create -w \"Workspace 1\" -n deploy --owner ci-bot   # for a service account
+  latchkey token create -w \"Workspace 1\" -n partner --type client \\
+      --metadata '{\"plan\":\"pro\"}' --allowed-ip 203.0.113.0/24 --allowed-ip 2001:db8::/32 \\
+      --rate-limit 100/60s --remaining-uses 10000 --refill 10000/monthly
 
 In table output the secret is on the line starting with \"Token:\".")]
     Create(CreateToken),
@@ -660,13 +681,28 @@ Examples:
 The table fits 120 columns (short ids, relative times); --wide shows everything. The state
 and type filters are applied by the CLI to what the server lists.")]
     List(ListTokens),
-    /// Show one token's metadata (never its secret).
-    #[command(after_help = "\
+    /// Show one token's metadata (never its secret), with its verify-time policy.
+    #[command(
+        visible_alias = "show",
+        after_help = "\
 Examples:
   latchkey token get 0197f0c4-1b2c-7d3e-8f40-123456789abc
   latchkey token get 456789ab                     # the short id from `token list`
-  latchkey token get ci-pipeline --workspace \"Workspace 1\"")]
+  latchkey token get ci-pipeline --workspace \"Workspace 1\""
+    )]
     Get(TokenId),
+    /// Change a token's verify-time policy: metadata, allowed IPs, rate limit, remaining
+    /// uses and refill. Only what is given changes.
+    #[command(after_help = "\
+Examples:
+  latchkey token update 0197f0c4-1b2c-7d3e-8f40-123456789abc --rate-limit 1000/1h
+  latchkey token update partner -w \"Workspace 1\" --remaining-uses 500 --refill 500/daily
+  latchkey token update partner -w \"Workspace 1\" --clear allowed_ips --clear rate_limit
+  latchkey token update partner -w \"Workspace 1\" --metadata @metadata.json
+
+--remaining-uses counts from now on. --clear remaining_uses makes uses unlimited (and drops
+the refill). A token updating itself may only narrow its own policy.")]
+    Update(UpdateToken),
     /// Revoke a token: it stops working at once (it can be restored before it expires).
     #[command(
         after_help = "Example:\n  latchkey token revoke 0197f0c4-1b2c-7d3e-8f40-123456789abc"
@@ -702,6 +738,16 @@ pub async fn token(cmd: TokenCmd) -> CliResult {
             let client = args.remote.client(true, true)?;
             let id = token_id(&client, &args.which).await?;
             let token = client.tokens().get(&id).await?;
+            print_token(&token, args.remote.json())
+        }
+        TokenCmd::Update(args) => {
+            let request = args
+                .policy
+                .update_request(&args.clear)
+                .map_err(CliError::usage)?;
+            let client = args.remote.client(true, true)?;
+            let id = token_id(&client, &args.which).await?;
+            let token = client.tokens().update(&id, &request).await?;
             print_token(&token, args.remote.json())
         }
         TokenCmd::Revoke(args) => {
@@ -889,6 +935,7 @@ async fn create_token(args: CreateToken) -> CliResult {
     if let Some(owner) = &args.owner {
         request.owner_id = Some(crate::users::user_id(&client, owner).await?);
     }
+    args.policy.apply_to_create(&mut request);
     let created = client.tokens().create(&ws, &request).await?;
     output::print_created(&created, args.remote.json(), "Created")?;
     Ok(EXIT_OK)
@@ -995,6 +1042,10 @@ pub struct VerifyArgs {
     /// The token to check, or `-` to read it from stdin.
     #[arg(value_name = "TOKEN")]
     pub secret: String,
+    /// The address the token is being used from, checked against its allowed IPs (a token
+    /// with allowed IPs fails with `ip_not_allowed` without it).
+    #[arg(long, value_name = "IP")]
+    pub ip: Option<String>,
     #[command(flatten)]
     pub remote: Remote,
 }
@@ -1010,7 +1061,11 @@ pub async fn verify(args: VerifyArgs) -> CliResult {
         } else {
             args.secret.trim().to_owned()
         };
-        Ok::<_, CliError>(client.verify(&secret).await?)
+        let request = VerifyRequest {
+            token: secret,
+            ip: args.ip.clone(),
+        };
+        Ok::<_, CliError>(client.verify_with(&request).await?)
     }
     .await;
     let answer = result.map_err(|e| match e {
@@ -1018,9 +1073,16 @@ pub async fn verify(args: VerifyArgs) -> CliResult {
         other => other,
     })?;
     if args.remote.json() {
-        print_json(&answer)?;
+        print_json(&answer.response)?;
     } else {
-        out!("{}", output::verify_text(&answer));
+        out!(
+            "{}",
+            output::verify_text(&answer.response, answer.rate_limit)
+        );
     }
-    Ok(if answer.valid { EXIT_OK } else { EXIT_FAILED })
+    Ok(if answer.response.valid {
+        EXIT_OK
+    } else {
+        EXIT_FAILED
+    })
 }

@@ -12,8 +12,8 @@ use latchkey_proto::{
     AuditEvent, CreateProjectRequest, CreateTokenRequest, CreateUserRequest,
     CreateWorkspaceRequest, CreatedToken, Health, InstanceSettings, Me, Member, Page, Project,
     PutMemberRequest, RefreshRequest, RefreshResponse, RotateTokenRequest, SignInRequest, Token,
-    TokenSettings, UpdateInstanceSettingsRequest, UpdateTokenSettingsRequest, UpdateUserRequest,
-    User, UserKind, VerifyRequest, VerifyResponse, Workspace, WorkspaceRole,
+    TokenSettings, UpdateInstanceSettingsRequest, UpdateTokenRequest, UpdateTokenSettingsRequest,
+    UpdateUserRequest, User, UserKind, VerifyRequest, VerifyResponse, Workspace, WorkspaceRole,
 };
 use latchkey_proto::{
     CreateWebhookRequest, CreatedWebhook, UpdateWebhookRequest, Webhook, WebhookDelivery,
@@ -26,6 +26,17 @@ use serde::de::DeserializeOwned;
 use time::OffsetDateTime;
 
 use crate::Error;
+use crate::error::RateLimitStatus;
+
+/// [`Client::verify_with`]'s answer: the verify response and what its headers said about
+/// the token's rate limit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerifyAnswer {
+    /// `valid`, the token (with its `metadata`) or the `reason`.
+    pub response: VerifyResponse,
+    /// `RateLimit-*` and `Retry-After`, for a token with a `rate_limit`.
+    pub rate_limit: Option<RateLimitStatus>,
+}
 
 /// Environment variable holding the server's URL, read by [`Client::from_env`].
 pub const ENV_URL: &str = "LATCHKEY_URL";
@@ -597,7 +608,7 @@ impl Client {
 
     // ---- tokens --------------------------------------------------------------------
 
-    /// The token routes: create, list, get, revoke, restore, rotate, delete.
+    /// The token routes: create, list, get, update, revoke, restore, rotate, delete.
     ///
     /// ```no_run
     /// # async fn run(client: &latchkey_client::Client, ws: &str) -> Result<(), latchkey_client::Error> {
@@ -610,14 +621,46 @@ impl Client {
         Tokens { client: self }
     }
 
-    /// `POST /api/v1/tokens/verify`: checks a secret; answers `valid` with the token, or
-    /// the reason it does not work.
+    /// `POST /api/v1/tokens/verify`: checks a secret; answers `valid` with the token (its
+    /// `metadata` too), or the reason it does not work. A token with `allowed_ips` needs
+    /// the address it is used from: see [`Client::verify_with`].
     pub async fn verify(&self, secret: &str) -> Result<VerifyResponse, Error> {
         let body = VerifyRequest {
-            ip: None,
             token: secret.to_owned(),
+            ip: None,
         };
         self.post("/api/v1/tokens/verify", &body).await
+    }
+
+    /// `POST /api/v1/tokens/verify` with the whole request (`ip`: the address your own
+    /// caller used, checked against the token's `allowed_ips`), answering with the
+    /// `RateLimit-*` and `Retry-After` headers too. Every check is a use of a token with a
+    /// `rate_limit` or `remaining_uses`.
+    ///
+    /// ```no_run
+    /// # async fn run(client: &latchkey_client::Client, secret: String) -> Result<(), latchkey_client::Error> {
+    /// use latchkey_client::proto::VerifyRequest;
+    /// let answer = client
+    ///     .verify_with(&VerifyRequest { token: secret, ip: Some("203.0.113.7".into()) })
+    ///     .await?;
+    /// match (&answer.response.token, answer.rate_limit) {
+    ///     (Some(token), _) if answer.response.valid => println!("plan: {:?}", token.metadata),
+    ///     (_, Some(rl)) => println!("{:?}; retry in {:?} s", answer.response.reason, rl.retry_after),
+    ///     _ => println!("{:?}", answer.response.reason),
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn verify_with(&self, request: &VerifyRequest) -> Result<VerifyAnswer, Error> {
+        let (response, headers) = send_with_headers(
+            &self.expiry,
+            self.request(Method::POST, "/api/v1/tokens/verify")
+                .json(request),
+        )
+        .await?;
+        Ok(VerifyAnswer {
+            response,
+            rate_limit: RateLimitStatus::from_headers(&headers),
+        })
     }
 
     /// `POST /api/v1/token/refresh`: exchanges a personal token for a short-lived access
@@ -643,6 +686,17 @@ impl Client {
             &self.expiry,
             self.request(Method::POST, "/oauth/introspect")
                 .form(&[("token", token)]),
+        )
+        .await
+    }
+
+    /// [`Client::introspect`] of a token used from `ip` (checked against its
+    /// `allowed_ips`). An active answer carries the token's `metadata`.
+    pub async fn introspect_from(&self, token: &str, ip: &str) -> Result<serde_json::Value, Error> {
+        send(
+            &self.expiry,
+            self.request(Method::POST, "/oauth/introspect")
+                .form(&[("token", token), ("ip", ip)]),
         )
         .await
     }
@@ -970,6 +1024,25 @@ impl Tokens<'_> {
         self.client.request(Method::POST, &path).json(request)
     }
 
+    /// `PATCH /api/v1/tokens/{id}`: changes the token's verify-time policy (`metadata`,
+    /// `allowed_ips`, `rate_limit`, `remaining_uses`, `refill`). Only the fields set
+    /// change; `Some(None)` clears one. A token changing its own policy may only narrow it.
+    ///
+    /// ```no_run
+    /// # async fn run(client: &latchkey_client::Client, id: &str) -> Result<(), latchkey_client::Error> {
+    /// use latchkey_client::proto::{RateLimit, UpdateTokenRequest};
+    /// let token = client.tokens().update(id, &UpdateTokenRequest {
+    ///     rate_limit: Some(Some(RateLimit { limit: 100, window_secs: 60 })),
+    ///     remaining_uses: Some(None), // unlimited from now on
+    ///     ..UpdateTokenRequest::default()
+    /// }).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn update(&self, id: &str, request: &UpdateTokenRequest) -> Result<Token, Error> {
+        let path = format!("/api/v1/tokens/{}", Seg(id));
+        self.client.with_body(Method::PATCH, &path, request).await
+    }
+
     /// `DELETE /api/v1/tokens/{id}`: removes the token for good (204).
     pub async fn delete(&self, id: &str) -> Result<(), Error> {
         self.client
@@ -1031,14 +1104,24 @@ async fn send<T: DeserializeOwned>(
     expiry: &ExpiryWatch,
     request: RequestBuilder,
 ) -> Result<T, Error> {
+    Ok(send_with_headers(expiry, request).await?.0)
+}
+
+/// [`send`], also giving the answer's headers.
+async fn send_with_headers<T: DeserializeOwned>(
+    expiry: &ExpiryWatch,
+    request: RequestBuilder,
+) -> Result<(T, reqwest::header::HeaderMap), Error> {
     let response = request.send().await?;
     expiry.observe(&response);
     let status = response.status().as_u16();
+    let headers = response.headers().clone();
     let body = response.bytes().await?;
     if !(200..300).contains(&status) {
-        return Err(Error::from_response(status, &body));
+        return Err(Error::from_response_with_headers(status, &headers, &body));
     }
-    serde_json::from_slice(&body).map_err(|e| Error::decode(status, &e))
+    let value = serde_json::from_slice(&body).map_err(|e| Error::decode(status, &e))?;
+    Ok((value, headers))
 }
 
 /// Sends and turns an error status into [`Error::Api`]; a success body is ignored.
@@ -1047,8 +1130,9 @@ async fn send_empty(expiry: &ExpiryWatch, request: RequestBuilder) -> Result<(),
     expiry.observe(&response);
     let status = response.status().as_u16();
     if !(200..300).contains(&status) {
+        let headers = response.headers().clone();
         let body = response.bytes().await?;
-        return Err(Error::from_response(status, &body));
+        return Err(Error::from_response_with_headers(status, &headers, &body));
     }
     Ok(())
 }

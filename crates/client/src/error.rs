@@ -45,6 +45,9 @@ pub enum Error {
         field: Option<String>,
         /// For `limit_exceeded`: the setting that was hit.
         limit: Option<String>,
+        /// For 429 (and 503): `Retry-After`, and for a token over its own `rate_limit` the
+        /// `RateLimit-Limit` / `-Remaining` / `-Reset` headers; see [`Error::retry_after`].
+        rate_limit: Option<Box<RateLimitStatus>>,
     },
     /// The request did not complete: connection refused, TLS, timeout, a request that could
     /// not be built, or a body that could not be read.
@@ -89,7 +92,24 @@ impl Error {
     /// unknown code or an extra field still parses); any other body gives the code
     /// [`UNKNOWN_CODE`] and, as message, the start of the body or the status's reason.
     pub fn from_response(status: u16, body: &[u8]) -> Error {
-        if let Some(err) = parse_error_body(status, body) {
+        Error::from_parts(status, None, body)
+    }
+
+    /// [`Error::from_response`] that also reads `Retry-After` and the `RateLimit-*`
+    /// headers (see [`Error::rate_limit`]).
+    pub fn from_response_with_headers(
+        status: u16,
+        headers: &reqwest::header::HeaderMap,
+        body: &[u8],
+    ) -> Error {
+        Error::from_parts(status, RateLimitStatus::from_headers(headers), body)
+    }
+
+    fn from_parts(status: u16, rate_limit: Option<RateLimitStatus>, body: &[u8]) -> Error {
+        if let Some(mut err) = parse_error_body(status, body) {
+            if let Error::Api { rate_limit: rl, .. } = &mut err {
+                *rl = rate_limit.map(Box::new);
+            }
             return err;
         }
         let text = String::from_utf8_lossy(body);
@@ -110,6 +130,7 @@ impl Error {
             message,
             field: None,
             limit: None,
+            rate_limit: rate_limit.map(Box::new),
         }
     }
 
@@ -168,6 +189,22 @@ impl Error {
         }
     }
 
+    /// What the answer said about rate limiting: `Retry-After` and the `RateLimit-*`
+    /// headers, when it carried any (a token over its own `rate_limit` gets all four).
+    pub fn rate_limit(&self) -> Option<&RateLimitStatus> {
+        match self {
+            Error::Api { rate_limit, .. } => rate_limit.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// How long the server asked to wait before trying again (`Retry-After`, in seconds).
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        self.rate_limit()
+            .and_then(|r| r.retry_after)
+            .map(std::time::Duration::from_secs)
+    }
+
     fn api_status(&self) -> Option<u16> {
         match self {
             Error::Api { status, .. } => Some(*status),
@@ -205,7 +242,8 @@ impl Error {
         self.api_status() == Some(422)
     }
 
-    /// 429: throttled.
+    /// 429: throttled, or the token is over its own `rate_limit` (see
+    /// [`Error::retry_after`] and [`Error::rate_limit`]).
     pub fn is_rate_limited(&self) -> bool {
         self.api_status() == Some(429)
     }
@@ -231,6 +269,37 @@ impl Error {
     }
 }
 
+/// Where a rate-limited token stands, from an answer's headers (DESIGN.md §8):
+/// `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset` (seconds until the window
+/// ends) and `Retry-After` (seconds; given once the limit is reached). Each is `None` when
+/// its header is missing or not a whole number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RateLimitStatus {
+    /// `RateLimit-Limit`: uses per window.
+    pub limit: Option<u64>,
+    /// `RateLimit-Remaining`: uses left in this window.
+    pub remaining: Option<u64>,
+    /// `RateLimit-Reset`: seconds until the window ends.
+    pub reset: Option<u64>,
+    /// `Retry-After`: seconds to wait before trying again.
+    pub retry_after: Option<u64>,
+}
+
+impl RateLimitStatus {
+    /// The status in `headers`; `None` when none of the four headers is there.
+    pub fn from_headers(headers: &reqwest::header::HeaderMap) -> Option<RateLimitStatus> {
+        let number =
+            |name: &str| -> Option<u64> { headers.get(name)?.to_str().ok()?.trim().parse().ok() };
+        let status = RateLimitStatus {
+            limit: number("ratelimit-limit"),
+            remaining: number("ratelimit-remaining"),
+            reset: number("ratelimit-reset"),
+            retry_after: number("retry-after"),
+        };
+        (status != RateLimitStatus::default()).then_some(status)
+    }
+}
+
 /// Reads Latchkey's error shape leniently; `None` when the body is something else.
 fn parse_error_body(status: u16, body: &[u8]) -> Option<Error> {
     let value: Value = serde_json::from_slice(body).ok()?;
@@ -243,6 +312,7 @@ fn parse_error_body(status: u16, body: &[u8]) -> Option<Error> {
         message: redact_secrets(text("message").unwrap_or_default()).into_owned(),
         field: text("field").map(str::to_owned),
         limit: text("limit").map(str::to_owned),
+        rate_limit: None,
     })
 }
 
@@ -364,6 +434,43 @@ mod tests {
         let err = Error::from_response(404, br#"{"error":{"code":"not_found"}}"#);
         assert!(err.is_not_found());
         assert_eq!(err.message(), Some(""));
+    }
+
+    #[test]
+    fn rate_limit_headers() {
+        use reqwest::header::{HeaderMap, HeaderValue};
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("retry-after", "17"),
+            ("ratelimit-limit", "100"),
+            ("ratelimit-remaining", "0"),
+            ("ratelimit-reset", " 17 "),
+        ] {
+            headers.insert(name, HeaderValue::from_static(value));
+        }
+        let body = br#"{"error":{"code":"rate_limited","message":"over the token's rate limit"}}"#;
+        let err = Error::from_response_with_headers(429, &headers, body);
+        assert!(err.is_rate_limited());
+        assert_eq!(err.retry_after(), Some(std::time::Duration::from_secs(17)));
+        assert_eq!(
+            err.rate_limit().copied(),
+            Some(RateLimitStatus {
+                limit: Some(100),
+                remaining: Some(0),
+                reset: Some(17),
+                retry_after: Some(17),
+            })
+        );
+        // Only Retry-After (a throttle), unreadable values, or nothing at all.
+        let mut throttle = HeaderMap::new();
+        throttle.insert("retry-after", HeaderValue::from_static("3"));
+        throttle.insert("ratelimit-limit", HeaderValue::from_static("many"));
+        let err = Error::from_response_with_headers(429, &throttle, b"");
+        assert_eq!(err.code(), Some(UNKNOWN_CODE));
+        assert_eq!(err.rate_limit().and_then(|r| r.limit), None);
+        assert_eq!(err.retry_after(), Some(std::time::Duration::from_secs(3)));
+        assert_eq!(RateLimitStatus::from_headers(&HeaderMap::new()), None);
+        assert_eq!(Error::from_response(429, body).rate_limit(), None);
     }
 
     #[test]

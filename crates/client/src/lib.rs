@@ -78,9 +78,9 @@ mod error;
 
 pub use client::{
     AuditQuery, Client, DEFAULT_TIMEOUT, ENV_API_KEY, ENV_URL, EXPIRY_WARNING, PageQuery,
-    TokenHeader, Tokens, Webhooks, collect_all, expires_soon, token_expiration,
+    TokenHeader, Tokens, VerifyAnswer, Webhooks, collect_all, expires_soon, token_expiration,
 };
-pub use error::{Error, UNKNOWN_CODE, redact_secrets};
+pub use error::{Error, RateLimitStatus, UNKNOWN_CODE, redact_secrets};
 /// The wire types (re-export of `latchkey-proto`).
 pub use latchkey_proto as proto;
 /// The HTTP client underneath (re-export of `reqwest`), for [`Client::request`] and

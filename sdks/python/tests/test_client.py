@@ -153,7 +153,7 @@ def test_full_token_lifecycle(admin: Client, server: Server) -> None:
     # Metadata reads never carry the secret.
     fetched = admin.tokens.get(created.id)
     assert type(fetched) is Token and not hasattr(fetched, "token")
-    assert fetched == created.metadata()
+    assert fetched == created.without_secret()
     listed = admin.tokens.list(WS1)
     assert all(type(t) is Token for t in listed)
     assert created.id in [t.id for t in admin.paginate(admin.tokens.list, WS1)]

@@ -228,7 +228,7 @@ def test_token_models_and_the_secret() -> None:
     created = CreatedToken.from_dict(dict(TOKEN_JSON, token=secret))
     assert isinstance(created, Token) and created.secret == secret == created.token
     assert secret not in repr(created) and secret not in str(created)
-    assert not hasattr(created.metadata(), "token")
+    assert not hasattr(created.without_secret(), "token")
 
 
 def test_parse_datetime_variants() -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Dict, Mapping, Optional, Sequence, Union
 
+import httpx
+
 from ._http import (
     NO_BODY,
     Call,
@@ -18,6 +20,7 @@ from ._http import (
     keep_session,
     parse_json,
     parse_none,
+    parse_retry_after,
     seg,
 )
 from ._models import (
@@ -31,6 +34,9 @@ from ._models import (
     Member,
     Page,
     Project,
+    RateLimit,
+    RateLimitStatus,
+    Refill,
     Token,
     TokenSettings,
     User,
@@ -57,6 +63,31 @@ def _set(body: Json, key: str, value: Any) -> None:
     ``null``)."""
     if not isinstance(value, NotGiven):
         body[key] = value
+
+
+#: A rate limit as an argument: a :class:`RateLimit` or ``{"limit", "window_secs"}``.
+RateLimitArg = Union[RateLimit, Mapping[str, int]]
+#: A refill as an argument: a :class:`Refill` or ``{"amount", "interval"}``.
+RefillArg = Union[Refill, Mapping[str, Any]]
+
+
+def _policy_value(value: Any) -> Any:
+    """A policy argument as JSON: dataclasses by ``to_dict``, sequences as lists, mappings
+    as dicts, everything else (``None`` included) as given."""
+    if isinstance(value, (RateLimit, Refill)):
+        return value.to_dict()
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return value
+
+
+def _policy_body(body: Json, **fields: Any) -> None:
+    """Adds the verify-time policy fields that were given (``NOT_GIVEN`` ones are left out;
+    ``None`` is sent as ``null``, which clears a field in a PATCH)."""
+    for key, value in fields.items():
+        _set(body, key, value if isinstance(value, NotGiven) else _policy_value(value))
 
 
 def _when(value: Union[datetime, str, None]) -> Optional[str]:
@@ -187,6 +218,11 @@ def create_token(
     expires_in_days: Optional[int],
     expires_at: Union[datetime, str, None],
     owner_id: Optional[str],
+    metadata: Optional[Mapping[str, Any]] = None,
+    allowed_ips: Optional[Sequence[str]] = None,
+    rate_limit: Optional[RateLimitArg] = None,
+    remaining_uses: Optional[int] = None,
+    refill: Optional[RefillArg] = None,
 ) -> Call[CreatedToken]:
     body: Json = {"name": name, "type": type}
     if scopes is not None:
@@ -201,6 +237,14 @@ def create_token(
         body["expires_at"] = _when(expires_at)
     if owner_id is not None:
         body["owner_id"] = owner_id
+    given = dict(
+        metadata=metadata,
+        allowed_ips=allowed_ips,
+        rate_limit=rate_limit,
+        remaining_uses=remaining_uses,
+        refill=refill,
+    )
+    _policy_body(body, **{k: v for k, v in given.items() if v is not None})
     return Call(
         RequestSpec("POST", f"/api/v1/workspaces/{seg(workspace)}/tokens", json=body),
         parse_json(CreatedToken.from_dict),
@@ -218,6 +262,29 @@ def list_tokens(
 
 def get_token(token_id: str) -> Call[Token]:
     return Call(RequestSpec("GET", f"/api/v1/tokens/{seg(token_id)}"), parse_json(Token.from_dict))
+
+
+def update_token(
+    token_id: str,
+    metadata: Union[Mapping[str, Any], None, NotGiven],
+    allowed_ips: Union[Sequence[str], None, NotGiven],
+    rate_limit: Union[RateLimitArg, None, NotGiven],
+    remaining_uses: Union[int, None, NotGiven],
+    refill: Union[RefillArg, None, NotGiven],
+) -> Call[Token]:
+    body: Json = {}
+    _policy_body(
+        body,
+        metadata=metadata,
+        allowed_ips=allowed_ips,
+        rate_limit=rate_limit,
+        remaining_uses=remaining_uses,
+        refill=refill,
+    )
+    return Call(
+        RequestSpec("PATCH", f"/api/v1/tokens/{seg(token_id)}", json=body),
+        parse_json(Token.from_dict),
+    )
 
 
 def delete_token(token_id: str) -> Call[None]:
@@ -255,17 +322,30 @@ def rotate_token(
     return Call(spec, parse_json(CreatedToken.from_dict))
 
 
-def verify(token: str) -> Call[VerifyResult]:
+def _verify_result(response: httpx.Response) -> VerifyResult:
+    result = parse_json(VerifyResult.from_dict)(response)
+    result.rate_limit = RateLimitStatus.from_headers(response.headers)
+    result.retry_after = parse_retry_after(response.headers.get("retry-after"))
+    return result
+
+
+def verify(token: str, ip: Optional[str] = None) -> Call[VerifyResult]:
+    body: Json = {"token": token}
+    if ip is not None:
+        body["ip"] = ip
     return Call(
         # Public route: no credential needed, so none is sent (and none is exchanged).
-        RequestSpec("POST", "/api/v1/tokens/verify", json={"token": token}, auth=False),
-        parse_json(VerifyResult.from_dict),
+        RequestSpec("POST", "/api/v1/tokens/verify", json=body, auth=False),
+        _verify_result,
     )
 
 
-def introspect(token: str) -> Call[Introspection]:
+def introspect(token: str, ip: Optional[str] = None) -> Call[Introspection]:
+    form = {"token": token}
+    if ip is not None:
+        form["ip"] = ip
     return Call(
-        RequestSpec("POST", "/oauth/introspect", form={"token": token}),
+        RequestSpec("POST", "/oauth/introspect", form=form),
         parse_json(Introspection.from_dict),
     )
 

@@ -9,7 +9,10 @@ not attach requests or headers.
 
 from __future__ import annotations
 
-from typing import Dict, Optional, Type
+from typing import TYPE_CHECKING, Dict, Optional, Type
+
+if TYPE_CHECKING:
+    from ._models import RateLimitStatus
 
 __all__ = [
     "LatchkeyError",
@@ -24,6 +27,7 @@ __all__ = [
     "ConflictError",
     "ValidationError",
     "RateLimitError",
+    "RateLimited",
     "ServerError",
 ]
 
@@ -58,6 +62,8 @@ class APIError(LatchkeyError):
         field: for ``invalid_field`` (422), the offending field's name.
         limit: for ``limit_exceeded`` (409), the setting that was hit.
         retry_after: seconds the server asked to wait (429, 503), when it said.
+        rate_limit: for a token over its own ``rate_limit`` (429 ``rate_limited``), its
+            ``RateLimit-Limit`` / ``-Remaining`` / ``-Reset`` headers; ``None`` otherwise.
     """
 
     def __init__(
@@ -69,6 +75,7 @@ class APIError(LatchkeyError):
         field: Optional[str] = None,
         limit: Optional[str] = None,
         retry_after: Optional[float] = None,
+        rate_limit: Optional["RateLimitStatus"] = None,
     ) -> None:
         super().__init__(f"{status} {code}: {message}")
         self.status = status
@@ -77,6 +84,7 @@ class APIError(LatchkeyError):
         self.field = field
         self.limit = limit
         self.retry_after = retry_after
+        self.rate_limit = rate_limit
 
     def __repr__(self) -> str:
         return (
@@ -112,7 +120,13 @@ class ValidationError(APIError):
 
 
 class RateLimitError(APIError):
-    """429: throttled; ``.retry_after`` says how long to wait."""
+    """429 ``rate_limited``: throttled, or the token is over its own ``rate_limit``;
+    ``.retry_after`` says how long to wait and ``.rate_limit`` (the ``RateLimit-*``
+    headers) where the token stands. Also importable as :class:`RateLimited`."""
+
+
+#: The same class as :class:`RateLimitError`, named after the error code.
+RateLimited = RateLimitError
 
 
 class ServerError(APIError):

@@ -47,7 +47,7 @@ from ._exceptions import (
     error_class_for,
 )
 from ._format import hint_of
-from ._models import format_datetime, parse_datetime
+from ._models import RateLimitStatus, format_datetime, parse_datetime
 from ._version import __version__
 
 logger = logging.getLogger("latchkey")
@@ -293,7 +293,13 @@ def error_from_response(response: httpx.Response) -> APIError:
         limit = err.get("limit")
     retry_after = parse_retry_after(response.headers.get("retry-after"))
     return error_class_for(status)(
-        status, code, message, field=field, limit=limit, retry_after=retry_after
+        status,
+        code,
+        message,
+        field=field,
+        limit=limit,
+        retry_after=retry_after,
+        rate_limit=RateLimitStatus.from_headers(response.headers),
     )
 
 

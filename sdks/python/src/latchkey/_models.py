@@ -44,6 +44,10 @@ __all__ = [
     "TOKEN_STATES",
     "SCOPES",
     "Page",
+    "RateLimit",
+    "Refill",
+    "RefillInterval",
+    "RateLimitStatus",
     "Token",
     "CreatedToken",
     "User",
@@ -97,6 +101,8 @@ VerifyReason = Literal[
     "usage_exceeded",
     "rate_limited",
 ]
+#: How usage credits are refilled (``Refill.interval``).
+RefillInterval = Literal["daily", "monthly"]
 #: A user's role in the organization (``User.role``).
 OrgRole = Literal["owner", "admin", "member"]
 UserKind = Literal["human", "service"]
@@ -197,9 +203,83 @@ class Page(Generic[T]):
         )
 
 
+@dataclass(frozen=True)
+class RateLimit:
+    """A token's rate limit: at most ``limit`` uses in each window of ``window_secs``
+    seconds (1 to 86,400; windows are aligned to the Unix epoch)."""
+
+    limit: int
+    window_secs: int
+
+    def to_dict(self) -> Dict[str, int]:
+        return {"limit": self.limit, "window_secs": self.window_secs}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "RateLimit":
+        return cls(limit=int(data["limit"]), window_secs=int(data["window_secs"]))
+
+
+@dataclass(frozen=True)
+class Refill:
+    """How a token's ``remaining_uses`` is refilled: set back to ``amount`` at every
+    ``interval`` boundary (00:00 UTC; ``monthly``: the first of the month)."""
+
+    amount: int
+    interval: RefillInterval
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"amount": self.amount, "interval": self.interval}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Refill":
+        return cls(amount=int(data["amount"]), interval=data["interval"])
+
+
+@dataclass(frozen=True)
+class RateLimitStatus:
+    """Where a rate-limited token stands, from an answer's ``RateLimit-Limit``,
+    ``RateLimit-Remaining`` and ``RateLimit-Reset`` headers (``reset``: seconds until the
+    window ends). Each is ``None`` when the header is missing or unreadable."""
+
+    limit: Optional[int] = None
+    remaining: Optional[int] = None
+    reset: Optional[int] = None
+
+    @classmethod
+    def from_headers(cls, headers: Mapping[str, str]) -> Optional["RateLimitStatus"]:
+        """The status in ``headers`` (case-insensitive names, as httpx gives them), or
+        ``None`` when none of the three is there."""
+
+        def number(name: str) -> Optional[int]:
+            value = headers.get(name)
+            if value is None:
+                return None
+            try:
+                return int(str(value).strip())
+            except ValueError:
+                return None
+
+        status = cls(
+            limit=number("ratelimit-limit"),
+            remaining=number("ratelimit-remaining"),
+            reset=number("ratelimit-reset"),
+        )
+        if status.limit is None and status.remaining is None and status.reset is None:
+            return None
+        return status
+
+
+def _opt(build: Callable[[Mapping[str, Any]], T], value: Any) -> Optional[T]:
+    return None if value is None else build(value)
+
+
 @dataclass
 class Token:
-    """A token's metadata. Never holds its secret (see :class:`CreatedToken`)."""
+    """A token's metadata. Never holds its secret (see :class:`CreatedToken`).
+
+    The verify-time policy (DESIGN.md §8): ``metadata`` (a JSON object returned by every
+    check), ``allowed_ips`` (CIDRs it may be used from; ``None``: anywhere), ``rate_limit``,
+    ``remaining_uses`` (``None``: unlimited) and its ``refill``."""
 
     id: str
     name: str
@@ -218,6 +298,11 @@ class Token:
     expires_at: Optional[datetime] = None
     last_used_at: Optional[datetime] = None
     last_used_ip: Optional[str] = None
+    metadata: Optional[Dict[str, Any]] = None
+    allowed_ips: Optional[List[str]] = None
+    rate_limit: Optional[RateLimit] = None
+    remaining_uses: Optional[int] = None
+    refill: Optional[Refill] = None
 
     @staticmethod
     def _fields(data: Mapping[str, Any]) -> Dict[str, Any]:
@@ -239,6 +324,13 @@ class Token:
             expires_at=parse_datetime(data.get("expires_at")),
             last_used_at=parse_datetime(data.get("last_used_at")),
             last_used_ip=data.get("last_used_ip"),
+            metadata=data.get("metadata"),
+            allowed_ips=None if data.get("allowed_ips") is None else _str_list(data["allowed_ips"]),
+            rate_limit=_opt(RateLimit.from_dict, data.get("rate_limit")),
+            remaining_uses=None
+            if data.get("remaining_uses") is None
+            else int(data["remaining_uses"]),
+            refill=_opt(Refill.from_dict, data.get("refill")),
         )
 
     @classmethod
@@ -269,8 +361,9 @@ class CreatedToken(Token):
         """The secret (same as ``.token``)."""
         return self.token
 
-    def metadata(self) -> Token:
-        """The metadata without the secret."""
+    def without_secret(self) -> Token:
+        """The token object without the secret (``.metadata`` is the token's own metadata
+        object, DESIGN.md §8)."""
         return Token(**{k: v for k, v in self.__dict__.items() if k != "token"})
 
 
@@ -442,16 +535,27 @@ class Project:
 
 @dataclass
 class VerifyResult:
-    """``POST /api/v1/tokens/verify``: ``valid`` plus the token, or the ``reason`` it fails
-    (``bad_format``, ``not_found``, ``expired``, ``revoked``, ``type_disabled``,
-    ``suspended``)."""
+    """``POST /api/v1/tokens/verify``: ``valid`` plus the token (with its ``metadata``), or
+    the ``reason`` it fails (``bad_format``, ``not_found``, ``expired``, ``revoked``,
+    ``type_disabled``, ``suspended``, ``ip_not_allowed``, ``usage_exceeded``,
+    ``rate_limited``, ...).
+
+    For a rate-limited token, ``rate_limit`` is where it stands (the ``RateLimit-*``
+    headers) and, once over the limit, ``retry_after`` the seconds until it works again."""
 
     valid: bool
     token: Optional[Token] = None
     reason: Optional[VerifyReason] = None
+    rate_limit: Optional[RateLimitStatus] = None
+    retry_after: Optional[float] = None
 
     def __bool__(self) -> bool:
         return self.valid
+
+    @property
+    def metadata(self) -> Optional[Dict[str, Any]]:
+        """The token's metadata when valid (``None`` otherwise, or when it has none)."""
+        return None if self.token is None else self.token.metadata
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "VerifyResult":
@@ -480,6 +584,8 @@ class Introspection:
     iat: Optional[int] = None
     workspace_id: Optional[str] = None
     latchkey_type: Optional[TokenType] = None
+    #: The token's metadata (a JSON object), when it has any.
+    metadata: Optional[Dict[str, Any]] = None
 
     def __bool__(self) -> bool:
         return self.active
@@ -512,6 +618,7 @@ class Introspection:
             iat=opt_int(data.get("iat")),
             workspace_id=data.get("workspace_id"),
             latchkey_type=data.get("latchkey_type"),
+            metadata=data.get("metadata"),
         )
 
 

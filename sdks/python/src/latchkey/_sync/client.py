@@ -22,6 +22,7 @@ import httpx
 
 from .. import _endpoints as E
 from .._concurrency import SyncLock, sync_sleep
+from .._endpoints import RateLimitArg, RefillArg
 from .._http import (
     DEFAULT_MAX_RETRIES,
     DEFAULT_TIMEOUT,
@@ -290,14 +291,17 @@ class Client:
 
     # -- checks
 
-    def verify(self, token: str) -> VerifyResult:
-        """Checks a token: ``valid`` and its metadata, or the ``reason`` it fails."""
-        return self._call(E.verify(token))
+    def verify(self, token: str, *, ip: Optional[str] = None) -> VerifyResult:
+        """Checks a token: ``valid`` and the token (its ``metadata`` too), or the ``reason``
+        it fails. Pass ``ip``, the address your own client called from, for a token with
+        ``allowed_ips``. Every check counts as a use of a token with ``rate_limit`` or
+        ``remaining_uses``; ``.rate_limit`` and ``.retry_after`` say where it stands."""
+        return self._call(E.verify(token, ip))
 
-    def introspect(self, token: str) -> Introspection:
+    def introspect(self, token: str, *, ip: Optional[str] = None) -> Introspection:
         """RFC 7662 introspection (needs a token with the ``introspect`` scope, an admin
-        token, or an org admin's session)."""
-        return self._call(E.introspect(token))
+        token, or an org admin's session); ``ip`` as for :meth:`verify`."""
+        return self._call(E.introspect(token, ip))
 
     def oauth_revoke(self, token: str) -> None:
         """RFC 7009 revocation of a token by its secret (the caller authenticates; a token
@@ -382,7 +386,7 @@ class Client:
 
 
 class Tokens:
-    """``client.tokens``: create, list, get, revoke, restore, rotate and delete tokens."""
+    """``client.tokens``: create, list, get, update, revoke, restore, rotate and delete tokens."""
 
     def __init__(self, client: Client) -> None:
         self._client = client
@@ -399,9 +403,19 @@ class Tokens:
         *,
         expires_at: Union[datetime, str, None] = None,
         owner_id: Optional[str] = None,
+        metadata: Optional[Mapping[str, Any]] = None,
+        allowed_ips: Optional[Sequence[str]] = None,
+        rate_limit: Optional[RateLimitArg] = None,
+        remaining_uses: Optional[int] = None,
+        refill: Optional[RefillArg] = None,
     ) -> CreatedToken:
         """Creates a token in ``workspace`` (id or name). The answer's ``.token`` is the
-        secret, shown this once."""
+        secret, shown this once.
+
+        Verify-time policy, all optional: ``metadata`` (a JSON object of at most 4 KiB,
+        returned by every check), ``allowed_ips`` (IPv4/IPv6 CIDRs), ``rate_limit``
+        (:class:`RateLimit` or ``{"limit", "window_secs"}``), ``remaining_uses`` and its
+        ``refill`` (:class:`Refill` or ``{"amount", "interval"}``)."""
         return self._client._call(
             E.create_token(
                 workspace,
@@ -413,7 +427,29 @@ class Tokens:
                 expires_in_days,
                 expires_at,
                 owner_id,
+                metadata,
+                allowed_ips,
+                rate_limit,
+                remaining_uses,
+                refill,
             )
+        )
+
+    def update(
+        self,
+        token_id: str,
+        *,
+        metadata: Union[Mapping[str, Any], None, NotGiven] = NOT_GIVEN,
+        allowed_ips: Union[Sequence[str], None, NotGiven] = NOT_GIVEN,
+        rate_limit: Union[RateLimitArg, None, NotGiven] = NOT_GIVEN,
+        remaining_uses: Union[int, None, NotGiven] = NOT_GIVEN,
+        refill: Union[RefillArg, None, NotGiven] = NOT_GIVEN,
+    ) -> Token:
+        """Changes a token's verify-time policy (``PATCH /api/v1/tokens/{id}``): only the
+        arguments given change, and ``None`` removes a field (no metadata, any address, no
+        rate limit, unlimited uses, no refill). ``remaining_uses`` counts from now on."""
+        return self._client._call(
+            E.update_token(token_id, metadata, allowed_ips, rate_limit, remaining_uses, refill)
         )
 
     def list(
