@@ -65,7 +65,7 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'
 
 /// Console routes (pages, forms, assets).
 pub fn routes() -> Router<AppState> {
-    use tokens::{account, actions, api_access, detail, workspace};
+    use tokens::{account, actions, api_access, detail, policy, workspace};
     let router = Router::new()
         .route("/", get(session::root))
         .route("/login", get(session::login_form).post(session::login))
@@ -183,6 +183,7 @@ pub fn routes() -> Router<AppState> {
             .route(&format!("{base}/{{id}}/restore"), post(actions::restore))
             .route(&format!("{base}/{{id}}/rotate"), post(actions::rotate))
             .route(&format!("{base}/{{id}}/delete"), post(actions::delete))
+            .route(&format!("{base}/{{id}}/policy"), post(policy::save))
     });
     router.layer(middleware::from_fn(security_headers))
 }

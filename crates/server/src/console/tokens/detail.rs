@@ -1,13 +1,15 @@
 //! A token's own page, under the list it belongs to (`/workspaces/{ws}/settings/tokens/{id}`,
 //! `/account/tokens/{id}`, `/api-access/tokens/{id}`; the row's name links to it): every fact
 //! the row shows, and its projects, environment and last client IP, with the same actions,
-//! which return to the list.
+//! which return to the list; and its verify-time policy with the form that edits it
+//! ([`super::policy`]).
 
 use askama::Template;
 use axum::response::Response;
 use latchkey_store::PageRequest;
 
 use super::actions::TokenTarget;
+use super::policy::{PolicyFacts, PolicyFields};
 use super::{TokenPlace, TokenRow, token_row};
 use crate::console::extract::{SignedIn, Visit};
 use crate::console::pages::org_admins_only;
@@ -31,6 +33,10 @@ pub struct TokenDetailPage {
     last_used_ip: Option<String>,
     /// Personal and legacy tokens act for their owner; the others for the workspace.
     owned: bool,
+    /// Its verify-time policy.
+    policy: PolicyFacts,
+    /// The policy form, for those who may manage the token.
+    edit: Option<PolicyFields>,
 }
 
 impl TokenPlace {
@@ -47,17 +53,27 @@ impl TokenPlace {
 
 /// `GET {list}/{id}`: the token's page, when the token belongs to that list and the caller
 /// may see it (else the 404 page).
-pub async fn page(target: TokenTarget, Visit { state, s, mut view }: Visit) -> Response {
+pub async fn page(target: TokenTarget, Visit { state, s, view }: Visit) -> Response {
+    render(&state, &s, &target, view).await
+}
+
+/// The token's page with `view` (a banner; after a failed policy edit, the form as sent).
+pub async fn render(
+    state: &AppState,
+    s: &SignedIn,
+    target: &TokenTarget,
+    mut view: View,
+) -> Response {
     let section = target.place.section();
     if matches!(
         target.place,
         TokenPlace::ApiAccess | TokenPlace::ServiceAccount(_)
     ) && !s.is_org_admin()
     {
-        return org_admins_only(&s, section);
+        return org_admins_only(s, section);
     }
-    let page = build(&state, &s, &target, &mut view).await;
-    view.respond(&s, section, page)
+    let page = build(state, s, target, &mut view).await;
+    view.respond(s, section, page)
 }
 
 async fn build(
@@ -140,6 +156,9 @@ async fn build(
         }
         _ => Vec::new(),
     };
+    let edit = state
+        .may_manage_token(&s.p, &token)
+        .then(|| PolicyFields::for_token(&token, view));
     // The actions come back to the list, at this token's row.
     view.here = place.url();
     let r = token_row(state, s, &token, state.clock.now());
@@ -151,6 +170,8 @@ async fn build(
         environment: token.environment.clone(),
         last_used_ip: token.last_used_ip.clone(),
         owned: token.owner_id.is_some(),
+        policy: PolicyFacts::of(&token),
+        edit,
         r,
     })
 }

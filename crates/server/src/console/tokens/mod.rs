@@ -2,8 +2,9 @@
 //! Settings with personal and legacy tokens ([`account`]), the org-wide API access page
 //! ([`api_access`]); a token's own page ([`detail`]); the row actions, one route each
 //! ([`actions`]); and what they share here: the table with its search, filters, sort and
-//! pages ([`list`]), the create form with its expiry presets, and the show-once dialog
-//! after a create or rotate. Every rule
+//! pages ([`list`]), the create form with its expiry presets and its Advanced part (the
+//! verify-time policy, [`policy`], also edited on the token's page), and the show-once
+//! dialog after a create or rotate. Every rule
 //! (who sees, creates or manages which token; lifetimes; limits) is the service's.
 
 pub mod account;
@@ -11,6 +12,7 @@ pub mod actions;
 pub mod api_access;
 pub mod detail;
 pub mod list;
+pub mod policy;
 pub mod workspace;
 
 use axum::response::Response;
@@ -391,6 +393,8 @@ pub struct CreateForm {
     pub environment: String,
     /// Focus Token Name on load (a form just opened, not one refilled after a failure).
     pub autofocus: bool,
+    /// The Advanced part: the verify-time policy.
+    pub advanced: policy::PolicyFields,
 }
 
 impl CreateForm {
@@ -501,6 +505,7 @@ impl CreateForm {
                 .any(|t| matches!(t, TokenType::Client | TokenType::Frontend)),
             environment: view.field("environment").to_owned(),
             autofocus: view.sticky.is_none(),
+            advanced: policy::PolicyFields::from_view(view),
         }
     }
 }
@@ -618,6 +623,7 @@ fn create_request(
         req.projects = Some(projects);
     }
     req.environment = form.text("environment");
+    policy::apply_to_create(form, &mut req)?;
     Ok(req)
 }
 
