@@ -1498,3 +1498,203 @@ async fn user_create_service_and_token_create_for_its_owner() {
     ctx.admin(&server, &["user", "reactivate", &id]).await.ok();
     assert!(server.with_token(&secret).me().await.is_ok());
 }
+
+/// `token create` with the verify-time policy flags, `token show` with the policy lines,
+/// `token update` (set, `--clear`), `verify --ip`, and the usage errors for flags that
+/// cannot be read (exit 2) or values the server refuses (exit 1, naming the field).
+#[tokio::test]
+async fn cli_token_policy_flags_update_and_show() {
+    let server = TestServer::start().await;
+    let ctx = Ctx::new();
+
+    let created = ctx
+        .admin_json(
+            &server,
+            &[
+                "token",
+                "create",
+                "-w",
+                "Workspace 1",
+                "-n",
+                "cli-partner",
+                "--type",
+                "client",
+                "--metadata",
+                r#"{"plan":"pro"}"#,
+                "--allowed-ip",
+                "203.0.113.0/24",
+                "--allowed-ip",
+                "2001:db8::/32",
+                "--rate-limit",
+                "100/1m",
+                "--remaining-uses",
+                "50",
+                "--refill",
+                "50/monthly",
+            ],
+        )
+        .await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    let secret = created["token"].as_str().unwrap().to_owned();
+    assert_eq!(created["metadata"], serde_json::json!({"plan": "pro"}));
+    assert_eq!(
+        created["allowed_ips"],
+        serde_json::json!(["203.0.113.0/24", "2001:db8::/32"])
+    );
+    assert_eq!(
+        created["rate_limit"],
+        serde_json::json!({"limit": 100, "window_secs": 60})
+    );
+    assert_eq!(created["remaining_uses"], 50);
+    assert_eq!(
+        created["refill"],
+        serde_json::json!({"amount": 50, "interval": "monthly"})
+    );
+
+    // `token show` (an alias of `get`) prints the policy.
+    let shown = ctx.admin(&server, &["token", "show", &id]).await;
+    shown.ok();
+    for line in [
+        r#"{"plan":"pro"}"#,
+        "203.0.113.0/24 2001:db8::/32",
+        "100 per 60 s",
+        "to 50 monthly",
+    ] {
+        assert!(shown.stdout.contains(line), "{line:?} missing: {shown:#?}");
+    }
+
+    // verify --ip: from an allowed address valid, from another the reason (exit 1).
+    let out = ctx
+        .cmd(&[
+            "verify",
+            &secret,
+            "--ip",
+            "203.0.113.5",
+            "--url",
+            &server.url,
+        ])
+        .out()
+        .await;
+    out.ok();
+    assert!(out.stdout.contains(r#"{"plan":"pro"}"#), "{out:#?}");
+    let out = ctx
+        .cmd(&[
+            "verify",
+            &secret,
+            "--ip",
+            "198.51.100.5",
+            "--url",
+            &server.url,
+        ])
+        .out()
+        .await;
+    assert_eq!(out.code, 1, "{out:#?}");
+    assert_eq!(out.stdout.trim(), "invalid: ip_not_allowed");
+
+    // Update: a new rate limit, the allowed IPs and the refill cleared.
+    let updated = ctx
+        .admin_json(
+            &server,
+            &[
+                "token",
+                "update",
+                &id,
+                "--rate-limit",
+                "1/d",
+                "--clear",
+                "allowed_ips",
+                "--clear",
+                "refill",
+            ],
+        )
+        .await;
+    assert_eq!(updated["allowed_ips"], Value::Null);
+    assert_eq!(updated["refill"], Value::Null);
+    assert_eq!(
+        updated["rate_limit"],
+        serde_json::json!({"limit": 1, "window_secs": 86_400})
+    );
+    assert_eq!(updated["metadata"], serde_json::json!({"plan": "pro"}));
+    // By name in a workspace, table output.
+    let out = ctx
+        .admin(
+            &server,
+            &[
+                "token",
+                "update",
+                "cli-partner",
+                "-w",
+                "Workspace 1",
+                "--metadata",
+                r#"{"plan":"enterprise"}"#,
+            ],
+        )
+        .await;
+    out.ok();
+    assert!(out.stdout.contains(r#"{"plan":"enterprise"}"#), "{out:#?}");
+
+    // Over the rate limit (1 a day): verify says so, with when to retry.
+    let mut last = String::new();
+    for _ in 0..2 {
+        let out = ctx
+            .cmd(&["verify", &secret, "--url", &server.url])
+            .out()
+            .await;
+        last = out.stdout.clone();
+        if out.code == 1 {
+            break;
+        }
+    }
+    assert!(
+        last.starts_with("invalid: rate_limited (retry in "),
+        "{last:?}"
+    );
+
+    // Flags the CLI cannot read: usage errors (exit 2), nothing sent.
+    for bad in [
+        &["--rate-limit", "100"][..],
+        &["--rate-limit", "100/60x"],
+        &["--refill", "5/weekly"],
+        &["--metadata", "{plan}"],
+    ] {
+        let mut args = vec!["token", "update", id.as_str()];
+        args.extend_from_slice(bad);
+        let out = ctx.admin(&server, &args).await;
+        assert_eq!(out.code, 2, "{bad:?}: {out:#?}");
+    }
+    let out = ctx.admin(&server, &["token", "update", &id]).await;
+    assert!(out.fails(2).contains("nothing to change"), "{out:#?}");
+    let out = ctx
+        .admin(
+            &server,
+            &[
+                "token",
+                "update",
+                &id,
+                "--rate-limit",
+                "5/s",
+                "--clear",
+                "rate_limit",
+            ],
+        )
+        .await;
+    assert!(out.fails(2).contains("contradict"), "{out:#?}");
+
+    // Values the server refuses: exit 1 with the field named, nothing changed.
+    for (flags, field) in [
+        (&["--allowed-ip", "10.0.0.0/33"][..], "allowed_ips"),
+        (&["--rate-limit", "0/60s"], "rate_limit.limit"),
+        (&["--rate-limit", "5/2d"], "rate_limit.window_secs"),
+        (&["--remaining-uses=-1"], "remaining_uses"),
+        (&["--metadata", "[1]"], "metadata"),
+    ] {
+        let mut args = vec!["token", "update", id.as_str()];
+        args.extend_from_slice(flags);
+        let out = ctx.admin(&server, &args).await;
+        let line = out.fails(1);
+        assert!(line.contains(field), "{flags:?}: {line}");
+    }
+    let now = ctx.admin_json(&server, &["token", "get", &id]).await;
+    assert_eq!(now["metadata"], serde_json::json!({"plan": "enterprise"}));
+    server.stop().await;
+}
