@@ -68,6 +68,47 @@
 //! # Ok(()) }
 //! ```
 //!
+//! A token's verify-time policy (DESIGN.md §8): metadata every check returns, the networks
+//! it may be used from, a rate limit, and usage credits with a refill — set on create,
+//! changed with [`Tokens::update`], read back by [`Client::verify_with`] (which also says
+//! where a rate-limited token stands), and a 429 keeps its `Retry-After` and `RateLimit-*`
+//! headers ([`Error::retry_after`], [`Error::rate_limit`]):
+//!
+//! ```no_run
+//! use latchkey_client::proto::{
+//!     CreateTokenRequest, RateLimit, Refill, RefillInterval, TokenType, UpdateTokenRequest,
+//!     VerifyRequest,
+//! };
+//! # async fn run(admin: latchkey_client::Client, ws: &str) -> Result<(), latchkey_client::Error> {
+//! let mut request = CreateTokenRequest::new("partner", TokenType::Client);
+//! request.metadata = Some(serde_json::json!({"plan": "pro"}));
+//! request.allowed_ips = Some(vec!["203.0.113.0/24".into(), "2001:db8::/32".into()]);
+//! request.rate_limit = Some(RateLimit { limit: 100, window_secs: 60 });
+//! request.remaining_uses = Some(10_000);
+//! request.refill = Some(Refill { amount: 10_000, interval: RefillInterval::Monthly });
+//! let created = admin.tokens().create(ws, &request).await?;
+//!
+//! // A resource server checks it, passing its own caller's address.
+//! let answer = admin
+//!     .verify_with(&VerifyRequest { token: created.token.clone(), ip: Some("203.0.113.9".into()) })
+//!     .await?;
+//! let plan = answer.response.token.and_then(|t| t.metadata);
+//!
+//! // Only the fields set change; `Some(None)` clears one.
+//! admin.tokens().update(&created.meta.id, &UpdateTokenRequest {
+//!     allowed_ips: Some(None),
+//!     rate_limit: Some(Some(RateLimit { limit: 1000, window_secs: 3600 })),
+//!     ..UpdateTokenRequest::default()
+//! }).await?;
+//!
+//! let api = latchkey_client::Client::with_token("http://127.0.0.1:8080", created.token)?;
+//! match api.list_projects(ws).await {
+//!     Err(e) if e.is_rate_limited() => println!("retry in {:?}, {:?}", e.retry_after(), e.rate_limit()),
+//!     other => { other?; }
+//! }
+//! # Ok(()) }
+//! ```
+//!
 //! [`Client::from_env`] reads `LATCHKEY_URL` and `LATCHKEY_API_KEY`; [`Client::request`] is
 //! the escape hatch for raw calls with the client's credentials applied.
 
