@@ -52,19 +52,16 @@ async fn list_all_walks_every_page() {
 }
 
 /// The verify-time policy (DESIGN.md §8) through the SDK: every field on create, read
-/// back, `update` (set, keep, clear), metadata from verify and introspection, `ip` on
-/// verify, and a rate-limited token's 429 with `Retry-After` and `RateLimit-*` as typed
-/// values (`Error::retry_after`, `Error::rate_limit`, `VerifyAnswer::rate_limit`).
+/// back, `update` (set, keep, clear), bad input as a typed 422 naming the field, and who may
+/// not change it.
 #[tokio::test]
-async fn sdk_token_policy_fields_update_and_rate_limit_errors() {
+async fn sdk_token_policy_fields_and_update() {
     use latchkey_client::proto::{
-        CreateTokenRequest, RateLimit, Reason, Refill, RefillInterval, UpdateTokenRequest,
-        VerifyRequest,
+        CreateTokenRequest, RateLimit, Refill, RefillInterval, UpdateTokenRequest,
     };
 
     let server = TestServer::start().await;
     let admin = server.admin();
-    let anonymous = server.anonymous();
     let ws = server.workspace1().await;
     let metadata = serde_json::json!({"plan": "pro", "seats": 5});
 
@@ -95,37 +92,6 @@ async fn sdk_token_policy_fields_update_and_rate_limit_errors() {
     assert_eq!(meta.refill, request.refill);
     assert_eq!(&admin.tokens().get(&meta.id).await.unwrap(), meta);
 
-    // Verify from an allowed address: valid, with the metadata; from elsewhere: the reason.
-    let from = |ip: Option<&str>| VerifyRequest {
-        token: created.token.clone(),
-        ip: ip.map(str::to_owned),
-    };
-    let ok = anonymous
-        .verify_with(&from(Some("203.0.113.9")))
-        .await
-        .unwrap();
-    assert!(ok.response.valid, "{ok:?}");
-    let seen = ok.response.token.unwrap();
-    assert_eq!(
-        seen.metadata.map(serde_json::Value::Object),
-        Some(metadata.clone())
-    );
-    let elsewhere = anonymous
-        .verify_with(&from(Some("198.51.100.1")))
-        .await
-        .unwrap();
-    assert_eq!(elsewhere.response.reason, Some(Reason::IpNotAllowed));
-    assert_eq!(
-        anonymous.verify(&created.token).await.unwrap().reason,
-        Some(Reason::IpNotAllowed)
-    );
-    let introspected = admin
-        .introspect_from(&created.token, "2001:db8::7")
-        .await
-        .unwrap();
-    assert_eq!(introspected["active"], true, "{introspected}");
-    assert_eq!(introspected["metadata"], metadata);
-
     // Update: set some, keep the rest, clear some.
     let changed = admin
         .tokens()
@@ -146,7 +112,8 @@ async fn sdk_token_policy_fields_update_and_rate_limit_errors() {
     assert_eq!(changed.allowed_ips, None);
     assert_eq!(changed.refill, None);
     assert_eq!(changed.metadata, meta.metadata);
-    assert!(changed.remaining_uses.is_some());
+    assert_eq!(changed.remaining_uses, Some(100));
+    assert_eq!(changed.rate_limit.map(|r| r.limit), Some(2));
 
     // Bad input: 422 naming the field, nothing changed.
     let bad = admin
@@ -164,36 +131,6 @@ async fn sdk_token_policy_fields_update_and_rate_limit_errors() {
     assert!(bad.is_invalid_field(), "{bad}");
     assert_eq!(bad.field(), Some("metadata"));
     assert_eq!(admin.tokens().get(&meta.id).await.unwrap(), changed);
-
-    // Over the rate limit (2 a day; the verifies above counted under the old limit's
-    // window, so spend what is left): the API answers 429 with the headers.
-    let api = server.with_token(&created.token);
-    let mut over = None;
-    for _ in 0..3 {
-        if let Err(e) = api.list_projects(&ws).await {
-            over = Some(e);
-            break;
-        }
-    }
-    let over = over.expect("the third use at the latest is over the limit");
-    assert!(over.is_rate_limited(), "{over}");
-    assert_eq!(over.code(), Some("rate_limited"));
-    let retry = over.retry_after().expect("Retry-After");
-    assert!(
-        retry.as_secs() >= 1 && retry.as_secs() <= 86_400,
-        "{retry:?}"
-    );
-    let rl = over.rate_limit().copied().expect("RateLimit-* headers");
-    assert_eq!((rl.limit, rl.remaining), (Some(2), Some(0)));
-    assert!(rl.reset.is_some_and(|r| r <= 86_400), "{rl:?}");
-    let refused = anonymous.verify_with(&from(None)).await.unwrap();
-    assert_eq!(refused.response.reason, Some(Reason::RateLimited));
-    assert!(
-        refused
-            .rate_limit
-            .is_some_and(|r| r.retry_after.is_some() && r.remaining == Some(0)),
-        "{refused:?}"
-    );
 
     // Someone who may not manage the token cannot change it.
     let (_, member) = server
