@@ -263,6 +263,17 @@ impl<G: Gate> FromRequestParts<AppState> for Visit<G> {
 pub struct FormData(pub Vec<(String, String)>);
 
 impl FormData {
+    /// A form of these fields (tests build forms so).
+    #[cfg(test)]
+    pub fn of(pairs: &[(&str, &str)]) -> FormData {
+        FormData(
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        )
+    }
+
     /// The first value of a field.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0

@@ -232,6 +232,22 @@ fn whole<T: std::str::FromStr>(
         .transpose()
 }
 
+/// Two fields that go together: both or neither. One alone is an error naming the other
+/// (`need_b` when `b` is missing, `need_a` when `a` is).
+fn both<A, B>(
+    a: Option<A>,
+    b: Option<B>,
+    need_b: (&str, &str),
+    need_a: (&str, &str),
+) -> Result<Option<(A, B)>, ApiError> {
+    match (a, b) {
+        (None, None) => Ok(None),
+        (Some(a), Some(b)) => Ok(Some((a, b))),
+        (Some(_), None) => Err(ApiError::field(need_b.0, need_b.1)),
+        (None, Some(_)) => Err(ApiError::field(need_a.0, need_a.1)),
+    }
+}
+
 fn read(form: &FormData) -> Result<Asked, ApiError> {
     let metadata = form
         .text("metadata")
@@ -253,22 +269,16 @@ fn read(form: &FormData) -> Result<Asked, ApiError> {
         .collect();
     let limit = whole::<u64>(form, "rate_limit_limit", "rate_limit.limit")?;
     let window = whole::<u64>(form, "rate_limit_window_secs", "rate_limit.window_secs")?;
-    let rate_limit = match (limit, window) {
-        (None, None) => None,
-        (Some(limit), Some(window_secs)) => Some(RateLimit { limit, window_secs }),
-        (Some(_), None) => {
-            return Err(ApiError::field(
-                "rate_limit.window_secs",
-                "give the window the rate limit counts in, in seconds",
-            ));
-        }
-        (None, Some(_)) => {
-            return Err(ApiError::field(
-                "rate_limit.limit",
-                "give how many uses each window allows",
-            ));
-        }
-    };
+    let rate_limit = both(
+        limit,
+        window,
+        (
+            "rate_limit.window_secs",
+            "give the window the rate limit counts in, in seconds",
+        ),
+        ("rate_limit.limit", "give how many uses each window allows"),
+    )?
+    .map(|(limit, window_secs)| RateLimit { limit, window_secs });
     let remaining_uses = form
         .text("remaining_uses")
         .map(|t| {
@@ -284,22 +294,16 @@ fn read(form: &FormData) -> Result<Asked, ApiError> {
                 ApiError::field("refill.interval", "choose Never, Daily or Monthly")
             })?),
         };
-    let refill = match (amount, interval) {
-        (None, None) => None,
-        (Some(amount), Some(interval)) => Some(Refill { amount, interval }),
-        (Some(_), None) => {
-            return Err(ApiError::field(
-                "refill.interval",
-                "choose when the uses are refilled (Daily or Monthly)",
-            ));
-        }
-        (None, Some(_)) => {
-            return Err(ApiError::field(
-                "refill.amount",
-                "give how many uses each refill sets",
-            ));
-        }
-    };
+    let refill = both(
+        amount,
+        interval,
+        (
+            "refill.interval",
+            "choose when the uses are refilled (Daily or Monthly)",
+        ),
+        ("refill.amount", "give how many uses each refill sets"),
+    )?
+    .map(|(amount, interval)| Refill { amount, interval });
     Ok(Asked {
         metadata,
         allowed_ips: (!ips.is_empty()).then_some(ips),
@@ -375,12 +379,7 @@ mod tests {
     use super::*;
 
     fn form(pairs: &[(&str, &str)]) -> FormData {
-        FormData(
-            pairs
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
-        )
+        FormData::of(pairs)
     }
 
     fn field_of(e: ApiError) -> String {
