@@ -303,6 +303,12 @@ impl SqlBackend for PostgresStore {
         .await
     }
 
+    /// `LOWER` follows the database's locale here (Unicode case folding, or none in some
+    /// locales); `translate` folds exactly the ASCII letters, as SQLite's `LOWER` does.
+    fn ascii_lower(expr: &str) -> String {
+        format!("translate({expr}, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz')")
+    }
+
     /// One statement over `unnest` of three bound arrays (SQLite has no arrays).
     async fn record_last_used(
         conn: &mut Conn<'_, Self>,

@@ -23,6 +23,7 @@ pub mod events;
 pub mod feed;
 pub mod fixtures;
 pub mod housekeeping;
+pub mod inventory;
 pub mod limits;
 pub mod policy;
 pub mod tokens;
@@ -33,6 +34,7 @@ pub use events::*;
 pub use feed::*;
 pub use fixtures::*;
 pub use housekeeping::*;
+pub use inventory::*;
 pub use limits::*;
 pub use policy::*;
 pub use tokens::*;
@@ -111,6 +113,11 @@ macro_rules! conformance_cases {
             }
             accounts {
                 service_accounts_by_kind,
+            }
+            inventory {
+                inventory_filters,
+                inventory_state_filter_matches_visible_state,
+                bulk_revoke_skips_with_reasons,
             }
         }
     };

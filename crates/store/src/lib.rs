@@ -128,6 +128,59 @@ pub struct TokenFilter {
     pub visibility: Option<Visibility>,
     /// Only this type.
     pub token_type: Option<TokenType>,
+    /// Only tokens in this state as lists show it ([`StateFilter`]).
+    pub state: Option<StateFilter>,
+    /// Only tokens whose name contains this text, ASCII letters compared without case
+    /// (the same on every backend; other characters compare exactly).
+    pub name_contains: Option<String>,
+    /// Only tokens created before this instant.
+    pub created_before: Option<OffsetDateTime>,
+    /// Only tokens that expire before this instant (never-expiring ones do not).
+    pub expires_before: Option<OffsetDateTime>,
+    /// Only tokens last used before this instant (never-used ones are not).
+    pub last_used_before: Option<OffsetDateTime>,
+    /// `Some(true)`: only tokens never used; `Some(false)`: only tokens used at least once.
+    pub never_used: Option<bool>,
+}
+
+/// A filter on the state a token shows in lists (`latchkey_core::policy::visible_state`),
+/// derived from the stored state: `expired` when stored so or past `expires_at` at `now`;
+/// else `revoked` when stored so; else `type_disabled` when its type is one of
+/// `disabled_types`; else `suspended` when it has an owner who is deactivated or gone;
+/// else `active`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateFilter {
+    /// The state to keep.
+    pub state: latchkey_proto::TokenState,
+    /// The instant the derived states are taken at.
+    pub now: OffsetDateTime,
+    /// The types the org's token settings disable.
+    pub disabled_types: Vec<TokenType>,
+}
+
+/// What [`Store::revoke_tokens`] did with one id.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BulkRevoked {
+    /// Revoked now: the token as it is after.
+    Revoked(TokenRecord),
+    /// Left as it was, and why.
+    Skipped {
+        /// The id asked for.
+        id: String,
+        /// Why it was not revoked.
+        why: RevokeSkipped,
+    },
+}
+
+/// Why [`Store::revoke_tokens`] left a token as it was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevokeSkipped {
+    /// No such token (any more).
+    NotFound,
+    /// It was revoked already.
+    AlreadyRevoked,
+    /// It is expired (stored so, or past its expiry): expired is final.
+    Expired,
 }
 
 /// Which audit events to list.
@@ -604,6 +657,16 @@ pub trait Store: Send + Sync + 'static {
     /// Merges last-used observations (latest time wins, the IP goes with the time; unknown
     /// tokens are ignored). Not a change: records nothing in the change feed.
     async fn record_last_used(&self, batch: &[LastUsed]) -> StoreResult<()>;
+    /// Revokes several tokens in one transaction: each of `requests` (a token id and the
+    /// audit event of its revocation) whose token is stored `active` and not expired at
+    /// `now` becomes `revoked`, with its audit event (so its lifecycle event) and its own
+    /// change; the others stay as they are and are answered as skipped, with why. The
+    /// answer has one entry per request, in order. A failure rolls all of it back.
+    async fn revoke_tokens(
+        &self,
+        now: OffsetDateTime,
+        requests: Vec<(String, NewAuditEvent)>,
+    ) -> StoreResult<Vec<BulkRevoked>>;
     /// Marks every active token with `expires_at <= now` as `expired`, writing a
     /// `token.expired` event for each; returns their ids.
     async fn expire_tokens(&self, now: OffsetDateTime) -> StoreResult<Vec<String>>;

@@ -33,7 +33,11 @@ pub fn webhook_record(world: &World, events: &[EventType]) -> WebhookRecord {
     }
 }
 
-async fn add_webhook(store: &dyn Store, world: &World, events: &[EventType]) -> WebhookRecord {
+pub(crate) async fn add_webhook(
+    store: &dyn Store,
+    world: &World,
+    events: &[EventType],
+) -> WebhookRecord {
     store
         .create_webhook(
             t0(),
@@ -44,7 +48,7 @@ async fn add_webhook(store: &dyn Store, world: &World, events: &[EventType]) -> 
         .unwrap()
 }
 
-async fn deliveries_of(store: &dyn Store, webhook_id: &str) -> Vec<DeliveryRecord> {
+pub(crate) async fn deliveries_of(store: &dyn Store, webhook_id: &str) -> Vec<DeliveryRecord> {
     let page = store
         .list_deliveries(webhook_id, &PageRequest::first(1000))
         .await

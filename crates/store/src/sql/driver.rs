@@ -353,6 +353,8 @@ pub enum Param {
     Text(String),
     /// An integer argument.
     Int(i64),
+    /// A boolean argument.
+    Bool(bool),
 }
 
 /// A statement assembled at run time: text with `$n` placeholders (which SQLite accepts
@@ -393,6 +395,7 @@ impl Statement {
             .fold(sqlx::query(&self.sql), |query, param| match param {
                 Param::Text(text) => query.arg(text.as_str()),
                 Param::Int(int) => query.arg(*int),
+                Param::Bool(flag) => query.arg(*flag),
             })
     }
 }
@@ -406,6 +409,12 @@ impl From<String> for Param {
 impl From<&str> for Param {
     fn from(text: &str) -> Param {
         Param::Text(text.to_owned())
+    }
+}
+
+impl From<bool> for Param {
+    fn from(flag: bool) -> Param {
+        Param::Bool(flag)
     }
 }
 

@@ -24,12 +24,13 @@ mod rows;
 use std::future::Future;
 
 use async_trait::async_trait;
+use latchkey_core::StoredState;
 use latchkey_core::policy::{Limits, Visibility};
 use latchkey_core::{
     InstanceSettings, MembershipRecord, NewAuditEvent, OrgRecord, ProjectRecord, SecretHash,
     SecretRecord, SessionRecord, TokenRecord, TokenSettings, UserRecord, WorkspaceRecord,
 };
-use latchkey_proto::{AuditEvent, TokenType, UserKind, WorkspaceRole};
+use latchkey_proto::{AuditEvent, TokenState, TokenType, UserKind, WorkspaceRole};
 use sqlx::Database;
 use sqlx::pool::PoolConnection;
 use time::OffsetDateTime;
@@ -44,9 +45,9 @@ use crate::{
     WebhookRecord,
 };
 use crate::{
-    AuditFilter, BootstrapPlan, Change, ChangeKind, IdempotencyRecord, LastUsed, PageRequest,
-    Paged, Purged, Retention, SigningKeyRecord, Store, StoreError, StoreResult, TokenFilter,
-    TokenPolicyPatch, UserPatch,
+    AuditFilter, BootstrapPlan, BulkRevoked, Change, ChangeKind, IdempotencyRecord, LastUsed,
+    PageRequest, Paged, Purged, Retention, SigningKeyRecord, StateFilter, Store, StoreError,
+    StoreResult, TokenFilter, TokenPolicyPatch, UserPatch,
 };
 use latchkey_core::token_policy::{BudgetKind, LeaseGrant, LeaseReport};
 
@@ -142,6 +143,14 @@ pub trait SqlBackend: Send + Sync + Sized + 'static {
         conn: &mut Conn<'_, Self>,
         latest: &[(&str, i64, Option<&str>)],
     ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// SQL folding the ASCII letters of the text expression `expr` to lower case and
+    /// leaving every other character as it is, so that a name search matches the same on
+    /// every engine. SQLite's `LOWER` does exactly that; PostgreSQL's follows the
+    /// database's locale, so it overrides this.
+    fn ascii_lower(expr: &str) -> String {
+        format!("LOWER({expr})")
+    }
 
     /// Pushed change notices, when the backend has them (see [`Store::change_notices`]).
     fn notice_receiver(&self) -> Option<tokio::sync::watch::Receiver<i64>> {
@@ -286,6 +295,123 @@ fn push_visibility(statement: &mut Statement, visibility: &Visibility) {
         statement.push("))");
     }
     statement.push(")");
+}
+
+/// The inventory filters of [`TokenFilter`] (state, name, instants, use) as SQL over
+/// `tokens t` joined with its owner `u` ([`rows::TOKEN_SELECT`]).
+fn push_inventory_filters<B: SqlBackend>(statement: &mut Statement, filter: &TokenFilter) {
+    if let Some(state) = &filter.state {
+        push_state(statement, state);
+    }
+    if let Some(text) = &filter.name_contains {
+        let mut pattern = String::with_capacity(text.len() + 2);
+        pattern.push('%');
+        for c in text.chars() {
+            if matches!(c, '\\' | '%' | '_') {
+                pattern.push('\\');
+            }
+            pattern.push(c.to_ascii_lowercase());
+        }
+        pattern.push('%');
+        statement
+            .push(&format!(" AND {} LIKE ", B::ascii_lower("t.name")))
+            .param(pattern)
+            .push(" ESCAPE '\\'");
+    }
+    for (column, before) in [
+        ("t.created_at", filter.created_before),
+        ("t.expires_at", filter.expires_before),
+        ("t.last_used_at", filter.last_used_before),
+    ] {
+        if let Some(before) = before {
+            statement
+                .push(&format!(" AND {column} < "))
+                .param(before.unix_timestamp());
+        }
+    }
+    match filter.never_used {
+        Some(true) => {
+            statement.push(" AND t.last_used_at IS NULL");
+        }
+        Some(false) => {
+            statement.push(" AND t.last_used_at IS NOT NULL");
+        }
+        None => {}
+    }
+}
+
+/// [`StateFilter`] as SQL: the derivation of `latchkey_core::policy::visible_state`
+/// (expired, then revoked, then type disabled, then suspended), written once here; the
+/// conformance suite checks that both agree token by token.
+fn push_state(statement: &mut Statement, filter: &StateFilter) {
+    let now = filter.now.unix_timestamp();
+    let expired = |statement: &mut Statement| {
+        statement
+            .push("(t.state = ")
+            .param(StoredState::Expired.as_str())
+            .push(" OR (t.expires_at IS NOT NULL AND t.expires_at <= ")
+            .param(now)
+            .push("))");
+    };
+    // Stored `active` and not past its expiry: what the derived states start from.
+    let live = |statement: &mut Statement| {
+        statement
+            .push(" AND t.state = ")
+            .param(StoredState::Active.as_str())
+            .push(" AND (t.expires_at IS NULL OR t.expires_at > ")
+            .param(now)
+            .push(")");
+    };
+    let type_disabled = |statement: &mut Statement, disabled: bool| {
+        if filter.disabled_types.is_empty() {
+            statement.push(if disabled { " AND 1 = 0" } else { "" });
+            return;
+        }
+        statement.push(if disabled {
+            " AND t.token_type IN ("
+        } else {
+            " AND t.token_type NOT IN ("
+        });
+        for (i, token_type) in filter.disabled_types.iter().enumerate() {
+            statement
+                .push(if i == 0 { "" } else { ", " })
+                .param(token_type.as_str());
+        }
+        statement.push(")");
+    };
+    match filter.state {
+        TokenState::Expired => {
+            statement.push(" AND ");
+            expired(statement);
+        }
+        TokenState::Revoked => {
+            statement.push(" AND NOT ");
+            expired(statement);
+            statement
+                .push(" AND t.state = ")
+                .param(StoredState::Revoked.as_str());
+        }
+        TokenState::TypeDisabled => {
+            live(statement);
+            type_disabled(statement, true);
+        }
+        TokenState::Suspended => {
+            live(statement);
+            type_disabled(statement, false);
+            statement
+                .push(" AND t.owner_id IS NOT NULL AND (u.id IS NULL OR u.active = ")
+                .param(false)
+                .push(")");
+        }
+        TokenState::Active => {
+            live(statement);
+            type_disabled(statement, false);
+            statement
+                .push(" AND (t.owner_id IS NULL OR (u.id IS NOT NULL AND u.active = ")
+                .param(true)
+                .push("))");
+        }
+    }
 }
 
 /// One page of `statement` (which must already have a `WHERE` clause) by `id_column`,
@@ -660,6 +786,7 @@ impl<B: SqlBackend> Store for B {
         if let Some(visibility) = &filter.visibility {
             push_visibility(&mut statement, visibility);
         }
+        push_inventory_filters::<B>(&mut statement, filter);
         self::page(self, statement, "t.id", page, rows::token, |t| &t.id).await
     }
 
@@ -789,6 +916,14 @@ impl<B: SqlBackend> Store for B {
         in_write!(self: Self, Bookkeeping, |conn| ops::settle_leases(
             conn, now, &node, &reports
         ))
+    }
+
+    async fn revoke_tokens(
+        &self,
+        now: OffsetDateTime,
+        requests: Vec<(String, NewAuditEvent)>,
+    ) -> StoreResult<Vec<BulkRevoked>> {
+        in_write!(self: Self, Serialized, |conn| ops::revoke_tokens(conn, now, &requests))
     }
 
     async fn expire_tokens(&self, now: OffsetDateTime) -> StoreResult<Vec<String>> {

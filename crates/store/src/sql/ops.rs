@@ -6,7 +6,7 @@
 //! that differ are the backend's own ([`SqlBackend::bump`],
 //! [`SqlBackend::record_last_used`]).
 
-use latchkey_core::policy::{Limits, check_restore, limits_for};
+use latchkey_core::policy::{Limits, check_restore, is_expired, limits_for};
 use latchkey_core::token_policy::{
     self, BudgetKind, BudgetRow, BudgetRule, LeaseGrant, LeaseReport, LeaseRow, TokenPolicy,
     UsesPolicy,
@@ -1115,6 +1115,48 @@ pub(crate) async fn revoke_token<B: SqlBackend>(
     audit(conn, now, event).await?;
     bump(conn, ChangeKind::Token, id).await?;
     load_token(conn, id).await
+}
+
+/// Revokes each requested token that is still active, in the caller's transaction; the
+/// others are answered as skipped (see [`crate::Store::revoke_tokens`]).
+pub(crate) async fn revoke_tokens<B: SqlBackend>(
+    conn: &mut Conn<'_, B>,
+    now: OffsetDateTime,
+    requests: &[(String, NewAuditEvent)],
+) -> StoreResult<Vec<BulkRevoked>> {
+    let mut outcomes = Vec::with_capacity(requests.len());
+    for (id, event) in requests {
+        let skipped = |why| BulkRevoked::Skipped {
+            id: id.clone(),
+            why,
+        };
+        let mut token = match load_token(conn, id).await {
+            Ok(token) => token,
+            Err(StoreError::NotFound(_)) => {
+                outcomes.push(skipped(RevokeSkipped::NotFound));
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        if is_expired(token.state, token.expires_at, now) {
+            outcomes.push(skipped(RevokeSkipped::Expired));
+            continue;
+        }
+        if token.state == StoredState::Revoked {
+            outcomes.push(skipped(RevokeSkipped::AlreadyRevoked));
+            continue;
+        }
+        sqlx::query("UPDATE tokens SET state = $1 WHERE id = $2")
+            .arg(StoredState::Revoked.as_str())
+            .arg(id.as_str())
+            .run(conn)
+            .await?;
+        audit(conn, now, event).await?;
+        bump(conn, ChangeKind::Token, id).await?;
+        token.state = StoredState::Revoked;
+        outcomes.push(BulkRevoked::Revoked(token));
+    }
+    Ok(outcomes)
 }
 
 /// Re-approves a revoked token within the limits.
