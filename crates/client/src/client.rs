@@ -15,6 +15,7 @@ use latchkey_proto::{
     TokenSettings, UpdateInstanceSettingsRequest, UpdateTokenRequest, UpdateTokenSettingsRequest,
     UpdateUserRequest, User, UserKind, VerifyRequest, VerifyResponse, Workspace, WorkspaceRole,
 };
+use latchkey_proto::{BulkRevokeRequest, BulkRevokeResponse, TokenState, TokenType};
 use latchkey_proto::{
     CreateWebhookRequest, CreatedWebhook, UpdateWebhookRequest, Webhook, WebhookDelivery,
 };
@@ -158,6 +159,87 @@ pub struct AuditQuery {
     /// Where to continue: the `next_cursor` of the page before.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cursor: Option<String>,
+}
+
+/// Filters of the token inventory ([`Tokens::inventory`], `GET /api/v1/tokens`), sent as
+/// query parameters; every one optional, all of them applying together.
+///
+/// ```no_run
+/// # async fn run(client: latchkey_client::Client) -> Result<(), latchkey_client::Error> {
+/// use latchkey_client::TokenQuery;
+/// use latchkey_client::proto::{TokenState, TokenType};
+/// let stale = TokenQuery {
+///     token_type: Some(TokenType::Personal),
+///     state: Some(TokenState::Active),
+///     never_used: Some(true),
+///     ..TokenQuery::default()
+/// };
+/// for token in client.tokens().inventory_all(&stale).await? {
+///     println!("{} {}", token.id, token.name);
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct TokenQuery {
+    /// Only this type.
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub token_type: Option<TokenType>,
+    /// Only this state, as lists show it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<TokenState>,
+    /// Only tokens acting in this workspace (id or name).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workspace: Option<String>,
+    /// Only tokens of this owner (user id or username).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// Only tokens whose name contains this (ASCII letters compared without case).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub q: Option<String>,
+    /// Only tokens created before this instant.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        with = "latchkey_proto::rfc3339::option"
+    )]
+    pub created_before: Option<OffsetDateTime>,
+    /// Only tokens expiring before this instant (never-expiring ones are left out).
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        with = "latchkey_proto::rfc3339::option"
+    )]
+    pub expires_before: Option<OffsetDateTime>,
+    /// Only tokens last used before this instant (never-used ones are left out).
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        with = "latchkey_proto::rfc3339::option"
+    )]
+    pub last_used_before: Option<OffsetDateTime>,
+    /// `Some(true)`: only tokens never used; `Some(false)`: only tokens used.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub never_used: Option<bool>,
+    /// Items per page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+    /// Where to continue: the `next_cursor` of the page before.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+}
+
+impl TokenQuery {
+    /// The same filters for `page` (its limit and cursor replace this query's).
+    pub fn at(&self, page: &PageQuery) -> TokenQuery {
+        TokenQuery {
+            limit: page.limit,
+            cursor: page.cursor.clone(),
+            ..self.clone()
+        }
+    }
+}
+
+/// `format=csv` next to a [`TokenQuery`].
+#[derive(Serialize)]
+struct CsvFormat {
+    format: &'static str,
 }
 
 /// An async Latchkey API client. Cheap to clone: clones share the connection pool and the
@@ -964,6 +1046,54 @@ impl Tokens<'_> {
     /// Every token [`Tokens::list`] would show, all pages.
     pub async fn list_all(&self, workspace_id: Option<&str>) -> Result<Vec<Token>, Error> {
         collect_all(|page| async move { self.list(workspace_id, &page).await }).await
+    }
+
+    /// `GET /api/v1/tokens`: one page of every token the caller may see, across
+    /// workspaces, matching `query`.
+    pub async fn inventory(&self, query: &TokenQuery) -> Result<Page<Token>, Error> {
+        send(
+            &self.client.expiry,
+            self.client
+                .request(Method::GET, "/api/v1/tokens")
+                .query(query),
+        )
+        .await
+    }
+
+    /// Every token [`Tokens::inventory`] matches, all pages (200 a page; `query`'s own
+    /// limit and cursor are not used).
+    pub async fn inventory_all(&self, query: &TokenQuery) -> Result<Vec<Token>, Error> {
+        collect_all(|page| {
+            let query = query.at(&page);
+            async move { self.inventory(&query).await }
+        })
+        .await
+    }
+
+    /// `GET /api/v1/tokens?format=csv`: every token matching `query` as CSV (a header row,
+    /// no secrets; `query`'s limit and cursor are not sent).
+    pub async fn export_csv(&self, query: &TokenQuery) -> Result<String, Error> {
+        let query = query.at(&PageQuery::default());
+        let request = self
+            .client
+            .request(Method::GET, "/api/v1/tokens")
+            .query(&query)
+            .query(&CsvFormat { format: "csv" });
+        let response = request.send().await?;
+        self.client.expiry.observe(&response);
+        let status = response.status().as_u16();
+        let body = response.bytes().await?;
+        if !(200..300).contains(&status) {
+            return Err(Error::from_response(status, &body));
+        }
+        Ok(String::from_utf8_lossy(&body).into_owned())
+    }
+
+    /// `POST /api/v1/tokens/bulk-revoke`: revokes up to 1000 tokens in one transaction;
+    /// every id comes back, in `revoked` or in `skipped` with why.
+    pub async fn bulk_revoke(&self, ids: &[String]) -> Result<BulkRevokeResponse, Error> {
+        let body = BulkRevokeRequest { ids: ids.to_vec() };
+        self.client.post("/api/v1/tokens/bulk-revoke", &body).await
     }
 
     /// `GET /api/v1/tokens/{id}`: one token's metadata.

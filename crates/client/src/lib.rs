@@ -119,7 +119,8 @@ mod error;
 
 pub use client::{
     AuditQuery, Client, DEFAULT_TIMEOUT, ENV_API_KEY, ENV_URL, EXPIRY_WARNING, PageQuery,
-    TokenHeader, Tokens, VerifyAnswer, Webhooks, collect_all, expires_soon, token_expiration,
+    TokenHeader, TokenQuery, Tokens, VerifyAnswer, Webhooks, collect_all, expires_soon,
+    token_expiration,
 };
 pub use error::{Error, RateLimitStatus, UNKNOWN_CODE, redact_secrets};
 /// The wire types (re-export of `latchkey-proto`).

@@ -8,12 +8,14 @@
 
 mod enums;
 mod error;
+mod inventory;
 mod objects;
 mod requests;
 mod webhooks;
 
 pub use enums::*;
 pub use error::*;
+pub use inventory::*;
 pub use objects::*;
 pub use requests::*;
 pub use webhooks::*;

@@ -2,11 +2,11 @@
 //! change nothing.
 
 use latchkey_client::proto::{
-    CreateTokenRequest, OrgRole, Reason, RotateTokenRequest, Scope, TokenCreators, TokenState,
-    TokenType, UpdateInstanceSettingsRequest, UpdateTokenSettingsRequest, UpdateUserRequest,
-    WorkspaceRole,
+    CreateTokenRequest, OrgRole, Reason, RotateTokenRequest, Scope, SkipReason, TokenCreators,
+    TokenState, TokenType, UpdateInstanceSettingsRequest, UpdateTokenSettingsRequest,
+    UpdateUserRequest, WorkspaceRole,
 };
-use latchkey_client::{AuditQuery, Client, PageQuery};
+use latchkey_client::{AuditQuery, Client, PageQuery, TokenQuery};
 
 use crate::harness::{ADMIN_PASSWORD, TestServer, eventually};
 
@@ -159,6 +159,15 @@ async fn the_whole_matrix_every_token_route_every_role_every_type() {
             .tokens()
             .list(Some(&m.ws), &PageQuery::limit(200))
             .await;
+        // The inventory (`GET /api/v1/tokens`) lists what the actor may read by id.
+        let inventory: Vec<String> = client
+            .tokens()
+            .inventory_all(&TokenQuery::default())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| t.id)
+            .collect();
         for (creator, owner_id, token) in &tokens {
             let own = token.owner_id.as_deref() == Some(actor_id.as_str()) && !owner_id.is_empty();
             let visible = may_see(*actor, token.token_type, own);
@@ -182,7 +191,25 @@ async fn the_whole_matrix_every_token_route_every_role_every_type() {
                     token.token_type
                 );
             }
+            assert_eq!(
+                inventory.contains(&token.id),
+                visible,
+                "{actor:?} inventory {:?} own={own}",
+                token.token_type
+            );
             if !visible {
+                // Bulk revoke skips what the actor does not see, as not found.
+                let bulk = client
+                    .tokens()
+                    .bulk_revoke(std::slice::from_ref(&token.id))
+                    .await
+                    .unwrap();
+                assert!(
+                    bulk.revoked.is_empty(),
+                    "{actor:?} bulk {:?}",
+                    token.token_type
+                );
+                assert_eq!(bulk.skipped[0].reason, SkipReason::NotFound);
                 // Invisible tokens answer 404 to every action, and nothing changes.
                 for e in [
                     client.tokens().revoke(&token.id).await.err(),
@@ -220,6 +247,29 @@ async fn the_whole_matrix_every_token_route_every_role_every_type() {
                 );
             } else {
                 assert_eq!(client.tokens().restore(&token.id).await.is_ok(), manage);
+            }
+            // Bulk revoke: revoked when the actor may manage it, else skipped as forbidden.
+            let bulk = client
+                .tokens()
+                .bulk_revoke(std::slice::from_ref(&token.id))
+                .await
+                .unwrap();
+            if manage {
+                assert_eq!(bulk.revoked, [token.id.clone()], "{actor:?} bulk");
+                client.tokens().restore(&token.id).await.unwrap();
+            } else {
+                assert!(bulk.revoked.is_empty());
+                assert_eq!(
+                    bulk.skipped[0].reason,
+                    SkipReason::Forbidden,
+                    "{actor:?} bulk {:?} own={own}",
+                    token.token_type
+                );
+                assert_eq!(
+                    m.owner.tokens().get(&token.id).await.unwrap().state,
+                    TokenState::Active,
+                    "a refused bulk revoke changes nothing"
+                );
             }
             let rotate = client
                 .tokens()
@@ -422,6 +472,22 @@ async fn every_caller_lists_exactly_what_it_may_read_by_id() {
                         "{who} cannot list {ws} but reads {expected:?}"
                     );
                 }
+            }
+        }
+        // The inventory, across workspaces, is exactly what it reads by id.
+        match caller.tokens().inventory_all(&TokenQuery::default()).await {
+            Ok(listed) => {
+                let listed: BTreeSet<String> = listed.into_iter().map(|t| t.id).collect();
+                let expected: BTreeSet<String> =
+                    readable.iter().map(|(id, _)| id.clone()).collect();
+                assert_eq!(listed, expected, "{who}'s inventory");
+            }
+            Err(e) => {
+                assert_eq!(e.status(), Some(403), "{who}'s inventory: {e}");
+                assert!(
+                    readable.is_empty(),
+                    "{who} cannot list but reads {readable:?}"
+                );
             }
         }
         if let Ok(mine) = caller.my_tokens(&PageQuery::limit(200)).await {

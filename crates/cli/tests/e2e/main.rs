@@ -15,6 +15,7 @@ mod errors;
 mod events_crash;
 mod governance;
 mod interop;
+mod inventory;
 mod lifecycle;
 mod oauth_clients;
 mod observability;

@@ -66,6 +66,8 @@ pub fn routes() -> Router<AppState> {
             "/projects",
             get(projects::list_for_token).post(projects::create_for_token),
         )
+        .route("/api/v1/tokens", get(tokens::inventory))
+        .route("/api/v1/tokens/bulk-revoke", post(tokens::bulk_revoke))
         .route("/api/v1/tokens/verify", post(tokens::verify))
         .route(
             "/api/v1/tokens/{id}",
@@ -159,6 +161,8 @@ fn forward_auth_methods() -> axum::routing::MethodRouter<AppState> {
         workspaces::remove_member,
         tokens::list_in_workspace,
         tokens::create,
+        tokens::inventory,
+        tokens::bulk_revoke,
         tokens::get,
         tokens::update,
         tokens::delete,

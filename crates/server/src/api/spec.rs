@@ -295,6 +295,11 @@ fn body_constraints() -> Vec<(&'static str, &'static str, Value)> {
         ),
         ("CreateWebhookRequest", "events", json!({"minItems": 1})),
         (
+            "BulkRevokeRequest",
+            "ids",
+            json!({"minItems": 1, "maxItems": latchkey_proto::MAX_BULK_REVOKE}),
+        ),
+        (
             "UpdateWebhookRequest",
             "url",
             json!({"format": "uri", "pattern": "^https?://"}),
@@ -351,7 +356,8 @@ fn body_constraints() -> Vec<(&'static str, &'static str, Value)> {
 /// Query parameter constraints (what `PageParams` and the audit filter check) and the
 /// body constraints of [`body_constraints`].
 fn constraints(doc: &mut Value) {
-    for (_, _, op) in operations(doc) {
+    for (path, method, op) in operations(doc) {
+        let inventory = path == "/api/v1/tokens" && method == "get";
         let Some(params) = op.get_mut("parameters").and_then(Value::as_array_mut) else {
             continue;
         };
@@ -363,7 +369,12 @@ fn constraints(doc: &mut Value) {
             if p.get("in").and_then(Value::as_str) != Some("query") {
                 continue;
             }
-            let schema = match p.get("name").and_then(Value::as_str) {
+            let name = p.get("name").and_then(Value::as_str);
+            if inventory && let Some(schema) = name.and_then(inventory_param) {
+                p["schema"] = schema;
+                continue;
+            }
+            let schema = match name {
                 Some("limit") => {
                     Some(json!({"type": "integer", "minimum": 1, "maximum": 200, "default": 50}))
                 }
@@ -371,6 +382,9 @@ fn constraints(doc: &mut Value) {
                     json!({"type": "string", "format": "uuid", "description": "next_cursor of the previous page"}),
                 ),
                 Some("since" | "until") => Some(json!({"type": "string", "format": "date-time"})),
+                Some("format") => {
+                    Some(json!({"type": "string", "enum": ["json", "csv"], "default": "json"}))
+                }
                 _ => None,
             };
             if let Some(schema) = schema {
@@ -391,6 +405,21 @@ fn constraints(doc: &mut Value) {
                 target.insert(k.clone(), v.clone());
             }
         }
+    }
+}
+
+/// What `InventoryQuery::parse` takes for the inventory's text filters (`GET
+/// /api/v1/tokens`); the others keep the schema of their type.
+fn inventory_param(name: &str) -> Option<Value> {
+    let instant = json!({"type": "string", "anyOf": [{"format": "date-time"}, {"format": "date"}]});
+    match name {
+        "workspace" => Some(
+            json!({"type": "string", "minLength": 1, "maxLength": 200, "pattern": r"^[^\u0000-\u001f\u007f-\u009f]+$"}),
+        ),
+        "owner" => Some(json!({"type": "string", "pattern": "^[A-Za-z0-9._@-]{1,64}$"})),
+        "q" => Some(json!({"type": "string", "minLength": 1, "maxLength": 200})),
+        "created_before" | "expires_before" | "last_used_before" => Some(instant),
+        _ => None,
     }
 }
 

@@ -5,14 +5,16 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use latchkey_proto::{
-    CreateTokenRequest, CreatedToken, ErrorBody, Page, RotateTokenRequest, Token,
-    UpdateTokenRequest, VerifyRequest, VerifyResponse,
+    BulkRevokeRequest, BulkRevokeResponse, CreateTokenRequest, CreatedToken, ErrorBody, Page,
+    RotateTokenRequest, Token, TokenState, TokenType, UpdateTokenRequest, VerifyRequest,
+    VerifyResponse,
 };
 use serde::Deserialize;
 
 use crate::auth::{MaybePrincipal, Principal};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiQuery, ClientIp, OptionalJson, PageParams};
+use crate::service::{InventoryFormat, InventoryQuery};
 use crate::state::AppState;
 
 /// An action body that must be empty or `{}`.
@@ -72,6 +74,72 @@ pub async fn list_mine(
     ApiQuery(page): ApiQuery<PageParams>,
 ) -> Result<Json<Page<Token>>, ApiError> {
     Ok(Json(state.list_my_tokens(&p, &page.to_page()?).await?))
+}
+
+/// Every token the caller may see, across workspaces (org admins: the org's; members:
+/// their own and the `client` and `frontend` tokens of their workspaces), filtered; all
+/// filters are optional and apply together. `format=csv` answers every matching token as
+/// `text/csv` (a header row, no secrets; a cell starting with `=`, `+`, `-` or `@` is
+/// prefixed with `'`); it does not page, so `limit` and `cursor` are checked but not used.
+#[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens",
+    params(
+        ("type" = Option<TokenType>, Query, description = "Only this type"),
+        ("state" = Option<TokenState>, Query, description = "Only this state, as lists show it"),
+        ("workspace" = Option<String>, Query, description = "Only tokens acting in this workspace (id or name)"),
+        ("owner" = Option<String>, Query, description = "Only tokens of this owner (user id or username)"),
+        ("q" = Option<String>, Query, description = "Only tokens whose name contains this (ASCII letters compared without case)"),
+        ("created_before" = Option<String>, Query, description = "Only tokens created before this RFC 3339 time or date (YYYY-MM-DD, 00:00 UTC)"),
+        ("expires_before" = Option<String>, Query, description = "Only tokens expiring before this time or date (never-expiring tokens are left out)"),
+        ("last_used_before" = Option<String>, Query, description = "Only tokens last used before this time or date (never-used tokens are left out)"),
+        ("never_used" = Option<bool>, Query, description = "true: only tokens never used; false: only tokens used at least once"),
+        ("format" = Option<String>, Query, description = "json (default) or csv"),
+        ("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query)),
+    responses((status = 200, description = "A page of tokens, or with `format=csv` every matching token",
+               content((Page<Token> = "application/json"), (String = "text/csv"))),
+              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 422, body = ErrorBody)))]
+pub async fn inventory(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiQuery(query): ApiQuery<InventoryQuery>,
+) -> Result<Response, ApiError> {
+    let (filter, format, page) = query.parse()?;
+    match format {
+        InventoryFormat::Json => {
+            Ok(Json(state.list_inventory(&p, &filter, &page).await?).into_response())
+        }
+        InventoryFormat::Csv => {
+            let csv = state.inventory_csv(&p, &filter).await?;
+            Ok((
+                [
+                    (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+                    (
+                        header::CONTENT_DISPOSITION,
+                        "attachment; filename=\"tokens.csv\"",
+                    ),
+                    (header::CACHE_CONTROL, "no-store"),
+                ],
+                csv,
+            )
+                .into_response())
+        }
+    }
+}
+
+/// Revoke up to 1000 tokens in one transaction, each with its own audit event. Every id
+/// is answered: in `revoked`, or in `skipped` with why (`not_found`: unknown or not
+/// visible; `forbidden`: visible but not the caller's to manage; `already_revoked`;
+/// `expired`; `duplicate`).
+#[utoipa::path(post, path = "/api/v1/tokens/bulk-revoke", tag = "tokens",
+    request_body = BulkRevokeRequest,
+    responses((status = 200, body = BulkRevokeResponse), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn bulk_revoke(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiJson(req): ApiJson<BulkRevokeRequest>,
+) -> Result<Json<BulkRevokeResponse>, ApiError> {
+    Ok(Json(state.bulk_revoke(&p, req).await?))
 }
 
 /// One token's metadata.

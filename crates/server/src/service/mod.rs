@@ -10,6 +10,7 @@ mod audit;
 mod console_support;
 mod credentials;
 pub mod interop;
+mod inventory;
 mod projects;
 mod sessions;
 pub(crate) mod settings;
@@ -22,6 +23,7 @@ mod workspaces;
 pub use audit::AuditQuery;
 pub use console_support::{ALL_TOKEN_TYPES, CreatableTypes};
 pub use credentials::Checked;
+pub use inventory::{CSV_COLUMNS, InventoryFilter, InventoryFormat, InventoryQuery};
 pub use sessions::SignedIn;
 // The stateless checks of request bodies, public so the fuzz targets run them as the
 // service does.
