@@ -162,7 +162,7 @@ pub struct StateFilter {
 #[derive(Debug, Clone, PartialEq)]
 pub enum BulkRevoked {
     /// Revoked now: the token as it is after.
-    Revoked(TokenRecord),
+    Revoked(Box<TokenRecord>),
     /// Left as it was, and why.
     Skipped {
         /// The id asked for.

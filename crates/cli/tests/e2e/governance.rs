@@ -255,7 +255,11 @@ async fn the_whole_matrix_every_token_route_every_role_every_type() {
                 .await
                 .unwrap();
             if manage {
-                assert_eq!(bulk.revoked, [token.id.clone()], "{actor:?} bulk");
+                assert_eq!(
+                    bulk.revoked,
+                    std::slice::from_ref(&token.id),
+                    "{actor:?} bulk"
+                );
                 client.tokens().restore(&token.id).await.unwrap();
             } else {
                 assert!(bulk.revoked.is_empty());

@@ -751,7 +751,7 @@ async fn bulk_revoke_revokes_what_it_may_and_says_why_for_the_rest() {
     let mut thousand = many[..999].to_vec();
     thousand.push(client.meta.id.clone());
     let answer = owner.tokens().bulk_revoke(&thousand).await.unwrap();
-    assert_eq!(answer.revoked, [client.meta.id.clone()]);
+    assert_eq!(answer.revoked, std::slice::from_ref(&client.meta.id));
     assert_eq!(answer.skipped.len(), 999);
     assert!(
         answer

@@ -216,6 +216,11 @@ pub fn schema(name: &str) -> Option<Value> {
             "metadata": {"team": "payments"}
         }),
         "RevealedToken" => json!({"token": SECRET}),
+        "BulkRevokeRequest" => json!({"ids": [TOKEN_ID, PROJECT_ID]}),
+        "BulkRevokeResponse" => json!({
+            "revoked": [TOKEN_ID],
+            "skipped": [{"id": PROJECT_ID, "reason": "not_found"}]
+        }),
         "RotateTokenRequest" => json!({"expires_in_days": 90, "grace_seconds": 3600}),
         "CreateUserRequest" => json!({
             "username": "alice",
@@ -289,6 +294,13 @@ fn answer(operation_id: &str) -> Option<Value> {
             "projects": [PROJECT_ID]
         }),
         "oauth_revoke" => json!({}),
+        "inventory" => json!(format!(
+            "id,name,type,state,workspace_id,workspace_name,owner_id,owner_username,created_by,\
+             scopes,projects,environment,hint,created_at,expires_at,last_used_at,last_used_ip\r\n\
+             {TOKEN_ID},payments-deploy,client,active,{WORKSPACE_ID},Payments,,,{USER_ID},\
+             projects:read projects:write,{PROJECT_ID},production,lkc_…Zk9e,{CREATED},{EXPIRES},\
+             {LAST_USED},203.0.113.7\r\n"
+        )),
         "report_leaked" => json!({"status": "accepted", "received": 1}),
         "openapi" => {
             json!({"openapi": "3.1.0", "info": {"title": "Latchkey", "version": "1"}, "paths": {}})

@@ -1154,7 +1154,7 @@ pub(crate) async fn revoke_tokens<B: SqlBackend>(
         audit(conn, now, event).await?;
         bump(conn, ChangeKind::Token, id).await?;
         token.state = StoredState::Revoked;
-        outcomes.push(BulkRevoked::Revoked(token));
+        outcomes.push(BulkRevoked::Revoked(Box::new(token)));
     }
     Ok(outcomes)
 }
