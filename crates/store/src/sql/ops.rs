@@ -21,8 +21,8 @@ use time::{Duration, OffsetDateTime};
 use super::driver::{Arg, Conn, Fetch};
 use super::{SqlBackend, rows};
 use crate::{
-    BootstrapPlan, ChangeKind, IdempotencyRecord, LastUsed, Purged, Retention, SigningKeyRecord,
-    StoreError, StoreResult, TokenPolicyPatch, UserPatch,
+    BootstrapPlan, BulkRevoked, ChangeKind, IdempotencyRecord, LastUsed, Purged, Retention,
+    RevokeSkipped, SigningKeyRecord, StoreError, StoreResult, TokenPolicyPatch, UserPatch,
 };
 
 /// How long an idempotent answer is kept (DESIGN.md §7: 24 h).
