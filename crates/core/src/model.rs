@@ -363,6 +363,11 @@ impl TokenRecord {
     pub fn remaining_uses(&self, now: i64, unreported: i64) -> Option<u64> {
         let uses = self.policy.uses?;
         let state = self.uses.unwrap_or_default();
+        let refilled = uses.refill.is_some_and(|r| {
+            crate::token_policy::Periods::Refill(r.interval).index(now) > state.period
+        });
+        // Uses spent before a refill nobody has leased since are of the old period.
+        let unreported = if refilled { 0 } else { unreported };
         let left = state.remaining(uses.refill, now) - unreported;
         Some(left.max(0) as u64)
     }

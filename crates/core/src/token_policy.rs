@@ -822,6 +822,16 @@ impl LocalBudget {
             && now < self.retry_at.load(Ordering::Relaxed)
     }
 
+    /// Uses spent since the last report (what the store does not know of yet).
+    pub fn unreported(&self) -> i64 {
+        self.consumed.load(Ordering::Relaxed)
+    }
+
+    /// Whether this node holds any uses in memory (of whatever period).
+    pub fn holds(&self) -> bool {
+        self.state.load(Ordering::Acquire) & REMAINING_MASK != 0
+    }
+
     /// What the store's pool had left at the last grant.
     pub fn pool_left(&self) -> i64 {
         self.pool_left.load(Ordering::Relaxed)

@@ -188,6 +188,14 @@ pub async fn serve_with_metrics(
     for task in tasks {
         let _ = task.await;
     }
+    // Blocks of uses this node leased go back, so the cluster can spend them.
+    if let Err(e) = state
+        .budgets
+        .settle(state.store.as_ref(), state.clock.now_secs(), true)
+        .await
+    {
+        tracing::warn!(error = %e, "could not give leased uses back at shutdown");
+    }
     match state.last_used.flush(state.store.as_ref()).await {
         Ok(n) => tracing::info!(flushed = n, "last-used times flushed at shutdown"),
         Err(e) => tracing::error!(error = %e, "could not flush last-used times at shutdown"),
@@ -249,8 +257,26 @@ fn spawn_background(
     let s1 = state.clone();
     let s2 = state.clone();
     let s3 = state.clone();
+    let s4 = state.clone();
     let notices = s1.store.change_notices();
     vec![
+        // Leased uses: report what was spent, renew what is held, give back idle blocks.
+        every(
+            Duration::from_millis(v.budget_settle_ms.max(100)),
+            stop.clone(),
+            move || {
+                let s = s4.clone();
+                Box::pin(async move {
+                    if let Err(e) = s
+                        .budgets
+                        .settle(s.store.as_ref(), s.clock.now_secs(), false)
+                        .await
+                    {
+                        tracing::warn!(error = %e, "settling leased uses failed; will retry");
+                    }
+                })
+            },
+        ),
         tokio::spawn(crate::events::run(state, stop.clone())),
         every_or_woken(poll, notices, stop.clone(), move |woken| {
             let s = s1.clone();

@@ -14,6 +14,7 @@ use latchkey_proto::{Reason, Scope, TokenType, WorkspaceRole};
 
 use crate::error::ApiError;
 use crate::extract::{ClientIp, client_ip};
+use crate::service::credentials::Denied;
 use crate::state::AppState;
 use crate::verifier::{Grant, UserView, VerifyError};
 
@@ -295,8 +296,21 @@ impl AppState {
         }
         match checked {
             Ok(checked) => {
-                self.metrics.observe_verify(Ok(()));
                 let grant = &checked.verified.grant;
+                match self.admit(grant, ip.0, secs).await {
+                    Ok(()) => {}
+                    Err(Denied::Policy(refusal)) => {
+                        self.metrics.observe_verify(Err(refusal.reason));
+                        tracing::info!(reason = refusal.reason.as_str(), ip = %ip, "token refused by its policy");
+                        return Err(ApiError::TokenPolicy(refusal));
+                    }
+                    Err(Denied::Unavailable) => {
+                        return Err(ApiError::Unavailable(
+                            "token checks are unavailable right now; retry shortly".into(),
+                        ));
+                    }
+                }
+                self.metrics.observe_verify(Ok(()));
                 if grant.note_use(secs) {
                     self.last_used.record(grant.token_id(), secs, ip.0);
                 }

@@ -197,6 +197,9 @@ pub struct VerifierConfig {
     /// Change-feed rows kept by the sweep. A node away for more changes than this drops
     /// its whole cache when it catches up (correct, only slower for a moment).
     pub change_feed_keep: u64,
+    /// How often this node reports the uses it spent from leased blocks (rate limits and
+    /// usage credits), renews what it holds and gives back idle blocks.
+    pub budget_settle_ms: u64,
 }
 
 impl Default for VerifierConfig {
@@ -208,6 +211,7 @@ impl Default for VerifierConfig {
             last_used_flush_secs: 5,
             expiry_sweep_secs: 60,
             change_feed_keep: 100_000,
+            budget_settle_ms: 5000,
         }
     }
 }

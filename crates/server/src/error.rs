@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use latchkey_proto::{ErrorBody, ErrorCode, ErrorDetail};
+use latchkey_proto::{ErrorBody, ErrorCode, ErrorDetail, Reason};
 use latchkey_store::StoreError;
 
 /// Every failure a request can end in.
@@ -75,6 +75,10 @@ pub enum ApiError {
     /// A known route called with a method it does not take (the router adds `Allow`).
     #[error("method not allowed on this route")]
     MethodNotAllowed,
+    /// A valid token refused by its own policy (`ip_not_allowed`, `usage_exceeded`:
+    /// 403; `rate_limited`: 429).
+    #[error("{}", crate::auth::reason_message(.0.reason))]
+    TokenPolicy(PolicyRefusal),
     /// Throttled.
     #[error("too many requests; retry in {retry_after} seconds")]
     RateLimited {
@@ -151,6 +155,11 @@ impl ApiError {
                 (StatusCode::METHOD_NOT_ALLOWED, ErrorCode::MethodNotAllowed)
             }
             ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimited),
+            ApiError::TokenPolicy(refusal) => match refusal.reason {
+                Reason::RateLimited => (StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimited),
+                Reason::UsageExceeded => (StatusCode::FORBIDDEN, ErrorCode::UsageExceeded),
+                _ => (StatusCode::FORBIDDEN, ErrorCode::IpNotAllowed),
+            },
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal),
         }
@@ -234,7 +243,46 @@ impl IntoResponse for ApiError {
         if code == ErrorCode::Unavailable {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
+        if let ApiError::TokenPolicy(refusal) = self {
+            refusal.put_headers(headers);
+        }
         response
+    }
+}
+
+/// A use a token's own policy refused, with what the answer's headers say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PolicyRefusal {
+    /// `ip_not_allowed`, `usage_exceeded` or `rate_limited`.
+    pub reason: Reason,
+    /// Seconds until a use may work again (`Retry-After`), when known.
+    pub retry_after: Option<u64>,
+    /// The rate limit, for `RateLimit-Limit` / `RateLimit-Remaining` / `RateLimit-Reset`.
+    pub rate: Option<RateHeaders>,
+}
+
+/// The `RateLimit-*` fields of an answer (IETF draft-ietf-httpapi-ratelimit-headers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateHeaders {
+    /// Uses per window.
+    pub limit: u32,
+    /// Uses left in this window.
+    pub remaining: u64,
+    /// Seconds until the window ends.
+    pub reset: u64,
+}
+
+impl PolicyRefusal {
+    /// Adds `Retry-After` and the `RateLimit-*` headers.
+    pub fn put_headers(&self, headers: &mut axum::http::HeaderMap) {
+        if let Some(after) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(after));
+        }
+        if let Some(rate) = self.rate {
+            headers.insert("ratelimit-limit", HeaderValue::from(rate.limit));
+            headers.insert("ratelimit-remaining", HeaderValue::from(rate.remaining));
+            headers.insert("ratelimit-reset", HeaderValue::from(rate.reset));
+        }
     }
 }
 

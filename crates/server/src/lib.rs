@@ -16,6 +16,7 @@ pub mod api;
 pub mod app;
 pub mod auth;
 pub mod bootstrap;
+pub mod budgets;
 pub mod config;
 pub mod console;
 pub mod crypto;
@@ -312,6 +313,7 @@ pub async fn prepare_with_store(
         hash_key,
         clock: options.clock,
         last_used: state::LastUsedBuffer::default(),
+        budgets: budgets::Budgets::new(latchkey_core::new_id()),
         metrics,
         api_key_headers,
         dummy_password_hash,

@@ -255,6 +255,8 @@ pub struct AppStateInner {
     pub token_failure_throttle: Throttle,
     /// Last-used buffer.
     pub last_used: LastUsedBuffer,
+    /// This node's leased blocks of rate limits and usage credits.
+    pub budgets: crate::budgets::Budgets,
     /// Metrics (shared with the verifier, which times its store reads into them).
     pub metrics: Arc<Metrics>,
     /// Header names that carry tokens besides `Authorization` and `X-API-Key`.

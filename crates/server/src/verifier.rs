@@ -17,6 +17,7 @@ use axum::http::HeaderValue;
 use dashmap::DashMap;
 use latchkey_core::model::{MembershipRecord, StateContext, StoredState, TokenRecord};
 use latchkey_core::token::{self, SecretKind};
+use latchkey_core::token_policy::{BudgetKind, BudgetRule, TokenPolicy};
 use latchkey_core::{HashKey, OrgRecord, ScopeSet, SecretHash, SecretRecord, UserRecord};
 use latchkey_proto::{MembershipRef, OrgRole, Reason, TokenType, User, WorkspaceRole};
 use latchkey_store::{Change, ChangeKind, Store, StoreError, StoreResult};
@@ -121,6 +122,46 @@ pub struct Grant {
     pub secret_not_after: Option<OffsetDateTime>,
     /// The last second a use of this grant was handed to the last-used buffer.
     last_use: AtomicI64,
+    /// Its verify-time policy; `None` (nothing to check or count) for most tokens.
+    pub policy: Option<Arc<GrantPolicy>>,
+}
+
+/// A token's verify-time policy as the checks need it (DESIGN.md §8). Grants of tokens
+/// without one carry `None` and pay nothing for it.
+#[derive(Debug)]
+pub struct GrantPolicy {
+    /// Networks it may be used from (`None`: anywhere).
+    pub allowed_ips: Option<Box<[ipnet::IpNet]>>,
+    /// Its rate limit's budget rule, and the limit (for `RateLimit-Limit`).
+    pub rate: Option<(BudgetRule, u32)>,
+    /// Its usage credits' budget rule.
+    pub uses: Option<BudgetRule>,
+    /// Its metadata.
+    pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
+    /// `X-Latchkey-Metadata`: base64url (no padding) of the metadata's compact JSON.
+    pub metadata_header: Option<HeaderValue>,
+}
+
+impl GrantPolicy {
+    /// The policy of a stored token (`None` when it has none).
+    pub fn of(policy: &TokenPolicy) -> Option<GrantPolicy> {
+        if policy.is_empty() {
+            return None;
+        }
+        use base64::Engine as _;
+        Some(GrantPolicy {
+            allowed_ips: policy.allowed_ips.clone().map(Vec::into_boxed_slice),
+            rate: policy.rate_limit.map(|r| (BudgetRule::rate(r), r.limit)),
+            uses: BudgetRule::of(policy, BudgetKind::Uses),
+            metadata: policy.metadata.as_ref().map(|m| m.object.clone()),
+            metadata_header: policy.metadata.as_ref().and_then(|m| {
+                HeaderValue::from_str(
+                    &base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&m.compact),
+                )
+                .ok()
+            }),
+        })
+    }
 }
 
 /// The fields of a [`TokenRecord`] that checks read on every request.
@@ -928,7 +969,9 @@ fn grant_with(
     secret: &SecretRecord,
     intern: impl Fn(&str) -> Arc<str>,
 ) -> Grant {
+    let policy = GrantPolicy::of(&token.policy).map(Arc::new);
     Grant {
+        policy,
         token: GrantToken {
             id: Arc::from(token.id.as_str()),
             token_type: token.token_type,

@@ -467,3 +467,398 @@ async fn who_may_patch_and_a_token_never_widens_its_own() {
     assert_eq!(status, 200, "{widened}");
     assert_eq!(widened["allowed_ips"], Value::Null);
 }
+
+// --- enforcement on every use -------------------------------------------------------
+
+fn header<'a>(headers: &'a reqwest::header::HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The `RateLimit-*` and `Retry-After` headers of a refusal over a limit of `limit`.
+fn assert_rate_headers(headers: &reqwest::header::HeaderMap, limit: u32) {
+    assert_eq!(
+        header(headers, "ratelimit-limit"),
+        Some(&*limit.to_string())
+    );
+    assert_eq!(header(headers, "ratelimit-remaining"), Some("0"));
+    let reset: u64 = header(headers, "ratelimit-reset").unwrap().parse().unwrap();
+    let retry: u64 = header(headers, "retry-after").unwrap().parse().unwrap();
+    assert!((1..=86_400).contains(&reset), "{reset}");
+    assert_eq!(reset, retry);
+}
+
+/// A day-long window, so a test never straddles two (unless it runs across midnight UTC:
+/// then the count restarts, which the tests below allow for by retrying once).
+const DAY: u64 = 86_400;
+
+async fn forward_auth(server: &TestServer, secret: &str) -> (u16, reqwest::header::HeaderMap) {
+    let resp = server
+        .http()
+        .get(format!("{}/auth/verify", server.url))
+        .bearer_auth(secret)
+        .send()
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.headers().clone())
+}
+
+async fn verify(
+    server: &TestServer,
+    secret: &str,
+    ip: Option<&str>,
+) -> (u16, reqwest::header::HeaderMap, Value) {
+    let mut body = json!({"token": secret});
+    if let Some(ip) = ip {
+        body["ip"] = json!(ip);
+    }
+    let resp = server
+        .http()
+        .post(format!("{}/api/v1/tokens/verify", server.url))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    (status, headers, resp.json().await.unwrap())
+}
+
+async fn introspect(server: &TestServer, secret: &str, ip: Option<&str>) -> Value {
+    let mut form = vec![("token", secret.to_owned())];
+    if let Some(ip) = ip {
+        form.push(("ip", ip.to_owned()));
+    }
+    let resp = server
+        .http()
+        .post(format!("{}/oauth/introspect", server.url))
+        .bearer_auth(admin(server))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    resp.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_rate_limit_admits_exactly_the_limit_on_one_node_on_every_surface() {
+    let server = TestServer::start().await;
+    // REST API: 429 rate_limited with the headers.
+    let (_, api, _) = create(
+        &server,
+        admin(&server),
+        "personal",
+        json!({"rate_limit": {"limit": 5, "window_secs": DAY}}),
+    )
+    .await;
+    let mut admitted = 0;
+    let mut last = None;
+    for _ in 0..9 {
+        let (status, headers, body) = call(&server, &api, Method::GET, "/api/v1/me", None).await;
+        match status {
+            200 => admitted += 1,
+            429 => {
+                assert_eq!(body["error"]["code"], json!("rate_limited"), "{body}");
+                last = Some(headers);
+            }
+            other => panic!("{other} {body}"),
+        }
+    }
+    assert_eq!(admitted, 5);
+    assert_rate_headers(&last.unwrap(), 5);
+
+    // POST /api/v1/tokens/verify: valid:false reason rate_limited, with the headers.
+    let (_, secret, _) = create(
+        &server,
+        admin(&server),
+        "client",
+        json!({"rate_limit": {"limit": 3, "window_secs": DAY}, "metadata": {"plan": "pro"}}),
+    )
+    .await;
+    for i in 0..3 {
+        let (status, headers, body) = verify(&server, &secret, None).await;
+        assert_eq!(status, 200);
+        assert_eq!(body["valid"], json!(true), "use {i}: {body}");
+        assert_eq!(body["token"]["metadata"], json!({"plan": "pro"}));
+        assert!(headers.get("ratelimit-limit").is_none());
+    }
+    let (status, headers, body) = verify(&server, &secret, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(body, json!({"valid": false, "reason": "rate_limited"}));
+    assert_rate_headers(&headers, 3);
+
+    // Forward-auth: 403 with X-Latchkey-Reason, and the metadata header while admitted.
+    let (_, fa, _) = create(
+        &server,
+        admin(&server),
+        "client",
+        json!({"rate_limit": {"limit": 4, "window_secs": DAY}, "metadata": {"plan": "pro", "n": 1}}),
+    )
+    .await;
+    for _ in 0..4 {
+        let (status, headers) = forward_auth(&server, &fa).await;
+        assert_eq!(status, 200);
+        use base64::Engine as _;
+        let decoded = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(header(&headers, "x-latchkey-metadata").unwrap())
+            .unwrap();
+        assert_eq!(
+            serde_json::from_slice::<Value>(&decoded).unwrap(),
+            json!({"plan": "pro", "n": 1})
+        );
+    }
+    let (status, headers) = forward_auth(&server, &fa).await;
+    assert_eq!(status, 403);
+    assert_eq!(header(&headers, "x-latchkey-reason"), Some("rate_limited"));
+    assert_rate_headers(&headers, 4);
+
+    // Introspection counts too, and answers inactive over the limit.
+    let (_, intro, _) = create(
+        &server,
+        admin(&server),
+        "client",
+        json!({"rate_limit": {"limit": 2, "window_secs": DAY}, "metadata": {"k": "v"}}),
+    )
+    .await;
+    for _ in 0..2 {
+        let answer = introspect(&server, &intro, None).await;
+        assert_eq!(answer["active"], json!(true), "{answer}");
+        assert_eq!(answer["metadata"], json!({"k": "v"}));
+    }
+    assert_eq!(
+        introspect(&server, &intro, None).await,
+        json!({"active": false})
+    );
+
+    // Every surface counts against one limit.
+    let (_, mixed, _) = create(
+        &server,
+        admin(&server),
+        "personal",
+        json!({"rate_limit": {"limit": 4, "window_secs": DAY}}),
+    )
+    .await;
+    assert_eq!(
+        call(&server, &mixed, Method::GET, "/api/v1/me", None)
+            .await
+            .0,
+        200
+    );
+    assert_eq!(verify(&server, &mixed, None).await.2["valid"], json!(true));
+    assert_eq!(forward_auth(&server, &mixed).await.0, 200);
+    assert_eq!(
+        introspect(&server, &mixed, None).await["active"],
+        json!(true)
+    );
+    assert_eq!(
+        call(&server, &mixed, Method::GET, "/api/v1/me", None)
+            .await
+            .0,
+        429
+    );
+    assert_eq!(forward_auth(&server, &mixed).await.0, 403);
+
+    // A new window admits again (time is an input).
+    server.state.clock.advance(86_400);
+    assert_eq!(
+        call(&server, &api, Method::GET, "/api/v1/me", None).await.0,
+        200
+    );
+}
+
+#[tokio::test]
+async fn usage_credits_run_out_refill_and_patch_takes_effect_at_once() {
+    let server = TestServer::start().await;
+    let (id, secret, _) = create(
+        &server,
+        admin(&server),
+        "personal",
+        json!({"remaining_uses": 3, "refill": {"amount": 2, "interval": "daily"}}),
+    )
+    .await;
+    let path = format!("/api/v1/tokens/{id}");
+    for left in [2, 1, 0] {
+        let (status, _, _) = call(&server, &secret, Method::GET, "/api/v1/me", None).await;
+        assert_eq!(status, 200);
+        let (_, _, token) = call(&server, admin(&server), Method::GET, &path, None).await;
+        assert_eq!(token["remaining_uses"], json!(left), "{token}");
+    }
+    let (status, headers, body) = call(&server, &secret, Method::GET, "/api/v1/me", None).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"]["code"], json!("usage_exceeded"));
+    let retry: u64 = header(&headers, "retry-after").unwrap().parse().unwrap();
+    assert!((1..=86_400).contains(&retry));
+    assert_eq!(
+        verify(&server, &secret, None).await.2,
+        json!({"valid": false, "reason": "usage_exceeded"})
+    );
+    assert_eq!(forward_auth(&server, &secret).await.0, 403);
+    assert_eq!(
+        header(&forward_auth(&server, &secret).await.1, "x-latchkey-reason"),
+        Some("usage_exceeded")
+    );
+
+    // The next day: refilled to the refill's amount.
+    server.state.clock.advance(86_400);
+    let (_, _, token) = call(&server, admin(&server), Method::GET, &path, None).await;
+    assert_eq!(token["remaining_uses"], json!(2), "{token}");
+    for _ in 0..2 {
+        assert_eq!(
+            call(&server, &secret, Method::GET, "/api/v1/me", None)
+                .await
+                .0,
+            200
+        );
+    }
+    assert_eq!(
+        call(&server, &secret, Method::GET, "/api/v1/me", None)
+            .await
+            .0,
+        403
+    );
+
+    // PATCH: exactly that many from now on, at once.
+    let (status, _, patched) = call(
+        &server,
+        admin(&server),
+        Method::PATCH,
+        &path,
+        Some(json!({"remaining_uses": 4})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(patched["remaining_uses"], json!(4));
+    let mut admitted = 0;
+    for _ in 0..7 {
+        if verify(&server, &secret, None).await.2["valid"] == json!(true) {
+            admitted += 1;
+        }
+    }
+    assert_eq!(admitted, 4);
+    // Credits off: unlimited again.
+    call(
+        &server,
+        admin(&server),
+        Method::PATCH,
+        &path,
+        Some(json!({"remaining_uses": null})),
+    )
+    .await;
+    for _ in 0..5 {
+        assert_eq!(verify(&server, &secret, None).await.2["valid"], json!(true));
+    }
+}
+
+#[tokio::test]
+async fn allowed_ips_on_every_surface() {
+    let server = TestServer::start().await;
+    let (_, outside, _) = create(
+        &server,
+        admin(&server),
+        "personal",
+        json!({"allowed_ips": ["10.0.0.0/8", "2001:db8::/32"]}),
+    )
+    .await;
+    let (status, _, body) = call(&server, &outside, Method::GET, "/api/v1/me", None).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"]["code"], json!("ip_not_allowed"));
+    let (status, headers) = forward_auth(&server, &outside).await;
+    assert_eq!(status, 403);
+    assert_eq!(
+        header(&headers, "x-latchkey-reason"),
+        Some("ip_not_allowed")
+    );
+    // verify and introspection: the caller says where the token is used from.
+    for (ip, valid) in [
+        (Some("10.1.2.3"), true),
+        (Some("2001:db8:5::1"), true),
+        (Some("::ffff:10.9.9.9"), true),
+        (Some("192.0.2.1"), false),
+        (Some("2001:db9::1"), false),
+        (None, false),
+    ] {
+        let (_, _, answer) = verify(&server, &outside, ip).await;
+        assert_eq!(answer["valid"], json!(valid), "{ip:?}: {answer}");
+        if !valid {
+            assert_eq!(answer["reason"], json!("ip_not_allowed"));
+        }
+        assert_eq!(
+            introspect(&server, &outside, ip).await["active"],
+            json!(valid),
+            "{ip:?}"
+        );
+    }
+    let (status, _, err) = verify(&server, &outside, Some("10.0.0.0/8")).await;
+    assert_eq!(status, 422);
+    assert_eq!(err["error"]["field"], json!("ip"));
+
+    // Loopback, IPv4 and IPv6: the test client comes from 127.0.0.1.
+    let (_, inside, _) = create(
+        &server,
+        admin(&server),
+        "personal",
+        json!({"allowed_ips": ["127.0.0.0/8", "::1"]}),
+    )
+    .await;
+    assert_eq!(
+        call(&server, &inside, Method::GET, "/api/v1/me", None)
+            .await
+            .0,
+        200
+    );
+    assert_eq!(forward_auth(&server, &inside).await.0, 200);
+}
+
+#[tokio::test]
+async fn the_client_ip_comes_through_trusted_proxies_only() {
+    let spoof = |server: &TestServer, secret: String| {
+        let req = server
+            .http()
+            .get(format!("{}/api/v1/me", server.url))
+            .bearer_auth(secret)
+            .header("x-forwarded-for", "203.0.113.5");
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    // No trusted proxies: X-Forwarded-For from the client is ignored.
+    let server = TestServer::start().await;
+    let (_, secret, _) = create(
+        &server,
+        admin(&server),
+        "personal",
+        json!({"allowed_ips": ["203.0.113.0/24"]}),
+    )
+    .await;
+    assert_eq!(spoof(&server, secret.clone()).await, 403);
+    let resp = server
+        .http()
+        .get(format!("{}/auth/verify", server.url))
+        .bearer_auth(&secret)
+        .header("x-forwarded-for", "203.0.113.5")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 403);
+    // Behind a trusted proxy (127.0.0.1 here), its X-Forwarded-For is the client.
+    let proxied = TestServer::start_with(|c| {
+        c.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    })
+    .await;
+    let (_, secret, _) = create(
+        &proxied,
+        admin(&proxied),
+        "personal",
+        json!({"allowed_ips": ["203.0.113.0/24"]}),
+    )
+    .await;
+    assert_eq!(spoof(&proxied, secret.clone()).await, 200);
+    // The client's own entry before the proxy's is not believed past an untrusted hop.
+    let resp = proxied
+        .http()
+        .get(format!("{}/api/v1/me", proxied.url))
+        .bearer_auth(&secret)
+        .header("x-forwarded-for", "203.0.113.5, 198.51.100.1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 403);
+}

@@ -353,7 +353,8 @@ fn forward_auth_headers(op: &mut Value) {
             "X-Latchkey-Environment": header("The environment it is bound to, if any.", "production"),
             "X-Latchkey-Projects": header("The projects it is bound to, comma-separated, if any.", PROJECT_ID),
             "X-Latchkey-User": header("The owner's username (personal and legacy tokens).", "alice"),
-            "X-Latchkey-User-Id": header("The owner's id (personal and legacy tokens).", USER_ID)
+            "X-Latchkey-User-Id": header("The owner's id (personal and legacy tokens).", USER_ID),
+            "X-Latchkey-Metadata": header("The token's metadata: base64url (no padding) of its compact JSON, if it has any.", "eyJwbGFuIjoicHJvIn0")
         });
     }
     for status in ["401", "403"] {
@@ -364,8 +365,21 @@ fn forward_auth_headers(op: &mut Value) {
                 "insufficient_scope"
             };
             refused["headers"] = json!({
-                "X-Latchkey-Reason": header("Why the request is refused.", example)
+                "X-Latchkey-Reason": header("Why the request is refused (403 also for a valid token its own policy refuses: ip_not_allowed, usage_exceeded, rate_limited).", example)
             });
+            if status == "403" {
+                let number = |description: &str, example: u64| json!({"description": description, "schema": {"type": "integer"}, "example": example});
+                refused["headers"]["Retry-After"] = number(
+                    "rate_limited, usage_exceeded with a refill: seconds until a use may work again.",
+                    42,
+                );
+                refused["headers"]["RateLimit-Limit"] =
+                    number("rate_limited: the token's uses per window.", 100);
+                refused["headers"]["RateLimit-Remaining"] =
+                    number("rate_limited: uses left in this window (0).", 0);
+                refused["headers"]["RateLimit-Reset"] =
+                    number("rate_limited: seconds until the window ends.", 42);
+            }
         }
     }
 }

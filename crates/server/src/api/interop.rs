@@ -271,6 +271,10 @@ pub struct OAuthTokenForm {
     /// `client_secret_post`: the calling token itself.
     #[serde(default)]
     pub client_secret: Option<String>,
+    /// Introspection: the address the token is being used from, checked against its
+    /// `allowed_ips` (omitted: a token with `allowed_ips` is inactive).
+    #[serde(default)]
+    pub ip: Option<String>,
 }
 
 impl OAuthTokenForm {
@@ -315,7 +319,16 @@ pub async fn introspect(
     ApiForm(form): ApiForm<OAuthTokenForm>,
 ) -> Result<Response, OAuthRejection> {
     let p = form.caller(&state, &headers, ip, p).await?;
-    let answer = state.introspect(p.as_ref(), &form.token).await?;
+    let used_from = match form.ip.as_deref() {
+        Some(text) => Some(text.trim().parse::<std::net::IpAddr>().map_err(|_| {
+            ApiError::field(
+                "ip",
+                "ip must be an IPv4 or IPv6 address, such as 203.0.113.7",
+            )
+        })?),
+        None => None,
+    };
+    let answer = state.introspect(p.as_ref(), &form.token, used_from).await?;
     let mut response = Json(answer).into_response();
     response
         .headers_mut()
@@ -460,6 +473,13 @@ pub async fn forward_auth(State(state): State<AppState>, req: Request) -> Respon
         Some(AuthOutcome(Some(Ok(p)))) => p,
         Some(AuthOutcome(Some(Err(e)))) => {
             let reason = match e {
+                // A valid token its own policy refuses: 403 (nginx turns other codes
+                // into 500), with the reason and the rate headers.
+                ApiError::TokenPolicy(refusal) => {
+                    let mut response = deny(StatusCode::FORBIDDEN, refusal.reason.as_str());
+                    refusal.put_headers(response.headers_mut());
+                    return response;
+                }
                 ApiError::Unauthenticated {
                     reason: Some(r), ..
                 } => r.as_str(),
@@ -536,6 +556,9 @@ pub async fn forward_auth(State(state): State<AppState>, req: Request) -> Respon
     put("x-latchkey-workspace", &cached.workspace);
     put("x-latchkey-environment", &cached.environment);
     put("x-latchkey-projects", &cached.projects);
+    if let Some(policy) = &grant.policy {
+        put("x-latchkey-metadata", &policy.metadata_header);
+    }
     if token.token_type.is_user_owned()
         && let Some(user) = &principal.user
     {

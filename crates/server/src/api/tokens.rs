@@ -242,8 +242,22 @@ pub async fn verify(
     ip: ClientIp,
     MaybePrincipal(caller): MaybePrincipal,
     ApiJson(req): ApiJson<VerifyRequest>,
-) -> Result<Json<VerifyResponse>, ApiError> {
-    Ok(Json(
-        state.verify_secret(&req.token, ip, caller.as_ref()).await?,
-    ))
+) -> Result<Response, ApiError> {
+    let used_from = match req.ip.as_deref() {
+        Some(text) => Some(text.trim().parse::<std::net::IpAddr>().map_err(|_| {
+            ApiError::field(
+                "ip",
+                "ip must be an IPv4 or IPv6 address, such as 203.0.113.7",
+            )
+        })?),
+        None => None,
+    };
+    let (answer, refusal) = state
+        .verify_secret(&req.token, ip, used_from, caller.as_ref())
+        .await?;
+    let mut response = Json(answer).into_response();
+    if let Some(refusal) = refusal {
+        refusal.put_headers(response.headers_mut());
+    }
+    Ok(response)
 }

@@ -10,9 +10,20 @@ use latchkey_proto::{Reason, Scope, TokenType};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use crate::budgets::{Refused, Taken};
+use crate::error::{PolicyRefusal, RateHeaders};
 use crate::jwt::{AccessClaims, JwtError, looks_like_jwt};
 use crate::state::AppState;
-use crate::verifier::{Cached, Verified, VerifyError};
+use crate::verifier::{Cached, Grant, GrantPolicy, Verified, VerifyError};
+
+/// Why a valid credential's use was not admitted by its token's policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Denied {
+    /// Refused by the policy.
+    Policy(PolicyRefusal),
+    /// A budget could not be leased (the store is away).
+    Unavailable,
+}
 
 /// A credential that checked out.
 #[derive(Debug, Clone)]
@@ -43,6 +54,83 @@ impl Checked {
 }
 
 impl AppState {
+    /// Admits one use of a token that checked out from `ip` at `now` (unix seconds): its
+    /// `allowed_ips`, then its usage credits, then its rate limit (DESIGN.md's precedence);
+    /// every admitted use takes one of each budget. A token without a policy pays one
+    /// branch.
+    #[inline]
+    pub async fn admit(
+        &self,
+        grant: &Grant,
+        ip: Option<std::net::IpAddr>,
+        now: i64,
+    ) -> Result<(), Denied> {
+        match &grant.policy {
+            None => Ok(()),
+            Some(policy) => self.admit_policy(grant, policy, ip, now).await,
+        }
+    }
+
+    async fn admit_policy(
+        &self,
+        grant: &Grant,
+        policy: &Arc<GrantPolicy>,
+        ip: Option<std::net::IpAddr>,
+        now: i64,
+    ) -> Result<(), Denied> {
+        if !latchkey_core::token_policy::ip_allowed(policy.allowed_ips.as_deref(), ip) {
+            return Err(Denied::Policy(PolicyRefusal {
+                reason: Reason::IpNotAllowed,
+                retry_after: None,
+                rate: None,
+            }));
+        }
+        let id = grant.token_id();
+        let store = self.store.as_ref();
+        let mut uses_taken: Option<Taken> = None;
+        if let Some(rule) = policy.uses {
+            match self.budgets.take(store, id, policy, rule, now).await {
+                Ok(taken) => uses_taken = Some(taken),
+                Err(Refused::Exhausted { retry_after, .. }) => {
+                    return Err(Denied::Policy(PolicyRefusal {
+                        reason: Reason::UsageExceeded,
+                        retry_after,
+                        rate: None,
+                    }));
+                }
+                Err(Refused::Unavailable) => return Err(Denied::Unavailable),
+            }
+        }
+        if let Some((rule, limit)) = policy.rate {
+            let refused = match self.budgets.take(store, id, policy, rule, now).await {
+                Ok(_) => None,
+                Err(Refused::Exhausted {
+                    retry_after,
+                    remaining,
+                }) => {
+                    let reset = retry_after.unwrap_or(1);
+                    Some(Denied::Policy(PolicyRefusal {
+                        reason: Reason::RateLimited,
+                        retry_after: Some(reset),
+                        rate: Some(RateHeaders {
+                            limit,
+                            remaining,
+                            reset,
+                        }),
+                    }))
+                }
+                Err(Refused::Unavailable) => Some(Denied::Unavailable),
+            };
+            if let Some(denied) = refused {
+                if let (Some(taken), Some(rule)) = (uses_taken, policy.uses) {
+                    self.budgets.untake(id, rule.kind, taken);
+                }
+                return Err(denied);
+            }
+        }
+        Ok(())
+    }
+
     /// [`AppState::check_credential`] answered from memory, without awaiting: `None` when
     /// the store must be asked (a cache miss) or the credential is an access JWT.
     #[inline]

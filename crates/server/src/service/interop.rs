@@ -10,6 +10,7 @@ use crate::auth::{Principal, reason_message};
 use crate::error::ApiError;
 use crate::extract::ClientIp;
 use crate::jwt::{AccessClaims, looks_like_jwt};
+use crate::service::credentials::Denied;
 use crate::state::AppState;
 use crate::verifier::VerifyError;
 
@@ -47,6 +48,18 @@ impl AppState {
             }
         };
         let grant = &checked.verified.grant;
+        match self.admit(grant, ip.0, now.unix_timestamp()).await {
+            Ok(()) => {}
+            Err(Denied::Policy(refusal)) => {
+                self.metrics.observe_verify(Err(refusal.reason));
+                return Err(ApiError::TokenPolicy(refusal));
+            }
+            Err(Denied::Unavailable) => {
+                return Err(ApiError::Unavailable(
+                    "token checks are unavailable; retry shortly".into(),
+                ));
+            }
+        }
         if checked.jwt.is_some() {
             return Err(ApiError::TokenTypeNotAllowed(
                 "an access JWT cannot be refreshed; refresh with the personal token".into(),
@@ -127,18 +140,34 @@ impl AppState {
 
     /// RFC 7662 introspection: active answers carry the token's facts; everything else is
     /// exactly `{"active": false}`.
-    pub async fn introspect(&self, p: Option<&Principal>, token: &str) -> Result<Value, ApiError> {
+    /// `used_from` is the address the token is used from (the `ip` form field), checked
+    /// against its `allowed_ips`; each active answer is a use of the token.
+    pub async fn introspect(
+        &self,
+        p: Option<&Principal>,
+        token: &str,
+        used_from: Option<std::net::IpAddr>,
+    ) -> Result<Value, ApiError> {
         self.require_introspector(p)?;
         let now = self.clock.now();
+        let unavailable =
+            || ApiError::Unavailable("token checks are unavailable; retry shortly".into());
         let checked = match self.check_credential(token, now).await {
             Ok(c) => c,
             Err(VerifyError::Invalid(_)) => return Ok(json!({"active": false})),
-            Err(VerifyError::Unavailable) => {
-                return Err(ApiError::Unavailable(
-                    "token checks are unavailable; retry shortly".into(),
-                ));
-            }
+            Err(VerifyError::Unavailable) => return Err(unavailable()),
         };
+        match self
+            .admit(&checked.verified.grant, used_from, now.unix_timestamp())
+            .await
+        {
+            Ok(()) => {}
+            Err(Denied::Policy(refusal)) => {
+                self.metrics.observe_verify(Err(refusal.reason));
+                return Ok(json!({"active": false}));
+            }
+            Err(Denied::Unavailable) => return Err(unavailable()),
+        }
         let t = &checked.verified.grant.token;
         let mut answer = json!({
             "active": true,
@@ -161,6 +190,15 @@ impl AppState {
         }
         if !t.projects.is_empty() {
             answer["projects"] = json!(t.projects);
+        }
+        if let Some(metadata) = checked
+            .verified
+            .grant
+            .policy
+            .as_ref()
+            .and_then(|p| p.metadata.as_ref())
+        {
+            answer["metadata"] = json!(metadata);
         }
         Ok(answer)
     }

@@ -8,7 +8,7 @@
 mod accounts;
 mod audit;
 mod console_support;
-mod credentials;
+pub(crate) mod credentials;
 pub mod interop;
 mod inventory;
 mod projects;
@@ -121,6 +121,9 @@ impl AppState {
         };
         let pending = self.last_used.pending(&record.id);
         let mut view = record.to_proto(now, ctx);
+        if record.policy.uses.is_some() {
+            view.remaining_uses = self.remaining_uses_now(&record, now);
+        }
         if let Some(at) = pending {
             let at = latchkey_core::from_unix(at);
             if view.last_used_at.is_none_or(|t| t < at) {

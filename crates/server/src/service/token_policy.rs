@@ -153,7 +153,10 @@ impl AppState {
         token: &latchkey_core::TokenRecord,
         now: time::OffsetDateTime,
     ) -> Option<u64> {
-        token.remaining_uses(now.unix_timestamp(), 0)
+        token.remaining_uses(
+            now.unix_timestamp(),
+            self.budgets.unreported_uses(&token.id),
+        )
     }
 
     /// `PATCH /api/v1/tokens/{id}`: changes a token's verify-time policy (those who may
@@ -187,6 +190,12 @@ impl AppState {
         if p.token().is_some_and(|g| *g.token.id == *token.id) {
             let remaining = self.remaining_uses_now(&token, now);
             check_narrowing(&token.policy, remaining, &patch)?;
+        }
+        if patch.remaining_uses.is_some() {
+            // What this node spent is reported first: the new count is "from now on".
+            self.budgets
+                .settle_token(self.store.as_ref(), &token.id, now.unix_timestamp())
+                .await;
         }
         let mut event = Self::token_event(p, "token.updated", &token);
         event.details["changed"] = json!(changed);

@@ -17,9 +17,10 @@ use time::OffsetDateTime;
 
 use crate::auth::Principal;
 use crate::crypto;
-use crate::error::ApiError;
+use crate::error::{ApiError, PolicyRefusal};
 use crate::extract::ClientIp;
 use crate::service::check_name;
+use crate::service::credentials::Denied;
 use crate::state::AppState;
 use crate::verifier::VerifyError;
 
@@ -744,10 +745,35 @@ impl AppState {
         &self,
         secret: &str,
         ip: ClientIp,
+        used_from: Option<std::net::IpAddr>,
         caller: Option<&Principal>,
-    ) -> Result<VerifyResponse, ApiError> {
+    ) -> Result<(VerifyResponse, Option<PolicyRefusal>), ApiError> {
         let now = self.clock.now();
         let checked = self.check_credential(secret, now).await;
+        // A use of the token: its policy decides (a refusal is an answer, not a failure
+        // of the caller's, so it does not count against the caller's address).
+        if let Ok(checked) = &checked {
+            match self
+                .admit(&checked.verified.grant, used_from, now.unix_timestamp())
+                .await
+            {
+                Ok(()) => {}
+                Err(Denied::Policy(refusal)) => {
+                    self.metrics.observe_verify(Err(refusal.reason));
+                    let answer = VerifyResponse {
+                        valid: false,
+                        token: None,
+                        reason: Some(refusal.reason),
+                    };
+                    return Ok((answer, Some(refusal)));
+                }
+                Err(Denied::Unavailable) => {
+                    return Err(ApiError::Unavailable(
+                        "token checks are unavailable right now; retry shortly".into(),
+                    ));
+                }
+            }
+        }
         if checked.is_err()
             && let Some(retry_after) = self
                 .token_failure_throttle
@@ -774,21 +800,27 @@ impl AppState {
                     token.last_used_at = None;
                     token.last_used_ip = None;
                 }
-                Ok(VerifyResponse {
-                    valid: true,
-                    token: Some(token),
-                    reason: None,
-                })
+                Ok((
+                    VerifyResponse {
+                        valid: true,
+                        token: Some(token),
+                        reason: None,
+                    },
+                    None,
+                ))
             }
             Err(VerifyError::Invalid(reason)) => {
                 self.metrics.observe_verify(Err(reason));
                 self.token_failure_throttle
                     .record(ip.0, now.unix_timestamp());
-                Ok(VerifyResponse {
-                    valid: false,
-                    token: None,
-                    reason: Some(reason),
-                })
+                Ok((
+                    VerifyResponse {
+                        valid: false,
+                        token: None,
+                        reason: Some(reason),
+                    },
+                    None,
+                ))
             }
             Err(VerifyError::Unavailable) => Err(ApiError::Unavailable(
                 "token checks are unavailable right now; retry shortly".into(),
