@@ -73,6 +73,7 @@ def test_create_with_a_policy_then_edit_it_on_the_tokens_page(server, admin):
 
     allowed = verify(server.url, secret, "203.0.113.7")
     assert allowed["valid"] and allowed["token"]["metadata"] == {"plan": "pro", "customer": 42}
+    assert verify(server.url, secret, "198.51.100.1")["reason"] == "ip_not_allowed"
 
     # The token's page states the policy.
     c.follow("partner-api")

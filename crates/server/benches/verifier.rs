@@ -17,6 +17,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use criterion::{Criterion, criterion_group, criterion_main};
 use latchkey_core::token;
+use latchkey_proto::{CreateTokenRequest, RateLimit, TokenType};
 use latchkey_server::extract::ClientIp;
 use latchkey_server::verifier::Cached;
 use tower::ServiceExt as _;
@@ -108,6 +109,35 @@ fn benches(c: &mut Criterion) {
     });
     g.finish();
 
+    // Verify-time policy (issue 15): two client tokens of the same workspace, one without
+    // any policy field and one with a rate limit too high to be reached, checked by the
+    // API's path (`authenticate_token`) and by forward-auth through the router. The
+    // difference is what a rate limit costs per check.
+    let ip = ClientIp(Some([127, 0, 0, 1].into()));
+    let admin = rt.block_on(state.authenticate_token(&token, ip)).unwrap();
+    let client_token = |rate_limit| {
+        let mut req = CreateTokenRequest::new("bench-client", TokenType::Client);
+        req.rate_limit = rate_limit;
+        rt.block_on(state.create_token(&admin, "Workspace 1", req))
+            .unwrap()
+            .token
+    };
+    let plain = client_token(None);
+    let limited = client_token(Some(RateLimit {
+        limit: 1_000_000_000,
+        window_secs: 86_400,
+    }));
+    for t in [&plain, &limited] {
+        rt.block_on(state.authenticate_token(t, ip)).unwrap();
+    }
+    let mut g = c.benchmark_group("policy");
+    for (name, t) in [("plain", &plain), ("rate_limited", &limited)] {
+        g.bench_function(format!("authenticate_client_{name}"), |b| {
+            b.iter(|| ready(state.authenticate_token(black_box(t), ip)).unwrap())
+        });
+    }
+    g.finish();
+
     // The whole axum stack in process (middleware, handler, response), no socket: what a
     // request costs Latchkey itself on top of what hyper and the kernel cost.
     let app = latchkey_server::app(state.clone());
@@ -117,6 +147,19 @@ fn benches(c: &mut Criterion) {
             b.iter(|| {
                 let request = Request::get(path)
                     .header(header::AUTHORIZATION, format!("Bearer {token}"))
+                    .body(Body::empty())
+                    .unwrap();
+                let response = rt.block_on(app.clone().oneshot(request)).unwrap();
+                assert_eq!(response.status(), StatusCode::OK);
+                response
+            })
+        });
+    }
+    for (name, t) in [("plain", &plain), ("rate_limited", &limited)] {
+        g.bench_function(format!("auth_verify_client_{name}"), |b| {
+            b.iter(|| {
+                let request = Request::get("/auth/verify")
+                    .header(header::AUTHORIZATION, format!("Bearer {t}"))
                     .body(Body::empty())
                     .unwrap();
                 let response = rt.block_on(app.clone().oneshot(request)).unwrap();

@@ -16,6 +16,8 @@ from latchkey import (
     NotFoundError,
     PermissionDeniedError,
     RateLimit,
+    RateLimited,
+    RateLimitError,
     Refill,
     ValidationError,
 )
@@ -174,3 +176,73 @@ async def test_async_client_create_update_verify(server: Server, policy_route: N
             assert (await anon.verify(created.token)).metadata == {"n": 2}
         finally:
             await admin.tokens.delete(created.id)
+
+
+# --------------------------------------------------------------------------- enforcement
+
+
+def test_verify_and_introspect_check_the_address_and_return_metadata(
+    admin: Client, anonymous: Client
+) -> None:
+    metadata = {"plan": "pro", "customer": {"id": 42}}
+    created = admin.tokens.create(
+        WS1,
+        unique("addressed"),
+        type="client",
+        metadata=metadata,
+        allowed_ips=["203.0.113.0/24", "2001:db8::/32"],
+    )
+    try:
+        # Verify from an allowed address: valid, with the metadata.
+        ok = anonymous.verify(created.token, ip="203.0.113.9")
+        assert ok.valid and ok.metadata == metadata
+        assert ok.token is not None and ok.token.id == created.id
+        assert anonymous.verify(created.token, ip="2001:db8::1").valid
+        # From elsewhere, or without saying where: refused with the reason.
+        assert anonymous.verify(created.token, ip="198.51.100.1").reason == "ip_not_allowed"
+        assert anonymous.verify(created.token).reason == "ip_not_allowed"
+        seen = admin.introspect(created.token, ip="203.0.113.10")
+        assert seen.active and seen.metadata == metadata
+        assert not admin.introspect(created.token, ip="198.51.100.1")
+    finally:
+        admin.tokens.delete(created.id)
+
+
+def test_over_the_rate_limit(admin: Client, server: Server, anonymous: Client) -> None:
+    created = admin.tokens.create(
+        WS1, unique("limited"), type="client", rate_limit=RateLimit(limit=2, window_secs=DAY)
+    )
+    try:
+        with Client(server.url, created.token, max_retries=0) as api:
+            api.list_projects()
+            api.list_projects()
+            with pytest.raises(RateLimited) as over:
+                api.list_projects()
+        err = over.value
+        assert isinstance(err, RateLimitError) and (err.status, err.code) == (429, "rate_limited")
+        assert err.retry_after is not None and 0 < err.retry_after <= DAY
+        assert err.rate_limit is not None
+        assert (err.rate_limit.limit, err.rate_limit.remaining) == (2, 0)
+        assert err.rate_limit.reset is not None and 0 < err.rate_limit.reset <= DAY
+
+        refused = anonymous.verify(created.token)
+        assert (refused.valid, refused.reason) == (False, "rate_limited")
+        assert refused.retry_after is not None and refused.retry_after > 0
+        assert refused.rate_limit is not None and refused.rate_limit.remaining == 0
+    finally:
+        admin.tokens.delete(created.id)
+
+
+def test_usage_credits_run_out(admin: Client, anonymous: Client) -> None:
+    created = admin.tokens.create(WS1, unique("credits"), type="client", remaining_uses=2)
+    try:
+        assert anonymous.verify(created.token).valid
+        assert anonymous.verify(created.token).valid
+        assert anonymous.verify(created.token).reason == "usage_exceeded"
+        assert admin.tokens.get(created.id).remaining_uses == 0
+        # More uses from now on.
+        assert admin.tokens.update(created.id, remaining_uses=1).remaining_uses == 1
+        assert anonymous.verify(created.token).valid
+        assert anonymous.verify(created.token).reason == "usage_exceeded"
+    finally:
+        admin.tokens.delete(created.id)

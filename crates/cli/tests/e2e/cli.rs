@@ -1652,3 +1652,89 @@ async fn cli_token_policy_flags_update_and_show() {
     assert_eq!(now["metadata"], serde_json::json!({"plan": "enterprise"}));
     server.stop().await;
 }
+
+/// `verify --ip` against a token's allowed IPs, and a rate-limited token's answer saying
+/// when to retry (exit 1 both).
+#[tokio::test]
+async fn cli_verify_with_ip_and_over_the_rate_limit() {
+    let server = TestServer::start().await;
+    let ctx = Ctx::new();
+    let created = ctx
+        .admin_json(
+            &server,
+            &[
+                "token",
+                "create",
+                "-w",
+                "Workspace 1",
+                "-n",
+                "cli-addressed",
+                "--type",
+                "client",
+                "--metadata",
+                r#"{"plan":"pro"}"#,
+                "--allowed-ip",
+                "203.0.113.0/24",
+                "--rate-limit",
+                "2/1d",
+            ],
+        )
+        .await;
+    let secret = created["token"].as_str().unwrap().to_owned();
+
+    // From an allowed address valid (with the metadata), from another the reason.
+    let out = ctx
+        .cmd(&[
+            "verify",
+            &secret,
+            "--ip",
+            "203.0.113.5",
+            "--url",
+            &server.url,
+        ])
+        .out()
+        .await;
+    out.ok();
+    assert!(out.stdout.contains(r#"{"plan":"pro"}"#), "{out:#?}");
+    let out = ctx
+        .cmd(&[
+            "verify",
+            &secret,
+            "--ip",
+            "198.51.100.5",
+            "--url",
+            &server.url,
+        ])
+        .out()
+        .await;
+    assert_eq!(out.code, 1, "{out:#?}");
+    assert_eq!(out.stdout.trim(), "invalid: ip_not_allowed");
+
+    // Over the rate limit (2 a day, one spent above): verify says so, with when to retry.
+    let mut last = None;
+    for _ in 0..3 {
+        let out = ctx
+            .cmd(&[
+                "verify",
+                &secret,
+                "--ip",
+                "203.0.113.5",
+                "--url",
+                &server.url,
+            ])
+            .out()
+            .await;
+        let done = out.code == 1;
+        last = Some(out);
+        if done {
+            break;
+        }
+    }
+    let last = last.unwrap();
+    assert_eq!(last.code, 1, "{last:#?}");
+    assert!(
+        last.stdout.starts_with("invalid: rate_limited (retry in "),
+        "{last:#?}"
+    );
+    server.stop().await;
+}

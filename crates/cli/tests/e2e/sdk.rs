@@ -144,3 +144,92 @@ async fn sdk_token_policy_fields_and_update() {
     assert!(denied.is_forbidden() || denied.is_not_found(), "{denied}");
     server.stop().await;
 }
+
+/// The policy at use through the SDK: metadata from verify and introspection, `ip` on both,
+/// and a rate-limited token's 429 with `Retry-After` and `RateLimit-*` as typed values
+/// (`Error::retry_after`, `Error::rate_limit`, `VerifyAnswer::rate_limit`).
+#[tokio::test]
+async fn sdk_token_policy_at_use_metadata_ip_and_rate_limit_errors() {
+    use latchkey_client::proto::{CreateTokenRequest, RateLimit, Reason, VerifyRequest};
+
+    let server = TestServer::start().await;
+    let admin = server.admin();
+    let anonymous = server.anonymous();
+    let ws = server.workspace1().await;
+    let metadata = serde_json::json!({"plan": "pro", "seats": 5});
+    let mut request = CreateTokenRequest::new("sdk-at-use", TokenType::Client);
+    request.metadata = Some(metadata.clone());
+    request.allowed_ips = Some(vec!["203.0.113.0/24".into(), "2001:db8::/32".into()]);
+    let created = admin.tokens().create(&ws, &request).await.unwrap();
+
+    // Verify from an allowed address: valid, with the metadata; from elsewhere: the reason.
+    let from = |token: &str, ip: Option<&str>| VerifyRequest {
+        token: token.to_owned(),
+        ip: ip.map(str::to_owned),
+    };
+    let ok = anonymous
+        .verify_with(&from(&created.token, Some("203.0.113.9")))
+        .await
+        .unwrap();
+    assert!(ok.response.valid, "{ok:?}");
+    assert_eq!(ok.rate_limit, None);
+    let seen = ok.response.token.unwrap();
+    assert_eq!(
+        seen.metadata.map(serde_json::Value::Object),
+        Some(metadata.clone())
+    );
+    let elsewhere = anonymous
+        .verify_with(&from(&created.token, Some("198.51.100.1")))
+        .await
+        .unwrap();
+    assert_eq!(elsewhere.response.reason, Some(Reason::IpNotAllowed));
+    assert_eq!(
+        anonymous.verify(&created.token).await.unwrap().reason,
+        Some(Reason::IpNotAllowed)
+    );
+    let introspected = admin
+        .introspect_from(&created.token, "2001:db8::7")
+        .await
+        .unwrap();
+    assert_eq!(introspected["active"], true, "{introspected}");
+    assert_eq!(introspected["metadata"], metadata);
+    let outside = admin
+        .introspect_from(&created.token, "198.51.100.1")
+        .await
+        .unwrap();
+    assert_eq!(outside["active"], false, "{outside}");
+
+    // Over the rate limit (2 a day): the API answers 429 with the headers.
+    let mut request = CreateTokenRequest::new("sdk-limited", TokenType::Client);
+    request.rate_limit = Some(RateLimit {
+        limit: 2,
+        window_secs: 86_400,
+    });
+    let limited = admin.tokens().create(&ws, &request).await.unwrap();
+    let api = server.with_token(&limited.token);
+    api.list_projects(&ws).await.unwrap();
+    api.list_projects(&ws).await.unwrap();
+    let over = api.list_projects(&ws).await.unwrap_err();
+    assert!(over.is_rate_limited(), "{over}");
+    assert_eq!(over.code(), Some("rate_limited"));
+    let retry = over.retry_after().expect("Retry-After");
+    assert!(
+        retry.as_secs() >= 1 && retry.as_secs() <= 86_400,
+        "{retry:?}"
+    );
+    let rl = over.rate_limit().copied().expect("RateLimit-* headers");
+    assert_eq!((rl.limit, rl.remaining), (Some(2), Some(0)));
+    assert!(rl.reset.is_some_and(|r| r <= 86_400), "{rl:?}");
+    let refused = anonymous
+        .verify_with(&from(&limited.token, None))
+        .await
+        .unwrap();
+    assert_eq!(refused.response.reason, Some(Reason::RateLimited));
+    assert!(
+        refused
+            .rate_limit
+            .is_some_and(|r| r.retry_after.is_some() && r.remaining == Some(0)),
+        "{refused:?}"
+    );
+    server.stop().await;
+}
