@@ -61,6 +61,9 @@ pub struct TokenSettings {
     pub max_tokens_per_user: Option<u32>,
     /// Who may create their own personal tokens.
     pub token_creators: TokenCreators,
+    /// Bit set of the [`TokenType`]s whose secrets are kept recoverable (sealed) when
+    /// created or rotated; 0 (none) by default.
+    pub recoverable_types: u8,
 }
 
 impl Default for TokenSettings {
@@ -70,6 +73,7 @@ impl Default for TokenSettings {
             personal_token_ttl_days: None,
             max_tokens_per_user: Some(10),
             token_creators: TokenCreators::Members,
+            recoverable_types: 0,
         }
     }
 }
@@ -78,6 +82,11 @@ impl TokenSettings {
     /// Whether tokens of `token_type` work.
     pub fn is_enabled(&self, token_type: TokenType) -> bool {
         self.enabled_types & token_type.bit() != 0
+    }
+
+    /// Whether tokens of `token_type` created or rotated now keep their secret sealed.
+    pub fn is_recoverable(&self, token_type: TokenType) -> bool {
+        self.recoverable_types & token_type.bit() != 0
     }
 
     /// The wire form.
@@ -90,6 +99,10 @@ impl TokenSettings {
             personal_token_ttl_days: self.personal_token_ttl_days,
             max_tokens_per_user: self.max_tokens_per_user,
             token_creators: self.token_creators,
+            recoverable_types: TokenType::ALL
+                .into_iter()
+                .filter(|t| self.is_recoverable(*t))
+                .collect(),
         }
     }
 }
@@ -304,6 +317,9 @@ pub struct TokenRecord {
     /// Where its usage credits stand in the store, when it has them (read joined; on
     /// create, `pool` is the initial `remaining_uses`).
     pub uses: Option<crate::token_policy::UsesState>,
+    /// Whether its current secret is stored sealed, so it can be revealed again (read
+    /// back from the store; what is written comes from [`SecretRecord::sealed`]).
+    pub recoverable: bool,
 }
 
 /// What the rest of the world needs to derive a token's visible state.
@@ -355,6 +371,7 @@ impl TokenRecord {
                     amount: r.amount.max(0) as u64,
                     interval: r.interval,
                 }),
+            recoverable: self.recoverable,
         }
     }
 
@@ -388,6 +405,10 @@ pub struct SecretRecord {
     /// The token's new hint when this secret replaces another (`rotate_token` stores it on
     /// the token); not kept with the secret, so records read back carry `None`.
     pub hint: Option<String>,
+    /// The secret sealed for a later reveal (recoverable types only), stored on the token
+    /// by `create_token` and `rotate_token` (`None`: not recoverable, and a rotation erases
+    /// what the old secret had); records read back carry `None`.
+    pub sealed: Option<Vec<u8>>,
 }
 
 /// A console session. Its secret is stored only as a keyed hash.

@@ -21,6 +21,9 @@ pub enum ErrorCode {
     LimitExceeded,
     /// The token was revoked by a leak report and can only be rotated (409).
     Leaked,
+    /// The token's secret is not stored recoverably, or the token does not work now, so
+    /// it cannot be revealed (409).
+    NotRecoverable,
     /// A requested lifetime exceeds the policy (422).
     LifetimeExceedsPolicy,
     /// A missing or invalid field (named in `field`) (422).
@@ -61,6 +64,7 @@ impl ErrorCode {
             ErrorCode::Conflict => "conflict",
             ErrorCode::LimitExceeded => "limit_exceeded",
             ErrorCode::Leaked => "leaked",
+            ErrorCode::NotRecoverable => "not_recoverable",
             ErrorCode::LifetimeExceedsPolicy => "lifetime_exceeds_policy",
             ErrorCode::InvalidField => "invalid_field",
             ErrorCode::WorkspaceRequired => "workspace_required",

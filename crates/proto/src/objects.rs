@@ -75,6 +75,11 @@ pub struct Token {
     /// How `remaining_uses` is refilled; `null`: never.
     #[serde(default)]
     pub refill: Option<Refill>,
+    /// Whether its secret is kept (encrypted) so that `POST /api/v1/tokens/{id}/reveal`
+    /// can show it again: its type was in the org's `recoverable_types` when it was
+    /// created or last rotated, and has stayed there since.
+    #[serde(default)]
+    pub recoverable: bool,
 }
 
 /// A token's rate limit: at most `limit` uses in each window of `window_secs` seconds
@@ -107,6 +112,19 @@ pub struct CreatedToken {
     pub meta: Token,
     /// The secret. Store it now: it is never shown again.
     pub token: String,
+}
+
+/// `POST /api/v1/tokens/{id}/reveal`: a recoverable token's current secret.
+#[derive(Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RevealedToken {
+    /// The secret.
+    pub token: String,
+}
+
+impl std::fmt::Debug for RevealedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RevealedToken { token: <redacted> }")
+    }
 }
 
 impl std::fmt::Debug for CreatedToken {
@@ -241,6 +259,11 @@ pub struct TokenSettings {
     pub max_tokens_per_user: Option<u32>,
     /// Who may create their own personal tokens.
     pub token_creators: TokenCreators,
+    /// Token types whose secrets are kept encrypted when created or rotated, so that those
+    /// who may see a token can reveal it again (default: none). Taking a type off the
+    /// list erases the kept secrets of that type at once.
+    #[serde(default)]
+    pub recoverable_types: Vec<TokenType>,
 }
 
 /// `POST /api/v1/tokens/verify` answer: `valid` plus the token, or the reason.

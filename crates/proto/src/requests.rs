@@ -361,6 +361,10 @@ pub struct UpdateTokenSettingsRequest {
     /// Who may create their own personal tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_creators: Option<TokenCreators>,
+    /// Types whose secrets are kept recoverable from now on; a type taken off the list
+    /// has its kept secrets erased in the same change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recoverable_types: Option<Vec<TokenType>>,
 }
 
 /// `POST /api/v1/token/refresh`: exchange a personal token for a short-lived access JWT.

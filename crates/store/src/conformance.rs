@@ -26,6 +26,7 @@ pub mod housekeeping;
 pub mod inventory;
 pub mod limits;
 pub mod policy;
+pub mod recoverable;
 pub mod tokens;
 pub mod users;
 
@@ -37,6 +38,7 @@ pub use housekeeping::*;
 pub use inventory::*;
 pub use limits::*;
 pub use policy::*;
+pub use recoverable::*;
 pub use tokens::*;
 pub use users::*;
 
@@ -118,6 +120,10 @@ macro_rules! conformance_cases {
                 inventory_filters,
                 inventory_state_filter_matches_visible_state,
                 bulk_revoke_skips_with_reasons,
+            }
+            recoverable {
+                recoverable_sealed_secret_lifecycle,
+                recoverable_erased_when_type_taken_off,
             }
         }
     };

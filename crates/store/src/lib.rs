@@ -420,7 +420,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// The instance's one organization.
     async fn get_org(&self) -> StoreResult<OrgRecord>;
-    /// Replaces an org's token settings.
+    /// Replaces an org's token settings. In the same transaction, every token of the org
+    /// whose type is not in the new `recoverable_types` loses its sealed secret (each such
+    /// token is a [`ChangeKind::Token`] change too).
     async fn update_token_settings(
         &self,
         now: OffsetDateTime,
@@ -583,7 +585,9 @@ pub trait Store: Send + Sync + 'static {
         hash: &SecretHash,
     ) -> StoreResult<Option<(TokenRecord, SecretRecord)>>;
     /// Sets state `revoked` (also from `revoked`: idempotent; an `expired` token stays
-    /// `expired`). `leaked` marks a leak report, and the mark stays.
+    /// `expired`). `leaked` marks a leak report, and the mark stays; a leak report (or a
+    /// revoke of an expired token) also erases the sealed secret, a plain revoke keeps it
+    /// for a restore.
     async fn revoke_token(
         &self,
         now: OffsetDateTime,
@@ -606,7 +610,8 @@ pub trait Store: Send + Sync + 'static {
     /// instance and org settings leave it a slot (`LimitExceeded` otherwise). A later
     /// rotation never extends an old secret's `not_after`. Expired tokens refuse
     /// (`Conflict`). `idempotency` is stored in the same transaction (`Conflict` if its key
-    /// is already stored and younger than 24 h).
+    /// is already stored and younger than 24 h). The token's sealed secret becomes
+    /// `new_secret.sealed` (`None` erases the old one).
     #[allow(clippy::too_many_arguments)]
     async fn rotate_token(
         &self,
@@ -618,6 +623,17 @@ pub trait Store: Send + Sync + 'static {
         idempotency: Option<IdempotencyRecord>,
         event: NewAuditEvent,
     ) -> StoreResult<TokenRecord>;
+    /// A recoverable token's sealed secret (see [`SecretRecord::sealed`]), writing `event`
+    /// (`token.revealed`) in the same transaction. `None`, with nothing written, when the
+    /// token keeps no sealed secret or does not work at `now` (stored state not `active`,
+    /// or past its expiry); `NotFound` when there is no such token. Not a change: the token
+    /// is as it was.
+    async fn reveal_token(
+        &self,
+        now: OffsetDateTime,
+        id: &str,
+        event: NewAuditEvent,
+    ) -> StoreResult<Option<Vec<u8>>>;
     /// Deletes a token and its secrets.
     async fn delete_token(
         &self,
@@ -667,8 +683,8 @@ pub trait Store: Send + Sync + 'static {
         now: OffsetDateTime,
         requests: Vec<(String, NewAuditEvent)>,
     ) -> StoreResult<Vec<BulkRevoked>>;
-    /// Marks every active token with `expires_at <= now` as `expired`, writing a
-    /// `token.expired` event for each; returns their ids.
+    /// Marks every active token with `expires_at <= now` as `expired` (erasing its sealed
+    /// secret), writing a `token.expired` event for each; returns their ids.
     async fn expire_tokens(&self, now: OffsetDateTime) -> StoreResult<Vec<String>>;
     /// Deletes secrets whose `not_after` has passed; returns how many.
     async fn purge_rotated_secrets(&self, now: OffsetDateTime) -> StoreResult<u64>;

@@ -60,6 +60,7 @@ pub fn secret_for(token_id: &str) -> SecretRecord {
         key_id: "test-key".to_owned(),
         not_after: None,
         hint: None,
+        sealed: None,
     }
 }
 
@@ -138,6 +139,7 @@ pub fn token_record(
         leaked: false,
         policy: Default::default(),
         uses: None,
+        recoverable: false,
     };
     let secret = secret_for(&id);
     (token, secret)
@@ -487,6 +489,7 @@ pub async fn settings_roundtrip(store: Arc<dyn Store>) {
         personal_token_ttl_days: Some(30),
         max_tokens_per_user: None,
         token_creators: TokenCreators::Admins,
+        recoverable_types: TokenType::Legacy.bit(),
     };
     let v = store.current_version().await.unwrap();
     let org = store

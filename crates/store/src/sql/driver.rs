@@ -146,6 +146,7 @@ pub trait SqlRow:
     + Column<String>
     + Column<Option<String>>
     + Column<Vec<u8>>
+    + Column<Option<Vec<u8>>>
     + Send
     + Sync
     + 'static
@@ -159,6 +160,7 @@ impl<R> SqlRow for R where
         + Column<String>
         + Column<Option<String>>
         + Column<Vec<u8>>
+        + Column<Option<Vec<u8>>>
         + Send
         + Sync
         + 'static
@@ -178,6 +180,7 @@ pub trait SqlDb:
     + for<'q> Bind<'q, &'q str>
     + for<'q> Bind<'q, Option<&'q str>>
     + for<'q> Bind<'q, &'q [u8]>
+    + for<'q> Bind<'q, Option<&'q [u8]>>
     + for<'q> Bind<'q, &'q String>
     + for<'q> Bind<'q, &'q Option<String>>
     + for<'q> Bind<'q, &'q Vec<u8>>
@@ -195,6 +198,7 @@ impl<DB> SqlDb for DB where
         + for<'q> Bind<'q, &'q str>
         + for<'q> Bind<'q, Option<&'q str>>
         + for<'q> Bind<'q, &'q [u8]>
+        + for<'q> Bind<'q, Option<&'q [u8]>>
         + for<'q> Bind<'q, &'q String>
         + for<'q> Bind<'q, &'q Option<String>>
         + for<'q> Bind<'q, &'q Vec<u8>>

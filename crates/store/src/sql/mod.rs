@@ -856,6 +856,18 @@ impl<B: SqlBackend> Store for B {
         ))
     }
 
+    async fn reveal_token(
+        &self,
+        now: OffsetDateTime,
+        id: &str,
+        event: NewAuditEvent,
+    ) -> StoreResult<Option<Vec<u8>>> {
+        let id = id.to_owned();
+        in_write!(self: Self, Serialized, |conn| ops::reveal_token(
+            conn, now, &id, &event
+        ))
+    }
+
     async fn delete_token(
         &self,
         now: OffsetDateTime,

@@ -182,7 +182,8 @@ async fn insert_org<B: SqlBackend>(
     let s = &org.token_settings;
     sqlx::query(
         "INSERT INTO orgs (id, name, enabled_types, personal_token_ttl_days, \
-         max_tokens_per_user, token_creators, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+         max_tokens_per_user, token_creators, recoverable_types, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .arg(&org.id)
     .arg(&org.name)
@@ -190,6 +191,7 @@ async fn insert_org<B: SqlBackend>(
     .arg(s.personal_token_ttl_days.map(i64::from))
     .arg(s.max_tokens_per_user.map(i64::from))
     .arg(s.token_creators.as_str())
+    .arg(i64::from(s.recoverable_types))
     .arg(secs(now))
     .run(conn)
     .await?;
@@ -269,17 +271,20 @@ async fn upsert_member<B: SqlBackend>(
     Ok(())
 }
 
+/// Inserts a token; `sealed` is its secret sealed for a later reveal (recoverable types).
 async fn insert_token<B: SqlBackend>(
     conn: &mut Conn<'_, B>,
     token: &TokenRecord,
+    sealed: Option<&[u8]>,
 ) -> StoreResult<()> {
     let policy = PolicyColumns::of(&token.policy)?;
     sqlx::query(
         "INSERT INTO tokens (id, org_id, name, token_type, hint, workspace_id, owner_id, \
          created_by, scopes, projects, environment, created_at, expires_at, last_used_at, \
          last_used_ip, state, leaked, metadata, allowed_ips, rate_limit, rate_window_secs, \
-         uses_limited, refill_amount, refill_interval) VALUES ($1, $2, $3, $4, $5, $6, $7, \
-         $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)",
+         uses_limited, refill_amount, refill_interval, sealed_secret) VALUES ($1, $2, $3, $4, \
+         $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, \
+         $23, $24, $25)",
     )
     .arg(&token.id)
     .arg(&token.org_id)
@@ -305,6 +310,7 @@ async fn insert_token<B: SqlBackend>(
     .arg(policy.uses_limited)
     .arg(policy.refill_amount)
     .arg(policy.refill_interval)
+    .arg(sealed)
     .run(conn)
     .await?;
     if let Some(rule) = BudgetRule::of(&token.policy, BudgetKind::Uses) {
@@ -735,7 +741,7 @@ pub(crate) async fn bootstrap<B: SqlBackend>(
         plan.admin_workspace_role,
     )
     .await?;
-    insert_token(conn, &plan.token).await?;
+    insert_token(conn, &plan.token, plan.secret.sealed.as_deref()).await?;
     insert_secret(conn, now, &plan.token.id, &plan.secret).await?;
     audit(conn, now, &plan.event).await?;
     bump(conn, ChangeKind::Instance, "").await?;
@@ -757,21 +763,62 @@ pub(crate) async fn update_token_settings<B: SqlBackend>(
 ) -> StoreResult<OrgRecord> {
     let updated = sqlx::query(
         "UPDATE orgs SET enabled_types = $1, personal_token_ttl_days = $2, \
-         max_tokens_per_user = $3, token_creators = $4 WHERE id = $5",
+         max_tokens_per_user = $3, token_creators = $4, recoverable_types = $5 WHERE id = $6",
     )
     .arg(i64::from(settings.enabled_types))
     .arg(settings.personal_token_ttl_days.map(i64::from))
     .arg(settings.max_tokens_per_user.map(i64::from))
     .arg(settings.token_creators.as_str())
+    .arg(i64::from(settings.recoverable_types))
     .arg(org_id)
     .run(conn)
     .await?;
     if updated == 0 {
         return Err(StoreError::NotFound("org"));
     }
+    erase_unrecoverable(conn, org_id, settings).await?;
     audit(conn, now, event).await?;
     bump(conn, ChangeKind::Org, org_id).await?;
     load_org(conn, org_id).await
+}
+
+/// Erases the sealed secrets of the org's tokens whose type `settings` no longer keeps
+/// recoverable (in the settings change's transaction: off means gone at once); each
+/// erased token is a change, since its `recoverable` flag is.
+async fn erase_unrecoverable<B: SqlBackend>(
+    conn: &mut Conn<'_, B>,
+    org_id: &str,
+    settings: &TokenSettings,
+) -> StoreResult<()> {
+    for dropped in TokenType::ALL
+        .into_iter()
+        .filter(|t| !settings.is_recoverable(*t))
+    {
+        let found = sqlx::query(
+            "SELECT id FROM tokens WHERE org_id = $1 AND token_type = $2 \
+             AND sealed_secret IS NOT NULL ORDER BY id",
+        )
+        .arg(org_id)
+        .arg(dropped.as_str())
+        .all(conn)
+        .await?;
+        if found.is_empty() {
+            continue;
+        }
+        sqlx::query(
+            "UPDATE tokens SET sealed_secret = NULL WHERE org_id = $1 AND token_type = $2 \
+             AND sealed_secret IS NOT NULL",
+        )
+        .arg(org_id)
+        .arg(dropped.as_str())
+        .run(conn)
+        .await?;
+        for row in &found {
+            let id: String = rows::get(row, "id")?;
+            bump(conn, ChangeKind::Token, &id).await?;
+        }
+    }
+    Ok(())
 }
 
 /// Replaces the instance settings.
@@ -1067,7 +1114,7 @@ pub(crate) async fn create_token<B: SqlBackend>(
     if token.state == StoredState::Active {
         check_limits(conn, now, limits).await?;
     }
-    insert_token(conn, token).await?;
+    insert_token(conn, token, secret.sealed.as_deref()).await?;
     insert_secret(conn, now, &token.id, secret).await?;
     audit(conn, now, event).await?;
     bump(conn, ChangeKind::Token, &token.id).await?;
@@ -1083,7 +1130,7 @@ pub(crate) async fn import_tokens<B: SqlBackend>(
     event: &NewAuditEvent,
 ) -> StoreResult<()> {
     for (token, secret) in tokens {
-        insert_token(conn, token).await?;
+        insert_token(conn, token, secret.sealed.as_deref()).await?;
         insert_secret(conn, now, &token.id, secret).await?;
     }
     audit(conn, now, event).await?;
@@ -1112,6 +1159,11 @@ pub(crate) async fn revoke_token<B: SqlBackend>(
         .arg(id)
         .run(conn)
         .await?;
+    // A leaked secret is never revealed again (only a rotation brings the token back, with
+    // a new secret): its sealed copy goes now. A plain revoke keeps it for a restore.
+    if leaked || state == StoredState::Expired {
+        erase_sealed(conn, id).await?;
+    }
     audit(conn, now, event).await?;
     bump(conn, ChangeKind::Token, id).await?;
     load_token(conn, id).await
@@ -1249,13 +1301,14 @@ pub(crate) async fn rotate_token<B: SqlBackend>(
     insert_secret(conn, now, id, new_secret).await?;
     let expires_at = expires_at.unwrap_or(token.expires_at);
     sqlx::query(
-        "UPDATE tokens SET state = $1, leaked = $2, expires_at = $3, hint = COALESCE($4, hint) \
-         WHERE id = $5",
+        "UPDATE tokens SET state = $1, leaked = $2, expires_at = $3, hint = COALESCE($4, hint), \
+         sealed_secret = $5 WHERE id = $6",
     )
     .arg(state.as_str())
     .arg(false)
     .arg(opt_secs(expires_at))
     .arg(new_secret.hint.as_deref())
+    .arg(new_secret.sealed.as_deref())
     .arg(id)
     .run(conn)
     .await?;
@@ -1278,6 +1331,42 @@ pub(crate) async fn rotate_token<B: SqlBackend>(
     audit(conn, now, event).await?;
     bump(conn, ChangeKind::Token, id).await?;
     load_token(conn, id).await
+}
+
+/// Drops a token's sealed secret (it is no longer recoverable).
+async fn erase_sealed<B: SqlBackend>(conn: &mut Conn<'_, B>, id: &str) -> StoreResult<()> {
+    sqlx::query("UPDATE tokens SET sealed_secret = NULL WHERE id = $1")
+        .arg(id)
+        .run(conn)
+        .await?;
+    Ok(())
+}
+
+/// A recoverable token's sealed secret, with `event` written in the same transaction;
+/// `None` (and nothing written) unless the token is active, not past its expiry at `now`,
+/// and has one.
+pub(crate) async fn reveal_token<B: SqlBackend>(
+    conn: &mut Conn<'_, B>,
+    now: OffsetDateTime,
+    id: &str,
+    event: &NewAuditEvent,
+) -> StoreResult<Option<Vec<u8>>> {
+    let row = sqlx::query("SELECT state, expires_at, sealed_secret FROM tokens WHERE id = $1")
+        .arg(id)
+        .optional(conn)
+        .await?
+        .ok_or(StoreError::NotFound("token"))?;
+    let state: String = rows::get(&row, "state")?;
+    let expires_at: Option<i64> = rows::get(&row, "expires_at")?;
+    let sealed: Option<Vec<u8>> = rows::get(&row, "sealed_secret")?;
+    let works = state == StoredState::Active.as_str() && expires_at.is_none_or(|e| e > secs(now));
+    match sealed {
+        Some(sealed) if works => {
+            audit(conn, now, event).await?;
+            Ok(Some(sealed))
+        }
+        _ => Ok(None),
+    }
 }
 
 async fn delete_token_rows<B: SqlBackend>(conn: &mut Conn<'_, B>, id: &str) -> StoreResult<u64> {
@@ -1453,7 +1542,8 @@ pub(crate) async fn expire_tokens<B: SqlBackend>(
     for row in due {
         let id: String = rows::get(&row, "id")?;
         let expires_at: i64 = rows::get(&row, "expires_at")?;
-        sqlx::query("UPDATE tokens SET state = $1 WHERE id = $2")
+        // Expired is final: the secret will never work again, so its sealed copy goes.
+        sqlx::query("UPDATE tokens SET state = $1, sealed_secret = NULL WHERE id = $2")
             .arg(StoredState::Expired.as_str())
             .arg(&id)
             .run(conn)

@@ -21,7 +21,7 @@ use crate::{Change, ChangeKind, IdempotencyRecord, SigningKeyRecord, StoreError,
 
 /// Columns of an org row.
 pub(crate) const ORG_SELECT: &str = "SELECT id, name, enabled_types, personal_token_ttl_days, \
-     max_tokens_per_user, token_creators FROM orgs";
+     max_tokens_per_user, token_creators, recoverable_types FROM orgs";
 
 /// The instance settings row.
 pub(crate) const INSTANCE_SELECT: &str =
@@ -55,7 +55,8 @@ macro_rules! token_columns {
          ub.pool AS uses_pool, ub.period AS uses_period, \
          CASE WHEN ub.token_id IS NULL THEN 0 ELSE (SELECT CAST(COALESCE(SUM(ul.held), 0) AS BIGINT) \
          FROM token_leases ul WHERE ul.token_id = t.id AND ul.kind = 'uses' \
-         AND ul.period = ub.period) END AS uses_held"
+         AND ul.period = ub.period) END AS uses_held, \
+         t.sealed_secret IS NOT NULL AS recoverable"
     };
 }
 
@@ -137,6 +138,7 @@ pub(crate) fn hash_of(bytes: Vec<u8>) -> StoreResult<SecretHash> {
 /// Token settings as stored on an org row.
 pub(crate) fn token_settings(row: &impl SqlRow) -> StoreResult<TokenSettings> {
     let enabled = get::<i64>(row, "enabled_types")?;
+    let recoverable = get::<i64>(row, "recoverable_types")?;
     let creators = get::<String>(row, "token_creators")?;
     Ok(TokenSettings {
         enabled_types: u8::try_from(enabled).map_err(|_| corrupt("enabled_types", enabled))?,
@@ -144,6 +146,8 @@ pub(crate) fn token_settings(row: &impl SqlRow) -> StoreResult<TokenSettings> {
         max_tokens_per_user: opt_u32_of(row, "max_tokens_per_user")?,
         token_creators: TokenCreators::parse(&creators)
             .ok_or_else(|| corrupt("token_creators", &creators))?,
+        recoverable_types: u8::try_from(recoverable)
+            .map_err(|_| corrupt("recoverable_types", recoverable))?,
     })
 }
 
@@ -259,6 +263,7 @@ pub(crate) fn token(row: &impl SqlRow) -> StoreResult<TokenRecord> {
             }),
             None => None,
         },
+        recoverable: get(row, "recoverable")?,
     })
 }
 
@@ -315,6 +320,7 @@ pub(crate) fn secret(row: &impl SqlRow, prefix: &str) -> StoreResult<SecretRecor
         key_id: get(row, &format!("{prefix}key_id"))?,
         not_after: opt_time_of(row, &format!("{prefix}not_after"))?,
         hint: None,
+        sealed: None,
     })
 }
 
