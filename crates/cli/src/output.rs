@@ -8,7 +8,9 @@ use std::fmt::Write as _;
 
 use clap::{Args, ValueEnum};
 use latchkey_client::RateLimitStatus;
-use latchkey_client::proto::{CreatedToken, Me, Project, Token, VerifyResponse, Workspace};
+use latchkey_client::proto::{
+    CreatedToken, Me, Project, RevealedToken, Token, VerifyResponse, Workspace,
+};
 use serde::Serialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -292,6 +294,9 @@ pub fn token_details(token: &Token) -> String {
     };
     pairs.push(("Last used", last_used));
     pairs.extend(policy_lines(token));
+    if token.recoverable {
+        pairs.push(("Recoverable", "yes (latchkey token reveal)".to_owned()));
+    }
     details(&pairs)
 }
 
@@ -404,6 +409,17 @@ pub fn print_created(created: &CreatedToken, json: bool, verb: &str) -> Result<(
         "{verb} token {:?}. Copy the token now: it is shown only this once.",
         clean(&created.meta.name)
     );
+    Ok(())
+}
+
+/// A revealed secret: on its own labelled line (stdout) in table output, so
+/// `grep '^Token:'` finds it as after a create; `{"token": …}` as JSON.
+pub fn print_revealed(revealed: &RevealedToken, json: bool) -> Result<(), CliError> {
+    if json {
+        return print_json(revealed);
+    }
+    out!("{SECRET_LABEL} {}\n", revealed.token);
+    eprintln!("The reveal is recorded in the audit log (token.revealed).");
     Ok(())
 }
 

@@ -719,6 +719,15 @@ Examples:
   latchkey token rotate 0197f0c4-1b2c-7d3e-8f40-123456789abc
   latchkey token rotate 0197f0c4-1b2c-7d3e-8f40-123456789abc --grace-seconds 3600")]
     Rotate(RotateToken),
+    /// Show a recoverable token's secret again (audited; throttled per caller).
+    #[command(after_help = "\
+Examples:
+  latchkey token reveal 0197f0c4-1b2c-7d3e-8f40-123456789abc
+  latchkey token reveal 456789ab --output json | jq -r .token
+
+Only tokens whose type is in the org's recoverable_types (when created or last rotated)
+can be revealed, and only while they work; a personal or legacy token by its owner only.")]
+    Reveal(TokenId),
     /// Delete a token for good (asks first; --yes does not).
     #[command(after_help = "\
 Examples:
@@ -771,6 +780,13 @@ pub async fn token(cmd: TokenCmd) -> CliResult {
             };
             let rotated = client.tokens().rotate(&id, &request).await?;
             output::print_created(&rotated, args.remote.json(), "Rotated")?;
+            Ok(EXIT_OK)
+        }
+        TokenCmd::Reveal(args) => {
+            let client = args.remote.client(true, true)?;
+            let id = token_id(&client, &args.which).await?;
+            let revealed = client.tokens().reveal(&id).await?;
+            output::print_revealed(&revealed, args.remote.json())?;
             Ok(EXIT_OK)
         }
         TokenCmd::Delete(args) => delete_token(args).await,

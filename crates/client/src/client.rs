@@ -11,9 +11,10 @@ use std::time::Duration;
 use latchkey_proto::{
     AuditEvent, CreateProjectRequest, CreateTokenRequest, CreateUserRequest,
     CreateWorkspaceRequest, CreatedToken, Health, InstanceSettings, Me, Member, Page, Project,
-    PutMemberRequest, RefreshRequest, RefreshResponse, RotateTokenRequest, SignInRequest, Token,
-    TokenSettings, UpdateInstanceSettingsRequest, UpdateTokenRequest, UpdateTokenSettingsRequest,
-    UpdateUserRequest, User, UserKind, VerifyRequest, VerifyResponse, Workspace, WorkspaceRole,
+    PutMemberRequest, RefreshRequest, RefreshResponse, RevealedToken, RotateTokenRequest,
+    SignInRequest, Token, TokenSettings, UpdateInstanceSettingsRequest, UpdateTokenRequest,
+    UpdateTokenSettingsRequest, UpdateUserRequest, User, UserKind, VerifyRequest, VerifyResponse,
+    Workspace, WorkspaceRole,
 };
 use latchkey_proto::{BulkRevokeRequest, BulkRevokeResponse, TokenState, TokenType};
 use latchkey_proto::{
@@ -690,7 +691,7 @@ impl Client {
 
     // ---- tokens --------------------------------------------------------------------
 
-    /// The token routes: create, list, get, update, revoke, restore, rotate, delete.
+    /// The token routes: create, list, get, update, revoke, restore, rotate, reveal, delete.
     ///
     /// ```no_run
     /// # async fn run(client: &latchkey_client::Client, ws: &str) -> Result<(), latchkey_client::Error> {
@@ -1171,6 +1172,19 @@ impl Tokens<'_> {
     pub async fn update(&self, id: &str, request: &UpdateTokenRequest) -> Result<Token, Error> {
         let path = format!("/api/v1/tokens/{}", Seg(id));
         self.client.with_body(Method::PATCH, &path, request).await
+    }
+
+    /// `POST /api/v1/tokens/{id}/reveal`: a recoverable token's current secret (see
+    /// `recoverable_types` in the token settings). 409 `not_recoverable` when none is kept
+    /// or the token does not work now; 403 for a personal or legacy token of someone else;
+    /// 429 past the per-caller reveal throttle. Every reveal is audited.
+    pub async fn reveal(&self, id: &str) -> Result<RevealedToken, Error> {
+        let path = format!("/api/v1/tokens/{}/reveal", Seg(id));
+        send(
+            &self.client.expiry,
+            self.client.request(Method::POST, &path),
+        )
+        .await
     }
 
     /// `DELETE /api/v1/tokens/{id}`: removes the token for good (204).

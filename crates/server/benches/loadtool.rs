@@ -151,6 +151,7 @@ async fn bulk_load(data_dir: &Path, count: usize, tokens_file: &Path) {
                 leaked: false,
                 policy: Default::default(),
                 uses: None,
+                recoverable: false,
             };
             let secret_record = SecretRecord {
                 token_id: id,
@@ -158,6 +159,7 @@ async fn bulk_load(data_dir: &Path, count: usize, tokens_file: &Path) {
                 key_id: key.id().to_owned(),
                 not_after: None,
                 hint: None,
+                sealed: None,
             };
             writeln!(out, "{secret}").unwrap();
             batch.push((record, secret_record));

@@ -149,6 +149,7 @@ pub async fn bootstrap(
         leaked: false,
         policy: Default::default(),
         uses: None,
+        recoverable: false,
     };
     let secret_record = SecretRecord {
         token_id: token_record.id.clone(),
@@ -156,6 +157,7 @@ pub async fn bootstrap(
         key_id: state.hash_key.id().to_owned(),
         not_after: None,
         hint: None,
+        sealed: None,
     };
     let event = NewAuditEvent {
         action: "instance.bootstrapped".into(),

@@ -164,6 +164,9 @@ pub struct ThrottleConfig {
     pub sign_in_failures_per_account: u32,
     /// Failed token checks per IP per window; beyond it token checks answer 429.
     pub failed_token_checks: u32,
+    /// Secret reveals (`POST /api/v1/tokens/{id}/reveal`) per caller per window, every
+    /// attempt counted; beyond it reveals answer 429.
+    pub reveals: u32,
     /// Window length.
     pub window_secs: u64,
 }
@@ -174,6 +177,7 @@ impl Default for ThrottleConfig {
             sign_in_attempts: 10,
             sign_in_failures_per_account: 20,
             failed_token_checks: 100,
+            reveals: 10,
             window_secs: 60,
         }
     }

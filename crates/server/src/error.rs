@@ -46,6 +46,9 @@ pub enum ApiError {
     /// Restore of a leaked token.
     #[error("{0}")]
     Leaked(String),
+    /// A reveal of a secret that is not kept, or of a token that does not work now.
+    #[error("{0}")]
+    NotRecoverable(String),
     /// Lifetime longer than the policy.
     #[error("{0}")]
     LifetimeExceedsPolicy(String),
@@ -131,6 +134,7 @@ impl ApiError {
             ApiError::Conflict(_) => (StatusCode::CONFLICT, ErrorCode::Conflict),
             ApiError::LimitExceeded { .. } => (StatusCode::CONFLICT, ErrorCode::LimitExceeded),
             ApiError::Leaked(_) => (StatusCode::CONFLICT, ErrorCode::Leaked),
+            ApiError::NotRecoverable(_) => (StatusCode::CONFLICT, ErrorCode::NotRecoverable),
             ApiError::LifetimeExceedsPolicy(_) => (
                 StatusCode::UNPROCESSABLE_ENTITY,
                 ErrorCode::LifetimeExceedsPolicy,

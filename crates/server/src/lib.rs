@@ -305,6 +305,7 @@ pub async fn prepare_with_store(
             config.throttle.failed_token_checks,
             config.throttle.window_secs,
         ),
+        reveal_throttle: state::Throttle::new(config.throttle.reveals, config.throttle.window_secs),
         public_url: config.public_url(),
         config,
         store,

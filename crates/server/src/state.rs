@@ -253,6 +253,8 @@ pub struct AppStateInner {
     pub known_sign_ins: DashMap<(latchkey_core::SecretHash, Option<IpAddr>), i64, FxBuild>,
     /// Failed token checks per IP.
     pub token_failure_throttle: Throttle,
+    /// Secret reveals per caller (`user:<id>` or `token:<id>`), every attempt counted.
+    pub reveal_throttle: Throttle<String>,
     /// Last-used buffer.
     pub last_used: LastUsedBuffer,
     /// This node's leased blocks of rate limits and usage credits.

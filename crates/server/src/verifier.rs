@@ -625,6 +625,7 @@ impl Verifier {
                     key_id: String::new(),
                     not_after: None,
                     hint: None,
+                    sealed: None,
                 };
                 let grant = Arc::new(self.grant(token, &secret));
                 self.by_id.insert(id.to_owned(), Arc::clone(&grant));

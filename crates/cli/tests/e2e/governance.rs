@@ -1414,3 +1414,85 @@ async fn service_accounts_belong_to_org_admins_in_the_role_matrix() {
     assert_eq!(owned, 2);
     let _ = &m.server;
 }
+
+/// `POST /api/v1/tokens/{id}/reveal` in the role matrix, with every type recoverable:
+/// whoever may see a token reveals it, except that a personal or legacy token's secret
+/// goes to its owner only (403 for the org owner and admins who see it); tokens one may
+/// not see answer 404. A refusal reveals nothing and is not audited as a reveal.
+#[tokio::test]
+async fn reveal_in_the_role_matrix() {
+    let m = matrix().await;
+    let org = m.owner.me().await.unwrap().org.id;
+    m.owner
+        .update_token_settings(
+            &org,
+            &UpdateTokenSettingsRequest {
+                recoverable_types: Some(TokenType::ALL.to_vec()),
+                ..UpdateTokenSettingsRequest::default()
+            },
+        )
+        .await
+        .unwrap();
+    // One token of every type each actor may create, with its secret.
+    let mut tokens = Vec::new();
+    for (actor, client, actor_id) in &m.clients {
+        for t in TokenType::ALL {
+            if !may_create(*actor, t) {
+                continue;
+            }
+            let created = client
+                .tokens()
+                .create(
+                    &m.ws,
+                    &CreateTokenRequest::new(format!("{actor:?}-{t:?}"), t),
+                )
+                .await
+                .unwrap();
+            assert!(created.meta.recoverable);
+            let owner = if t.is_user_owned() {
+                actor_id.clone()
+            } else {
+                String::new()
+            };
+            tokens.push((owner, created));
+        }
+    }
+    let mut reveals = 0;
+    for (actor, client, actor_id) in &m.clients {
+        for (owner_id, created) in &tokens {
+            let t = created.meta.token_type;
+            let own = owner_id == actor_id;
+            let got = client.tokens().reveal(&created.meta.id).await;
+            let want = if !may_see(*actor, t, own) {
+                404
+            } else if t.is_user_owned() && !own {
+                403
+            } else {
+                200
+            };
+            match got {
+                Ok(revealed) => {
+                    assert_eq!(want, 200, "{actor:?} revealed {t:?} own={own}");
+                    assert_eq!(revealed.token, created.token);
+                    reveals += 1;
+                }
+                Err(e) => assert_eq!(
+                    e.status(),
+                    Some(want),
+                    "{actor:?} revealing {t:?} own={own}: {e}"
+                ),
+            }
+        }
+    }
+    let audited = m
+        .owner
+        .audit_events(&AuditQuery {
+            action: Some("token.revealed".into()),
+            limit: Some(200),
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(audited.items.len(), reveals);
+    drop(m.server);
+}

@@ -108,6 +108,7 @@ pub fn test_config(dir: &Path) -> Config {
     config.throttle.sign_in_attempts = 1000;
     config.throttle.sign_in_failures_per_account = 1000;
     config.throttle.failed_token_checks = 10_000;
+    config.throttle.reveals = 1000;
     config.verifier.poll_interval_ms = 100;
     config
 }

@@ -23,6 +23,7 @@ pub mod outage;
 mod policy;
 mod process;
 mod proxies;
+mod recoverable;
 mod scale_out;
 mod sdk;
 mod security;

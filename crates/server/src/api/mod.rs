@@ -78,6 +78,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/tokens/{id}/revoke", post(tokens::revoke))
         .route("/api/v1/tokens/{id}/restore", post(tokens::restore))
         .route("/api/v1/tokens/{id}/rotate", post(tokens::rotate))
+        .route("/api/v1/tokens/{id}/reveal", post(tokens::reveal))
         .route("/api/v1/audit-events", get(users::audit_events))
         .route(
             "/api/v1/webhooks",
@@ -169,6 +170,7 @@ fn forward_auth_methods() -> axum::routing::MethodRouter<AppState> {
         tokens::revoke,
         tokens::restore,
         tokens::rotate,
+        tokens::reveal,
         tokens::verify,
         projects::list,
         projects::create,

@@ -456,7 +456,7 @@ fn error_answers(doc: &mut Value) {
         "Unauthenticated": "401 `unauthenticated` or `invalid_token`, with `WWW-Authenticate`.",
         "Forbidden": "403 `forbidden` (role, scope, CSRF) or `token_type_not_allowed`, with `WWW-Authenticate`; or the token's own policy: `ip_not_allowed` (used from outside its `allowed_ips`), `usage_exceeded` (no `remaining_uses` left; `Retry-After` until the refill, if any).",
         "NotFound": "404 `not_found`: no such object, or one the caller may not see.",
-        "Conflict": "409 `conflict`, `limit_exceeded` (with `limit`) or `leaked`.",
+        "Conflict": "409 `conflict`, `limit_exceeded` (with `limit`), `leaked` or `not_recoverable`.",
         "PayloadTooLarge": "413 `payload_too_large`: the body is over `max_body_bytes`.",
         "UnsupportedMediaType": "415 `unsupported_media_type`: the body's `Content-Type` is not the one this operation takes.",
         "Unprocessable": "422 `invalid_field` (the field or query parameter named in `field`), `lifetime_exceeds_policy` or `workspace_required`.",

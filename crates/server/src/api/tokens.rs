@@ -6,8 +6,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use latchkey_proto::{
     BulkRevokeRequest, BulkRevokeResponse, CreateTokenRequest, CreatedToken, ErrorBody, Page,
-    RotateTokenRequest, Token, TokenState, TokenType, UpdateTokenRequest, VerifyRequest,
-    VerifyResponse,
+    RevealedToken, RotateTokenRequest, Token, TokenState, TokenType, UpdateTokenRequest,
+    VerifyRequest, VerifyResponse,
 };
 use serde::Deserialize;
 
@@ -23,7 +23,7 @@ use crate::state::AppState;
 pub struct EmptyBody {}
 
 /// A response holding a secret must never be cached.
-fn no_store(status: StatusCode, body: CreatedToken) -> Response {
+fn no_store(status: StatusCode, body: impl serde::Serialize) -> Response {
     let mut response = (status, Json(body)).into_response();
     response
         .headers_mut()
@@ -227,6 +227,25 @@ pub async fn rotate(
     };
     let rotated = state.rotate_token(&p, &id, req, key).await?;
     Ok(no_store(StatusCode::OK, rotated))
+}
+
+/// Show a recoverable token's secret again (its type was in the org's `recoverable_types`
+/// when it was created or last rotated). For whoever may see the token, except that a
+/// personal or legacy token's secret goes to its owner only (403); a token caller needs
+/// `tokens:write`. 409 `not_recoverable` when no secret is kept or the token does not work
+/// now (revoked, expired, suspended, type disabled). Every reveal is audited
+/// (`token.revealed`) and throttled per caller (`throttle.reveals`, then 429).
+#[utoipa::path(post, path = "/api/v1/tokens/{id}/reveal", tag = "tokens", params(("id" = String, Path)),
+    responses((status = 200, body = RevealedToken), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn reveal(
+    State(state): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+    OptionalJson(_): OptionalJson<EmptyBody>,
+) -> Result<Response, ApiError> {
+    let revealed = state.reveal_token(&p, &id).await?;
+    Ok(no_store(StatusCode::OK, revealed))
 }
 
 /// Check a token. Always 200 for a well-formed request; failures are throttled per IP.

@@ -218,6 +218,8 @@ pub struct TokenSettingsPage {
     max_per_user: String,
     creators: Vec<Choice>,
     instance_default_days: u32,
+    /// The types whose secrets are kept recoverable.
+    recoverable: Vec<Choice>,
 }
 
 fn type_setting_label(t: TokenType) -> &'static str {
@@ -272,7 +274,18 @@ async fn render_token_settings(state: &AppState, s: &SignedIn, view: View) -> Re
             ),
         };
         let creators = creators.unwrap_or(settings.token_creators);
+        let recoverable = ALL_TOKEN_TYPES
+            .iter()
+            .map(|t| {
+                let on = match &view.sticky {
+                    Some(f) => f.all("recoverable_types").iter().any(|v| v == t.as_str()),
+                    None => settings.recoverable_types.contains(t),
+                };
+                Choice::new(t.as_str(), type_setting_label(*t), on)
+            })
+            .collect();
         Ok(TokenSettingsPage {
+            recoverable,
             c: s.chrome("Access Token Settings", "organization", &view),
             tab: "token-settings",
             owner: s.is_owner(),
@@ -330,12 +343,21 @@ pub async fn save_token_settings(
             .get("token_creators")
             .and_then(TokenCreators::parse)
             .ok_or_else(|| ApiError::field("token_creators", "choose who may create tokens"))?;
+        let recoverable_types = data
+            .all("recoverable_types")
+            .iter()
+            .map(|v| {
+                TokenType::parse(v)
+                    .ok_or_else(|| ApiError::field("recoverable_types", "unknown token type"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let org = state.org().await?;
         let req = UpdateTokenSettingsRequest {
             enabled_types: Some(enabled_types),
             personal_token_ttl_days: Some(ttl),
             max_tokens_per_user: Some(max),
             token_creators: Some(creators),
+            recoverable_types: Some(recoverable_types),
         };
         state.update_token_settings(&s.p, &org.id, req).await
     }

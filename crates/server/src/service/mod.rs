@@ -12,6 +12,7 @@ pub(crate) mod credentials;
 pub mod interop;
 mod inventory;
 mod projects;
+mod recoverable;
 mod sessions;
 pub(crate) mod settings;
 mod token_policy;

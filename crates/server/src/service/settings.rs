@@ -126,6 +126,10 @@ impl AppState {
                 None => current.max_tokens_per_user,
             },
             token_creators: req.token_creators.unwrap_or(current.token_creators),
+            recoverable_types: match &req.recoverable_types {
+                Some(types) => types.iter().fold(0, |acc, t| acc | t.bit()),
+                None => current.recoverable_types,
+            },
         };
         let mut event = p.event("org.token_settings_changed");
         event.target_type = Some("org".into());

@@ -353,6 +353,7 @@ impl AppState {
             leaked: false,
             policy: token_policy,
             uses,
+            recoverable: false,
         };
         let limits = policy::limits_for(
             token_type,
@@ -372,6 +373,7 @@ impl AppState {
             key_id: self.hash_key.id().to_owned(),
             not_after: None,
             hint: None,
+            sealed: self.seal_if_recoverable(&org.token_settings, token_type, &record.id, &secret),
         };
         let stored = self
             .store
@@ -424,7 +426,11 @@ impl AppState {
         self.token_views(paged, now).await
     }
 
-    async fn visible_token(&self, p: &Principal, id: &str) -> Result<TokenRecord, ApiError> {
+    pub(super) async fn visible_token(
+        &self,
+        p: &Principal,
+        id: &str,
+    ) -> Result<TokenRecord, ApiError> {
         if !latchkey_core::is_id(id) {
             return Err(ApiError::NotFound("token"));
         }
@@ -575,8 +581,9 @@ impl AppState {
                 format!("grace_seconds must be at most {MAX_GRACE_SECONDS}"),
             ));
         }
+        // The settings as they are now decide whether the new secret is kept recoverable.
+        let org = self.org().await?;
         let new_expiry = if req.expires_in_days.is_some() || req.expires_at.is_some() {
-            let org = self.org().await?;
             let instance = self.store.get_instance_settings().await?;
             let cap = p.token().and_then(|g| g.token.expires_at);
             Some(
@@ -604,6 +611,12 @@ impl AppState {
             key_id: self.hash_key.id().to_owned(),
             not_after: None,
             hint: Some(token::hint(&secret)),
+            sealed: self.seal_if_recoverable(
+                &org.token_settings,
+                token.token_type,
+                &token.id,
+                &secret,
+            ),
         };
         // The old secret is kept (hashed) past its deadline so that it answers `revoked`
         // rather than `not_found`, until the sweep purges it after `ROTATED_SECRET_RETENTION`.

@@ -348,6 +348,7 @@ mod tests {
             rate_limit: None,
             remaining_uses: None,
             refill: None,
+            recoverable: false,
         }
     }
 
