@@ -74,7 +74,8 @@ fn token() -> Value {
         "allowed_ips": ["203.0.113.0/24", "2001:db8::/32"],
         "rate_limit": {"limit": 100, "window_secs": 60},
         "remaining_uses": 9500,
-        "refill": {"amount": 10000, "interval": "monthly"}
+        "refill": {"amount": 10000, "interval": "monthly"},
+        "recoverable": false
     })
 }
 
@@ -191,7 +192,8 @@ pub fn schema(name: &str) -> Option<Value> {
             "enabled_types": ["personal", "client", "frontend", "admin"],
             "personal_token_ttl_days": 90,
             "max_tokens_per_user": 20,
-            "token_creators": "members"
+            "token_creators": "members",
+            "recoverable_types": ["legacy"]
         }),
         "Health" => json!({"status": "ok"}),
         "RefreshResponse" => json!({"access": JWT, "expires_in": 300}),
