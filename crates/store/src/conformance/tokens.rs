@@ -482,6 +482,32 @@ pub async fn revoke_and_restore(store: Arc<dyn Store>) {
         StoredState::Revoked
     );
 
+    // `expired` is final also before the sweep marks it: a leak report on a token past its
+    // expiry records the leak but leaves its state (it does not become `revoked`).
+    let (mut past, secret) = token_record(&world.org.id, TokenType::Client, Some(ws), None);
+    past.expires_at = Some(at(100));
+    store
+        .create_token(
+            at(1),
+            past.clone(),
+            secret,
+            &unlimited(),
+            event("token.created"),
+        )
+        .await
+        .unwrap();
+    let reported = store
+        .revoke_token(at(100), &past.id, true, event("token.leaked"))
+        .await
+        .unwrap();
+    assert_eq!(reported.state, StoredState::Active, "stays as stored");
+    assert!(reported.leaked);
+    assert!(is_conflict(
+        &store
+            .restore_token(at(101), &past.id, &unlimited(), event("token.restored"))
+            .await
+    ));
+
     // Restoring counts like creating.
     let spare = add_token(store, &world, TokenType::Client, Some(ws), None).await;
     store

@@ -1148,10 +1148,13 @@ pub(crate) async fn revoke_token<B: SqlBackend>(
     event: &NewAuditEvent,
 ) -> StoreResult<TokenRecord> {
     let token = load_token(conn, id).await?;
-    // `expired` is final: a revoke leaves it (but still records a leak report).
-    let state = match token.state {
-        StoredState::Active | StoredState::Revoked => StoredState::Revoked,
-        StoredState::Expired => StoredState::Expired,
+    // `expired` is final — stored, or past its expiry and not swept yet (the two behave
+    // the same): a revoke (a leak report, the one caller that reaches an expired token)
+    // leaves its state, but still records the leak.
+    let state = if is_expired(token.state, token.expires_at, now) {
+        token.state
+    } else {
+        StoredState::Revoked
     };
     sqlx::query("UPDATE tokens SET state = $1, leaked = $2 WHERE id = $3")
         .arg(state.as_str())
