@@ -878,13 +878,22 @@ async fn nodes_survive_a_postgresql_restart() {
         "B holds the grant"
     );
 
+    // The grace (max_staleness, 10 s) runs from B's last successful read of the feed,
+    // which B's poller (every second) made shortly before the stop began — later on a
+    // slow stop. So the timings below count from the start of the stop, with GRACE_FLOOR
+    // for a poll or two that a loaded machine delays: `pg_ctl stop` itself may take
+    // seconds there, and a cached grant refused once the grace can have run out is right.
+    const GRACE_FLOOR: Duration = Duration::from_secs(7);
+    let stopping = Instant::now();
     cluster.stop().expect("stop PostgreSQL");
     let stopped = Instant::now();
-    // Within max_staleness (10 s) the cached grant is still trusted.
-    assert_eq!(
-        b.status_of(&cached).await,
-        200,
-        "cached grants have a grace"
+    // Within max_staleness the cached grant is still trusted.
+    let status = b.status_of(&cached).await;
+    assert!(
+        status == 200 || stopping.elapsed() >= GRACE_FLOOR,
+        "cached grants have a grace: {status} {:.1} s after the stop began ({:.1} s to stop)",
+        stopping.elapsed().as_secs_f64(),
+        (stopped - stopping).as_secs_f64()
     );
     // Writes and cache misses: 503, promptly.
     let err = admin_a
@@ -902,11 +911,12 @@ async fn nodes_survive_a_postgresql_restart() {
     // After max_staleness without a successful read of the feed, it is refused too.
     until_status(&b, &cached, 503, Duration::from_secs(30)).await;
     println!(
-        "fail-closed after {:.1} s without the database",
-        stopped.elapsed().as_secs_f64()
+        "fail-closed {:.1} s after the stop began ({:.1} s to stop)",
+        stopping.elapsed().as_secs_f64(),
+        (stopped - stopping).as_secs_f64()
     );
     assert!(
-        stopped.elapsed() >= Duration::from_secs(3),
+        stopping.elapsed() >= GRACE_FLOOR,
         "not before max_staleness"
     );
 
