@@ -300,7 +300,6 @@ impl AppState {
                 match self.admit(grant, ip.0, secs).await {
                     Ok(()) => {}
                     Err(Denied::Policy(refusal)) => {
-                        self.metrics.observe_verify(Err(refusal.reason));
                         tracing::info!(reason = refusal.reason.as_str(), ip = %ip, "token refused by its policy");
                         return Err(ApiError::TokenPolicy(refusal));
                     }

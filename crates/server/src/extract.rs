@@ -225,6 +225,20 @@ impl ClientIp {
     }
 }
 
+/// The optional `ip` a verify or introspection caller passes (the address its own caller
+/// used): 422 naming the field when it is not an IPv4 or IPv6 address.
+pub fn used_from(text: Option<&str>) -> Result<Option<IpAddr>, ApiError> {
+    text.map(|text| {
+        text.trim().parse::<IpAddr>().map_err(|_| {
+            ApiError::field(
+                "ip",
+                "ip must be an IPv4 or IPv6 address, such as 203.0.113.7",
+            )
+        })
+    })
+    .transpose()
+}
+
 /// Resolves the client IP from the peer address and headers.
 pub fn client_ip(state: &AppState, peer: Option<IpAddr>, headers: &HeaderMap) -> ClientIp {
     let Some(peer) = peer else {

@@ -319,15 +319,7 @@ pub async fn introspect(
     ApiForm(form): ApiForm<OAuthTokenForm>,
 ) -> Result<Response, OAuthRejection> {
     let p = form.caller(&state, &headers, ip, p).await?;
-    let used_from = match form.ip.as_deref() {
-        Some(text) => Some(text.trim().parse::<std::net::IpAddr>().map_err(|_| {
-            ApiError::field(
-                "ip",
-                "ip must be an IPv4 or IPv6 address, such as 203.0.113.7",
-            )
-        })?),
-        None => None,
-    };
+    let used_from = crate::extract::used_from(form.ip.as_deref())?;
     let answer = state.introspect(p.as_ref(), &form.token, used_from).await?;
     let mut response = Json(answer).into_response();
     response

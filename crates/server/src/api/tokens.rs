@@ -262,15 +262,7 @@ pub async fn verify(
     MaybePrincipal(caller): MaybePrincipal,
     ApiJson(req): ApiJson<VerifyRequest>,
 ) -> Result<Response, ApiError> {
-    let used_from = match req.ip.as_deref() {
-        Some(text) => Some(text.trim().parse::<std::net::IpAddr>().map_err(|_| {
-            ApiError::field(
-                "ip",
-                "ip must be an IPv4 or IPv6 address, such as 203.0.113.7",
-            )
-        })?),
-        None => None,
-    };
+    let used_from = crate::extract::used_from(req.ip.as_deref())?;
     let (answer, refusal) = state
         .verify_secret(&req.token, ip, used_from, caller.as_ref())
         .await?;

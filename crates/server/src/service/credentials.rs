@@ -56,8 +56,8 @@ impl Checked {
 impl AppState {
     /// Admits one use of a token that checked out from `ip` at `now` (unix seconds): its
     /// `allowed_ips`, then its usage credits, then its rate limit (DESIGN.md's precedence);
-    /// every admitted use takes one of each budget. A token without a policy pays one
-    /// branch.
+    /// every admitted use takes one of each budget; a refusal is counted in the verify
+    /// metrics here. A token without a policy pays one branch.
     #[inline]
     pub async fn admit(
         &self,
@@ -67,7 +67,13 @@ impl AppState {
     ) -> Result<(), Denied> {
         match &grant.policy {
             None => Ok(()),
-            Some(policy) => self.admit_policy(grant, policy, ip, now).await,
+            Some(policy) => {
+                let admitted = self.admit_policy(grant, policy, ip, now).await;
+                if let Err(Denied::Policy(refusal)) = &admitted {
+                    self.metrics.observe_verify(Err(refusal.reason));
+                }
+                admitted
+            }
         }
     }
 

@@ -51,7 +51,6 @@ impl AppState {
         match self.admit(grant, ip.0, now.unix_timestamp()).await {
             Ok(()) => {}
             Err(Denied::Policy(refusal)) => {
-                self.metrics.observe_verify(Err(refusal.reason));
                 return Err(ApiError::TokenPolicy(refusal));
             }
             Err(Denied::Unavailable) => {
@@ -162,8 +161,7 @@ impl AppState {
             .await
         {
             Ok(()) => {}
-            Err(Denied::Policy(refusal)) => {
-                self.metrics.observe_verify(Err(refusal.reason));
+            Err(Denied::Policy(_)) => {
                 return Ok(json!({"active": false}));
             }
             Err(Denied::Unavailable) => return Err(unavailable()),

@@ -772,7 +772,6 @@ impl AppState {
             {
                 Ok(()) => {}
                 Err(Denied::Policy(refusal)) => {
-                    self.metrics.observe_verify(Err(refusal.reason));
                     let answer = VerifyResponse {
                         valid: false,
                         token: None,
