@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use latchkey_client::proto::{CreateTokenRequest, TokenType};
+use latchkey_client::proto::{CreateTokenRequest, RateLimit, TokenType};
 use latchkey_server::forward_auth::ProxyKind;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -848,4 +848,111 @@ async fn the_traefik_recipe_holds_against_traefik_s_documented_behaviour() {
 #[tokio::test]
 async fn the_envoy_recipe_holds_against_envoy_s_documented_behaviour() {
     recipe_holds(ProxyKind::Envoy).await;
+}
+
+/// Issue 15: behind the real nginx of the recipe, a token over its rate limit, out of uses
+/// or used from elsewhere is refused with 403 and `X-Latchkey-Reason` reaching the client
+/// (with `Retry-After` and `RateLimit-*` over a rate limit), never nginx's 500; concurrent
+/// requests admit exactly the limit (one node), and no refused request reaches the upstream.
+#[tokio::test]
+async fn behind_a_real_nginx_policy_refusals_are_403_with_the_reason_never_500() {
+    let Some(rig) = rig(ProxyKind::Nginx).await else {
+        return;
+    };
+    let rig = std::sync::Arc::new(rig);
+    let admin = rig.server.admin();
+    let ws = rig.server.workspace1().await;
+    let create = |name: &'static str, edit: fn(&mut CreateTokenRequest)| {
+        let admin = admin.clone();
+        let ws = ws.clone();
+        async move {
+            let mut req = CreateTokenRequest::new(name, TokenType::Client);
+            edit(&mut req);
+            admin.tokens().create(&ws, &req).await.unwrap().token
+        }
+    };
+    const LIMIT: u64 = 5;
+    const DAY: i64 = 86_400;
+    let limited = create("limited", |r| {
+        r.rate_limit = Some(RateLimit {
+            limit: LIMIT,
+            window_secs: DAY.unsigned_abs(),
+        })
+    })
+    .await;
+
+    // 24 concurrent requests through nginx: 200 or 403, nothing else.
+    let window = rig.server.state.clock.now_secs() / DAY;
+    let mut sent = tokio::task::JoinSet::new();
+    for _ in 0..24 {
+        let rig = std::sync::Arc::clone(&rig);
+        let headers = with_token(&limited, &[]);
+        sent.spawn(async move { rig.send("GET", "/app", &headers).await });
+    }
+    let mut admitted = 0;
+    let mut refused = Vec::new();
+    while let Some(answer) = sent.join_next().await {
+        let answer = answer.unwrap();
+        match answer.status {
+            200 => {
+                assert!(upstream_saw(&answer).is_some(), "{}", answer.body);
+                admitted += 1;
+            }
+            403 => {
+                assert!(upstream_saw(&answer).is_none(), "{}", answer.body);
+                refused.push(answer);
+            }
+            other => panic!("nginx answered {other}: {}", answer.body),
+        }
+    }
+    // (Unless the test ran across midnight UTC, when the day's window started again.)
+    if rig.server.state.clock.now_secs() / DAY == window {
+        assert_eq!(admitted, LIMIT, "admitted through nginx");
+    }
+    let answer = rig.send("GET", "/app", &with_token(&limited, &[])).await;
+    assert_eq!(answer.status, 403, "{}", answer.body);
+    refused.push(answer);
+    for answer in &refused {
+        assert_eq!(answer.header("x-latchkey-reason"), Some("rate_limited"));
+        let retry: i64 = answer.header("retry-after").unwrap().parse().unwrap();
+        assert!((1..=DAY).contains(&retry), "Retry-After {retry}");
+        assert_eq!(answer.header("ratelimit-limit"), Some("5"));
+        assert_eq!(answer.header("ratelimit-remaining"), Some("0"));
+        assert_eq!(
+            answer.header("ratelimit-reset"),
+            answer.header("retry-after")
+        );
+    }
+
+    // Out of uses, and from an address the token may not be used from (nginx sends its
+    // client's, 127.0.0.1): 403 with the reason too.
+    let credits = create("credits", |r| r.remaining_uses = Some(2)).await;
+    for _ in 0..2 {
+        let answer = rig.send("GET", "/app", &with_token(&credits, &[])).await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+    }
+    let elsewhere = create("elsewhere", |r| {
+        r.allowed_ips = Some(vec!["203.0.113.0/24".into()])
+    })
+    .await;
+    for (token, reason) in [(&credits, "usage_exceeded"), (&elsewhere, "ip_not_allowed")] {
+        let answer = rig.send("GET", "/app", &with_token(token, &[])).await;
+        assert_eq!(answer.status, 403, "{reason}: {}", answer.body);
+        assert_eq!(answer.header("x-latchkey-reason"), Some(reason));
+        assert!(upstream_saw(&answer).is_none());
+    }
+    // An admitted answer carries no refusal headers.
+    let plain = create("plain", |_| {}).await;
+    let answer = rig.send("GET", "/app", &with_token(&plain, &[])).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    for name in ["x-latchkey-reason", "retry-after", "ratelimit-limit"] {
+        assert_eq!(answer.header(name), None, "{name}");
+    }
+    let Ok(rig) = std::sync::Arc::try_unwrap(rig) else {
+        panic!("a request still holds the rig");
+    };
+    if let Proxy::Real(mut process, _) = rig.proxy {
+        let left = process.stop();
+        assert!(left.is_empty(), "nginx left processes behind: {left:?}");
+    }
 }
