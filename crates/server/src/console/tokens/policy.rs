@@ -442,36 +442,23 @@ mod tests {
 
     #[test]
     fn errors_name_the_field() {
-        let err = |pairs: &[(&str, &str)]| read(&form(pairs)).err().map(field_of);
-        assert_eq!(err(&[("metadata", "{plan}")]).as_deref(), Some("metadata"));
-        assert_eq!(
-            err(&[("rate_limit_limit", "5")]).as_deref(),
-            Some("rate_limit.window_secs")
-        );
-        assert_eq!(
-            err(&[("rate_limit_window_secs", "5")]).as_deref(),
-            Some("rate_limit.limit")
-        );
-        assert_eq!(
-            err(&[("rate_limit_limit", "-1"), ("rate_limit_window_secs", "5")]).as_deref(),
-            Some("rate_limit.limit")
-        );
-        assert_eq!(
-            err(&[("remaining_uses", "lots")]).as_deref(),
-            Some("remaining_uses")
-        );
-        assert_eq!(
-            err(&[("refill_amount", "5")]).as_deref(),
-            Some("refill.interval")
-        );
-        assert_eq!(
-            err(&[("refill_interval", "weekly")]).as_deref(),
-            Some("refill.interval")
-        );
-        assert_eq!(
-            err(&[("refill_interval", "monthly")]).as_deref(),
-            Some("refill.amount")
-        );
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[("metadata", "{plan}")], "metadata"),
+            (&[("rate_limit_limit", "5")], "rate_limit.window_secs"),
+            (&[("rate_limit_window_secs", "5")], "rate_limit.limit"),
+            (
+                &[("rate_limit_limit", "-1"), ("rate_limit_window_secs", "5")],
+                "rate_limit.limit",
+            ),
+            (&[("remaining_uses", "lots")], "remaining_uses"),
+            (&[("refill_amount", "5")], "refill.interval"),
+            (&[("refill_interval", "weekly")], "refill.interval"),
+            (&[("refill_interval", "monthly")], "refill.amount"),
+        ];
+        for (pairs, field) in cases {
+            let named = read(&form(pairs)).err().map(field_of);
+            assert_eq!(named.as_deref(), Some(*field), "{pairs:?}");
+        }
     }
 
     #[test]
