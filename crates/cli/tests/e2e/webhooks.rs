@@ -40,9 +40,13 @@ impl Received {
 #[derive(Default)]
 struct ReceiverState {
     got: Vec<Received>,
-    /// Status to answer; 0 = hang (never answer).
+    /// Status to answer; 0 = hang (never answer); [`HOLD`] = 204 once [`Receiver::release`].
     status: u16,
+    released: Arc<tokio::sync::Notify>,
 }
+
+/// The status that makes the receiver hold each request until the test releases it.
+const HOLD: u16 = 1;
 
 /// An HTTP receiver on 127.0.0.1:random that records every request and answers a status
 /// the test sets.
@@ -58,7 +62,7 @@ async fn receive(
     headers: HeaderMap,
     body: String,
 ) -> axum::response::Response {
-    let status = {
+    let (status, released) = {
         let mut s = state.lock().unwrap();
         s.got.push(Received {
             path: uri.path().to_owned(),
@@ -68,10 +72,14 @@ async fn receive(
                 .collect(),
             body,
         });
-        s.status
+        (s.status, Arc::clone(&s.released))
     };
     if status == 0 {
         std::future::pending::<()>().await;
+    }
+    if status == HOLD {
+        released.notified().await;
+        return StatusCode::NO_CONTENT.into_response();
     }
     if status == 307 {
         return (
@@ -91,6 +99,7 @@ impl Receiver {
         let state = Arc::new(Mutex::new(ReceiverState {
             got: Vec::new(),
             status: 204,
+            released: Arc::default(),
         }));
         let app = axum::Router::new()
             .fallback(receive)
@@ -109,6 +118,11 @@ impl Receiver {
 
     pub fn answer(&self, status: u16) {
         self.state.lock().unwrap().status = status;
+    }
+
+    /// Answers every request held by [`HOLD`].
+    pub fn release(&self) {
+        self.state.lock().unwrap().released.notify_waiters();
     }
 
     pub fn got(&self) -> Vec<Received> {
@@ -567,6 +581,46 @@ async fn deliveries_are_signed_retried_and_redelivered() {
         let value: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
         assert!(value >= 1.0, "{line}");
     }
+}
+
+#[tokio::test]
+async fn a_lease_that_runs_out_during_an_attempt_does_not_make_the_node_repeat_it() {
+    let server = events_server().await;
+    let receiver = Receiver::start().await;
+    let admin = server.admin();
+    let hook = admin
+        .webhooks()
+        .create(&hook_request(&receiver.url, &EventType::ALL))
+        .await
+        .unwrap()
+        .webhook
+        .id;
+    receiver.answer(HOLD);
+    admin.webhooks().test(&hook).await.unwrap();
+    eventually("the attempt reaches the endpoint", || async {
+        !receiver.of_type("webhook.test").is_empty()
+    })
+    .await;
+    // The attempt is held; its 10 s lease runs out, and the node's next polls (every
+    // 50 ms) find the delivery claimable again.
+    server.state.clock.advance(11);
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    assert_eq!(
+        receiver.of_type("webhook.test").len(),
+        1,
+        "the node repeated its own attempt"
+    );
+    receiver.release();
+    eventually("the held attempt is recorded", || async {
+        deliveries(&admin, &hook)
+            .await
+            .iter()
+            .any(|d| d.state == DeliveryState::Delivered)
+    })
+    .await;
+    let delivery = deliveries(&admin, &hook).await.remove(0);
+    assert_eq!(delivery.attempts, 1);
+    assert_eq!(receiver.of_type("webhook.test").len(), 1);
 }
 
 #[tokio::test]

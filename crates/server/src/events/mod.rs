@@ -11,9 +11,10 @@
 pub mod address;
 pub mod email;
 
+use std::collections::HashSet;
 use std::fmt::Write as _;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use latchkey_core::events::{next_attempt, sign};
@@ -93,6 +94,25 @@ struct Worker {
     node: String,
     client: reqwest::Client,
     mailer: Option<Arc<email::Mailer>>,
+    /// Deliveries this node is attempting now. A lease can run out during an attempt (a
+    /// slow endpoint, or a clock moved on), and this node's next claim would then take the
+    /// same delivery again: it is skipped here, so a node never repeats its own attempt
+    /// (the running one records the outcome; the claim only renewed its lease).
+    attempting: Mutex<HashSet<String>>,
+}
+
+/// Takes a delivery off [`Worker::attempting`] when its attempt ends, however it ends.
+struct Attempting<'a> {
+    worker: &'a Worker,
+    id: String,
+}
+
+impl Drop for Attempting<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut ids) = self.worker.attempting.lock() {
+            ids.remove(&self.id);
+        }
+    }
 }
 
 /// Runs the delivery worker and the expiry-notice sweep until `stop` turns true, then
@@ -125,6 +145,7 @@ pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
         state,
         client,
         mailer,
+        attempting: Mutex::default(),
     });
     let poll = Duration::from_millis(config.poll_interval_ms.max(10));
     let sweep_every = Duration::from_secs(worker.state.config.verifier.expiry_sweep_secs.max(1));
@@ -188,6 +209,13 @@ impl Worker {
                 }
             };
             for delivery in claimed {
+                let fresh = self
+                    .attempting
+                    .lock()
+                    .is_ok_and(|mut ids| ids.insert(delivery.delivery.id.clone()));
+                if !fresh {
+                    continue;
+                }
                 let worker = Arc::clone(self);
                 in_flight.spawn(async move { worker.attempt(delivery).await });
             }
@@ -196,6 +224,10 @@ impl Worker {
 
     /// Makes one attempt and records it.
     async fn attempt(&self, claimed: ClaimedDelivery) {
+        let _attempting = Attempting {
+            worker: self,
+            id: claimed.delivery.id.clone(),
+        };
         let (status, error, permanent) = match claimed.delivery.channel {
             Channel::Webhook => self.post(&claimed).await,
             Channel::Email => self.mail(&claimed).await,
