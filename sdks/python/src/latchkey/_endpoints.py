@@ -13,6 +13,7 @@ import httpx
 
 from ._http import (
     NO_BODY,
+    NOT_GIVEN,
     Call,
     NotGiven,
     RequestSpec,
@@ -25,6 +26,7 @@ from ._http import (
 )
 from ._models import (
     AuditEvent,
+    BulkRevokeResult,
     CreatedToken,
     CreatedWebhook,
     Health,
@@ -260,6 +262,66 @@ def list_tokens(
     return Call(RequestSpec("GET", path, params=_paging(limit, cursor)), _page(Token.from_dict))
 
 
+def _inventory_params(
+    type: Optional[str],
+    state: Optional[str],
+    workspace: Optional[str],
+    owner: Optional[str],
+    q: Optional[str],
+    created_before: Union[datetime, str, None],
+    expires_before: Union[datetime, str, None],
+    last_used_before: Union[datetime, str, None],
+    never_used: Optional[bool],
+) -> Dict[str, Any]:
+    # Dates may be given as ``YYYY-MM-DD`` strings (00:00 UTC, as the server reads them).
+    return dict(
+        type=type,
+        state=state,
+        workspace=workspace,
+        owner=owner,
+        q=q,
+        created_before=_when(created_before),
+        expires_before=_when(expires_before),
+        last_used_before=_when(last_used_before),
+        never_used=never_used,
+    )
+
+
+def token_inventory(
+    filters: Mapping[str, Any], limit: Optional[int], cursor: Optional[str]
+) -> Call[Page[Token]]:
+    return Call(
+        RequestSpec("GET", "/api/v1/tokens", params=_paging(limit, cursor, **filters)),
+        _page(Token.from_dict),
+    )
+
+
+def token_inventory_csv(filters: Mapping[str, Any]) -> Call[str]:
+    return Call(
+        RequestSpec(
+            "GET",
+            "/api/v1/tokens",
+            params=dict(filters, format="csv"),
+            headers={"Accept": "text/csv"},
+        ),
+        lambda response: response.text,
+    )
+
+
+def bulk_revoke(ids: Sequence[str]) -> Call[BulkRevokeResult]:
+    return Call(
+        RequestSpec("POST", "/api/v1/tokens/bulk-revoke", json={"ids": list(ids)}),
+        parse_json(BulkRevokeResult.from_dict),
+    )
+
+
+def reveal_token(token_id: str) -> Call[str]:
+    return Call(
+        RequestSpec("POST", f"/api/v1/tokens/{seg(token_id)}/reveal"),
+        parse_json(lambda data: str(data["token"])),
+    )
+
+
 def get_token(token_id: str) -> Call[Token]:
     return Call(RequestSpec("GET", f"/api/v1/tokens/{seg(token_id)}"), parse_json(Token.from_dict))
 
@@ -481,10 +543,13 @@ def update_token_settings(
     personal_token_ttl_days: Union[int, None, NotGiven],
     max_tokens_per_user: Union[int, None, NotGiven],
     token_creators: Union[str, NotGiven],
+    recoverable_types: Union[Sequence[str], NotGiven] = NOT_GIVEN,
 ) -> Call[TokenSettings]:
     body: Json = {}
     if not isinstance(enabled_types, NotGiven):
         body["enabled_types"] = list(enabled_types)
+    if not isinstance(recoverable_types, NotGiven):
+        body["recoverable_types"] = list(recoverable_types)
     _set(body, "personal_token_ttl_days", personal_token_ttl_days)
     _set(body, "max_tokens_per_user", max_tokens_per_user)
     _set(body, "token_creators", token_creators)

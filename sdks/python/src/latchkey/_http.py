@@ -590,11 +590,6 @@ class Core:
         if spec.auth:
             auth_headers, used_access = self.auth.headers()
             headers.update(auth_headers)
-            if self.auth.has_session:
-                # Cookie-authenticated writes must name their origin (the server refuses
-                # them without Origin or Sec-Fetch-Site: its CSRF check).
-                base = urlsplit(str(self.base_url))
-                headers["Origin"] = f"{base.scheme}://{base.netloc}"
         if spec.idempotency_key:
             headers["Idempotency-Key"] = spec.idempotency_key
         if spec.headers:
@@ -617,6 +612,16 @@ class Core:
             data=data,
             timeout=self.timeout,
         )
+        if not spec.auth and "Cookie" in request.headers:
+            # A public route gets no credential, and that includes a session cookie an
+            # ``http_client`` of the caller's kept in its own jar from the sign-in answer.
+            del request.headers["Cookie"]
+        if "Cookie" in request.headers:
+            # Cookie-authenticated writes must name their origin (the server refuses them
+            # without Origin or Sec-Fetch-Site: its CSRF check), whether the cookie is the
+            # session this client keeps or one from the ``http_client``'s own jar.
+            base = urlsplit(str(self.base_url))
+            request.headers["Origin"] = f"{base.scheme}://{base.netloc}"
         return request, used_access
 
     def request_flow(self, spec: RequestSpec) -> Flow[httpx.Response]:

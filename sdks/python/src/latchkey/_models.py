@@ -50,6 +50,9 @@ __all__ = [
     "RateLimitStatus",
     "Token",
     "CreatedToken",
+    "BulkRevokeResult",
+    "SkippedToken",
+    "SkipReason",
     "User",
     "Org",
     "Membership",
@@ -75,6 +78,10 @@ T = TypeVar("T")
 
 #: Token type names (``Token.type``).
 TokenType = Literal["personal", "legacy", "client", "frontend", "admin"]
+#: Why a bulk revoke left a token alone (``SkippedToken.reason``): ``not_found`` (unknown, or
+#: not visible to the caller), ``forbidden`` (visible but not the caller's to manage),
+#: ``already_revoked``, ``expired``, ``duplicate`` (the id came earlier in the request).
+SkipReason = Literal["not_found", "forbidden", "already_revoked", "expired", "duplicate"]
 #: Token state names (``Token.state``); ``suspended`` and ``type_disabled`` are derived
 #: when read (the owner is deactivated, the type is disabled).
 TokenState = Literal["active", "revoked", "expired", "suspended", "type_disabled"]
@@ -303,6 +310,9 @@ class Token:
     rate_limit: Optional[RateLimit] = None
     remaining_uses: Optional[int] = None
     refill: Optional[Refill] = None
+    #: Whether the secret is kept (encrypted) so ``tokens.reveal`` can show it again: the
+    #: type was in ``TokenSettings.recoverable_types`` when it was created or rotated.
+    recoverable: bool = False
 
     @staticmethod
     def _fields(data: Mapping[str, Any]) -> Dict[str, Any]:
@@ -331,6 +341,7 @@ class Token:
             if data.get("remaining_uses") is None
             else int(data["remaining_uses"]),
             refill=_opt(Refill.from_dict, data.get("refill")),
+            recoverable=bool(data.get("recoverable", False)),
         )
 
     @classmethod
@@ -365,6 +376,34 @@ class CreatedToken(Token):
         """The token object without the secret (``.metadata`` is the token's own metadata
         object, DESIGN.md §8)."""
         return Token(**{k: v for k, v in self.__dict__.items() if k != "token"})
+
+
+@dataclass
+class SkippedToken:
+    """An id a bulk revoke left as it was, and why."""
+
+    id: str
+    reason: SkipReason
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "SkippedToken":
+        return cls(id=data["id"], reason=data["reason"])
+
+
+@dataclass
+class BulkRevokeResult:
+    """What ``tokens.bulk_revoke`` did: every id asked for is in exactly one of the two
+    lists, in the order asked."""
+
+    revoked: List[str]
+    skipped: List[SkippedToken]
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "BulkRevokeResult":
+        return cls(
+            revoked=_str_list(data.get("revoked")),
+            skipped=[SkippedToken.from_dict(item) for item in data.get("skipped") or []],
+        )
 
 
 @dataclass
@@ -679,6 +718,9 @@ class TokenSettings:
     token_creators: TokenCreators
     personal_token_ttl_days: Optional[int] = None
     max_tokens_per_user: Optional[int] = None
+    #: Types whose secrets are kept encrypted when created or rotated, so those who may see
+    #: such a token can reveal it again (default none; taking a type off erases its secrets).
+    recoverable_types: List[TokenType] = field(default_factory=list)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "TokenSettings":
@@ -687,6 +729,7 @@ class TokenSettings:
             token_creators=data["token_creators"],
             personal_token_ttl_days=data.get("personal_token_ttl_days"),
             max_tokens_per_user=data.get("max_tokens_per_user"),
+            recoverable_types=_str_list(data.get("recoverable_types")),
         )
 
 

@@ -40,6 +40,7 @@ from .._http import (
 )
 from .._models import (
     AuditEvent,
+    BulkRevokeResult,
     CreatedToken,
     CreatedWebhook,
     EventType,
@@ -54,6 +55,7 @@ from .._models import (
     Token,
     TokenCreators,
     TokenSettings,
+    TokenState,
     TokenType,
     User,
     UserKind,
@@ -370,12 +372,20 @@ class Client:
         personal_token_ttl_days: Union[int, None, NotGiven] = NOT_GIVEN,
         max_tokens_per_user: Union[int, None, NotGiven] = NOT_GIVEN,
         token_creators: Union[TokenCreators, NotGiven] = NOT_GIVEN,
+        recoverable_types: Union[Sequence[TokenType], NotGiven] = NOT_GIVEN,
     ) -> TokenSettings:
         """Changes the organization's token settings; ``None`` means the default
-        (``personal_token_ttl_days``) or unlimited (``max_tokens_per_user``)."""
+        (``personal_token_ttl_days``) or unlimited (``max_tokens_per_user``).
+        ``recoverable_types`` lists the types whose secrets are kept (encrypted) for
+        :meth:`Tokens.reveal`; a type taken off has its kept secrets erased at once."""
         return self._drive(
             self._update_token_settings_flow(
-                org, enabled_types, personal_token_ttl_days, max_tokens_per_user, token_creators
+                org,
+                enabled_types,
+                personal_token_ttl_days,
+                max_tokens_per_user,
+                token_creators,
+                recoverable_types,
             )
         )
 
@@ -386,7 +396,8 @@ class Client:
 
 
 class Tokens:
-    """``client.tokens``: create, list, get, update, revoke, restore, rotate and delete tokens."""
+    """``client.tokens``: create, list, get, update, revoke, restore, rotate and delete tokens;
+    the org-wide inventory (filters, CSV export, bulk revoke) and reveal."""
 
     def __init__(self, client: Client) -> None:
         self._client = client
@@ -463,6 +474,83 @@ class Tokens:
         the caller's own tokens in every workspace. Iterating the result walks every page;
         ``limit`` is the page size."""
         return self._client._list(lambda at: E.list_tokens(workspace, limit, at), cursor)
+
+    def inventory(
+        self,
+        *,
+        type: Optional[TokenType] = None,
+        state: Optional[TokenState] = None,
+        workspace: Optional[str] = None,
+        owner: Optional[str] = None,
+        q: Optional[str] = None,
+        created_before: Union[datetime, str, None] = None,
+        expires_before: Union[datetime, str, None] = None,
+        last_used_before: Union[datetime, str, None] = None,
+        never_used: Optional[bool] = None,
+        limit: Optional[int] = None,
+        cursor: Optional[str] = None,
+    ) -> SyncPage[Token]:
+        """Every token the caller may see, across workspaces (``GET /api/v1/tokens``; org
+        admins: the org's), matching every filter given: ``type``, ``state``, ``workspace``
+        (id or name), ``owner`` (user id or username), ``q`` (name contains, without case),
+        ``created_before`` / ``expires_before`` / ``last_used_before`` (a ``datetime`` or a
+        ``YYYY-MM-DD`` string; tokens that never expire or were never used are left out) and
+        ``never_used`` (``True``: only unused tokens; ``False``: only used ones). Iterating
+        the result walks every page; ``limit`` is the page size."""
+        filters = E._inventory_params(
+            type,
+            state,
+            workspace,
+            owner,
+            q,
+            created_before,
+            expires_before,
+            last_used_before,
+            never_used,
+        )
+        return self._client._list(lambda at: E.token_inventory(filters, limit, at), cursor)
+
+    def export_csv(
+        self,
+        *,
+        type: Optional[TokenType] = None,
+        state: Optional[TokenState] = None,
+        workspace: Optional[str] = None,
+        owner: Optional[str] = None,
+        q: Optional[str] = None,
+        created_before: Union[datetime, str, None] = None,
+        expires_before: Union[datetime, str, None] = None,
+        last_used_before: Union[datetime, str, None] = None,
+        never_used: Optional[bool] = None,
+    ) -> str:
+        """Every token :meth:`inventory` matches, as CSV text (``?format=csv``: a header row,
+        one line per token, no secrets, not paged)."""
+        filters = E._inventory_params(
+            type,
+            state,
+            workspace,
+            owner,
+            q,
+            created_before,
+            expires_before,
+            last_used_before,
+            never_used,
+        )
+        return self._client._call(E.token_inventory_csv(filters))
+
+    def bulk_revoke(self, ids: Sequence[str]) -> BulkRevokeResult:
+        """Revokes up to 1000 tokens in one transaction (``POST /api/v1/tokens/bulk-revoke``).
+        Every id comes back, in ``.revoked`` or in ``.skipped`` with its ``reason``
+        (``not_found``, ``forbidden``, ``already_revoked``, ``expired``, ``duplicate``)."""
+        return self._client._call(E.bulk_revoke(ids))
+
+    def reveal(self, token_id: str) -> str:
+        """The current secret of a recoverable token (``Token.recoverable``; see
+        ``recoverable_types`` in the token settings). Raises :class:`ConflictError`
+        (``not_recoverable``) when none is kept, :class:`PermissionDeniedError` for someone
+        else's personal or legacy token, :class:`RateLimitError` past the reveal throttle.
+        Every reveal is audited (``token.revealed``)."""
+        return self._client._call(E.reveal_token(token_id))
 
     def get(self, token_id: str) -> Token:
         """One token's metadata."""
