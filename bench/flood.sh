@@ -36,10 +36,12 @@ for round in 1 2; do
   wait $SECOND; result "name=flood-A-second-stream $(grep ^RESULT $WORK/second.txt | sed 's/^RESULT //')"
   m0=$(metric latchkey_verifier_cache_misses_total); n0=$(metric latchkey_verifier_negative_hits_total)
   b0=$(metric latchkey_verifier_bad_format_total)
+  k0=$(metric latchkey_verifier_known_refusals_total); c0=$(metric latchkey_verifier_catch_up_reads_total)
   second "$F"
   TOKENS_FILE=$DATA/tokens.txt THREADS=1 CONNS=$half QUIET_MAX=0 wrk_run flood-B-valid-beside-flood http://127.0.0.1:$LK_PORT/auth/verify -s $T -- $LK_PID
   wait $SECOND; result "name=flood-B-flood-stream $(grep ^RESULT $WORK/second.txt | sed 's/^RESULT //')"
   m1=$(metric latchkey_verifier_cache_misses_total); n1=$(metric latchkey_verifier_negative_hits_total)
   b1=$(metric latchkey_verifier_bad_format_total)
-  result "name=flood-B-store round=$round distinct_unknown=$UNKNOWN store_reads=$(( ${m1%.*} - ${m0%.*} )) negative_hits=$(( ${n1%.*} - ${n0%.*} )) bad_format=$(( ${b1%.*} - ${b0%.*} ))"
+  k1=$(metric latchkey_verifier_known_refusals_total); c1=$(metric latchkey_verifier_catch_up_reads_total)
+  result "name=flood-B-store round=$round distinct_unknown=$UNKNOWN store_reads=$(( ${m1%.*} - ${m0%.*} )) negative_hits=$(( ${n1%.*} - ${n0%.*} )) known_refusals=$(( ${k1%.*} - ${k0%.*} )) catch_up_reads=$(( ${c1%.*} - ${c0%.*} )) bad_format=$(( ${b1%.*} - ${b0%.*} ))"
 done

@@ -277,7 +277,14 @@ fn spawn_background(
                 })
             },
         ),
-        tokio::spawn(crate::events::run(state, stop.clone())),
+        tokio::spawn(crate::events::run(state.clone(), stop.clone())),
+        // The known set loads in the background: until it is in, misses read the store.
+        tokio::spawn(async move {
+            let max = state.config.verifier.known_hashes_max;
+            if let Err(e) = state.verifier.load_known(max).await {
+                tracing::warn!(error = %e, "loading the known secret hashes failed; unknown tokens are looked up one by one");
+            }
+        }),
         every_or_woken(poll, notices, stop.clone(), move |woken| {
             let s = s1.clone();
             let noticed = Instant::now();

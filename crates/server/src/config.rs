@@ -204,6 +204,10 @@ pub struct VerifierConfig {
     /// How often this node reports the uses it spent from leased blocks (rate limits and
     /// usage credits), renews what it holds and gives back idle blocks.
     pub budget_settle_ms: u64,
+    /// Most stored secrets whose hashes the verifier keeps in memory (about 16 bytes
+    /// each), so a flood of made-up tokens never reaches the store. With more, unknown
+    /// tokens are looked up one by one (and remembered in the negative cache).
+    pub known_hashes_max: usize,
 }
 
 impl Default for VerifierConfig {
@@ -216,6 +220,7 @@ impl Default for VerifierConfig {
             expiry_sweep_secs: 60,
             change_feed_keep: 100_000,
             budget_settle_ms: 5000,
+            known_hashes_max: 20_000_000,
         }
     }
 }

@@ -162,14 +162,18 @@ pub enum StoreOp {
     ChangesSince,
     /// One batch of last-used times.
     RecordLastUsed,
+    /// Secret hashes for the verifier's known set (its load, or the tokens the feed
+    /// names).
+    SecretHashes,
 }
 
-const STORE_OPS: [&str; 5] = [
+const STORE_OPS: [&str; 6] = [
     "find_secret",
     "get_token",
     "load_user",
     "changes_since",
     "record_last_used",
+    "secret_hashes",
 ];
 
 /// Counters and histograms.

@@ -48,6 +48,12 @@ pub(crate) trait StoreReads: Send + Sync {
         id: &str,
     ) -> StoreResult<(UserRecord, Vec<MembershipRecord>)>;
     async fn get_org(&self) -> StoreResult<OrgRecord>;
+    async fn secret_hashes(
+        &self,
+        after: Option<&SecretHash>,
+        limit: u32,
+    ) -> StoreResult<Vec<SecretHash>>;
+    async fn secret_hashes_of(&self, token_ids: &[String]) -> StoreResult<Vec<SecretHash>>;
 }
 
 #[async_trait::async_trait]
@@ -77,6 +83,16 @@ impl StoreReads for Arc<dyn Store> {
     }
     async fn get_org(&self) -> StoreResult<OrgRecord> {
         self.as_ref().get_org().await
+    }
+    async fn secret_hashes(
+        &self,
+        after: Option<&SecretHash>,
+        limit: u32,
+    ) -> StoreResult<Vec<SecretHash>> {
+        self.as_ref().secret_hashes(after, limit).await
+    }
+    async fn secret_hashes_of(&self, token_ids: &[String]) -> StoreResult<Vec<SecretHash>> {
+        self.as_ref().secret_hashes_of(token_ids).await
     }
 }
 
@@ -294,6 +310,45 @@ pub struct VerifierStats {
     pub bad_format: AtomicU64,
     /// Misses that waited for another request's store read of the same hash.
     pub coalesced: AtomicU64,
+    /// Checks refused because no stored secret has the hash (the known set), without a
+    /// secret lookup.
+    pub known_refusals: AtomicU64,
+    /// Change-feed reads made for hashes the known set lacked (at most one per
+    /// [`CATCH_UP_SPACING`], whatever the number of such checks).
+    pub catch_up_reads: AtomicU64,
+}
+
+/// The least time between two catch-up reads for hashes the known set lacks: a flood of
+/// made-up tokens costs the store at most one small feed read per this long.
+pub const CATCH_UP_SPACING: std::time::Duration = std::time::Duration::from_millis(2);
+
+/// Page size of the known set's load.
+const KNOWN_PAGE: u32 = 10_000;
+
+/// The first eight bytes of a hash: what the known set keeps (a collision only costs a
+/// secret lookup, never a wrong answer).
+#[inline]
+fn known_key(hash: &SecretHash) -> u64 {
+    let mut word = [0u8; 8];
+    word.copy_from_slice(&hash[..8]);
+    u64::from_le_bytes(word)
+}
+
+/// Every stored secret's hash (its first eight bytes), so a well-formed token that is in
+/// no store row is refused from memory, not by a store read per distinct token. Loaded
+/// once at start (until then every miss reads the store, as before), kept current by
+/// local creations and by the change feed. Entries of deleted secrets may linger: one
+/// costs a lookup that finds nothing, never a wrong answer.
+#[derive(Debug, Default)]
+struct KnownHashes {
+    keys: dashmap::DashSet<u64, SecretHashBuild>,
+    /// Set once the load finished: only then is absence an answer.
+    ready: std::sync::atomic::AtomicBool,
+    /// The bound the load was asked for (0: never loaded), for a reload.
+    max: std::sync::atomic::AtomicUsize,
+    /// Start time of the last catch-up read (a miss waits for one that started after it
+    /// arrived, so a token made on another node a moment ago is found).
+    catch_up: tokio::sync::Mutex<Option<Instant>>,
 }
 
 /// The cached secrets of one token: almost always one (two during a rotation's grace).
@@ -355,6 +410,7 @@ pub struct Verifier {
     by_id: DashMap<String, Arc<Grant>, FxBuild>,
     unknown: DashMap<SecretHash, (), SecretHashBuild>,
     unknown_cap: usize,
+    known: KnownHashes,
     /// Store reads in flight, by hash: concurrent misses of one hash share one read.
     inflight: DashMap<SecretHash, Arc<OnceCell<LoadResult>>, SecretHashBuild>,
     users: DashMap<String, Arc<UserView>, FxBuild>,
@@ -414,6 +470,7 @@ impl Verifier {
             by_id: DashMap::default(),
             unknown: DashMap::default(),
             unknown_cap: unknown_cap.max(1),
+            known: KnownHashes::default(),
             inflight: DashMap::default(),
             users: DashMap::default(),
             enabled_types: AtomicU8::new(0),
@@ -648,6 +705,10 @@ impl Verifier {
             self.stats.negative_hits.fetch_add(1, Ordering::Relaxed);
             return Err(VerifyError::Invalid(Reason::NotFound));
         }
+        if self.known_absent(&hash).await {
+            self.stats.known_refusals.fetch_add(1, Ordering::Relaxed);
+            return Err(VerifyError::Invalid(Reason::NotFound));
+        }
         // Single flight: the first miss of a hash reads the store; misses of the same hash
         // that arrive meanwhile wait for that read instead of making their own. (The map's
         // guard is dropped before any await.)
@@ -829,6 +890,8 @@ impl Verifier {
         self.by_id.clear();
         self.users.clear();
         self.unknown.clear();
+        // Secrets made in the gap are not in the known set: distrust it until reloaded.
+        self.known.ready.store(false, Ordering::Release);
         self.refresh_org().await
     }
 
@@ -840,8 +903,128 @@ impl Verifier {
 
     /// A secret was just created here: it is no longer unknown.
     pub fn secret_created(&self, hash: &SecretHash) {
+        self.known.keys.insert(known_key(hash));
         self.invalidated(Invalidated::SecretCreated);
         self.unknown.remove(hash);
+    }
+
+    /// Loads the known set (every stored secret's hash) page by page, then trusts it.
+    /// Run once, in the background, after start; until it finishes misses read the store.
+    /// `max` bounds its memory (about 16 bytes a hash): a store with more secrets keeps
+    /// the old behaviour, and says so.
+    pub async fn load_known(&self, max: usize) -> Result<(), StoreError> {
+        self.known.max.store(max, Ordering::Relaxed);
+        let mut after: Option<SecretHash> = None;
+        let mut loaded = 0usize;
+        loop {
+            let page = self
+                .timed(
+                    StoreOp::SecretHashes,
+                    self.store.secret_hashes(after.as_ref(), KNOWN_PAGE),
+                )
+                .await?;
+            loaded += page.len();
+            if loaded > max {
+                self.known.keys.clear();
+                tracing::warn!(
+                    max,
+                    "more stored secrets than verifier.known_hashes_max: unknown tokens are \
+                     looked up in the store one by one"
+                );
+                return Ok(());
+            }
+            for hash in &page {
+                self.known.keys.insert(known_key(hash));
+            }
+            match page.last() {
+                Some(last) if page.len() == KNOWN_PAGE as usize => after = Some(*last),
+                _ => break,
+            }
+        }
+        self.known.ready.store(true, Ordering::Release);
+        tracing::info!(secrets = loaded, "verifier knows every stored secret hash");
+        Ok(())
+    }
+
+    /// Whether `hash` is surely no stored secret's: the known set is loaded, lacks it,
+    /// and still lacks it after a read of the change feed that started after this check
+    /// arrived (so a token created on another node a moment ago is not refused). The
+    /// feed reads are shared and spaced by [`CATCH_UP_SPACING`]. `false` when in doubt.
+    async fn known_absent(&self, hash: &SecretHash) -> bool {
+        let key = known_key(hash);
+        if !self.known.ready.load(Ordering::Acquire) || self.known.keys.contains(&key) {
+            return false;
+        }
+        let arrived = Instant::now();
+        let mut last = self.known.catch_up.lock().await;
+        if self.known.keys.contains(&key) {
+            return false;
+        }
+        if last.is_none_or(|started| started < arrived) {
+            if let Some(started) = *last {
+                let next = started + CATCH_UP_SPACING;
+                if next > Instant::now() {
+                    tokio::time::sleep_until(next.into()).await;
+                }
+            }
+            *last = Some(Instant::now());
+            self.stats.catch_up_reads.fetch_add(1, Ordering::Relaxed);
+            if !self.catch_up().await {
+                return false;
+            }
+        }
+        drop(last);
+        !self.known.keys.contains(&key)
+    }
+
+    /// Adds the secrets of tokens the feed names past this node's position (which the
+    /// poller has not applied yet) to the known set; `false` when that could not be done
+    /// completely (the store failed, or too much is pending).
+    async fn catch_up(&self) -> bool {
+        const PENDING: u32 = 1000;
+        let after = self.version.load(Ordering::Acquire);
+        let Ok(changes) = self
+            .timed(
+                StoreOp::ChangesSince,
+                self.store.changes_since(after, PENDING),
+            )
+            .await
+        else {
+            return false;
+        };
+        if changes.len() >= PENDING as usize {
+            return false;
+        }
+        self.add_known_of(&changes).await.is_ok()
+    }
+
+    /// Adds the current secrets of the tokens `changes` name to the known set.
+    async fn add_known_of(&self, changes: &[Change]) -> Result<(), StoreError> {
+        let ids: Vec<String> = changes
+            .iter()
+            .filter(|c| c.kind == ChangeKind::Token)
+            .map(|c| c.id.clone())
+            .collect();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let hashes = self
+            .timed(StoreOp::SecretHashes, self.store.secret_hashes_of(&ids))
+            .await?;
+        for hash in &hashes {
+            self.known.keys.insert(known_key(hash));
+        }
+        Ok(())
+    }
+
+    /// Whether the known set is loaded and trusted (see [`Verifier::load_known`]).
+    pub fn knows_every_hash(&self) -> bool {
+        self.known.ready.load(Ordering::Acquire)
+    }
+
+    /// Number of hashes in the known set.
+    pub fn known_hashes(&self) -> usize {
+        self.known.keys.len()
     }
 
     /// Reads the change feed once and applies it. Called by the poller.
@@ -861,6 +1044,10 @@ impl Verifier {
                 // the kept window): what changed meanwhile is unknown, so nothing cached
                 // can be trusted.
                 self.forget_all().await?;
+                let max = self.known.max.load(Ordering::Relaxed);
+                if max > 0 {
+                    self.load_known(max).await?;
+                }
                 summary.signing_keys_changed = true;
                 summary.cache_dropped = true;
                 tracing::warn!(
@@ -869,6 +1056,9 @@ impl Verifier {
                     "change feed purged past this node's position; dropped every cache"
                 );
             }
+            // New secrets join the known set before the changes are applied: a check that
+            // the feed's position lets through to the set must find them there.
+            self.add_known_of(&changes).await?;
             for change in &changes {
                 self.apply(change).await?;
                 summary.signing_keys_changed |= change.kind == ChangeKind::SigningKeys;

@@ -75,6 +75,7 @@ macro_rules! conformance_cases {
                 tokens_create_get_list,
                 token_pagination,
                 find_secret_by_hash,
+                secret_hashes_paged_and_by_token,
                 revoke_and_restore,
                 rotate_with_grace,
                 rotate_without_grace,

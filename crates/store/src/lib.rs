@@ -579,6 +579,17 @@ pub trait Store: Send + Sync + 'static {
         filter: &TokenFilter,
         page: &PageRequest,
     ) -> StoreResult<Paged<TokenRecord>>;
+    /// Up to `limit` secret hashes in ascending byte order, after `after` (`None`: from
+    /// the first): the verifier loads its set of known hashes page by page, so a flood of
+    /// made-up tokens never reaches the store.
+    async fn secret_hashes(
+        &self,
+        after: Option<&SecretHash>,
+        limit: u32,
+    ) -> StoreResult<Vec<SecretHash>>;
+    /// The secret hashes of these tokens (any order; unknown ids have none): what a
+    /// node adds to its known set when the change feed names a token.
+    async fn secret_hashes_of(&self, token_ids: &[String]) -> StoreResult<Vec<SecretHash>>;
     /// The token a secret hash belongs to (the verifier's cache miss).
     async fn find_secret(
         &self,

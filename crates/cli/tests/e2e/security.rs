@@ -412,6 +412,7 @@ async fn workspace_bound_tokens_never_reach_legacy_tokens() {
 }
 
 /// 21.9: leak reports are throttled like failed checks, and unknown secrets are answered
+/// from memory: by the set of known hashes once it is loaded (no store read at all), else
 /// from the negative cache after one counted store read.
 #[tokio::test]
 async fn leak_reports_are_throttled_and_use_the_negative_cache() {
@@ -423,23 +424,32 @@ async fn leak_reports_are_throttled_and_use_the_negative_cache() {
     // between the three reports.
     server.state.verifier.sync().await.unwrap();
     let stats = &server.state.verifier.stats;
-    let misses = stats.misses.load(Ordering::Relaxed);
-    let negative = stats.negative_hits.load(Ordering::Relaxed);
+    let count = || {
+        (
+            stats.misses.load(Ordering::Relaxed),
+            stats.negative_hits.load(Ordering::Relaxed),
+            stats.known_refusals.load(Ordering::Relaxed),
+        )
+    };
+    let (misses, negative, known) = count();
     anon.report_leaked(&[unknown.clone(), unknown.clone(), unknown.clone()])
         .await
         .unwrap();
-    let missed = stats.misses.load(Ordering::Relaxed) - misses;
-    let from_negative = stats.negative_hits.load(Ordering::Relaxed) - negative;
-    // One store read, the repeats from the negative cache (a poller already in flight
-    // before the sync may still clear it once).
+    let (missed, from_negative, from_known) = count();
+    let (missed, from_memory) = (
+        missed - misses,
+        from_negative - negative + from_known - known,
+    );
+    // At most one store read (a poller already in flight before the sync may clear the
+    // negative cache once more), the rest from memory.
     assert_eq!(
-        missed + from_negative,
+        missed + from_memory,
         3,
-        "{missed} misses, {from_negative} negative"
+        "{missed} misses, {from_memory} from memory"
     );
     assert!(
-        missed <= 2 && from_negative >= 1,
-        "{missed} misses, {from_negative} negative"
+        missed <= 2 && from_memory >= 1,
+        "{missed} misses, {from_memory} from memory"
     );
     anon.report_leaked(&[unknown.clone(), unknown.clone()])
         .await
@@ -540,6 +550,50 @@ async fn bad_tokens_do_not_lock_out_valid_ones_from_the_same_address() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
+}
+
+/// Issue 17: once the node knows every stored secret's hash, a flood of well-formed
+/// unknown tokens (each distinct, so no negative cache helps) makes no secret lookup, and
+/// a token made a moment ago still works.
+#[tokio::test]
+async fn a_flood_of_distinct_unknown_tokens_makes_no_secret_lookup() {
+    let server = TestServer::start_with(|c| c.throttle.failed_token_checks = 100_000).await;
+    let verifier = &server.state.verifier;
+    crate::harness::eventually("the known set is loaded", || async {
+        verifier.knows_every_hash()
+    })
+    .await;
+    let misses = verifier.stats.misses.load(Ordering::Relaxed);
+    let known = verifier.stats.known_refusals.load(Ordering::Relaxed);
+    let http = server.http();
+    let mut statuses = Vec::new();
+    for _ in 0..100 {
+        let unknown = latchkey_core::token::generate(latchkey_core::token::SecretKind::Token(
+            TokenType::Client,
+        ));
+        let response = http
+            .get(format!("{}/auth/verify", server.url))
+            .bearer_auth(unknown)
+            .send()
+            .await
+            .unwrap();
+        statuses.push(response.status().as_u16());
+    }
+    assert!(statuses.iter().all(|s| *s == 401), "{statuses:?}");
+    assert_eq!(
+        verifier.stats.misses.load(Ordering::Relaxed),
+        misses,
+        "no lookups"
+    );
+    assert_eq!(
+        verifier.stats.known_refusals.load(Ordering::Relaxed) - known,
+        100
+    );
+    let ws = server.workspace1().await;
+    let fresh = server
+        .token(&server.admin(), &ws, "fresh", TokenType::Client)
+        .await;
+    assert!(server.anonymous().verify(&fresh.token).await.unwrap().valid);
 }
 
 /// 21.12: the HTML 404 page carries the console's CSP.

@@ -122,6 +122,16 @@ pub async fn metrics(
                 stats.negative_hits.load(Relaxed),
             ),
             (
+                "latchkey_verifier_known_refusals_total",
+                "Unknown tokens refused by the set of known hashes, without a secret lookup.",
+                stats.known_refusals.load(Relaxed),
+            ),
+            (
+                "latchkey_verifier_catch_up_reads_total",
+                "Change-feed reads made for tokens the set of known hashes lacked.",
+                stats.catch_up_reads.load(Relaxed),
+            ),
+            (
                 "latchkey_verifier_coalesced_misses_total",
                 "Misses that shared another request's store read of the same token.",
                 stats.coalesced.load(Relaxed),

@@ -29,9 +29,10 @@ enum Op {
     GetToken,
     User,
     Org,
+    Hashes,
 }
 
-const OPS: usize = 6;
+const OPS: usize = 7;
 
 /// A real store behind the verifier's read seam: counts reads, can hold answers back,
 /// can fail every read.
@@ -130,6 +131,18 @@ impl StoreReads for Arc<Gated> {
     }
     async fn get_org(&self) -> StoreResult<OrgRecord> {
         self.read(Op::Org, self.store.get_org()).await
+    }
+    async fn secret_hashes(
+        &self,
+        after: Option<&SecretHash>,
+        limit: u32,
+    ) -> StoreResult<Vec<SecretHash>> {
+        self.read(Op::Hashes, self.store.secret_hashes(after, limit))
+            .await
+    }
+    async fn secret_hashes_of(&self, token_ids: &[String]) -> StoreResult<Vec<SecretHash>> {
+        self.read(Op::Hashes, self.store.secret_hashes_of(token_ids))
+            .await
     }
 }
 
@@ -589,4 +602,90 @@ fn rfc3339_header_matches_the_general_formatter() {
         rfc3339_header(offset).to_str().unwrap(),
         "2026-12-31T23:30:00Z"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_every_hash_known_a_flood_of_unknown_tokens_reads_no_secret() {
+    let f = fixture(100).await;
+    let (_, valid) = f.token().await;
+    // Before the known set is in, an unknown token is looked up (the old behaviour).
+    let early = Fixture::secret(TokenType::Personal);
+    assert_eq!(reason(f.verify(&early).await), Some(Reason::NotFound));
+    assert_eq!(f.reads.calls(Op::FindSecret), 1);
+
+    f.verifier.load_known(1000).await.unwrap();
+    assert!(f.verifier.knows_every_hash());
+    // The bootstrap token and the admin's token.
+    assert_eq!(f.verifier.known_hashes(), 2);
+    let feed_reads = f.reads.calls(Op::Changes);
+    let flood: Vec<_> = (0..200)
+        .map(|_| f.verify_later(&Fixture::secret(TokenType::Client)))
+        .collect();
+    for check in flood {
+        assert_eq!(reason(check.await.unwrap()), Some(Reason::NotFound));
+    }
+    assert_eq!(
+        f.reads.calls(Op::FindSecret),
+        1,
+        "no secret lookup for any of the 200"
+    );
+    assert_eq!(f.verifier.stats.known_refusals.load(Ordering::SeqCst), 200);
+    // They share the spaced feed reads (one per 2 ms at most), not one each.
+    let catch_ups = f.reads.calls(Op::Changes) - feed_reads;
+    assert!(
+        catch_ups < 50,
+        "{catch_ups} feed reads for 200 unknown tokens"
+    );
+    // A known token is unaffected.
+    assert_eq!(reason(f.verify(&valid).await), None);
+    assert_eq!(f.reads.calls(Op::FindSecret), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_made_on_another_node_a_moment_ago_is_not_refused_by_the_known_set() {
+    let f = fixture(100).await;
+    f.verifier.load_known(1000).await.unwrap();
+    // Stored by "another node": no secret_created here, and the poller has not run.
+    let (_, elsewhere) = f.token().await;
+    assert_eq!(reason(f.verify(&elsewhere).await), None);
+    assert_eq!(f.reads.calls(Op::FindSecret), 1);
+    // Made here: known at once, without a feed read.
+    let here = Fixture::secret(TokenType::Personal);
+    f.store_token(&here, Some(&f.world.admin)).await;
+    f.verifier.secret_created(&f.key.hash(&here));
+    let feed_reads = f.reads.calls(Op::Changes);
+    assert_eq!(reason(f.verify(&here).await), None);
+    assert_eq!(f.reads.calls(Op::Changes), feed_reads);
+    // The poller's sync adds what the feed names, too.
+    f.verifier.sync().await.unwrap();
+    let (_, synced) = f.token().await;
+    f.verifier.sync().await.unwrap();
+    let feed_reads = f.reads.calls(Op::Changes);
+    assert_eq!(reason(f.verify(&synced).await), None);
+    assert_eq!(
+        f.reads.calls(Op::Changes),
+        feed_reads,
+        "known without a catch-up"
+    );
+
+    // Too many stored secrets for the bound: the set is not trusted, lookups as before.
+    let bounded = fixture(100).await;
+    bounded.token().await;
+    bounded.verifier.load_known(1).await.unwrap();
+    assert!(!bounded.verifier.knows_every_hash());
+    assert_eq!(
+        reason(bounded.verify(&Fixture::secret(TokenType::Client)).await),
+        Some(Reason::NotFound)
+    );
+    assert_eq!(bounded.reads.calls(Op::FindSecret), 1);
+
+    // The store away during a catch-up: not an answer either way (the lookup says so).
+    let (_, unseen) = f.token().await;
+    f.reads.fail(true);
+    assert!(matches!(
+        f.verify(&unseen).await,
+        Err(VerifyError::Unavailable)
+    ));
+    f.reads.fail(false);
+    assert_eq!(reason(f.verify(&unseen).await), None);
 }

@@ -356,6 +356,57 @@ pub async fn find_secret_by_hash(store: Arc<dyn Store>) {
     );
 }
 
+/// Every secret hash pages out in ascending byte order (the verifier's known set), and a
+/// token's hashes come back by its id.
+pub async fn secret_hashes_paged_and_by_token(store: Arc<dyn Store>) {
+    let store = &*store;
+    let world = bootstrapped(store).await;
+    // What bootstrapping made (its admin token) is listed with the rest.
+    let before = store.secret_hashes(None, 100).await.unwrap();
+    let mut made = Vec::new();
+    for _ in 0..5 {
+        let (token, secret) = token_record(
+            &world.org.id,
+            TokenType::Client,
+            Some(&world.workspace),
+            None,
+        );
+        store
+            .create_token(
+                t0(),
+                token.clone(),
+                secret.clone(),
+                &unlimited(),
+                event("token.created"),
+            )
+            .await
+            .unwrap();
+        made.push((token.id, secret.hash));
+    }
+    let mut paged = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.secret_hashes(after.as_ref(), 2).await.unwrap();
+        assert!(page.len() <= 2);
+        let Some(last) = page.last().copied() else {
+            break;
+        };
+        paged.extend(page);
+        after = Some(last);
+    }
+    let mut expected: Vec<_> = made.iter().map(|(_, hash)| *hash).chain(before).collect();
+    expected.sort();
+    assert_eq!(paged, expected, "every hash once, in ascending byte order");
+
+    let wanted = vec![made[1].0.clone(), made[3].0.clone(), new_id()];
+    let mut of = store.secret_hashes_of(&wanted).await.unwrap();
+    of.sort();
+    let mut expected = vec![made[1].1, made[3].1];
+    expected.sort();
+    assert_eq!(of, expected);
+    assert!(store.secret_hashes_of(&[]).await.unwrap().is_empty());
+}
+
 /// Revoke is idempotent; restore re-approves revoked tokens only, never leaked or expired
 /// ones, and re-checks the limits.
 pub async fn revoke_and_restore(store: Arc<dyn Store>) {

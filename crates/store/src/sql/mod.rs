@@ -790,6 +790,48 @@ impl<B: SqlBackend> Store for B {
         self::page(self, statement, "t.id", page, rows::token, |t| &t.id).await
     }
 
+    async fn secret_hashes(
+        &self,
+        after: Option<&SecretHash>,
+        limit: u32,
+    ) -> StoreResult<Vec<SecretHash>> {
+        let limit = i64::from(limit.max(1));
+        let found = on_read!(self: Self, |conn| match after {
+            Some(after) => sqlx::query(
+                "SELECT hash FROM token_secrets WHERE hash > $1 ORDER BY hash LIMIT $2",
+            )
+            .arg(&after[..])
+            .arg(limit)
+            .all(conn)
+            .await?,
+            None => sqlx::query("SELECT hash FROM token_secrets ORDER BY hash LIMIT $1")
+                .arg(limit)
+                .all(conn)
+                .await?,
+        });
+        rows::all(&found, |row| rows::hash_of(rows::get(row, "hash")?))
+    }
+
+    async fn secret_hashes_of(&self, token_ids: &[String]) -> StoreResult<Vec<SecretHash>> {
+        let mut hashes = Vec::new();
+        // A bounded IN list per statement (PostgreSQL and SQLite both cap parameters).
+        for ids in token_ids.chunks(500) {
+            let mut statement =
+                Statement::new("SELECT hash FROM token_secrets WHERE token_id IN (");
+            for (i, id) in ids.iter().enumerate() {
+                statement
+                    .push(if i == 0 { "" } else { ", " })
+                    .param(id.as_str());
+            }
+            statement.push(")");
+            let found = on_read!(self: Self, |conn| statement.query().all(conn).await?);
+            hashes.extend(rows::all(&found, |row| {
+                rows::hash_of(rows::get(row, "hash")?)
+            })?);
+        }
+        Ok(hashes)
+    }
+
     async fn find_secret(
         &self,
         hash: &SecretHash,
