@@ -346,9 +346,19 @@ struct KnownHashes {
     ready: std::sync::atomic::AtomicBool,
     /// The bound the load was asked for (0: never loaded), for a reload.
     max: std::sync::atomic::AtomicUsize,
-    /// Start time of the last catch-up read (a miss waits for one that started after it
-    /// arrived, so a token made on another node a moment ago is found).
-    catch_up: tokio::sync::Mutex<Option<Instant>>,
+    catch_up: tokio::sync::Mutex<CatchUp>,
+}
+
+/// The last catch-up read for hashes the known set lacks.
+#[derive(Debug, Default)]
+struct CatchUp {
+    /// When it started: a miss waits for one that started after it arrived, so a token
+    /// made on another node a moment ago is found.
+    started: Option<Instant>,
+    /// When it failed, if it did: misses that waited behind a failed read go to the
+    /// lookup path instead of each trying again in turn (no convoy while the store is
+    /// away).
+    failed_at: Option<Instant>,
 }
 
 /// The cached secrets of one token: almost always one (two during a rotation's grace).
@@ -957,19 +967,20 @@ impl Verifier {
         }
         let arrived = Instant::now();
         let mut last = self.known.catch_up.lock().await;
-        if self.known.keys.contains(&key) {
+        if self.known.keys.contains(&key) || last.failed_at.is_some_and(|at| at >= arrived) {
             return false;
         }
-        if last.is_none_or(|started| started < arrived) {
-            if let Some(started) = *last {
+        if last.started.is_none_or(|started| started < arrived) {
+            if let Some(started) = last.started {
                 let next = started + CATCH_UP_SPACING;
                 if next > Instant::now() {
                     tokio::time::sleep_until(next.into()).await;
                 }
             }
-            *last = Some(Instant::now());
+            last.started = Some(Instant::now());
             self.stats.catch_up_reads.fetch_add(1, Ordering::Relaxed);
             if !self.catch_up().await {
+                last.failed_at = Some(Instant::now());
                 return false;
             }
         }
