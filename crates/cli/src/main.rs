@@ -11,6 +11,7 @@
 
 mod error;
 mod input;
+mod inventory;
 mod operator;
 mod output;
 mod policy;

@@ -21,6 +21,7 @@ use time::OffsetDateTime;
 
 use crate::error::{CliError, CliResult, EXIT_FAILED, EXIT_OK};
 use crate::input;
+use crate::inventory::{self, BulkRevoke, InventoryFilters, ListFormat};
 use crate::output::{self, OutputArgs, out, outln, print_json};
 use crate::policy::{PolicyArgs, PolicyField};
 use crate::profile::{self, Profile, Profiles};
@@ -28,7 +29,7 @@ use crate::profile::{self, Profile, Profiles};
 /// The most pages `token list` follows while filtering (200 items each).
 const MAX_PAGES: usize = 100;
 /// Items per page when listing everything.
-const PAGE_SIZE: u32 = 200;
+pub(crate) const PAGE_SIZE: u32 = 200;
 
 /// Which server, which token, which output: every client command takes these.
 #[derive(Args, Clone)]
@@ -590,7 +591,8 @@ fn parse_state(name: &str) -> Result<TokenState, String> {
 /// `latchkey token list`.
 #[derive(Args)]
 pub struct ListTokens {
-    /// Tokens of this workspace (name or id) that you may see; without it: your own tokens.
+    /// Tokens of this workspace (name or id) that you may see; without it: your own tokens
+    /// (with --all or an inventory filter: every token you may see).
     #[arg(long, short = 'w', value_name = "WORKSPACE")]
     pub workspace: Option<String>,
     /// Only tokens in this state: active, revoked, expired, suspended, type_disabled.
@@ -599,6 +601,14 @@ pub struct ListTokens {
     /// Only tokens of this type: personal, legacy, client, frontend, admin.
     #[arg(long = "type", short = 't', value_parser = parse_type)]
     pub token_type: Option<TokenType>,
+    #[command(flatten)]
+    pub filters: InventoryFilters,
+    /// Every token you may see, across workspaces (the org-wide inventory), every page.
+    #[arg(long)]
+    pub all: bool,
+    /// `csv`: every matching token as the server's CSV export (implies the inventory).
+    #[arg(long, value_enum, conflicts_with_all = ["limit", "wide", "output"])]
+    pub format: Option<ListFormat>,
     /// Show at most N tokens (newest first) [default: all].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub limit: Option<u32>,
@@ -677,10 +687,29 @@ Examples:
   latchkey token list
   latchkey token list --workspace \"Workspace 1\" --state active --type client --limit 20
   latchkey token list --workspace \"Workspace 1\" --output json
+  latchkey token list --all --owner alice --never-used --created-before 2027-01-01
+  latchkey token list --type client --name ci --expires-before 2027-03-01T00:00:00Z
+  latchkey token list --all --format csv > tokens.csv
 
-The table fits 120 columns (short ids, relative times); --wide shows everything. The state
-and type filters are applied by the CLI to what the server lists.")]
+The table fits 120 columns (short ids, relative times); --wide shows everything. With
+--all, --owner, --name, a --...-before or --never-used (or --format csv) the list is the
+org-wide inventory (GET /api/v1/tokens: every token you may see) and the server applies
+every filter; otherwise it is your tokens or --workspace's, and the CLI applies --state
+and --type to what the server lists.")]
     List(ListTokens),
+    /// Revoke many tokens in one go (up to 1000 per transaction); prints each id as revoked
+    /// or skipped, with why.
+    #[command(after_help = "\
+Examples:
+  latchkey token bulk-revoke 0197f0c4-1b2c-7d3e-8f40-123456789abc 0197f0c4-1b2c-7d3e-8f40-23456789abcd
+  latchkey token list --all --never-used --created-before 2027-01-01 --format csv > stale.csv
+  latchkey token bulk-revoke --from-file stale.csv
+  latchkey token list --all --owner alice -o json | jq -r '.items[].id' \\
+      | latchkey token bulk-revoke --from-file -
+
+Skipped ids say why: not_found (unknown, or not visible to you), forbidden (visible but not
+yours to manage), already_revoked, expired, duplicate. Skips are not errors (exit 0).")]
+    BulkRevoke(BulkRevoke),
     /// Show one token's metadata (never its secret), with its verify-time policy.
     #[command(
         visible_alias = "show",
@@ -743,6 +772,7 @@ pub async fn token(cmd: TokenCmd) -> CliResult {
     match cmd {
         TokenCmd::Create(args) => create_token(args).await,
         TokenCmd::List(args) => list_tokens(args).await,
+        TokenCmd::BulkRevoke(args) => inventory::bulk_revoke(args).await,
         TokenCmd::Get(args) => {
             let client = args.remote.client(true, true)?;
             let id = token_id(&client, &args.which).await?;
@@ -793,8 +823,10 @@ pub async fn token(cmd: TokenCmd) -> CliResult {
     }
 }
 
-/// Tokens listed and filtered: the server pages, the CLI filters by state and type (the
-/// workspace and "my tokens" routes take no such filters) and stops at `--limit`.
+/// Tokens listed and filtered. The inventory route (`--all`, an inventory filter, or
+/// `--format csv`) filters on the server. Otherwise the server pages the caller's or the
+/// workspace's tokens, the CLI filters by state and type (those routes take no such
+/// filters) and stops at `--limit`.
 async fn list_tokens(args: ListTokens) -> CliResult {
     let remote = &args.remote;
     let client = remote.client(true, true)?;
@@ -802,6 +834,14 @@ async fn list_tokens(args: ListTokens) -> CliResult {
         Some(w) => Some(workspace_id(&client, w).await?),
         None => None,
     };
+    if args.all || args.format.is_some() || args.filters.any() {
+        let query = args.filters.query(ws, args.state, args.token_type);
+        if args.format == Some(ListFormat::Csv) {
+            return inventory::print_csv(&client, &query).await;
+        }
+        let items = inventory::list(&client, query, args.limit.map(|n| n as usize)).await?;
+        return print_token_list(items, remote, args.wide);
+    }
     let wanted = |t: &Token| {
         args.state.is_none_or(|s| t.state == s)
             && args.token_type.is_none_or(|ty| t.token_type == ty)
@@ -828,10 +868,14 @@ async fn list_tokens(args: ListTokens) -> CliResult {
     if let Some(n) = limit {
         items.truncate(n);
     }
+    print_token_list(items, remote, args.wide)
+}
+
+fn print_token_list(items: Vec<Token>, remote: &Remote, wide: bool) -> CliResult {
     if remote.json() {
         print_json(&as_page(items))?;
     } else {
-        output::token_table(&items, now(), args.wide).print_or("No tokens.");
+        output::token_table(&items, now(), wide).print_or("No tokens.");
     }
     Ok(EXIT_OK)
 }

@@ -14,7 +14,9 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use latchkey_client::AuditQuery;
-use latchkey_client::proto::{OrgRole, TokenType};
+use latchkey_client::proto::{
+    OrgRole, TokenType, UpdateInstanceSettingsRequest, UpdateTokenSettingsRequest,
+};
 use serde_json::Value;
 
 use crate::harness::{ADMIN_PASSWORD, TestServer, eventually, sqlite_pass_only};
@@ -490,6 +492,253 @@ async fn cli_token_lifecycle_in_both_output_modes() {
 
 /// Issue 22: tokens by name and short id, list filters and `--limit`, tables that fit 120
 /// columns, `token delete` asking on a terminal, several saved servers.
+/// `token list` with the inventory's server-side filters, `--all` over several pages and
+/// `--format csv`; `token bulk-revoke` from arguments, a CSV file and stdin, with every skip
+/// and its reason; `token reveal` of a recoverable token. Both output modes.
+#[tokio::test]
+async fn cli_inventory_filters_csv_bulk_revoke_and_reveal() {
+    let server = TestServer::start().await;
+    let ctx = Ctx::new();
+    let ws = server.workspace1().await;
+    let admin = server.admin();
+    let owner = server.signed_in("admin", ADMIN_PASSWORD).await;
+    let org = owner.me().await.unwrap().org.id;
+    owner
+        .update_instance_settings(&UpdateInstanceSettingsRequest {
+            max_active_tokens: Some(None),
+            ..UpdateInstanceSettingsRequest::default()
+        })
+        .await
+        .unwrap();
+    let a = server.token(&admin, &ws, "Inv-a", TokenType::Client).await;
+    let b = server
+        .token(&admin, &ws, "inv-b", TokenType::Personal)
+        .await;
+    let c = server
+        .token(&admin, &ws, "inv-c", TokenType::Frontend)
+        .await;
+    let other = server.token(&admin, &ws, "other", TokenType::Client).await;
+    admin.tokens().revoke(&c.meta.id).await.unwrap();
+    let sorted = |page: &Value| {
+        let mut all = ids(page);
+        all.sort();
+        all
+    };
+    let want = |tokens: &[&latchkey_client::proto::CreatedToken]| {
+        let mut all: Vec<String> = tokens.iter().map(|t| t.meta.id.clone()).collect();
+        all.sort();
+        all
+    };
+
+    // Every filter goes to the server; --name (alias --q) ignores case.
+    let list = |args: &'static [&'static str]| {
+        let mut all = vec!["token", "list"];
+        all.extend_from_slice(args);
+        all
+    };
+    let by_name = ctx.admin_json(&server, &list(&["--name", "INV-"])).await;
+    assert_eq!(sorted(&by_name), want(&[&a, &b, &c]));
+    let q = ctx
+        .admin_json(&server, &list(&["--q", "inv-", "-t", "client"]))
+        .await;
+    assert_eq!(ids(&q), vec![a.meta.id.clone()]);
+    let clients = ctx
+        .admin_json(&server, &list(&["--all", "--type", "client"]))
+        .await;
+    assert_eq!(sorted(&clients), want(&[&a, &other]));
+    let revoked = ctx
+        .admin_json(&server, &list(&["--all", "--state", "revoked"]))
+        .await;
+    assert_eq!(ids(&revoked), vec![c.meta.id.clone()]);
+    let mine = ctx
+        .admin_json(
+            &server,
+            &list(&["--owner", "admin", "--type", "personal", "--q", "inv"]),
+        )
+        .await;
+    assert_eq!(ids(&mine), vec![b.meta.id.clone()]);
+    let in_ws = ctx
+        .admin_json(
+            &server,
+            &list(&["--all", "-w", "Workspace 1", "--name", "inv"]),
+        )
+        .await;
+    assert_eq!(sorted(&in_ws), want(&[&a, &b, &c]));
+    let unused = ctx
+        .admin_json(&server, &list(&["--never-used", "--name", "inv"]))
+        .await;
+    assert_eq!(sorted(&unused), want(&[&a, &b, &c]));
+    for args in [
+        &["--all", "--created-before", "2000-01-01"][..],
+        // (The bootstrap token these calls use is the one token used so far.)
+        &[
+            "--name",
+            "inv",
+            "--last-used-before",
+            "2100-01-01T00:00:00Z",
+        ][..],
+        &["--all", "--expires-before", "2000-01-01T00:00:00Z"][..],
+    ] {
+        let none = ctx.admin_json(&server, &list(args)).await;
+        assert_eq!(ids(&none), Vec::<String>::new(), "{args:?}");
+    }
+    let before_2100 = ctx
+        .admin_json(
+            &server,
+            &list(&["--created-before", "2100-01-01", "--name", "inv"]),
+        )
+        .await;
+    assert_eq!(sorted(&before_2100), want(&[&a, &b, &c]));
+    let newest = ctx
+        .admin_json(&server, &list(&["--all", "--limit", "1"]))
+        .await;
+    assert_eq!(ids(&newest), vec![other.meta.id.clone()], "newest first");
+    let out = ctx.admin(&server, &list(&["--name", "inv"])).await;
+    assert!(out.ok().stdout.contains("inv-b") && !out.stdout.contains("other"));
+    // Bad input is a usage error (exit 2), nothing sent.
+    for args in [
+        &["--created-before", "yesterday"][..],
+        &["--format", "xml"][..],
+        &["--format", "csv", "--output", "json"][..],
+        &["--format", "csv", "--limit", "2"][..],
+    ] {
+        let out = ctx.admin(&server, &list(args)).await;
+        assert_eq!(out.code, 2, "{args:?}: {out:#?}");
+    }
+
+    // CSV: a header row, one line per match, no secret.
+    let out = ctx
+        .admin(&server, &list(&["--name", "inv", "--format", "csv"]))
+        .await;
+    let csv = &out.ok().stdout;
+    let mut lines = csv.lines();
+    assert!(
+        lines.next().unwrap().starts_with("id,name,type,state"),
+        "{csv}"
+    );
+    assert_eq!(lines.count(), 3, "{csv}");
+    for t in [&a, &b, &c] {
+        assert!(csv.contains(&t.meta.id) && !csv.contains(&t.token));
+    }
+
+    // Bulk revoke from arguments: every id answered, in order, each skip with its reason.
+    const UNKNOWN_ID: &str = "00000000-0000-7000-8000-000000000000";
+    let result = ctx
+        .admin_json(
+            &server,
+            &[
+                "token",
+                "bulk-revoke",
+                &a.meta.id,
+                &c.meta.id,
+                UNKNOWN_ID,
+                &a.meta.id,
+            ],
+        )
+        .await;
+    assert_eq!(result["revoked"], serde_json::json!([a.meta.id]));
+    assert_eq!(
+        result["skipped"],
+        serde_json::json!([
+            {"id": c.meta.id, "reason": "already_revoked"},
+            {"id": UNKNOWN_ID, "reason": "not_found"},
+            {"id": a.meta.id, "reason": "duplicate"},
+        ])
+    );
+    let out = ctx
+        .admin(&server, &["token", "bulk-revoke", &a.meta.id, &b.meta.id])
+        .await;
+    let text = &out.ok().stdout;
+    assert!(
+        text.contains("already_revoked") && text.contains("Revoked 1, skipped 1."),
+        "{text}"
+    );
+    assert_eq!(
+        admin.tokens().get(&b.meta.id).await.unwrap().state,
+        latchkey_client::proto::TokenState::Revoked
+    );
+    ctx.admin(&server, &["token", "bulk-revoke"]).await.fails(2);
+
+    // More than a page: --all walks every page, and the CSV export feeds bulk-revoke.
+    for n in 0..201 {
+        server
+            .token(&admin, &ws, &format!("bulk-{n}"), TokenType::Client)
+            .await;
+    }
+    let every = ctx
+        .admin_json(&server, &list(&["--all", "--name", "bulk-"]))
+        .await;
+    assert_eq!(ids(&every).len(), 201);
+    let csv = ctx
+        .admin(&server, &list(&["--name", "bulk-", "--format", "csv"]))
+        .await
+        .ok()
+        .stdout
+        .clone();
+    let file = ctx.config_dir().join("stale.csv");
+    std::fs::write(&file, &csv).unwrap();
+    let result = ctx
+        .admin_json(
+            &server,
+            &[
+                "token",
+                "bulk-revoke",
+                "--from-file",
+                file.to_str().unwrap(),
+            ],
+        )
+        .await;
+    assert_eq!(result["revoked"].as_array().unwrap().len(), 201);
+    let active = ctx
+        .admin_json(&server, &list(&["--name", "bulk-", "--state", "active"]))
+        .await;
+    assert!(ids(&active).is_empty());
+    // Ids on stdin, one per line.
+    let result = ctx
+        .api(
+            &server,
+            server.admin_token.as_deref().unwrap(),
+            &["token", "bulk-revoke", "--from-file", "-", "-o", "json"],
+        )
+        .stdin(&format!("{}\n{UNKNOWN_ID}\n", other.meta.id))
+        .out()
+        .await
+        .json();
+    assert_eq!(result["revoked"], serde_json::json!([other.meta.id]));
+    assert_eq!(result["skipped"][0]["reason"], "not_found");
+
+    // Reveal: a recoverable token's secret again; anything else is refused (exit 1).
+    owner
+        .update_token_settings(
+            &org,
+            &UpdateTokenSettingsRequest {
+                recoverable_types: Some(vec![TokenType::Client]),
+                ..UpdateTokenSettingsRequest::default()
+            },
+        )
+        .await
+        .unwrap();
+    let kept = server.token(&admin, &ws, "kept", TokenType::Client).await;
+    let out = ctx
+        .admin(&server, &["token", "reveal", &kept.meta.id])
+        .await;
+    assert_eq!(out.secret(), kept.token);
+    assert!(out.stderr.contains("audit"), "{out:#?}");
+    let json = ctx
+        .admin_json(&server, &["token", "reveal", "kept", "-w", "Workspace 1"])
+        .await;
+    assert_eq!(json["token"], kept.token.as_str());
+    let line = ctx
+        .admin(&server, &["token", "reveal", &a.meta.id])
+        .await
+        .fails(1)
+        .to_owned();
+    assert!(
+        line.contains("not_recoverable") || line.contains("recover"),
+        "{line}"
+    );
+}
+
 #[tokio::test]
 async fn cli_names_filters_tables_confirmation_and_profiles() {
     let server = TestServer::start().await;
