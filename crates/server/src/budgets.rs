@@ -7,7 +7,7 @@
 //! can never make the cluster admit more than granted.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use dashmap::DashMap;
 use latchkey_core::token_policy::{
@@ -16,7 +16,6 @@ use latchkey_core::token_policy::{
 use latchkey_store::{Store, StoreError};
 
 use crate::fasthash::FxBuild;
-use crate::verifier::GrantPolicy;
 
 /// A budget unused this long is given back to the store at the next settle.
 pub const IDLE_SECS: i64 = 10;
@@ -25,12 +24,20 @@ pub const IDLE_SECS: i64 = 10;
 #[derive(Debug)]
 struct NodeBudget {
     local: LocalBudget,
-    /// The policy it was made for: a use under another (the token changed) replaces it.
-    policy: Arc<GrantPolicy>,
-    /// Held while leasing, so concurrent uses that find memory empty lease once.
-    leasing: tokio::sync::Mutex<()>,
+    /// The rule it was made for: a use under another (the token's limit or refill
+    /// changed) replaces it. The rule, not the policy: a token reloaded into the cache
+    /// unchanged (its change-feed event after a first use by a miss, a PATCH of its
+    /// metadata or of `remaining_uses`) keeps its block, which the store still counts as
+    /// this node's.
+    rule: BudgetRule,
+    /// Held while leasing, so concurrent uses that find memory empty lease once; and while
+    /// a replaced budget's block is given back, so no lease lands in it afterwards.
+    leasing: Arc<tokio::sync::Mutex<()>>,
     /// Unix seconds of the last use (for dropping idle entries).
     touched: AtomicI64,
+    /// Replaced in the map: a use that still holds it takes the current one instead of
+    /// leasing into it (a block leased there would be stranded until its lease expired).
+    retired: AtomicBool,
 }
 
 /// One budget named by its token and kind.
@@ -86,28 +93,24 @@ impl Budgets {
         &self.node_id
     }
 
-    fn entry(
-        &self,
-        token_id: &Arc<str>,
-        kind: BudgetKind,
-        policy: &Arc<GrantPolicy>,
-    ) -> Arc<NodeBudget> {
-        let key = (Arc::clone(token_id), kind);
+    fn entry(&self, token_id: &Arc<str>, rule: BudgetRule) -> Arc<NodeBudget> {
+        let key = (Arc::clone(token_id), rule.kind);
         if let Some(found) = self.map.get(&key)
-            && Arc::ptr_eq(&found.policy, policy)
+            && found.rule == rule
         {
             return Arc::clone(found.value());
         }
         let fresh = Arc::new(NodeBudget {
             local: LocalBudget::default(),
-            policy: Arc::clone(policy),
-            leasing: tokio::sync::Mutex::new(()),
+            rule,
+            leasing: Arc::new(tokio::sync::Mutex::new(())),
             touched: AtomicI64::new(i64::MIN),
+            retired: AtomicBool::new(false),
         });
         let mut replaced = None;
         let chosen = match self.map.entry(key) {
             dashmap::Entry::Occupied(mut slot) => {
-                if Arc::ptr_eq(&slot.get().policy, policy) {
+                if slot.get().rule == rule {
                     Arc::clone(slot.get())
                 } else {
                     replaced = Some(slot.insert(Arc::clone(&fresh)));
@@ -116,10 +119,11 @@ impl Budgets {
             }
             dashmap::Entry::Vacant(slot) => Arc::clone(slot.insert(fresh).value()),
         };
-        if let Some(old) = replaced
-            && let Ok(mut retired) = self.retired.lock()
-        {
-            retired.push((Arc::clone(token_id), kind, old));
+        if let Some(old) = replaced {
+            old.retired.store(true, Ordering::Release);
+            if let Ok(mut retired) = self.retired.lock() {
+                retired.push((Arc::clone(token_id), rule.kind, old));
+            }
         }
         chosen
     }
@@ -130,11 +134,10 @@ impl Budgets {
         &self,
         store: &dyn Store,
         token_id: &Arc<str>,
-        policy: &Arc<GrantPolicy>,
         rule: BudgetRule,
         now: i64,
     ) -> Result<Taken, Refused> {
-        let budget = self.entry(token_id, rule.kind, policy);
+        let mut budget = self.entry(token_id, rule);
         if budget.touched.load(Ordering::Relaxed) < now {
             budget.touched.store(now, Ordering::Relaxed);
         }
@@ -151,7 +154,18 @@ impl Budgets {
         if let Some(done) = answer(budget.local.try_take(period, now), &budget) {
             return done;
         }
-        let _leasing = budget.leasing.lock().await;
+        let mut leasing = budget.leasing.lock().await;
+        // Replaced while this use waited (bounded: a use under a rule that changed again
+        // meanwhile leases where it stands, as the store drops such blocks anyway).
+        for _ in 0..2 {
+            if !budget.retired.load(Ordering::Acquire) {
+                break;
+            }
+            drop(leasing);
+            budget = self.entry(token_id, rule);
+            leasing = budget.leasing.lock().await;
+        }
+        let _leasing = leasing;
         if let Some(done) = answer(budget.local.try_take(period, now), &budget) {
             return done;
         }
@@ -203,20 +217,46 @@ impl Budgets {
         self.map.get(&key).map_or(0, |b| b.local.unreported())
     }
 
+    /// Gives back the replaced budgets of `token_id` before a lease (the caller holds that
+    /// budget's leasing lock, so this never waits for another: a replaced budget some use
+    /// is still leasing into stays for the next settle, which waits for it).
     async fn give_back_retired(&self, store: &dyn Store, token_id: &str, now: i64) {
-        let mine: Vec<_> = match self.retired.lock() {
-            Ok(mut retired) => {
-                let (mine, rest): (Vec<_>, Vec<_>) =
-                    retired.drain(..).partition(|(id, _, _)| &**id == token_id);
-                *retired = rest;
-                mine
+        let mut mine = Vec::new();
+        let mut guards = Vec::new();
+        if let Ok(mut retired) = self.retired.lock() {
+            let mut rest = Vec::new();
+            for named in retired.drain(..) {
+                match (&*named.0 == token_id)
+                    .then(|| Arc::clone(&named.2.leasing).try_lock_owned().ok())
+                    .flatten()
+                {
+                    Some(guard) => {
+                        guards.push(guard);
+                        mine.push(named);
+                    }
+                    None => rest.push(named),
+                }
             }
-            Err(_) => return,
-        };
+            *retired = rest;
+        }
         if mine.is_empty() {
             return;
         }
         self.report(store, now, mine, true).await;
+        drop(guards);
+    }
+
+    /// Gives back replaced budgets' blocks, each under its leasing lock (so a use that
+    /// was leasing into one when it was replaced is done first, and none leases into it
+    /// after: it sees `retired` under that lock).
+    async fn report_retired(&self, store: &dyn Store, now: i64, budgets: Vec<Named>) {
+        let held: Vec<Arc<NodeBudget>> = budgets.iter().map(|(_, _, b)| Arc::clone(b)).collect();
+        let mut guards = Vec::with_capacity(held.len());
+        for budget in &held {
+            guards.push(budget.leasing.lock().await);
+        }
+        self.report(store, now, budgets, true).await;
+        drop(guards);
     }
 
     async fn report(&self, store: &dyn Store, now: i64, budgets: Vec<Named>, give_back: bool) {
@@ -278,7 +318,7 @@ impl Budgets {
             Ok(mut retired) => retired.drain(..).collect(),
             Err(_) => Vec::new(),
         };
-        self.report(store, now, retired, true).await;
+        self.report_retired(store, now, retired).await;
         let all: Vec<_> = self
             .map
             .iter()

@@ -27,7 +27,7 @@ use latchkey_store_postgres::PostgresStore;
 use latchkey_store_postgres::testing::{self as pg, Cluster, TestDatabase};
 
 /// Why these tests run in the first pass of `scripts/test.sh` only.
-const SQLITE_PASS: &str = "its nodes run on PostgreSQL in either pass";
+pub(crate) const SQLITE_PASS: &str = "its nodes run on PostgreSQL in either pass";
 
 const PASSWORD: &str = "scale-out admin password";
 /// Every node is reached through the same public URL (the load balancer's): it is the
@@ -35,16 +35,16 @@ const PASSWORD: &str = "scale-out admin password";
 const PUBLIC_URL: &str = "http://latchkey.test";
 
 /// What every node of one deployment shares: the database, the hash key, the config.
-struct Deployment {
+pub(crate) struct Deployment {
     database_url: String,
     hash_key: String,
-    admin_token: String,
+    pub(crate) admin_token: String,
     config: PathBuf,
     dir: tempfile::TempDir,
 }
 
 impl Deployment {
-    fn new(database_url: &str, max_staleness_secs: u64) -> Deployment {
+    pub(crate) fn new(database_url: &str, max_staleness_secs: u64) -> Deployment {
         Deployment::with_public_url(database_url, max_staleness_secs, PUBLIC_URL)
     }
 
@@ -87,7 +87,7 @@ impl Deployment {
     }
 
     /// Starts a node (not waiting for it).
-    fn spawn(&self, name: &str) -> Node {
+    pub(crate) fn spawn(&self, name: &str) -> Node {
         let data_dir = self.dir.path().join(name);
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_latchkey"));
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
@@ -124,7 +124,7 @@ impl Deployment {
     }
 
     /// Starts a node and waits until it is ready.
-    async fn node(&self, name: &str) -> Node {
+    pub(crate) async fn node(&self, name: &str) -> Node {
         let mut node = self.spawn(name);
         node.ready().await;
         node
@@ -144,16 +144,16 @@ fn drain(pipe: impl std::io::Read + Send + 'static, into: Arc<Mutex<String>>) {
 }
 
 /// One `latchkey serve` process; killed when dropped.
-struct Node {
+pub(crate) struct Node {
     name: String,
     child: Child,
-    url: String,
+    pub(crate) url: String,
     stdout: Arc<Mutex<String>>,
     stderr: Arc<Mutex<String>>,
 }
 
 impl Node {
-    fn stderr(&self) -> String {
+    pub(crate) fn stderr(&self) -> String {
         self.stderr.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
@@ -162,7 +162,7 @@ impl Node {
     }
 
     /// Waits for the announced address, then for `/readyz`.
-    async fn ready(&mut self) {
+    pub(crate) async fn ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(exit) = self.child.try_wait().expect("try_wait") {
@@ -195,7 +195,7 @@ impl Node {
         Client::new(&self.url).expect("client")
     }
 
-    fn with_token(&self, token: &str) -> Client {
+    pub(crate) fn with_token(&self, token: &str) -> Client {
         Client::with_token(&self.url, token).expect("client")
     }
 
@@ -204,9 +204,28 @@ impl Node {
     }
 
     /// `kill -9`.
-    fn kill_9(&mut self) {
+    pub(crate) fn kill_9(&mut self) {
         self.child.kill().expect("SIGKILL");
         let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then waits up to `within` for the graceful exit (it drains and gives back
+    /// what it leased): how long it took, or `None` (then it is killed).
+    pub(crate) fn stop_gracefully(&mut self, within: Duration) -> Option<Duration> {
+        let started = Instant::now();
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill -TERM");
+        assert!(status.success());
+        while started.elapsed() < within {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return Some(started.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.kill_9();
+        None
     }
 
     /// The HTTP status `token` gets at `GET /api/v1/me` on this node.
@@ -226,11 +245,11 @@ impl Drop for Node {
 }
 
 /// A scratch database, or `None` when the test skips.
-async fn database() -> Option<TestDatabase> {
+pub(crate) async fn database() -> Option<TestDatabase> {
     TestDatabase::create().await
 }
 
-async fn workspace1(admin: &Client) -> String {
+pub(crate) async fn workspace1(admin: &Client) -> String {
     let me = admin.me().await.expect("me");
     me.memberships
         .iter()

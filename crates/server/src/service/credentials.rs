@@ -95,7 +95,7 @@ impl AppState {
         let store = self.store.as_ref();
         let mut uses_taken: Option<Taken> = None;
         if let Some(rule) = policy.uses {
-            match self.budgets.take(store, id, policy, rule, now).await {
+            match self.budgets.take(store, id, rule, now).await {
                 Ok(taken) => uses_taken = Some(taken),
                 Err(Refused::Exhausted { retry_after, .. }) => {
                     return Err(Denied::Policy(PolicyRefusal {
@@ -108,7 +108,7 @@ impl AppState {
             }
         }
         if let Some((rule, limit)) = policy.rate {
-            let refused = match self.budgets.take(store, id, policy, rule, now).await {
+            let refused = match self.budgets.take(store, id, rule, now).await {
                 Ok(_) => None,
                 Err(Refused::Exhausted {
                     retry_after,
