@@ -28,11 +28,20 @@ static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(())
 
 /// Unix time in seconds, as a float: the nodes run on this machine's clock, so a window
 /// (`floor(now / W)` on the server) can be told from the client side.
+/// The nodes' windows follow the real wall clock (no test clock is injected into three
+/// separate processes), so the client reads it too.
+#[allow(clippy::disallowed_methods)]
 fn unix_now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
 }
+
+/// One call of the rate-limit load: (node, sent, received, answer).
+type Call = (usize, f64, f64, Answer);
+
+/// A node's last refusal and last admission.
+type LastAnswers = (Option<Instant>, Option<Instant>);
 
 /// Creates a client token in Workspace 1 with `policy` on `node`: the secret.
 async fn token_with(node: &Node, admin_token: &str, policy: Value) -> String {
@@ -142,7 +151,7 @@ async fn a_rate_limit_holds_for_a_cluster_of_three_nodes() {
     tokio::time::sleep(Duration::from_secs_f64((start_at - unix_now()).max(0.0))).await;
 
     // (node, sent, received, answer) of every call.
-    let log: Arc<Mutex<Vec<(usize, f64, f64, Answer)>>> = Arc::default();
+    let log: Arc<Mutex<Vec<Call>>> = Arc::default();
     let mut tasks = Vec::new();
     // Callers spread round-robin over the nodes, offering several times the limit per
     // window even when each call takes tens of milliseconds on a loaded machine.
@@ -275,7 +284,7 @@ async fn usage_credits_are_never_overspent_by_three_nodes_even_with_kill_9() {
         let others = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         // Per node: the instant of its last refusal and of its last admission.
-        let last: Arc<Mutex<[(Option<Instant>, Option<Instant>); 3]>> = Arc::default();
+        let last: Arc<Mutex<[LastAnswers; 3]>> = Arc::default();
         let mut tasks = Vec::new();
         for caller in 0..6usize {
             let (urls, admitted, others, stop, last, secret, http) = (
