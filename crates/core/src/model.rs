@@ -64,6 +64,12 @@ pub struct TokenSettings {
     /// Bit set of the [`TokenType`]s whose secrets are kept recoverable (sealed) when
     /// created or rotated; 0 (none) by default.
     pub recoverable_types: u8,
+    /// Active tokens not used (never used: not created) for this many days are revoked
+    /// by the sweep (`None`: never).
+    pub idle_revoke_days: Option<u32>,
+    /// The longest any token may live, in days (`None`: no cap): caps expiries at
+    /// creation, and a token older than this fails its checks (retroactively).
+    pub max_token_lifetime_days: Option<u32>,
 }
 
 impl Default for TokenSettings {
@@ -74,6 +80,8 @@ impl Default for TokenSettings {
             max_tokens_per_user: Some(10),
             token_creators: TokenCreators::Members,
             recoverable_types: 0,
+            idle_revoke_days: None,
+            max_token_lifetime_days: None,
         }
     }
 }
@@ -87,6 +95,13 @@ impl TokenSettings {
     /// Whether tokens of `token_type` created or rotated now keep their secret sealed.
     pub fn is_recoverable(&self, token_type: TokenType) -> bool {
         self.recoverable_types & token_type.bit() != 0
+    }
+
+    /// The maximum token lifetime in seconds, 0 when there is none (the form the
+    /// verifier keeps in an atomic, so the hot path reads one word).
+    pub fn max_token_lifetime_secs(&self) -> i64 {
+        self.max_token_lifetime_days
+            .map_or(0, |days| i64::from(days) * 86_400)
     }
 
     /// The wire form.
@@ -103,6 +118,8 @@ impl TokenSettings {
                 .into_iter()
                 .filter(|t| self.is_recoverable(*t))
                 .collect(),
+            idle_revoke_days: self.idle_revoke_days,
+            max_token_lifetime_days: self.max_token_lifetime_days,
         }
     }
 }

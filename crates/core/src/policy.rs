@@ -462,9 +462,14 @@ pub enum LifetimeError {
         /// Why.
         message: String,
     },
-    /// Longer than the policy allows.
-    #[error("{0}")]
-    ExceedsPolicy(String),
+    /// Longer than the policy allows (the requested field named).
+    #[error("{message}")]
+    ExceedsPolicy {
+        /// `expires_in_days` or `expires_at`.
+        field: &'static str,
+        /// Why.
+        message: String,
+    },
 }
 
 /// A requested lifetime: days or an instant, at most one.
@@ -474,6 +479,25 @@ pub struct LifetimeRequest {
     pub days: Option<i64>,
     /// `expires_at`.
     pub at: Option<OffsetDateTime>,
+    /// When the token was created, for a new expiry of an existing token (rotation):
+    /// the org's `max_token_lifetime_days` counts from there. `None`: it is created now.
+    pub created_at: Option<OffsetDateTime>,
+}
+
+/// Whether a token created at `created_at` is older than the org's maximum token
+/// lifetime (`max_lifetime_secs`, 0: no cap) at `now`. The cap counts from creation and
+/// applies to tokens made before it was set or lowered (on purpose, as GitHub's does).
+#[inline]
+pub fn exceeds_max_lifetime(
+    created_at: OffsetDateTime,
+    max_lifetime_secs: i64,
+    now: OffsetDateTime,
+) -> bool {
+    max_lifetime_secs != 0
+        && created_at
+            .unix_timestamp()
+            .saturating_add(max_lifetime_secs)
+            <= now.unix_timestamp()
 }
 
 /// The longest a personal token may live under these settings.
@@ -536,16 +560,26 @@ pub fn resolve_expiry(
     }
     let policy_max = (token_type == TokenType::Personal)
         .then(|| now + Duration::days(i64::from(personal_ttl_days(settings, instance))));
-    let ceiling = match (policy_max, cap) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    };
+    // The org's maximum lifetime caps every type (legacy tokens, which never expire, are
+    // held to it at use instead); without a requested expiry the cap becomes the expiry,
+    // as the personal lifetime does: a default, not a clamp of what was asked.
+    let org_max = settings
+        .max_token_lifetime_days
+        .map(|days| request.created_at.unwrap_or(now) + Duration::days(i64::from(days)));
+    let ceiling = [policy_max, org_max, cap].into_iter().flatten().min();
     match (requested, ceiling) {
-        (Some(r), Some(c)) if r > c => Err(LifetimeError::ExceedsPolicy(format!(
-            "the longest lifetime allowed here ends at {}",
-            c.format(&time::format_description::well_known::Rfc3339)
-                .unwrap_or_default()
-        ))),
+        (Some(r), Some(c)) if r > c => Err(LifetimeError::ExceedsPolicy {
+            field: if request.days.is_some() {
+                "expires_in_days"
+            } else {
+                "expires_at"
+            },
+            message: format!(
+                "the longest lifetime allowed here ends at {}",
+                c.format(&time::format_description::well_known::Rfc3339)
+                    .unwrap_or_default()
+            ),
+        }),
         (Some(r), _) => Ok(Some(r)),
         (None, c) => Ok(c),
     }
@@ -741,24 +775,98 @@ mod tests {
             LifetimeRequest {
                 days: Some(271),
                 at: None,
+                created_at: None,
             },
             &s,
             &i,
             None,
         );
-        assert!(matches!(e, Err(LifetimeError::ExceedsPolicy(_))));
+        assert!(matches!(e, Err(LifetimeError::ExceedsPolicy { .. })));
         let e = resolve_expiry(
             NOW,
             TokenType::Personal,
             LifetimeRequest {
                 days: Some(30),
                 at: None,
+                created_at: None,
             },
             &s,
             &i,
             None,
         );
         assert_eq!(e, Ok(Some(NOW + Duration::days(30))));
+    }
+
+    #[test]
+    fn org_max_lifetime_caps_every_type_and_counts_from_creation() {
+        let s = TokenSettings {
+            max_token_lifetime_days: Some(30),
+            ..TokenSettings::default()
+        };
+        let i = InstanceSettings::default();
+        let ask = |days, created_at| LifetimeRequest {
+            days,
+            at: None,
+            created_at,
+        };
+        for t in [TokenType::Client, TokenType::Admin, TokenType::Personal] {
+            assert_eq!(
+                resolve_expiry(NOW, t, ask(None, None), &s, &i, None),
+                Ok(Some(NOW + Duration::days(30))),
+                "{t:?}: no expiry asked → the cap"
+            );
+            assert_eq!(
+                resolve_expiry(NOW, t, ask(Some(30), None), &s, &i, None),
+                Ok(Some(NOW + Duration::days(30)))
+            );
+            assert!(matches!(
+                resolve_expiry(NOW, t, ask(Some(31), None), &s, &i, None),
+                Err(LifetimeError::ExceedsPolicy {
+                    field: "expires_in_days",
+                    ..
+                })
+            ));
+        }
+        assert_eq!(
+            resolve_expiry(NOW, TokenType::Legacy, ask(None, None), &s, &i, None),
+            Ok(None)
+        );
+        // A rotation's new expiry counts from the token's creation.
+        let born = NOW - Duration::days(20);
+        assert!(matches!(
+            resolve_expiry(
+                NOW,
+                TokenType::Client,
+                ask(Some(11), Some(born)),
+                &s,
+                &i,
+                None
+            ),
+            Err(LifetimeError::ExceedsPolicy { .. })
+        ));
+        assert_eq!(
+            resolve_expiry(
+                NOW,
+                TokenType::Client,
+                ask(Some(10), Some(born)),
+                &s,
+                &i,
+                None
+            ),
+            Ok(Some(NOW + Duration::days(10)))
+        );
+    }
+
+    #[test]
+    fn max_lifetime_counts_from_creation_and_zero_is_off() {
+        let cap = 30 * 86_400;
+        assert!(!exceeds_max_lifetime(NOW, 0, NOW + Duration::days(10_000)));
+        assert!(!exceeds_max_lifetime(
+            NOW,
+            cap,
+            NOW + Duration::days(30) - Duration::seconds(1)
+        ));
+        assert!(exceeds_max_lifetime(NOW, cap, NOW + Duration::days(30)));
     }
 
     #[test]
@@ -794,7 +902,8 @@ mod tests {
                     t,
                     LifetimeRequest {
                         days: Some(5000),
-                        at: None
+                        at: None,
+                        created_at: None,
                     },
                     &s,
                     &i,
@@ -820,7 +929,8 @@ mod tests {
                 TokenType::Legacy,
                 LifetimeRequest {
                     days: Some(1),
-                    at: None
+                    at: None,
+                    created_at: None,
                 },
                 &s,
                 &i,
@@ -839,6 +949,7 @@ mod tests {
                 LifetimeRequest {
                     days: Some(0),
                     at: None,
+                    created_at: None,
                 },
                 "expires_in_days",
             ),
@@ -846,6 +957,7 @@ mod tests {
                 LifetimeRequest {
                     days: Some(-3),
                     at: None,
+                    created_at: None,
                 },
                 "expires_in_days",
             ),
@@ -853,6 +965,7 @@ mod tests {
                 LifetimeRequest {
                     days: None,
                     at: Some(NOW),
+                    created_at: None,
                 },
                 "expires_at",
             ),
@@ -860,6 +973,7 @@ mod tests {
                 LifetimeRequest {
                     days: Some(1),
                     at: Some(NOW + Duration::days(1)),
+                    created_at: None,
                 },
                 "expires_at",
             ),
@@ -893,7 +1007,8 @@ mod tests {
                 TokenType::Personal,
                 LifetimeRequest {
                     days: Some(4),
-                    at: None
+                    at: None,
+                    created_at: None,
                 },
                 &s,
                 &i,

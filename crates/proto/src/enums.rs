@@ -116,6 +116,8 @@ pub enum Reason {
     TypeDisabled,
     /// Its owner is deactivated.
     Suspended,
+    /// Older than the org's `max_token_lifetime_days` (counted from its creation).
+    LifetimePolicy,
     /// Used from an address outside its `allowed_ips`.
     IpNotAllowed,
     /// No uses left (`remaining_uses` is 0) until the next refill, if any.
@@ -134,6 +136,7 @@ impl Reason {
             Reason::Revoked => "revoked",
             Reason::TypeDisabled => "type_disabled",
             Reason::Suspended => "suspended",
+            Reason::LifetimePolicy => "lifetime_policy",
             Reason::IpNotAllowed => "ip_not_allowed",
             Reason::UsageExceeded => "usage_exceeded",
             Reason::RateLimited => "rate_limited",

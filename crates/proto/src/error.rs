@@ -96,7 +96,8 @@ pub struct ErrorDetail {
     pub code: ErrorCode,
     /// Human-readable explanation; never contains a secret.
     pub message: String,
-    /// For `invalid_field`: the field's name (dotted path for nested fields).
+    /// For `invalid_field` and `lifetime_exceeds_policy`: the field's name (dotted path
+    /// for nested fields).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
     /// For `limit_exceeded`: the setting that was hit.

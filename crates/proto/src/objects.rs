@@ -264,6 +264,17 @@ pub struct TokenSettings {
     /// list erases the kept secrets of that type at once.
     #[serde(default)]
     pub recoverable_types: Vec<TokenType>,
+    /// Active tokens not used (never used: not created) for this many days are revoked
+    /// by the server's sweep, audited with reason `idle` and restorable (`null`: off).
+    #[serde(default)]
+    pub idle_revoke_days: Option<u32>,
+    /// The longest any token may live, in days (`null`: off). A longer requested expiry
+    /// is refused (422 `lifetime_exceeds_policy`); a token created without one gets this
+    /// cap as its expiry (legacy tokens, which never expire, excepted); and a token
+    /// older than the cap fails with reason `lifetime_policy`, also when it was created
+    /// before the cap was set or lowered.
+    #[serde(default)]
+    pub max_token_lifetime_days: Option<u32>,
 }
 
 /// `POST /api/v1/tokens/verify` answer: `valid` plus the token, or the reason.

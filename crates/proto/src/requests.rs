@@ -365,6 +365,22 @@ pub struct UpdateTokenSettingsRequest {
     /// has its kept secrets erased in the same change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recoverable_types: Option<Vec<TokenType>>,
+    /// Days, 1 to 3650; `null` = off (no idle revocation).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::double_option"
+    )]
+    #[schema(value_type = Option<u32>)]
+    pub idle_revoke_days: Option<Option<u32>>,
+    /// Days, 1 to 3650; `null` = off (no cap). Lowering it is retroactive.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::double_option"
+    )]
+    #[schema(value_type = Option<u32>)]
+    pub max_token_lifetime_days: Option<Option<u32>>,
 }
 
 /// `POST /api/v1/token/refresh`: exchange a personal token for a short-lived access JWT.

@@ -341,6 +341,11 @@ fn spawn_background(
                     Ok(n) => tracing::info!(expired = n, "expiry sweep marked tokens expired"),
                     Err(e) => tracing::warn!(error = %e, "expiry sweep failed"),
                 }
+                match s.sweep_idle().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(revoked = n, "idle sweep revoked unused tokens"),
+                    Err(e) => tracing::warn!(error = %e, "idle sweep failed"),
+                }
             })
         }),
     ]

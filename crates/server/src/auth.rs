@@ -266,6 +266,9 @@ pub fn reason_message(reason: Reason) -> &'static str {
         Reason::Revoked => "the token has been revoked",
         Reason::TypeDisabled => "tokens of this type are disabled",
         Reason::Suspended => "the token's owner is deactivated",
+        Reason::LifetimePolicy => {
+            "the token is older than the organization's maximum token lifetime"
+        }
         Reason::IpNotAllowed => "the token may not be used from this address",
         Reason::UsageExceeded => "the token has no uses left",
         Reason::RateLimited => "the token is over its rate limit; retry later",

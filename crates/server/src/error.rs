@@ -50,8 +50,13 @@ pub enum ApiError {
     #[error("{0}")]
     NotRecoverable(String),
     /// Lifetime longer than the policy.
-    #[error("{0}")]
-    LifetimeExceedsPolicy(String),
+    #[error("{message}")]
+    LifetimeExceedsPolicy {
+        /// The requested field (`expires_in_days` or `expires_at`).
+        field: &'static str,
+        /// Why.
+        message: String,
+    },
     /// A missing or invalid field.
     #[error("{message}")]
     InvalidField {
@@ -135,7 +140,7 @@ impl ApiError {
             ApiError::LimitExceeded { .. } => (StatusCode::CONFLICT, ErrorCode::LimitExceeded),
             ApiError::Leaked(_) => (StatusCode::CONFLICT, ErrorCode::Leaked),
             ApiError::NotRecoverable(_) => (StatusCode::CONFLICT, ErrorCode::NotRecoverable),
-            ApiError::LifetimeExceedsPolicy(_) => (
+            ApiError::LifetimeExceedsPolicy { .. } => (
                 StatusCode::UNPROCESSABLE_ENTITY,
                 ErrorCode::LifetimeExceedsPolicy,
             ),
@@ -185,6 +190,7 @@ impl ApiError {
                 message,
                 field: match self {
                     ApiError::InvalidField { field, .. } => Some(field.clone()),
+                    ApiError::LifetimeExceedsPolicy { field, .. } => Some((*field).to_owned()),
                     _ => None,
                 },
                 limit: match self {

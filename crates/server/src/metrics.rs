@@ -121,7 +121,7 @@ struct RouteStats {
 }
 
 /// Verify outcomes, in the order of [`outcome_index`].
-const OUTCOMES: [&str; 10] = [
+const OUTCOMES: [&str; 11] = [
     "valid",
     "bad_format",
     "not_found",
@@ -132,6 +132,7 @@ const OUTCOMES: [&str; 10] = [
     "ip_not_allowed",
     "usage_exceeded",
     "rate_limited",
+    "lifetime_policy",
 ];
 
 fn outcome_index(outcome: Result<(), Reason>) -> usize {
@@ -146,6 +147,7 @@ fn outcome_index(outcome: Result<(), Reason>) -> usize {
         Err(Reason::IpNotAllowed) => 7,
         Err(Reason::UsageExceeded) => 8,
         Err(Reason::RateLimited) => 9,
+        Err(Reason::LifetimePolicy) => 10,
     }
 }
 

@@ -425,6 +425,9 @@ pub struct Verifier {
     inflight: DashMap<SecretHash, Arc<OnceCell<LoadResult>>, SecretHashBuild>,
     users: DashMap<String, Arc<UserView>, FxBuild>,
     enabled_types: AtomicU8,
+    /// The org's maximum token lifetime in seconds (0: none), beside `enabled_types` so
+    /// the hot path checks it with one load and no store read.
+    max_lifetime_secs: AtomicI64,
     org: std::sync::RwLock<Option<Arc<OrgRecord>>>,
     /// Bumped by every invalidation (under `recent`'s lock), so a store read that raced
     /// with one it depends on is not cached.
@@ -484,6 +487,7 @@ impl Verifier {
             inflight: DashMap::default(),
             users: DashMap::default(),
             enabled_types: AtomicU8::new(0),
+            max_lifetime_secs: AtomicI64::new(0),
             org: std::sync::RwLock::new(None),
             epoch: AtomicU64::new(0),
             recent: Mutex::new(RecentInvalidations {
@@ -813,6 +817,14 @@ impl Verifier {
             ctx,
         )
         .map_err(VerifyError::Invalid)?;
+        // After `suspended` (and `pending`), before the token's own policy (DESIGN.md §8).
+        if latchkey_core::policy::exceeds_max_lifetime(
+            grant.token.created_at,
+            self.max_lifetime_secs.load(Ordering::Relaxed),
+            now,
+        ) {
+            return Err(VerifyError::Invalid(Reason::LifetimePolicy));
+        }
         Ok(Verified { grant, owner })
     }
 
@@ -870,6 +882,10 @@ impl Verifier {
             Ok(org) => {
                 self.enabled_types
                     .store(org.token_settings.enabled_types, Ordering::Relaxed);
+                self.max_lifetime_secs.store(
+                    org.token_settings.max_token_lifetime_secs(),
+                    Ordering::Relaxed,
+                );
                 if let Ok(mut slot) = self.org.write() {
                     *slot = Some(Arc::new(org));
                 }

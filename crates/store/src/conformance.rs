@@ -113,6 +113,7 @@ macro_rules! conformance_cases {
             housekeeping {
                 expire_tokens_sweep,
                 purge_retired_rows,
+                idle_sweep_revokes_once,
             }
             accounts {
                 service_accounts_by_kind,

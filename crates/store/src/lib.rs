@@ -697,6 +697,19 @@ pub trait Store: Send + Sync + 'static {
     /// Marks every active token with `expires_at <= now` as `expired` (erasing its sealed
     /// secret), writing a `token.expired` event for each; returns their ids.
     async fn expire_tokens(&self, now: OffsetDateTime) -> StoreResult<Vec<String>>;
+    /// Revokes up to `limit` tokens of `org_id` that are stored `active`, not expired at
+    /// `now`, and were last used (never used: created; restored since: restored)
+    /// `idle_days` days before `now` or earlier: each gets its own `token.revoked` audit event (no actor; details
+    /// `reason: "idle"`) and its own change, and stays restorable like any revoke.
+    /// Returns their ids (fewer than `limit`: none are left). Nodes may sweep at once: a
+    /// token is revoked, audited and announced once.
+    async fn revoke_idle_tokens(
+        &self,
+        now: OffsetDateTime,
+        org_id: &str,
+        idle_days: u32,
+        limit: u32,
+    ) -> StoreResult<Vec<String>>;
     /// Deletes secrets whose `not_after` has passed; returns how many.
     async fn purge_rotated_secrets(&self, now: OffsetDateTime) -> StoreResult<u64>;
     /// Deletes rows past their use: expired or idle sessions, old idempotent answers, and

@@ -308,6 +308,11 @@ fn check_expiry(token_type: TokenType, request: LifetimeRequest, settings: &Toke
         {
             assert!(at > now());
             assert!(cap.is_none_or(|c| at <= c));
+            assert!(
+                settings
+                    .max_token_lifetime_days
+                    .is_none_or(|d| at <= now() + time::Duration::days(i64::from(d)))
+            );
         }
     }
 }
@@ -379,6 +384,7 @@ pub fn json_requests(data: &[u8]) {
                 let request = LifetimeRequest {
                     days: req.expires_in_days,
                     at: req.expires_at,
+                    created_at: None,
                 };
                 check_expiry(req.token_type, request, &TokenSettings::default());
             }
@@ -399,6 +405,7 @@ pub fn json_requests(data: &[u8]) {
                     let request = LifetimeRequest {
                         days: req.expires_in_days,
                         at: req.expires_at,
+                        created_at: None,
                     };
                     check_expiry(token_type, request, &TokenSettings::default());
                 }
@@ -432,6 +439,7 @@ pub fn json_requests(data: &[u8]) {
                         LifetimeRequest {
                             days: None,
                             at: None,
+                            created_at: None,
                         },
                         &TokenSettings::default(),
                         &instance,
@@ -455,9 +463,19 @@ pub fn json_requests(data: &[u8]) {
                 if let Some(types) = &req.enabled_types {
                     settings.enabled_types = types.iter().fold(0, |acc, t| acc | t.bit());
                 }
+                if let Some(v) = req.max_token_lifetime_days {
+                    match ok(service::check_policy_days("max_token_lifetime_days", v)) {
+                        Some(days) => settings.max_token_lifetime_days = days,
+                        None => return,
+                    }
+                }
+                if let Some(v) = req.idle_revoke_days {
+                    let _ = ok(service::check_policy_days("idle_revoke_days", v));
+                }
                 let request = LifetimeRequest {
                     days: None,
                     at: None,
+                    created_at: None,
                 };
                 check_expiry(TokenType::Personal, request, &settings);
             }

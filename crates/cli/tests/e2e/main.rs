@@ -17,6 +17,7 @@ mod governance;
 mod interop;
 mod inventory;
 mod lifecycle;
+mod lifetime;
 mod oauth_clients;
 mod observability;
 pub mod outage;

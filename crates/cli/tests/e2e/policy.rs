@@ -470,7 +470,7 @@ async fn who_may_patch_and_a_token_never_widens_its_own() {
 
 // --- enforcement on every use -------------------------------------------------------
 
-fn header<'a>(headers: &'a reqwest::header::HeaderMap, name: &str) -> Option<&'a str> {
+pub fn header<'a>(headers: &'a reqwest::header::HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
@@ -491,7 +491,7 @@ fn assert_rate_headers(headers: &reqwest::header::HeaderMap, limit: u32) {
 /// then the count restarts, which the tests below allow for by retrying once).
 const DAY: u64 = 86_400;
 
-async fn forward_auth(server: &TestServer, secret: &str) -> (u16, reqwest::header::HeaderMap) {
+pub async fn forward_auth(server: &TestServer, secret: &str) -> (u16, reqwest::header::HeaderMap) {
     let resp = server
         .http()
         .get(format!("{}/auth/verify", server.url))
@@ -502,7 +502,7 @@ async fn forward_auth(server: &TestServer, secret: &str) -> (u16, reqwest::heade
     (resp.status().as_u16(), resp.headers().clone())
 }
 
-async fn verify(
+pub async fn verify(
     server: &TestServer,
     secret: &str,
     ip: Option<&str>,
@@ -523,7 +523,7 @@ async fn verify(
     (status, headers, resp.json().await.unwrap())
 }
 
-async fn introspect(server: &TestServer, secret: &str, ip: Option<&str>) -> Value {
+pub async fn introspect(server: &TestServer, secret: &str, ip: Option<&str>) -> Value {
     let mut form = vec![("token", secret.to_owned())];
     if let Some(ip) = ip {
         form.push(("ip", ip.to_owned()));

@@ -193,7 +193,9 @@ pub fn schema(name: &str) -> Option<Value> {
             "personal_token_ttl_days": 90,
             "max_tokens_per_user": 20,
             "token_creators": "members",
-            "recoverable_types": ["legacy"]
+            "recoverable_types": ["legacy"],
+            "idle_revoke_days": 90,
+            "max_token_lifetime_days": 366
         }),
         "Health" => json!({"status": "ok"}),
         "RefreshResponse" => json!({"access": JWT, "expires_in": 300}),

@@ -358,6 +358,7 @@ pub async fn save_token_settings(
             max_tokens_per_user: Some(max),
             token_creators: Some(creators),
             recoverable_types: Some(recoverable_types),
+            ..UpdateTokenSettingsRequest::default()
         };
         state.update_token_settings(&s.p, &org.id, req).await
     }

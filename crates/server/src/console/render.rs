@@ -721,8 +721,8 @@ pub fn error_text(e: &ApiError) -> String {
         ApiError::Internal(_) => "Something went wrong on the server; see the server log.".into(),
         ApiError::PayloadTooLarge(_) => "The form is too large.".into(),
         // "… ends at <instant>": the banner shows the instant as "in 270 days".
-        ApiError::LifetimeExceedsPolicy(m) => {
-            format!("{}.", capitalize(&m.replace(" ends at ", " ends ")))
+        ApiError::LifetimeExceedsPolicy { message, .. } => {
+            format!("{}.", capitalize(&message.replace(" ends at ", " ends ")))
         }
         other => format!("{}.", capitalize(&other.to_string())),
     }
@@ -781,9 +781,10 @@ mod tests {
             [Part::Text(_)]
         ));
         assert!(humanize("", now).is_empty());
-        let e = ApiError::LifetimeExceedsPolicy(
-            "the longest lifetime allowed here ends at 2027-01-18T08:00:00Z".into(),
-        );
+        let e = ApiError::LifetimeExceedsPolicy {
+            field: "expires_in_days",
+            message: "the longest lifetime allowed here ends at 2027-01-18T08:00:00Z".into(),
+        };
         assert_eq!(
             Notice::failure(&e, now).text(),
             "The longest lifetime allowed here ends in 3 days."

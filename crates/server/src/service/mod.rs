@@ -28,7 +28,7 @@ pub use inventory::{CSV_COLUMNS, InventoryFilter, InventoryFormat, InventoryQuer
 pub use sessions::SignedIn;
 // The stateless checks of request bodies, public so the fuzz targets run them as the
 // service does.
-pub use settings::{check_count, check_days};
+pub use settings::{check_count, check_days, check_policy_days};
 pub use tokens::{MAX_GRACE_SECONDS, check_environment};
 pub use users::{check_display_name, check_email, check_username};
 

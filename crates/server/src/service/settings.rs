@@ -26,6 +26,21 @@ pub fn check_days(field: &str, days: u32) -> Result<u32, ApiError> {
     }
 }
 
+/// The longest lifetime policy setting, in days (10 years).
+pub(crate) const MAX_POLICY_DAYS: u32 = 3_650;
+
+/// Checks a lifetime policy setting (`idle_revoke_days`, `max_token_lifetime_days`):
+/// 1 to 3 650 days, or `None` for off.
+pub fn check_policy_days(field: &str, days: Option<u32>) -> Result<Option<u32>, ApiError> {
+    match days {
+        Some(d) if !(1..=MAX_POLICY_DAYS).contains(&d) => Err(ApiError::field(
+            field,
+            format!("{field} must be from 1 to {MAX_POLICY_DAYS} days, or null for off"),
+        )),
+        other => Ok(other),
+    }
+}
+
 /// Checks a cap setting: at least 1, or `None` for unlimited.
 pub fn check_count(field: &str, value: Option<u32>) -> Result<Option<u32>, ApiError> {
     match value {
@@ -129,6 +144,14 @@ impl AppState {
             recoverable_types: match &req.recoverable_types {
                 Some(types) => types.iter().fold(0, |acc, t| acc | t.bit()),
                 None => current.recoverable_types,
+            },
+            idle_revoke_days: match req.idle_revoke_days {
+                Some(v) => check_policy_days("idle_revoke_days", v)?,
+                None => current.idle_revoke_days,
+            },
+            max_token_lifetime_days: match req.max_token_lifetime_days {
+                Some(v) => check_policy_days("max_token_lifetime_days", v)?,
+                None => current.max_token_lifetime_days,
             },
         };
         let mut event = p.event("org.token_settings_changed");

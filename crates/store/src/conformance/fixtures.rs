@@ -490,6 +490,8 @@ pub async fn settings_roundtrip(store: Arc<dyn Store>) {
         max_tokens_per_user: None,
         token_creators: TokenCreators::Admins,
         recoverable_types: TokenType::Legacy.bit(),
+        idle_revoke_days: Some(90),
+        max_token_lifetime_days: Some(365),
     };
     let v = store.current_version().await.unwrap();
     let org = store

@@ -237,3 +237,144 @@ pub async fn purge_retired_rows(store: Arc<dyn Store>) {
     assert_eq!(again.changes, 1);
     assert_eq!(store.changes_since(0, 10).await.unwrap().len(), 1);
 }
+
+/// The idle sweep revokes the org's active tokens unused for the period (never used:
+/// since creation; restored: since the restore), each once, with one `token.revoked`
+/// event (no actor, reason `idle`) and one change; expired and revoked tokens are left
+/// alone, and of two sweepers at once only one revokes (and audits) a token.
+pub async fn idle_sweep_revokes_once(store: Arc<dyn Store>) {
+    const DAY: i64 = 86_400;
+    let store = &*store;
+    let world = bootstrapped(store).await;
+    let ws = &world.workspace;
+    let org = world.org.id.as_str();
+    let create = |expires: Option<i64>| {
+        let (mut token, secret) = token_record(org, TokenType::Client, Some(ws), None);
+        token.expires_at = expires.map(at);
+        async move {
+            store
+                .create_token(t0(), token, secret, &unlimited(), event("token.created"))
+                .await
+                .unwrap()
+        }
+    };
+    let never = create(None).await;
+    let used = create(None).await;
+    let expired = create(Some(5 * DAY)).await;
+    let revoked = create(None).await;
+    store
+        .revoke_token(at(1), &revoked.id, false, event("token.revoked"))
+        .await
+        .unwrap();
+    store
+        .record_last_used(&[crate::LastUsed {
+            token_id: used.id.clone(),
+            at: at(20 * DAY),
+            ip: None,
+        }])
+        .await
+        .unwrap();
+    let idle_events = |id: String| async move {
+        audit_of_token(store, &id)
+            .await
+            .into_iter()
+            .filter(|e| e.action == "token.revoked" && e.details["reason"] == "idle")
+            .collect::<Vec<_>>()
+    };
+
+    let early = store
+        .revoke_idle_tokens(at(30 * DAY - 1), org, 30, 100)
+        .await
+        .unwrap();
+    assert!(!early.contains(&never.id), "{early:?}");
+    let v = store.current_version().await.unwrap();
+    let swept = store
+        .revoke_idle_tokens(at(30 * DAY), org, 30, 100)
+        .await
+        .unwrap();
+    assert!(swept.contains(&never.id), "{swept:?}");
+    for other in [&used.id, &expired.id, &revoked.id] {
+        assert!(!swept.contains(other), "{other} swept");
+    }
+    let changes = store.changes_since(v, 100).await.unwrap();
+    assert_eq!(
+        changes
+            .iter()
+            .filter(|c| c.kind == ChangeKind::Token && c.id == never.id)
+            .count(),
+        1
+    );
+    assert_eq!(
+        store.get_token(&never.id).await.unwrap().state,
+        StoredState::Revoked
+    );
+    let events = idle_events(never.id.clone()).await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].actor_id, None);
+    assert_eq!(events[0].workspace_id.as_deref(), Some(ws.id.as_str()));
+    assert_eq!(events[0].details["idle_revoke_days"], 30);
+    assert_eq!(events[0].created_at, at(30 * DAY));
+    assert_eq!(
+        store.get_token(&expired.id).await.unwrap().state,
+        StoredState::Active,
+        "the expiry sweep's, not this one's"
+    );
+
+    // Two sweepers at once (two nodes): `used` (idle since day 20) is revoked once.
+    let (a, b) = tokio::join!(
+        store.revoke_idle_tokens(at(50 * DAY), org, 30, 100),
+        store.revoke_idle_tokens(at(50 * DAY), org, 30, 100),
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(
+        a.iter().chain(&b).filter(|id| **id == used.id).count(),
+        1,
+        "{a:?} {b:?}"
+    );
+    assert_eq!(idle_events(used.id.clone()).await.len(), 1);
+    assert!(!a.contains(&never.id) && !b.contains(&never.id));
+
+    // A restored token is idle again only a full period after its restore.
+    store
+        .restore_token(
+            at(60 * DAY),
+            &never.id,
+            &unlimited(),
+            event("token.restored"),
+        )
+        .await
+        .unwrap();
+    let after_restore = store
+        .revoke_idle_tokens(at(61 * DAY), org, 30, 100)
+        .await
+        .unwrap();
+    assert!(!after_restore.contains(&never.id), "{after_restore:?}");
+    let again = store
+        .revoke_idle_tokens(at(90 * DAY), org, 30, 100)
+        .await
+        .unwrap();
+    assert!(again.contains(&never.id), "{again:?}");
+    assert_eq!(idle_events(never.id.clone()).await.len(), 2);
+
+    // At most `limit` per call; the rest on the next.
+    for _ in 0..3 {
+        create(None).await;
+    }
+    let first = store
+        .revoke_idle_tokens(at(200 * DAY), org, 30, 2)
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 2);
+    let rest = store
+        .revoke_idle_tokens(at(200 * DAY), org, 30, 100)
+        .await
+        .unwrap();
+    assert!(!rest.is_empty() && rest.iter().all(|id| !first.contains(id)));
+    assert!(
+        store
+            .revoke_idle_tokens(at(200 * DAY), org, 30, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

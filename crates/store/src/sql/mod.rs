@@ -984,6 +984,19 @@ impl<B: SqlBackend> Store for B {
         in_write!(self: Self, Serialized, |conn| ops::expire_tokens(conn, now))
     }
 
+    async fn revoke_idle_tokens(
+        &self,
+        now: OffsetDateTime,
+        org_id: &str,
+        idle_days: u32,
+        limit: u32,
+    ) -> StoreResult<Vec<String>> {
+        let org_id = org_id.to_owned();
+        in_write!(self: Self, Serialized, |conn| ops::revoke_idle_tokens(
+            conn, now, &org_id, idle_days, limit
+        ))
+    }
+
     async fn purge_rotated_secrets(&self, now: OffsetDateTime) -> StoreResult<u64> {
         in_write!(self: Self, Serialized, |conn| ops::purge_rotated_secrets(conn, now))
     }

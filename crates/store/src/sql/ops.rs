@@ -182,8 +182,8 @@ async fn insert_org<B: SqlBackend>(
     let s = &org.token_settings;
     sqlx::query(
         "INSERT INTO orgs (id, name, enabled_types, personal_token_ttl_days, \
-         max_tokens_per_user, token_creators, recoverable_types, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+         max_tokens_per_user, token_creators, recoverable_types, idle_revoke_days, \
+         max_token_lifetime_days, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
     .arg(&org.id)
     .arg(&org.name)
@@ -192,6 +192,8 @@ async fn insert_org<B: SqlBackend>(
     .arg(s.max_tokens_per_user.map(i64::from))
     .arg(s.token_creators.as_str())
     .arg(i64::from(s.recoverable_types))
+    .arg(s.idle_revoke_days.map(i64::from))
+    .arg(s.max_token_lifetime_days.map(i64::from))
     .arg(secs(now))
     .run(conn)
     .await?;
@@ -763,13 +765,16 @@ pub(crate) async fn update_token_settings<B: SqlBackend>(
 ) -> StoreResult<OrgRecord> {
     let updated = sqlx::query(
         "UPDATE orgs SET enabled_types = $1, personal_token_ttl_days = $2, \
-         max_tokens_per_user = $3, token_creators = $4, recoverable_types = $5 WHERE id = $6",
+         max_tokens_per_user = $3, token_creators = $4, recoverable_types = $5, \
+         idle_revoke_days = $6, max_token_lifetime_days = $7 WHERE id = $8",
     )
     .arg(i64::from(settings.enabled_types))
     .arg(settings.personal_token_ttl_days.map(i64::from))
     .arg(settings.max_tokens_per_user.map(i64::from))
     .arg(settings.token_creators.as_str())
     .arg(i64::from(settings.recoverable_types))
+    .arg(settings.idle_revoke_days.map(i64::from))
+    .arg(settings.max_token_lifetime_days.map(i64::from))
     .arg(org_id)
     .run(conn)
     .await?;
@@ -1231,8 +1236,9 @@ pub(crate) async fn restore_token<B: SqlBackend>(
         ));
     }
     check_limits(conn, now, limits).await?;
-    sqlx::query("UPDATE tokens SET state = $1 WHERE id = $2")
+    sqlx::query("UPDATE tokens SET state = $1, restored_at = $2 WHERE id = $3")
         .arg(StoredState::Active.as_str())
+        .arg(secs(now))
         .arg(id)
         .run(conn)
         .await?;
@@ -1561,6 +1567,74 @@ pub(crate) async fn expire_tokens<B: SqlBackend>(
             subject_user_id: rows::get(&row, "owner_id")?,
             ip: None,
             details: serde_json::json!({ "expires_at": expires_at }),
+        };
+        audit(conn, now, &event).await?;
+        bump(conn, ChangeKind::Token, &id).await?;
+        ids.push(id);
+    }
+    Ok(ids)
+}
+
+/// Since when a token has been idle: the latest of its last use (never used: its
+/// creation) and its last restore (portable SQL: no `GREATEST`/`MAX(a, b)`).
+const IDLE_SINCE: &str = "CASE WHEN restored_at IS NOT NULL \
+     AND restored_at > COALESCE(last_used_at, created_at) \
+     THEN restored_at ELSE COALESCE(last_used_at, created_at) END";
+
+/// Revokes the org's idle tokens, at most `limit` of them (see
+/// [`crate::Store::revoke_idle_tokens`]). The conditional UPDATE decides, not the SELECT
+/// before it: of nodes sweeping at once only one changes a row, and only the node that
+/// changed it writes its audit event and change.
+pub(crate) async fn revoke_idle_tokens<B: SqlBackend>(
+    conn: &mut Conn<'_, B>,
+    now: OffsetDateTime,
+    org_id: &str,
+    idle_days: u32,
+    limit: u32,
+) -> StoreResult<Vec<String>> {
+    let idle_since = secs(now) - i64::from(idle_days) * 86_400;
+    let due = sqlx::query(&format!(
+        "SELECT id, name, token_type, owner_id, workspace_id, last_used_at FROM tokens \
+         WHERE org_id = $1 AND state = 'active' AND (expires_at IS NULL OR expires_at > $2) \
+         AND {IDLE_SINCE} <= $3 ORDER BY id LIMIT $4"
+    ))
+    .arg(org_id)
+    .arg(secs(now))
+    .arg(idle_since)
+    .arg(i64::from(limit))
+    .all(conn)
+    .await?;
+    let mut ids = Vec::with_capacity(due.len());
+    for row in due {
+        let id: String = rows::get(&row, "id")?;
+        let changed = sqlx::query(&format!(
+            "UPDATE tokens SET state = 'revoked' WHERE id = $1 AND state = 'active' \
+             AND {IDLE_SINCE} <= $2"
+        ))
+        .arg(&id)
+        .arg(idle_since)
+        .run(conn)
+        .await?;
+        if changed != 1 {
+            continue;
+        }
+        let last_used_at: Option<i64> = rows::get(&row, "last_used_at")?;
+        let event = NewAuditEvent {
+            action: "token.revoked".to_owned(),
+            actor_id: None,
+            actor_token_id: None,
+            target_type: Some("token".to_owned()),
+            target_id: Some(id.clone()),
+            workspace_id: rows::get(&row, "workspace_id")?,
+            subject_user_id: rows::get(&row, "owner_id")?,
+            ip: None,
+            details: serde_json::json!({
+                "type": rows::get::<String>(&row, "token_type")?,
+                "name": rows::get::<String>(&row, "name")?,
+                "reason": "idle",
+                "idle_revoke_days": idle_days,
+                "last_used_at": last_used_at,
+            }),
         };
         audit(conn, now, &event).await?;
         bump(conn, ChangeKind::Token, &id).await?;

@@ -21,7 +21,8 @@ use crate::{Change, ChangeKind, IdempotencyRecord, SigningKeyRecord, StoreError,
 
 /// Columns of an org row.
 pub(crate) const ORG_SELECT: &str = "SELECT id, name, enabled_types, personal_token_ttl_days, \
-     max_tokens_per_user, token_creators, recoverable_types FROM orgs";
+     max_tokens_per_user, token_creators, recoverable_types, idle_revoke_days, \
+     max_token_lifetime_days FROM orgs";
 
 /// The instance settings row.
 pub(crate) const INSTANCE_SELECT: &str =
@@ -148,6 +149,8 @@ pub(crate) fn token_settings(row: &impl SqlRow) -> StoreResult<TokenSettings> {
             .ok_or_else(|| corrupt("token_creators", &creators))?,
         recoverable_types: u8::try_from(recoverable)
             .map_err(|_| corrupt("recoverable_types", recoverable))?,
+        idle_revoke_days: opt_u32_of(row, "idle_revoke_days")?,
+        max_token_lifetime_days: opt_u32_of(row, "max_token_lifetime_days")?,
     })
 }
 
