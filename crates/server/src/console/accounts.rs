@@ -181,6 +181,7 @@ async fn build_account(
             show_owner: false,
             show_workspace: true,
             empty_text: "No tokens yet.",
+            inventory: None,
         },
         listed,
         &query,

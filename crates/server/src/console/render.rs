@@ -493,6 +493,11 @@ pub fn done_text(code: &str, subject: Option<&str>) -> Option<String> {
             None => "Delivery queued again.".to_owned(),
         },
         "saved" => "Settings saved. They apply from the next request.".to_owned(),
+        // The subject is the whole outcome (what was revoked, what skipped and why), signed
+        // like every subject; without a good signature only the fixed text shows.
+        "bulk-revoked" => subject
+            .map(str::to_owned)
+            .unwrap_or_else(|| "The selected tokens were handled.".to_owned()),
         _ => return None,
     })
 }
@@ -655,7 +660,11 @@ fn field_label(field: &str) -> &str {
         "expires_at" => "Expiry",
         "expiry" => "Expiration",
         "workspace" => "Workspace",
-        "owner_id" => "Owner",
+        "owner_id" | "owner" => "Owner",
+        "created_before" => "Created before",
+        "expires_before" => "Expires before",
+        "last_used_before" => "Last used before",
+        "ids" => "Revoke selected",
         "grace_seconds" => "Grace period",
         "metadata" => "Metadata (JSON)",
         "allowed_ips" => "Allowed IPs",

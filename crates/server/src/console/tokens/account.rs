@@ -114,6 +114,7 @@ async fn build(state: &AppState, s: &SignedIn, view: &mut View) -> Result<Accoun
                 show_owner: false,
                 show_workspace: true,
                 empty_text: "You have no personal access tokens.",
+                inventory: None,
             },
             (personal, truncated),
             &query,

@@ -1,5 +1,6 @@
 //! The row actions, one route and one handler each — `…/{id}/revoke`, `/restore`,
-//! `/rotate`, `/delete` — under each token page's prefix (see [`super::TokenPlace`]).
+//! `/rotate`, `/delete` — under each token page's prefix (see [`super::TokenPlace`]), and
+//! `…/bulk-revoke` for the rows ticked on the inventory pages.
 //! A success returns to the page's place (search, filters, sort, page) with a banner that
 //! names the token and the row as scroll anchor; a rotation answers with the show-once
 //! dialog at that place; a refusal shows the page there with the message.
@@ -9,7 +10,7 @@ use std::collections::HashMap;
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
-use latchkey_proto::RotateTokenRequest;
+use latchkey_proto::{BulkRevokeRequest, RotateTokenRequest, SkipReason};
 use time::{Duration, OffsetDateTime};
 
 use super::TokenPlace;
@@ -161,4 +162,103 @@ fn grace_note(grace: u64, now: OffsetDateTime) -> Vec<Part> {
         Part::Time(when(until, now)),
         Part::Text(".".into()),
     ]
+}
+
+/// Most names a bulk revoke's banner spells out per list (the rest are counted).
+const NAMED_IN_BANNER: usize = 20;
+
+/// `POST …/bulk-revoke` (the ticked rows' `ids`): revokes them in one transaction as
+/// `POST /api/v1/tokens/bulk-revoke` does and returns to the form's place with a banner
+/// naming what was revoked and what was skipped, with why.
+pub async fn bulk_revoke(
+    State(state): State<AppState>,
+    target: TokenTarget,
+    Form { s, data }: Form,
+) -> Response {
+    let back = data.back_or(&target.place.url());
+    let ids = data.all("ids");
+    let result = if ids.is_empty() {
+        Err(ApiError::field("ids", "select the tokens to revoke first"))
+    } else {
+        state.bulk_revoke(&s.p, BulkRevokeRequest { ids }).await
+    };
+    let answer = match result {
+        Ok(answer) => answer,
+        Err(e) => {
+            let view = View::refused(&state, &e, back);
+            return target.place.failed(&state, &s, e, view).await;
+        }
+    };
+    // Names read after the revoke: each id the caller may see is named, others by id.
+    let named = |id: &str| {
+        let state = &state;
+        let s = &s;
+        let id = id.to_owned();
+        async move {
+            match state.get_token(&s.p, &id).await {
+                Ok(t) => format!("“{}”", t.name),
+                Err(_) => id,
+            }
+        }
+    };
+    let mut text = String::new();
+    if !answer.revoked.is_empty() {
+        let mut names = Vec::new();
+        for id in answer.revoked.iter().take(NAMED_IN_BANNER) {
+            names.push(named(id).await);
+        }
+        text.push_str(&format!(
+            "Revoked {}: {}{}.",
+            count(answer.revoked.len()),
+            names.join(", "),
+            more(answer.revoked.len())
+        ));
+    }
+    if !answer.skipped.is_empty() {
+        let mut names = Vec::new();
+        for skipped in answer.skipped.iter().take(NAMED_IN_BANNER) {
+            names.push(format!(
+                "{} ({})",
+                named(&skipped.id).await,
+                skip_text(skipped.reason)
+            ));
+        }
+        if !text.is_empty() {
+            text.push(' ');
+        }
+        text.push_str(&format!(
+            "Skipped {}: {}{}.",
+            count(answer.skipped.len()),
+            names.join(", "),
+            more(answer.skipped.len())
+        ));
+    }
+    s.done(&back, Flash::new("bulk-revoked").subject(text).anchor("tokens"))
+}
+
+fn count(n: usize) -> String {
+    if n == 1 {
+        "1 token".to_owned()
+    } else {
+        format!("{n} tokens")
+    }
+}
+
+fn more(n: usize) -> String {
+    if n > NAMED_IN_BANNER {
+        format!(" and {} more", n - NAMED_IN_BANNER)
+    } else {
+        String::new()
+    }
+}
+
+/// Why a token was left alone, as a person reads it.
+fn skip_text(reason: SkipReason) -> &'static str {
+    match reason {
+        SkipReason::NotFound => "not found",
+        SkipReason::Forbidden => "you may not revoke it",
+        SkipReason::AlreadyRevoked => "already revoked",
+        SkipReason::Expired => "expired",
+        SkipReason::Duplicate => "selected twice",
+    }
 }

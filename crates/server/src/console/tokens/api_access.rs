@@ -6,8 +6,9 @@ use axum::extract::State;
 use axum::response::Response;
 use latchkey_proto::TokenType;
 
-use super::list::{ListQuery, read_all};
-use super::{CreateForm, TableSpec, TokenPlace, TokenTable, create_from_form, form_open};
+use super::list::ListQuery;
+use super::{CreateForm, InventorySpec, TableSpec, TokenPlace, TokenTable, create_from_form};
+use super::{form_open, inventory_or_notice};
 use super::{project_groups, token_table, workspace_types};
 use crate::console::extract::{Form, OrgAdmin, SignedIn, Visit};
 use crate::console::pages::org_admins_only;
@@ -40,8 +41,15 @@ async fn build(state: &AppState, s: &SignedIn, view: &mut View) -> Result<ApiAcc
     let query = ListQuery::from_query(&view.query());
     let open = form_open(view);
     view.here = query.url(&place.url());
-    let listed = read_all(|page| async move { state.list_org_tokens(&s.p, &page).await }).await?;
     let all_ws = workspaces_of(state, s).await?;
+    let inventory = InventorySpec {
+        workspace: None,
+        workspaces: all_ws
+            .iter()
+            .map(|w| (w.id.clone(), w.name.clone()))
+            .collect(),
+    };
+    let listed = inventory_or_notice(state, s, &query, &inventory, view).await?;
     let (form, refusal) = match all_ws.first() {
         _ if !open => (None, None),
         None => (None, Some("Create a workspace first.".to_owned())),
@@ -95,6 +103,7 @@ async fn build(state: &AppState, s: &SignedIn, view: &mut View) -> Result<ApiAcc
                 show_owner: true,
                 show_workspace: true,
                 empty_text: "No tokens yet.",
+                inventory: Some(inventory),
             },
             listed,
             &query,

@@ -13,6 +13,8 @@ use time::{Duration, OffsetDateTime};
 use super::super::render::Choice;
 use super::super::session::encode;
 use crate::error::ApiError;
+use crate::service::InventoryQuery;
+use time::format_description::well_known::Rfc3339;
 
 /// Rows a page shows.
 pub const PAGE_SIZE: usize = 25;
@@ -114,8 +116,11 @@ pub fn expires_soon(t: &Token, now: OffsetDateTime) -> bool {
 }
 
 /// A list's search, filters, sort and page, as the query string holds them
-/// (`q`, `type`, `state`, `sort`, `page`). Unknown values mean the default: this reads a
-/// browser's address bar, where a stale link should still show a page.
+/// (`q`, `type`, `state`, `sort`, `page`, and on the inventory pages `owner`, `workspace`,
+/// `created_before`, `expires_before`, `last_used_before`, `never_used`). Unknown values
+/// of the selects mean the default: this reads a browser's address bar, where a stale link
+/// should still show a page. The inventory's typed filters are kept as written and checked
+/// by the service ([`ListQuery::inventory`]), so a bad one is said, not dropped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListQuery {
     /// Name contains (case-insensitive).
@@ -124,6 +129,18 @@ pub struct ListQuery {
     pub token_type: Option<TokenType>,
     /// Only this state.
     pub state: Option<StateFilter>,
+    /// Only this owner (username or user id; "" any).
+    pub owner: String,
+    /// Only this workspace (id; "" any).
+    pub workspace: String,
+    /// Only created before this date or instant ("" any).
+    pub created_before: String,
+    /// Only expiring before this date or instant ("" any).
+    pub expires_before: String,
+    /// Only last used before this date or instant ("" any).
+    pub last_used_before: String,
+    /// Only tokens never used.
+    pub never_used: bool,
     /// The order.
     pub sort: Sort,
     /// 1-based page.
@@ -136,6 +153,12 @@ impl Default for ListQuery {
             q: String::new(),
             token_type: None,
             state: None,
+            owner: String::new(),
+            workspace: String::new(),
+            created_before: String::new(),
+            expires_before: String::new(),
+            last_used_before: String::new(),
+            never_used: false,
             sort: Sort::Newest,
             page: 1,
         }
@@ -146,12 +169,19 @@ impl ListQuery {
     /// Reads the query.
     pub fn from_query(query: &HashMap<String, String>) -> ListQuery {
         let get = |k: &str| query.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
+        let text = |k: &str| get(k).unwrap_or("").chars().take(200).collect::<String>();
         ListQuery {
-            q: get("q").unwrap_or("").chars().take(200).collect(),
+            q: text("q"),
             token_type: get("type").and_then(TokenType::parse),
             state: get("state")
                 .and_then(|v| STATES.iter().find(|(_, name, _)| *name == v))
                 .map(|(s, _, _)| *s),
+            owner: text("owner"),
+            workspace: text("workspace"),
+            created_before: text("created_before"),
+            expires_before: text("expires_before"),
+            last_used_before: text("last_used_before"),
+            never_used: get("never_used").is_some_and(|v| v == "true"),
             sort: get("sort").and_then(Sort::parse).unwrap_or_default(),
             page: get("page")
                 .and_then(|p| p.parse::<usize>().ok())
@@ -162,7 +192,81 @@ impl ListQuery {
 
     /// Whether anything narrows the list.
     pub fn filtered(&self) -> bool {
-        !self.q.is_empty() || self.token_type.is_some() || self.state.is_some()
+        !self.q.is_empty()
+            || self.token_type.is_some()
+            || self.state.is_some()
+            || self.never_used
+            || self.inventory_texts().iter().any(|(_, v)| !v.is_empty())
+    }
+
+    /// The inventory's text filters, by their query names.
+    fn inventory_texts(&self) -> [(&'static str, &String); 5] {
+        [
+            ("owner", &self.owner),
+            ("workspace", &self.workspace),
+            ("created_before", &self.created_before),
+            ("expires_before", &self.expires_before),
+            ("last_used_before", &self.last_used_before),
+        ]
+    }
+
+    /// This list's filters as the inventory's query (`GET /api/v1/tokens`), in workspace
+    /// `workspace` when the page is one workspace's (else the chosen one). "Expires soon"
+    /// is active and expiring within [`EXPIRES_SOON`] of `now` (or before the chosen
+    /// date, if sooner).
+    pub fn inventory(&self, workspace: Option<&str>, now: OffsetDateTime) -> InventoryQuery {
+        let some = |v: &String| (!v.is_empty()).then(|| v.clone());
+        let mut query = InventoryQuery {
+            token_type: self.token_type.map(|t| t.as_str().to_owned()),
+            state: match self.state {
+                None => None,
+                Some(StateFilter::Is(s)) => Some(s.as_str().to_owned()),
+                Some(StateFilter::ExpiresSoon) => Some(TokenState::Active.as_str().to_owned()),
+            },
+            workspace: workspace.map(str::to_owned).or_else(|| some(&self.workspace)),
+            owner: some(&self.owner),
+            q: some(&self.q),
+            created_before: some(&self.created_before),
+            expires_before: some(&self.expires_before),
+            last_used_before: some(&self.last_used_before),
+            never_used: self.never_used.then(|| "true".to_owned()),
+            ..InventoryQuery::default()
+        };
+        if self.state == Some(StateFilter::ExpiresSoon) {
+            let soon = now + EXPIRES_SOON;
+            let chosen = query.filter().ok().and_then(|f| f.expires_before);
+            if chosen.is_none_or(|at| at > soon) {
+                query.expires_before = soon.format(&Rfc3339).ok();
+            }
+        }
+        query
+    }
+
+    /// The CSV export of what this list shows (every page): the inventory's address with
+    /// `format=csv`.
+    pub fn csv_url(&self, workspace: Option<&str>, now: OffsetDateTime) -> String {
+        let query = self.inventory(workspace, now);
+        let mut pairs = vec![("format", "csv".to_owned())];
+        for (k, v) in [
+            ("type", &query.token_type),
+            ("state", &query.state),
+            ("workspace", &query.workspace),
+            ("owner", &query.owner),
+            ("q", &query.q),
+            ("created_before", &query.created_before),
+            ("expires_before", &query.expires_before),
+            ("last_used_before", &query.last_used_before),
+            ("never_used", &query.never_used),
+        ] {
+            if let Some(v) = v {
+                pairs.push((k, v.clone()));
+            }
+        }
+        let query: Vec<String> = pairs
+            .into_iter()
+            .map(|(k, v)| format!("{k}={}", encode(&v)))
+            .collect();
+        format!("/api/v1/tokens?{}", query.join("&"))
     }
 
     /// This query as pairs, on page `page`; defaults left out.
@@ -180,6 +284,14 @@ impl ListQuery {
                 .find(|(f, _, _)| *f == s)
                 .map_or("", |(_, n, _)| n);
             pairs.push(("state", name.to_owned()));
+        }
+        for (k, v) in self.inventory_texts() {
+            if !v.is_empty() {
+                pairs.push((k, v.clone()));
+            }
+        }
+        if self.never_used {
+            pairs.push(("never_used", "true".to_owned()));
         }
         if self.sort != Sort::Newest {
             pairs.push(("sort", self.sort.value().to_owned()));

@@ -222,6 +222,84 @@ pub struct FilterBar {
     pub filtered: bool,
     /// The list without filters (same sort).
     pub clear_url: String,
+    /// The inventory's filters and its CSV export (API access and a workspace's API
+    /// Access Tokens), or `None`.
+    pub inventory: Option<InventoryBar>,
+}
+
+/// The inventory's part of the filter form: what the service filters (owner, dates, never
+/// used, workspace) and the CSV export of the same filters.
+#[derive(Debug, Clone)]
+pub struct InventoryBar {
+    /// Owner (username or user id).
+    pub owner: String,
+    /// Created before (YYYY-MM-DD).
+    pub created_before: String,
+    /// Expires before.
+    pub expires_before: String,
+    /// Last used before.
+    pub last_used_before: String,
+    /// Only never-used tokens.
+    pub never_used: bool,
+    /// Workspace options (empty: the page is one workspace's).
+    pub workspaces: Vec<Choice>,
+    /// **Download CSV**: the export of every token these filters match.
+    pub csv_url: String,
+}
+
+/// What makes a table an inventory: the one workspace it lists (its id), or every
+/// workspace with a Workspace filter offering `workspaces` (id, name).
+#[derive(Debug, Clone)]
+pub struct InventorySpec {
+    /// The page's workspace, if it is one workspace's.
+    pub workspace: Option<String>,
+    /// The Workspace filter's workspaces (id, name), when `workspace` is `None`.
+    pub workspaces: Vec<(String, String)>,
+}
+
+/// Every token `s` may see that `query`'s filters match, by the service's inventory
+/// (filters applied by the store, so nothing is missed past [`list::MAX_LISTED`] newer
+/// tokens); the page's own order and paging follow. A filter the service refuses (a date
+/// that is not one, an owner that is no username) comes back as its 422.
+pub async fn read_inventory(
+    state: &AppState,
+    s: &SignedIn,
+    query: &ListQuery,
+    spec: &InventorySpec,
+) -> Result<(Vec<Token>, bool), ApiError> {
+    let filter = query
+        .inventory(spec.workspace.as_deref(), state.clock.now())
+        .filter()?;
+    let filter = &filter;
+    list::read_all(|page| async move { state.list_inventory(&s.p, filter, &page).await }).await
+}
+
+/// [`read_inventory`], with a refused filter shown on the page (its message in `view`'s
+/// banner, status 422, no rows) rather than as an error page.
+pub async fn inventory_or_notice(
+    state: &AppState,
+    s: &SignedIn,
+    query: &ListQuery,
+    spec: &InventorySpec,
+    view: &mut View,
+) -> Result<(Vec<Token>, bool), ApiError> {
+    match read_inventory(state, s, query, spec).await {
+        Err(ApiError::InvalidField { field, message }) => {
+            // The service names its query parameters; the banner names the form's fields.
+            let message = match field.as_str() {
+                "created_before" | "expires_before" | "last_used_before" => {
+                    "give a date (YYYY-MM-DD) or an RFC 3339 time".to_owned()
+                }
+                "owner" => "give a username or a user id".to_owned(),
+                _ => message,
+            };
+            let e = ApiError::InvalidField { field, message };
+            view.notice = Some(Notice::failure(&e, state.clock.now()));
+            view.status = super::render::error_status(&e);
+            Ok((Vec::new(), false))
+        }
+        other => other,
+    }
 }
 
 /// A table of tokens with its filters, pages and row actions.
@@ -259,6 +337,8 @@ pub struct TokenTable {
     pub empty_text: String,
     /// The list stopped at [`list::MAX_LISTED`] tokens.
     pub truncated: bool,
+    /// Rows have checkboxes and the table **Revoke selected** (some row may be revoked).
+    pub bulk: bool,
 }
 
 /// What a page's table shows besides its rows.
@@ -273,6 +353,8 @@ pub struct TableSpec {
     pub show_workspace: bool,
     /// Shown when there are no tokens at all.
     pub empty_text: &'static str,
+    /// An inventory page: the service's filters, Download CSV and Revoke selected.
+    pub inventory: Option<InventorySpec>,
 }
 
 /// Builds the table of `tokens` (all the service listed, newest first) as `query` narrows,
@@ -300,13 +382,34 @@ pub fn token_table(
     };
     let (sort_col, sort_dir) = query.sort.column();
     let show_type = spec.types.len() > 1;
+    let rows: Vec<TokenRow> = paged
+        .items
+        .iter()
+        .map(|t| token_row(state, s, t, now))
+        .collect();
+    let inventory = spec.inventory.as_ref().map(|inv| InventoryBar {
+        owner: query.owner.clone(),
+        created_before: query.created_before.clone(),
+        expires_before: query.expires_before.clone(),
+        last_used_before: query.last_used_before.clone(),
+        never_used: query.never_used,
+        workspaces: if inv.workspace.is_some() {
+            Vec::new()
+        } else {
+            let mut choices = vec![Choice::new("", "Any workspace", query.workspace.is_empty())];
+            choices.extend(
+                inv.workspaces
+                    .iter()
+                    .map(|(id, name)| Choice::new(id.clone(), name.clone(), *id == query.workspace)),
+            );
+            choices
+        },
+        csv_url: query.csv_url(inv.workspace.as_deref(), now),
+    });
     TokenTable {
         caption: spec.caption,
-        rows: paged
-            .items
-            .iter()
-            .map(|t| token_row(state, s, t, now))
-            .collect(),
+        bulk: inventory.is_some() && rows.iter().any(|r| r.can_manage && !r.revoked && !r.expired),
+        rows,
         action_base: place.action_base(),
         show_type,
         show_owner: spec.show_owner,
@@ -326,6 +429,7 @@ pub fn token_table(
                 ..ListQuery::default()
             }
             .url(&base),
+            inventory,
         },
         keep: query.pairs(),
         summary,

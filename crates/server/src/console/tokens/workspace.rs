@@ -7,8 +7,9 @@ use axum::extract::{Path, State};
 use axum::response::Response;
 use latchkey_proto::TokenType;
 
-use super::list::{ListQuery, read_all};
-use super::{CreateForm, TableSpec, TokenPlace, TokenTable, create_from_form, form_open};
+use super::list::ListQuery;
+use super::{CreateForm, InventorySpec, TableSpec, TokenPlace, TokenTable, create_from_form};
+use super::{form_open, inventory_or_notice};
 use super::{project_groups, scope_choices, token_table, workspace_types};
 use crate::console::extract::{Form, SignedIn, Visit};
 use crate::console::render::{Chrome, View};
@@ -47,9 +48,11 @@ async fn build(
     let query = ListQuery::from_query(&view.query());
     let open = form_open(view);
     view.here = query.url(&place.url());
-    let ws_id = ws.id.as_str();
-    let listed =
-        read_all(|page| async move { state.list_workspace_tokens(&s.p, ws_id, &page).await }).await;
+    let inventory = InventorySpec {
+        workspace: Some(ws.id.clone()),
+        workspaces: Vec::new(),
+    };
+    let listed = inventory_or_notice(state, s, &query, &inventory, view).await;
     let (table, list_refusal) = match listed {
         Ok(listed) => (
             Some(token_table(
@@ -65,6 +68,7 @@ async fn build(
                     show_owner: true,
                     show_workspace: false,
                     empty_text: "No tokens yet.",
+                    inventory: Some(inventory),
                 },
                 listed,
                 &query,
