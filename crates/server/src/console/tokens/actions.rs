@@ -233,7 +233,10 @@ pub async fn bulk_revoke(
             more(answer.skipped.len())
         ));
     }
-    s.done(&back, Flash::new("bulk-revoked").subject(text).anchor("tokens"))
+    s.done(
+        &back,
+        Flash::new("bulk-revoked").subject(text).anchor("tokens"),
+    )
 }
 
 fn count(n: usize) -> String {

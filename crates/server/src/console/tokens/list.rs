@@ -223,7 +223,9 @@ impl ListQuery {
                 Some(StateFilter::Is(s)) => Some(s.as_str().to_owned()),
                 Some(StateFilter::ExpiresSoon) => Some(TokenState::Active.as_str().to_owned()),
             },
-            workspace: workspace.map(str::to_owned).or_else(|| some(&self.workspace)),
+            workspace: workspace
+                .map(str::to_owned)
+                .or_else(|| some(&self.workspace)),
             owner: some(&self.owner),
             q: some(&self.q),
             created_before: some(&self.created_before),
@@ -545,6 +547,51 @@ mod tests {
             "/account?q=a%20b%26c&state=expires-soon&sort=name"
         );
         assert_eq!(ListQuery::default().url("/api-access"), "/api-access");
+    }
+
+    #[test]
+    fn inventory_filters_stay_on_every_page_and_reach_the_service() {
+        let now = time::macros::datetime!(2030-01-01 12:00 UTC);
+        let q = query(&[
+            ("q", "ci"),
+            ("owner", "mira"),
+            ("created_before", "2030-01-02"),
+            ("never_used", "true"),
+            ("state", "expires-soon"),
+            ("page", "2"),
+        ]);
+        assert!(q.filtered());
+        assert_eq!(
+            q.url_at("/api-access", 3),
+            "/api-access?q=ci&state=expires-soon&owner=mira&created_before=2030-01-02\
+             &never_used=true&page=3"
+        );
+        let asked = q.inventory(Some("ws1"), now);
+        assert_eq!(asked.workspace.as_deref(), Some("ws1"));
+        assert_eq!(asked.state.as_deref(), Some("active"));
+        assert_eq!(
+            asked.expires_before.as_deref(),
+            Some("2030-01-08T12:00:00Z")
+        );
+        assert_eq!(asked.never_used.as_deref(), Some("true"));
+        assert!(asked.filter().is_ok());
+        assert_eq!(
+            q.csv_url(Some("ws1"), now),
+            "/api/v1/tokens?format=csv&state=active&workspace=ws1&owner=mira&q=ci\
+             &created_before=2030-01-02&expires_before=2030-01-08T12%3A00%3A00Z&never_used=true"
+        );
+        // A sooner date of the person's own wins over "within 7 days"; a bad one is the
+        // service's to refuse (named), not dropped.
+        let sooner = query(&[("state", "expires-soon"), ("expires_before", "2030-01-03")]);
+        assert_eq!(
+            sooner.inventory(None, now).expires_before.as_deref(),
+            Some("2030-01-03")
+        );
+        let bad = query(&[("last_used_before", "soon")]);
+        assert!(matches!(
+            bad.inventory(None, now).filter(),
+            Err(ApiError::InvalidField { field, .. }) if field == "last_used_before"
+        ));
     }
 
     #[test]

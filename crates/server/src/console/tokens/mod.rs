@@ -398,9 +398,9 @@ pub fn token_table(
         } else {
             let mut choices = vec![Choice::new("", "Any workspace", query.workspace.is_empty())];
             choices.extend(
-                inv.workspaces
-                    .iter()
-                    .map(|(id, name)| Choice::new(id.clone(), name.clone(), *id == query.workspace)),
+                inv.workspaces.iter().map(|(id, name)| {
+                    Choice::new(id.clone(), name.clone(), *id == query.workspace)
+                }),
             );
             choices
         },
@@ -408,7 +408,10 @@ pub fn token_table(
     });
     TokenTable {
         caption: spec.caption,
-        bulk: inventory.is_some() && rows.iter().any(|r| r.can_manage && !r.revoked && !r.expired),
+        bulk: inventory.is_some()
+            && rows
+                .iter()
+                .any(|r| r.can_manage && !r.revoked && !r.expired),
         rows,
         action_base: place.action_base(),
         show_type,
