@@ -307,7 +307,8 @@ class Console:
         if (el.id === 'confirm-ok') return true;
         const form = el.form;
         if (!form || el.type !== 'submit') return false;
-        return !form.hasAttribute('data-confirm') && form.id !== 'secret-done-form';
+        return !form.hasAttribute('data-confirm') && !form.hasAttribute('data-reveal-copy')
+            && form.id !== 'secret-done-form';
     """
 
     def click(self, kind: str, name: str, scope=None) -> None:

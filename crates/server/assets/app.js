@@ -193,10 +193,45 @@
     });
   }
 
+  // Copy (a recoverable token's secret, as Unleash's copy button does): asks the API for
+  // the secret and puts it on the clipboard without it ever entering the page. Without
+  // script, or when the clipboard refuses, the form posts and the secret dialog shows it.
+  function initRevealCopy() {
+    document.querySelectorAll('form[data-reveal-copy]').forEach(function (form) {
+      var status = document.getElementById(form.getAttribute('data-copy-status'));
+      form.addEventListener('submit', function (event) {
+        if (!window.fetch || !navigator.clipboard || typeof navigator.clipboard.writeText !== 'function') {
+          return;
+        }
+        event.preventDefault();
+        var say = function (text) { if (status) { status.textContent = text; } };
+        say('');
+        window.fetch('/api/v1/tokens/' + encodeURIComponent(form.getAttribute('data-reveal-copy')) + '/reveal', {
+          method: 'POST',
+          credentials: 'same-origin',
+          headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': form.elements.csrf_token.value },
+          body: '{}'
+        }).then(function (response) {
+          return response.json().then(function (body) {
+            if (!response.ok) {
+              say('Could not copy: ' + ((body && body.error && body.error.message) || response.status) + '.');
+              return;
+            }
+            return navigator.clipboard.writeText(body.token).then(
+              function () { say('Copied to the clipboard.'); },
+              function () { form.submit(); }
+            );
+          });
+        }).catch(function () { form.submit(); });
+      });
+    });
+  }
+
   function init() {
     initSecretDialog();
     initConfirm();
     initExpiry();
+    initRevealCopy();
   }
 
   if (document.readyState === 'loading') {

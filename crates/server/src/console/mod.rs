@@ -184,6 +184,7 @@ pub fn routes() -> Router<AppState> {
             .route(&format!("{base}/{{id}}/rotate"), post(actions::rotate))
             .route(&format!("{base}/{{id}}/delete"), post(actions::delete))
             .route(&format!("{base}/{{id}}/policy"), post(policy::save))
+            .route(&format!("{base}/{{id}}/reveal"), post(actions::reveal))
             .route(&format!("{base}/bulk-revoke"), post(actions::bulk_revoke))
     });
     router.layer(middleware::from_fn(security_headers))

@@ -189,13 +189,16 @@ pub enum SecretKind {
     Token,
     /// A webhook endpoint's signing secret (Latchkey keeps it encrypted, to sign with).
     SigningSecret,
+    /// A recoverable token's secret shown again (Latchkey keeps it encrypted; every
+    /// reveal is audited).
+    RevealedToken,
 }
 
 impl SecretKind {
     /// The read-only field's label.
     pub fn label(self) -> &'static str {
         match self {
-            SecretKind::Token => "Token",
+            SecretKind::Token | SecretKind::RevealedToken => "Token",
             SecretKind::SigningSecret => "Signing secret",
         }
     }
@@ -205,6 +208,7 @@ impl SecretKind {
         match self {
             SecretKind::Token => "Copy this token now.",
             SecretKind::SigningSecret => "Copy this signing secret now.",
+            SecretKind::RevealedToken => "Keep this token secret.",
         }
     }
 
@@ -212,6 +216,10 @@ impl SecretKind {
     pub fn warning(self) -> &'static str {
         match self {
             SecretKind::Token => "It will not be shown again: Latchkey keeps only a hash of it.",
+            SecretKind::RevealedToken => {
+                "Latchkey keeps this token's secret encrypted so that it can be revealed \
+                 again; every reveal is recorded in the audit log."
+            }
             SecretKind::SigningSecret => {
                 "It will not be shown again. Your receiver needs it to verify the \
                  webhook-signature header of every delivery."
@@ -221,7 +229,7 @@ impl SecretKind {
 
     /// Whether the dialog says when the secret expires.
     pub fn has_expiry(self) -> bool {
-        self == SecretKind::Token
+        matches!(self, SecretKind::Token | SecretKind::RevealedToken)
     }
 }
 

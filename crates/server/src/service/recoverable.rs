@@ -118,10 +118,28 @@ fn reveal_throttle_key(p: &Principal) -> String {
 
 /// A personal or legacy token's secret goes to its owner only.
 fn may_reveal(p: &Principal, token: &TokenRecord) -> Result<(), ApiError> {
-    if token.token_type.is_user_owned() && token.owner_id.as_deref() != p.user_id() {
+    if !owner_rule_allows(p, token.token_type, token.owner_id.as_deref()) {
         return Err(ApiError::forbidden(
             "only its owner may reveal a personal or legacy token's secret",
         ));
     }
     Ok(())
+}
+
+/// The owner part of who may reveal: anyone (who sees it) for a workspace token, only its
+/// owner for a personal or legacy one.
+fn owner_rule_allows(p: &Principal, token_type: TokenType, owner_id: Option<&str>) -> bool {
+    !token_type.is_user_owned() || owner_id == p.user_id()
+}
+
+impl AppState {
+    /// Whether the console offers **Reveal** on `token` (as a list showed it to `p`, so
+    /// visible): recoverable, working now, and `p` passes the owner rule of
+    /// [`AppState::reveal_token`]; the reveal itself checks everything again.
+    pub fn may_reveal_token(&self, p: &Principal, token: &latchkey_proto::Token) -> bool {
+        token.recoverable
+            && token.state == TokenState::Active
+            && p.user_id().is_some()
+            && owner_rule_allows(p, token.token_type, token.owner_id.as_deref())
+    }
 }

@@ -1,6 +1,6 @@
 //! The row actions, one route and one handler each — `…/{id}/revoke`, `/restore`,
-//! `/rotate`, `/delete` — under each token page's prefix (see [`super::TokenPlace`]), and
-//! `…/bulk-revoke` for the rows ticked on the inventory pages.
+//! `/rotate`, `/delete`, `/reveal` — under each token page's prefix (see
+//! [`super::TokenPlace`]), and `…/bulk-revoke` for the rows ticked on the inventory pages.
 //! A success returns to the page's place (search, filters, sort, page) with a banner that
 //! names the token and the row as scroll anchor; a rotation answers with the show-once
 //! dialog at that place; a refusal shows the page there with the message.
@@ -15,7 +15,7 @@ use time::{Duration, OffsetDateTime};
 
 use super::TokenPlace;
 use crate::console::extract::{Form, FormData, SignedIn};
-use crate::console::render::{Flash, Part, View, when};
+use crate::console::render::{Flash, Notice, Part, SecretDialog, SecretKind, View, when, when_opt};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -263,5 +263,44 @@ fn skip_text(reason: SkipReason) -> &'static str {
         SkipReason::AlreadyRevoked => "already revoked",
         SkipReason::Expired => "expired",
         SkipReason::Duplicate => "selected twice",
+    }
+}
+
+/// `POST …/{id}/reveal`: a recoverable token's secret again, in the secret dialog at the
+/// form's place (with **Copy to Clipboard**); who may, the audit event and the throttle
+/// are the service's (`POST /api/v1/tokens/{id}/reveal`).
+pub async fn reveal(
+    State(state): State<AppState>,
+    target: TokenTarget,
+    Form { s, data }: Form,
+) -> Response {
+    let now = state.clock.now();
+    let back = data.back_or(&target.place.url());
+    let result = async {
+        let token = state.get_token(&s.p, &target.id).await?;
+        let revealed = state.reveal_token(&s.p, &token.id).await?;
+        Ok::<_, ApiError>((token, revealed))
+    }
+    .await;
+    match result {
+        Ok((token, revealed)) => {
+            let notice = Notice::ok(format!("Token revealed: {}.", token.name));
+            let dialog = SecretDialog {
+                heading: "Token revealed".into(),
+                name: token.name,
+                kind: SecretKind::RevealedToken,
+                expires: when_opt(token.expires_at, now),
+                note: Vec::new(),
+                secret: revealed.token,
+            };
+            target
+                .place
+                .render(&state, &s, View::shown(back, dialog, notice))
+                .await
+        }
+        Err(e) => {
+            let view = View::refused(&state, &e, back);
+            target.place.failed(&state, &s, e, view).await
+        }
     }
 }

@@ -165,6 +165,8 @@ pub struct TokenRow {
     pub state_label: &'static str,
     /// Whether this user may revoke, restore, rotate or delete it (the service says).
     pub can_manage: bool,
+    /// Offer **Reveal**: its secret is kept and this user may see it again.
+    pub can_reveal: bool,
     /// Revoked: offer Restore instead of Revoke.
     pub revoked: bool,
     /// Expired: only Delete.
@@ -202,6 +204,7 @@ pub fn token_row(state: &AppState, s: &SignedIn, t: &Token, now: OffsetDateTime)
         state: t.state.as_str(),
         state_label: state_label(t.state),
         can_manage: state.may_manage_token(&s.p, t),
+        can_reveal: state.may_reveal_token(&s.p, t),
         revoked: t.state == TokenState::Revoked,
         expired: t.state == TokenState::Expired,
     }
