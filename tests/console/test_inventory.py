@@ -72,6 +72,12 @@ def test_filters_pages_csv_and_revoke_selected(admin: Console, browsers):
     c.follow("Next page")
     assert query(c) == {"q": "svc-", "page": "2"}
     assert c.rows() == [f"svc-{i:02d}" for i in range(4, -1, -1)]
+    found = c.axe()
+    assert not found, f"inventory page: {found}"
+    c.set_width(mobile=True)
+    assert not c.overflows_horizontally(), "the inventory's filters and checkboxes at 375 px"
+    c.screenshot("inventory-mobile")
+    c.set_width(mobile=False)
     assert c.field("Search tokens").get_attribute("value") == "svc-"
 
     # Download CSV: the same filters, every page.
@@ -187,6 +193,8 @@ def test_member_sees_only_theirs_and_may_not_revoke_others(admin: Console, brows
     forged = http("POST", url, {**cookie_header(m), **FORM}, body)
     assert forged.status == 303, forged.text
     m.go(forged.headers["location"].removeprefix(m.base))
+    found = m.axe()
+    assert not found, f"a member's inventory after a bulk revoke: {found}"
     assert "Skipped 2 tokens" in m.banner(), m.banner()
     assert f"{admin_personal['id']} (not found)" in m.banner()
     assert "“shared-client” (you may not revoke it)" in m.banner()

@@ -70,6 +70,8 @@ def test_reveal_on_a_row_and_copy_of_the_legacy_token(admin: Console):
     ci_id = token_id(c, "ci-reader")
 
     c.press("Reveal ci-reader")
+    found = c.axe()
+    assert not found, f"the reveal dialog: {found}"
     assert read_revealed(c, "ci-reader") == kept
     assert "Token revealed: ci-reader." in c.banner()
     assert revealed_events(c, ci_id) == 1
