@@ -28,6 +28,7 @@ pub mod limits;
 pub mod policy;
 pub mod recoverable;
 pub mod tokens;
+pub mod usage;
 pub mod users;
 
 pub use accounts::*;
@@ -40,6 +41,7 @@ pub use limits::*;
 pub use policy::*;
 pub use recoverable::*;
 pub use tokens::*;
+pub use usage::*;
 pub use users::*;
 
 /// The one list of conformance cases, by area (each area is a module of
@@ -126,6 +128,10 @@ macro_rules! conformance_cases {
             recoverable {
                 recoverable_sealed_secret_lifecycle,
                 recoverable_erased_when_type_taken_off,
+            }
+            usage {
+                usage_flushes_add_up_and_keep_newest_ips,
+                usage_flush_of_many_tokens,
             }
         }
     };

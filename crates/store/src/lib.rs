@@ -322,6 +322,60 @@ pub fn latest_use_per_token(batch: &[LastUsed]) -> Vec<(&str, i64, Option<&str>)
         .collect()
 }
 
+/// Uses of one token on one UTC day, counted in memory and added to the stored count by
+/// a flush ([`Store::record_usage`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageCount {
+    /// Token.
+    pub token_id: String,
+    /// The UTC day.
+    pub day: time::Date,
+    /// Uses on that day not yet stored.
+    pub count: u64,
+}
+
+/// A token seen used from an address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IpSeen {
+    /// Token.
+    pub token_id: String,
+    /// The address, as text.
+    pub ip: String,
+    /// When (the latest use from it).
+    pub at: OffsetDateTime,
+}
+
+/// One flush of a node's usage buffer, written in one transaction by
+/// [`Store::record_usage`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UsageBatch {
+    /// Last-used observations (as [`Store::record_last_used`] merges them).
+    pub last_used: Vec<LastUsed>,
+    /// Uses to add per token and day.
+    pub days: Vec<UsageCount>,
+    /// Addresses seen.
+    pub ips: Vec<IpSeen>,
+}
+
+impl UsageBatch {
+    /// Whether there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.last_used.is_empty() && self.days.is_empty() && self.ips.is_empty()
+    }
+}
+
+/// How many addresses [`Store::record_usage`] keeps per token (the newest).
+pub const USAGE_IPS_KEPT: usize = 5;
+
+/// What is stored of a token's usage ([`Store::token_usage`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TokenUsage {
+    /// The addresses it was used from lately, newest first (at most [`USAGE_IPS_KEPT`]).
+    pub last_ips: Vec<(String, OffsetDateTime)>,
+    /// Uses per UTC day, oldest first; days without uses are left out.
+    pub daily: Vec<(time::Date, u64)>,
+}
+
 /// What the housekeeping sweep removes: rows that no request can use any more.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Retention {
@@ -333,6 +387,8 @@ pub struct Retention {
     pub idempotency_before: OffsetDateTime,
     /// How many of the newest change-feed rows to keep (at least one is always kept).
     pub keep_changes: u64,
+    /// Daily usage counts of days before this one are deleted.
+    pub usage_days_before: time::Date,
 }
 
 /// What [`Store::purge_retired`] deleted.
@@ -344,6 +400,8 @@ pub struct Purged {
     pub idempotency: u64,
     /// Change-feed rows older than the kept window.
     pub changes: u64,
+    /// Daily usage counts older than kept.
+    pub usage_days: u64,
 }
 
 /// Everything the first start creates, in one transaction guarded by a unique row so that
@@ -684,6 +742,14 @@ pub trait Store: Send + Sync + 'static {
     /// Merges last-used observations (latest time wins, the IP goes with the time; unknown
     /// tokens are ignored). Not a change: records nothing in the change feed.
     async fn record_last_used(&self, batch: &[LastUsed]) -> StoreResult<()>;
+    /// Writes one flush of usage in one transaction: the last-used observations (as
+    /// [`Store::record_last_used`]), adds each day's count to the stored one, and moves
+    /// each address's last-seen time forward, keeping the [`USAGE_IPS_KEPT`] newest per
+    /// token. Unknown tokens are ignored. Not a change: records nothing in the change feed.
+    async fn record_usage(&self, batch: &UsageBatch) -> StoreResult<()>;
+    /// A token's stored usage: its newest addresses and its counts of the days from
+    /// `since` on. An unknown token has none (not an error: usage is not the token).
+    async fn token_usage(&self, id: &str, since: time::Date) -> StoreResult<TokenUsage>;
     /// Revokes several tokens in one transaction: each of `requests` (a token id and the
     /// audit event of its revocation) whose token is stored `active` and not expired at
     /// `now` becomes `revoked`, with its audit event (so its lifecycle event) and its own

@@ -172,6 +172,7 @@ pub async fn purge_retired_rows(store: Arc<dyn Store>) {
             sessions_idle_since: at(200),
             idempotency_before: at(300),
             keep_changes: 2,
+            usage_days_before: t0().date(),
         })
         .await
         .unwrap();
@@ -181,6 +182,7 @@ pub async fn purge_retired_rows(store: Arc<dyn Store>) {
             sessions: 2,
             idempotency: 1,
             changes: u64::try_from(feed.len() - 2).unwrap(),
+            usage_days: 0,
         }
     );
     assert_eq!(
@@ -230,6 +232,7 @@ pub async fn purge_retired_rows(store: Arc<dyn Store>) {
             sessions_idle_since: at(200),
             idempotency_before: at(300),
             keep_changes: 0,
+            usage_days_before: t0().date(),
         })
         .await
         .unwrap();

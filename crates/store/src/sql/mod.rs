@@ -47,7 +47,7 @@ use crate::{
 use crate::{
     AuditFilter, BootstrapPlan, BulkRevoked, Change, ChangeKind, IdempotencyRecord, LastUsed,
     PageRequest, Paged, Purged, Retention, SigningKeyRecord, StateFilter, Store, StoreError,
-    StoreResult, TokenFilter, TokenPolicyPatch, UserPatch,
+    StoreResult, TokenFilter, TokenPolicyPatch, TokenUsage, UsageBatch, UserPatch,
 };
 use latchkey_core::token_policy::{BudgetKind, LeaseGrant, LeaseReport};
 
@@ -928,6 +928,18 @@ impl<B: SqlBackend> Store for B {
         }
         let batch = batch.to_vec();
         in_write!(self: Self, Serialized, |conn| ops::record_last_used(conn, &batch))
+    }
+
+    async fn record_usage(&self, batch: &UsageBatch) -> StoreResult<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let batch = batch.clone();
+        in_write!(self: Self, Serialized, |conn| ops::record_usage(conn, &batch))
+    }
+
+    async fn token_usage(&self, id: &str, since: time::Date) -> StoreResult<TokenUsage> {
+        on_read!(self: Self, |conn| ops::token_usage(conn, id, since).await)
     }
 
     async fn update_token_policy(

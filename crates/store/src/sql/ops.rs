@@ -18,11 +18,12 @@ use latchkey_core::{
 use latchkey_proto::{OrgRole, TokenType, WorkspaceRole};
 use time::{Duration, OffsetDateTime};
 
-use super::driver::{Arg, Conn, Fetch};
+use super::driver::{Arg, Conn, Fetch, Param, Statement};
 use super::{SqlBackend, rows};
 use crate::{
     BootstrapPlan, BulkRevoked, ChangeKind, IdempotencyRecord, LastUsed, Purged, Retention,
-    RevokeSkipped, SigningKeyRecord, StoreError, StoreResult, TokenPolicyPatch, UserPatch,
+    RevokeSkipped, SigningKeyRecord, StoreError, StoreResult, TokenPolicyPatch, TokenUsage,
+    USAGE_IPS_KEPT, UsageBatch, UserPatch,
 };
 
 /// How long an idempotent answer is kept (DESIGN.md §7: 24 h).
@@ -1380,6 +1381,12 @@ pub(crate) async fn reveal_token<B: SqlBackend>(
 
 async fn delete_token_rows<B: SqlBackend>(conn: &mut Conn<'_, B>, id: &str) -> StoreResult<u64> {
     drop_budget(conn, id, None).await?;
+    for table in ["token_usage_days", "token_usage_ips"] {
+        sqlx::query(&format!("DELETE FROM {table} WHERE token_id = $1"))
+            .arg(id)
+            .run(conn)
+            .await?;
+    }
     sqlx::query("DELETE FROM token_secrets WHERE token_id = $1")
         .arg(id)
         .run(conn)
@@ -1535,6 +1542,153 @@ pub(crate) async fn record_last_used<B: SqlBackend>(
     B::record_last_used(conn, &latest).await
 }
 
+/// Rows per statement of a usage flush (three arguments each: far below both engines'
+/// limits on arguments, while a flush of tens of thousands of tokens stays a few dozen
+/// statements).
+const USAGE_CHUNK: usize = 500;
+
+/// A UTC day as stored: days since 1970-01-01.
+pub(crate) fn day_number(day: time::Date) -> i64 {
+    i64::from(day.to_julian_day() - OffsetDateTime::UNIX_EPOCH.date().to_julian_day())
+}
+
+/// A stored day number as the date.
+fn day_of(number: i64) -> StoreResult<time::Date> {
+    i32::try_from(number)
+        .ok()
+        .and_then(|n| n.checked_add(OffsetDateTime::UNIX_EPOCH.date().to_julian_day()))
+        .and_then(|julian| time::Date::from_julian_day(julian).ok())
+        .ok_or_else(|| StoreError::Internal(format!("stored usage day {number} is out of range")))
+}
+
+/// `WITH u (token_id, <columns>) AS (VALUES ($1, $2, $3), ...) ` for `rows`.
+fn usage_values<'a>(columns: &str, rows: impl Iterator<Item = (&'a str, Param, i64)>) -> Statement {
+    let mut statement = Statement::new(&format!("WITH u (token_id, {columns}) AS (VALUES "));
+    for (i, (token_id, middle, last)) in rows.enumerate() {
+        statement.push(if i == 0 { "(" } else { ", (" });
+        statement
+            .param(token_id)
+            .push(", ")
+            .param(middle)
+            .push(", ")
+            .param(last)
+            .push(")");
+    }
+    statement.push(") ");
+    statement
+}
+
+/// Writes one usage flush (see [`crate::Store::record_usage`]). Each part is merged here
+/// first (per token and day, the sum; per token and address, the latest), so a statement
+/// never touches a row twice (PostgreSQL refuses that in one `INSERT ... ON CONFLICT`).
+pub(crate) async fn record_usage<B: SqlBackend>(
+    conn: &mut Conn<'_, B>,
+    batch: &UsageBatch,
+) -> StoreResult<()> {
+    if !batch.last_used.is_empty() {
+        record_last_used(conn, &batch.last_used).await?;
+    }
+    let mut days: std::collections::BTreeMap<(&str, i64), i64> = Default::default();
+    for used in &batch.days {
+        let count = i64::try_from(used.count).unwrap_or(i64::MAX);
+        let sum = days
+            .entry((&used.token_id, day_number(used.day)))
+            .or_default();
+        *sum = sum.saturating_add(count);
+    }
+    let days: Vec<(&str, i64, i64)> = days.into_iter().map(|((t, d), n)| (t, d, n)).collect();
+    for chunk in days.chunks(USAGE_CHUNK) {
+        let rows = chunk.iter().map(|&(t, d, n)| (t, Param::Int(d), n));
+        let mut statement = usage_values("day, count", rows);
+        statement.push(
+            "INSERT INTO token_usage_days (token_id, day, count) \
+             SELECT u.token_id, u.day, u.count FROM u WHERE u.token_id IN (SELECT id FROM tokens) \
+             ON CONFLICT (token_id, day) DO UPDATE SET count = token_usage_days.count + excluded.count",
+        );
+        statement.query().run(conn).await?;
+    }
+    let mut ips: std::collections::BTreeMap<(&str, &str), i64> = Default::default();
+    for seen in &batch.ips {
+        let at = secs(seen.at);
+        let latest = ips.entry((&seen.token_id, &seen.ip)).or_insert(at);
+        *latest = (*latest).max(at);
+    }
+    let ips: Vec<((&str, &str), i64)> = ips.into_iter().collect();
+    for chunk in ips.chunks(USAGE_CHUNK) {
+        let rows = chunk.iter().map(|&((t, ip), at)| (t, Param::from(ip), at));
+        let mut statement = usage_values("ip, last_seen_at", rows);
+        statement.push(
+            "INSERT INTO token_usage_ips (token_id, ip, last_seen_at) \
+             SELECT u.token_id, u.ip, u.last_seen_at FROM u \
+             WHERE u.token_id IN (SELECT id FROM tokens) \
+             ON CONFLICT (token_id, ip) DO UPDATE SET last_seen_at = CASE \
+             WHEN excluded.last_seen_at > token_usage_ips.last_seen_at \
+             THEN excluded.last_seen_at ELSE token_usage_ips.last_seen_at END",
+        );
+        statement.query().run(conn).await?;
+        // Only the newest few per token are ever shown: trim the tokens just written.
+        let mut trim = Statement::new(
+            "DELETE FROM token_usage_ips WHERE (token_id, ip) IN (SELECT token_id, ip FROM \
+             (SELECT token_id, ip, ROW_NUMBER() OVER (PARTITION BY token_id \
+             ORDER BY last_seen_at DESC, ip) AS n FROM token_usage_ips WHERE token_id IN (",
+        );
+        let mut last = None;
+        for &((token_id, _), _) in chunk {
+            if last == Some(token_id) {
+                continue;
+            }
+            if last.is_some() {
+                trim.push(", ");
+            }
+            trim.param(token_id);
+            last = Some(token_id);
+        }
+        trim.push(")) AS r WHERE r.n > ")
+            .param(i64::try_from(USAGE_IPS_KEPT).unwrap_or(i64::MAX))
+            .push(")");
+        trim.query().run(conn).await?;
+    }
+    Ok(())
+}
+
+/// A token's stored usage from day `since` on (see [`crate::Store::token_usage`]).
+pub(crate) async fn token_usage<B: SqlBackend>(
+    conn: &mut Conn<'_, B>,
+    id: &str,
+    since: time::Date,
+) -> StoreResult<TokenUsage> {
+    let ips = sqlx::query(
+        "SELECT ip, last_seen_at FROM token_usage_ips WHERE token_id = $1 \
+         ORDER BY last_seen_at DESC, ip LIMIT $2",
+    )
+    .arg(id)
+    .arg(i64::try_from(USAGE_IPS_KEPT).unwrap_or(i64::MAX))
+    .all(conn)
+    .await?;
+    let days = sqlx::query(
+        "SELECT day, count FROM token_usage_days WHERE token_id = $1 AND day >= $2 ORDER BY day",
+    )
+    .arg(id)
+    .arg(day_number(since))
+    .all(conn)
+    .await?;
+    let mut usage = TokenUsage::default();
+    for row in ips {
+        let at: i64 = rows::get(&row, "last_seen_at")?;
+        usage
+            .last_ips
+            .push((rows::get(&row, "ip")?, latchkey_core::from_unix(at)));
+    }
+    for row in days {
+        let count: i64 = rows::get(&row, "count")?;
+        usage.daily.push((
+            day_of(rows::get(&row, "day")?)?,
+            u64::try_from(count).unwrap_or(0),
+        ));
+    }
+    Ok(usage)
+}
+
 /// Marks active tokens past their expiry as `expired`, one `token.expired` event each.
 pub(crate) async fn expire_tokens<B: SqlBackend>(
     conn: &mut Conn<'_, B>,
@@ -1676,10 +1830,15 @@ pub(crate) async fn purge_retired<B: SqlBackend>(
     .arg(keep)
     .run(conn)
     .await?;
+    let usage_days = sqlx::query("DELETE FROM token_usage_days WHERE day < $1")
+        .arg(day_number(retention.usage_days_before))
+        .run(conn)
+        .await?;
     Ok(Purged {
         sessions,
         idempotency,
         changes,
+        usage_days,
     })
 }
 
