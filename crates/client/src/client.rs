@@ -12,9 +12,9 @@ use latchkey_proto::{
     AuditEvent, CreateProjectRequest, CreateTokenRequest, CreateUserRequest,
     CreateWorkspaceRequest, CreatedToken, Health, InstanceSettings, Me, Member, Page, Project,
     PutMemberRequest, RefreshRequest, RefreshResponse, RevealedToken, RotateTokenRequest,
-    SignInRequest, Token, TokenSettings, UpdateInstanceSettingsRequest, UpdateTokenRequest,
-    UpdateTokenSettingsRequest, UpdateUserRequest, User, UserKind, VerifyRequest, VerifyResponse,
-    Workspace, WorkspaceRole,
+    SignInRequest, Token, TokenSettings, TokenUsage, UpdateInstanceSettingsRequest,
+    UpdateTokenRequest, UpdateTokenSettingsRequest, UpdateUserRequest, User, UserKind,
+    VerifyRequest, VerifyResponse, Workspace, WorkspaceRole,
 };
 use latchkey_proto::{BulkRevokeRequest, BulkRevokeResponse, TokenState, TokenType};
 use latchkey_proto::{
@@ -1101,6 +1101,17 @@ impl Tokens<'_> {
     pub async fn get(&self, id: &str) -> Result<Token, Error> {
         self.client
             .get(&format!("/api/v1/tokens/{}", Seg(id)))
+            .await
+    }
+
+    /// `GET /api/v1/tokens/{id}/usage`: the last use, the last 5 distinct client
+    /// addresses (newest first) and the uses per UTC day over the last 90 days (oldest
+    /// first). Counted in memory by the nodes and written with their last-used flush, so
+    /// other nodes' uses show up to `last_used_flush_secs` late. 404 for a token you may
+    /// not see.
+    pub async fn usage(&self, id: &str) -> Result<TokenUsage, Error> {
+        self.client
+            .get(&format!("/api/v1/tokens/{}/usage", Seg(id)))
             .await
     }
 

@@ -121,6 +121,42 @@ pub struct RevealedToken {
     pub token: String,
 }
 
+/// `GET /api/v1/tokens/{id}/usage`: how a token has been used lately, as counted by the
+/// nodes and flushed with the last-used batch (accurate to the flush interval).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TokenUsage {
+    /// Last successful use (`null`: never used).
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_used_at: Option<OffsetDateTime>,
+    /// The last 5 distinct addresses it was used from, newest first (uses whose address
+    /// is unknown, such as a verify call without `ip`, add none).
+    pub last_ips: Vec<IpUse>,
+    /// Uses per UTC day over the last 90 days, oldest first, today last; days without
+    /// uses count 0.
+    pub daily: Vec<DailyUse>,
+}
+
+/// An address a token was used from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct IpUse {
+    /// The address.
+    pub ip: String,
+    /// The latest use from it.
+    #[serde(with = "time::serde::rfc3339")]
+    pub last_seen_at: OffsetDateTime,
+}
+
+/// A token's uses on one UTC day.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DailyUse {
+    /// The day, `YYYY-MM-DD` (UTC).
+    #[schema(format = Date)]
+    pub date: String,
+    /// Successful uses that day: API calls with the token, forward-auth checks, verify
+    /// and introspection answers that found it valid.
+    pub count: u64,
+}
+
 impl std::fmt::Debug for RevealedToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("RevealedToken { token: <redacted> }")

@@ -196,7 +196,7 @@ pub async fn serve_with_metrics(
     {
         tracing::warn!(error = %e, "could not give leased uses back at shutdown");
     }
-    match state.last_used.flush(state.store.as_ref()).await {
+    match state.flush_usage().await {
         Ok(n) => tracing::info!(flushed = n, "last-used times flushed at shutdown"),
         Err(e) => tracing::error!(error = %e, "could not flush last-used times at shutdown"),
     }
@@ -309,27 +309,8 @@ fn spawn_background(
         every(flush, stop.clone(), move || {
             let s = s2.clone();
             Box::pin(async move {
-                let oldest = s.last_used.oldest_pending();
-                let started = Instant::now();
-                let flushed = s.last_used.flush(s.store.as_ref()).await;
-                s.metrics.observe_store(
-                    crate::metrics::StoreOp::RecordLastUsed,
-                    started.elapsed(),
-                    flushed.is_ok(),
-                );
-                match flushed {
-                    Ok(n) => {
-                        s.metrics
-                            .last_used_flushed
-                            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
-                        if let Some(oldest) = oldest.filter(|_| n > 0) {
-                            let lag = s.clock.now_secs().saturating_sub(oldest);
-                            s.metrics.observe_flush_lag(Duration::from_secs(
-                                u64::try_from(lag).unwrap_or(0),
-                            ));
-                        }
-                    }
-                    Err(e) => tracing::warn!(error = %e, "last-used flush failed; will retry"),
+                if let Err(e) = s.flush_usage().await {
+                    tracing::warn!(error = %e, "last-used flush failed; will retry");
                 }
             })
         }),

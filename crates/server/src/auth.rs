@@ -313,9 +313,7 @@ impl AppState {
                     }
                 }
                 self.metrics.observe_verify(Ok(()));
-                if grant.note_use(secs) {
-                    self.last_used.record(grant.token_id(), secs, ip.0);
-                }
+                self.last_used.note(grant, secs, ip.0);
                 Ok(Principal {
                     user: checked.verified.owner,
                     credential: Credential::Token {

@@ -31,6 +31,7 @@ pub mod password;
 pub mod procstat;
 pub mod service;
 pub mod state;
+pub mod usage;
 pub mod verifier;
 
 use std::io::Write as _;

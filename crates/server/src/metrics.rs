@@ -162,7 +162,7 @@ pub enum StoreOp {
     LoadUser,
     /// One read of the change feed.
     ChangesSince,
-    /// One batch of last-used times.
+    /// One flush of last-used times and usage counts ([`crate::usage`]).
     RecordLastUsed,
     /// Secret hashes for the verifier's known set (its load, or the tokens the feed
     /// names).

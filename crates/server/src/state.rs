@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use axum::http::HeaderName;
 use dashmap::DashMap;
 use latchkey_core::HashKey;
-use latchkey_store::{LastUsed, Store, StoreError};
+use latchkey_store::Store;
+
+pub use crate::usage::LastUsedBuffer;
 use time::OffsetDateTime;
 
 use crate::config::Config;
@@ -141,86 +143,6 @@ impl<K: Eq + std::hash::Hash + Clone> Throttle<K> {
     pub fn forgive(&self, key: K) {
         if let Some(mut entry) = self.counts.get_mut(&key) {
             entry.1 = entry.1.saturating_sub(1);
-        }
-    }
-}
-
-/// Last-used times kept in memory and flushed in batches, never one write per request.
-///
-/// The hot path calls [`LastUsedBuffer::record`] once per checked token, but only the
-/// first use of a token in each second reaches the map: the grant remembers the second it
-/// last recorded ([`crate::verifier::Grant::note_use`]).
-#[derive(Debug, Default)]
-pub struct LastUsedBuffer {
-    pending: DashMap<Arc<str>, (i64, Option<IpAddr>), FxBuild>,
-    /// Unix seconds of the oldest entry waiting to be written (0: none known).
-    oldest_pending: AtomicI64,
-}
-
-impl LastUsedBuffer {
-    /// Notes a use.
-    pub fn record(&self, token_id: &Arc<str>, now: i64, ip: Option<IpAddr>) {
-        match self.pending.get_mut(token_id) {
-            Some(mut entry) => {
-                if entry.0 < now {
-                    *entry = (now, ip);
-                }
-            }
-            None => {
-                self.pending.insert(Arc::clone(token_id), (now, ip));
-                let _ = self.oldest_pending.compare_exchange(
-                    0,
-                    now,
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                );
-            }
-        }
-    }
-
-    /// The pending time for a token, if any.
-    pub fn pending(&self, token_id: &str) -> Option<i64> {
-        self.pending.get(token_id).map(|e| e.0)
-    }
-
-    /// Unix seconds of the oldest entry not yet written, if any.
-    pub fn oldest_pending(&self) -> Option<i64> {
-        match self.oldest_pending.load(Ordering::Relaxed) {
-            0 => None,
-            t => Some(t),
-        }
-    }
-
-    /// Writes everything pending; on failure keeps it for the next flush.
-    pub async fn flush(&self, store: &dyn Store) -> Result<usize, StoreError> {
-        self.oldest_pending.store(0, Ordering::Relaxed);
-        let keys: Vec<Arc<str>> = self.pending.iter().map(|e| Arc::clone(e.key())).collect();
-        let mut batch = Vec::with_capacity(keys.len());
-        for key in keys {
-            if let Some((id, (at, ip))) = self.pending.remove(&key) {
-                batch.push(LastUsed {
-                    token_id: id.to_string(),
-                    at: latchkey_core::from_unix(at),
-                    ip: ip.map(|ip| ip.to_string()),
-                });
-            }
-        }
-        if batch.is_empty() {
-            return Ok(0);
-        }
-        match store.record_last_used(&batch).await {
-            Ok(()) => Ok(batch.len()),
-            Err(e) => {
-                for item in batch {
-                    let ip = item.ip.and_then(|s| s.parse().ok());
-                    self.record(
-                        &Arc::from(item.token_id.as_str()),
-                        item.at.unix_timestamp(),
-                        ip,
-                    );
-                }
-                Err(e)
-            }
         }
     }
 }

@@ -136,8 +136,8 @@ pub struct Grant {
     pub scopes: ScopeSet,
     /// When this particular secret stops working (rotated out), if it does.
     pub secret_not_after: Option<OffsetDateTime>,
-    /// The last second a use of this grant was handed to the last-used buffer.
-    last_use: AtomicI64,
+    /// Its uses not yet handed to the usage buffer ([`crate::usage`]).
+    usage: crate::usage::UsageCell,
     /// Its verify-time policy; `None` (nothing to check or count) for most tokens.
     pub policy: Option<Arc<GrantPolicy>>,
 }
@@ -229,12 +229,10 @@ impl Grant {
         &self.token.id
     }
 
-    /// Whether this use is the first in second `now` (only those go to the last-used
-    /// buffer; later ones in the same second would not change what is stored).
+    /// Its uses not yet flushed (see [`crate::usage::LastUsedBuffer::note`]).
     #[inline]
-    pub fn note_use(&self, now: i64) -> bool {
-        self.last_use.load(Ordering::Relaxed) < now
-            && self.last_use.fetch_max(now, Ordering::Relaxed) < now
+    pub fn usage(&self) -> &crate::usage::UsageCell {
+        &self.usage
     }
 
     /// The forward-auth identity headers.
@@ -1203,7 +1201,7 @@ fn grant_with(
         },
         scopes: token.scopes.iter().copied().collect(),
         secret_not_after: secret.not_after,
-        last_use: AtomicI64::new(i64::MIN),
+        usage: Default::default(),
     }
 }
 

@@ -323,7 +323,7 @@ impl SqlBackend for PostgresStore {
             ips.push(ip);
         }
         let query = sqlx::query(
-            "UPDATE tokens AS t SET last_used_at = u.at, last_used_ip = u.ip \
+            "UPDATE tokens AS t SET last_used_at = u.at, last_used_ip = COALESCE(u.ip, t.last_used_ip) \
              FROM unnest($1::text[], $2::bigint[], $3::text[]) AS u (id, at, ip) \
              WHERE t.id = u.id AND (t.last_used_at IS NULL OR t.last_used_at < u.at)",
         )

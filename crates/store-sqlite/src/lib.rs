@@ -238,7 +238,7 @@ impl SqlBackend for SqliteStore {
             let json = serde_json::to_string(chunk)
                 .map_err(|e| StoreError::Internal(format!("encoding last-used batch: {e}")))?;
             sqlx::query(
-                "UPDATE tokens SET last_used_at = u.at, last_used_ip = u.ip \
+                "UPDATE tokens SET last_used_at = u.at, last_used_ip = COALESCE(u.ip, tokens.last_used_ip) \
                  FROM (SELECT json_extract(value, '$[0]') AS id, \
                               json_extract(value, '$[1]') AS at, \
                               json_extract(value, '$[2]') AS ip \

@@ -739,8 +739,9 @@ pub trait Store: Send + Sync + 'static {
         node: &str,
         reports: Vec<latchkey_core::token_policy::LeaseReport>,
     ) -> StoreResult<Vec<Option<i64>>>;
-    /// Merges last-used observations (latest time wins, the IP goes with the time; unknown
-    /// tokens are ignored). Not a change: records nothing in the change feed.
+    /// Merges last-used observations (latest time wins, the IP goes with the time, but an
+    /// observation without one keeps the stored IP: verify and introspection calls need
+    /// not say where the token is used from; unknown tokens are ignored). Not a change: records nothing in the change feed.
     async fn record_last_used(&self, batch: &[LastUsed]) -> StoreResult<()>;
     /// Writes one flush of usage in one transaction: the last-used observations (as
     /// [`Store::record_last_used`]), adds each day's count to the stored one, and moves

@@ -227,6 +227,18 @@ impl TestServer {
         reqwest::Client::new()
     }
 
+    /// The body of an unauthenticated `GET /metrics` (public by default).
+    pub async fn metrics_text(&self) -> String {
+        self.http()
+            .get(format!("{}/metrics", self.url))
+            .send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics body")
+    }
+
     /// The id of "Workspace 1".
     pub async fn workspace1(&self) -> String {
         let me = self.admin().me().await.expect("me");

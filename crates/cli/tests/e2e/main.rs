@@ -30,5 +30,6 @@ pub mod scale_out;
 mod sdk;
 mod security;
 mod store_crash;
+mod usage;
 mod users;
 mod webhooks;

@@ -147,18 +147,7 @@ async fn alert_rules_and_dashboard_use_what_the_server_exports() {
     let admin = server.admin();
     admin.me().await.expect("me");
     admin.verify("lkp_not_a_token").await.expect("verify");
-    let scrape = || async {
-        let text = server
-            .http()
-            .get(format!("{}/metrics", server.url))
-            .send()
-            .await
-            .expect("GET /metrics")
-            .text()
-            .await
-            .expect("metrics body");
-        metric_names(&text)
-    };
+    let scrape = || async { metric_names(&server.metrics_text().await) };
     // latchkey_tokens is counted by the background sweep, which runs right after start:
     // on a busy machine the first scrape may come before it.
     eventually(

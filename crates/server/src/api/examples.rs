@@ -220,6 +220,26 @@ pub fn schema(name: &str) -> Option<Value> {
             "metadata": {"team": "payments"}
         }),
         "RevealedToken" => json!({"token": SECRET}),
+        "TokenUsage" => {
+            // 90 days, oldest first: a quiet start, then a few busy days.
+            let daily: Vec<Value> = (0..90_u64)
+                .map(|i| {
+                    let day = time::Date::from_calendar_date(2026, time::Month::September, 9)
+                        .map(|d| d + time::Duration::days(i64::try_from(i).unwrap_or(0)))
+                        .map(|d| d.to_string())
+                        .unwrap_or_default();
+                    json!({"date": day, "count": if i < 80 { 0 } else { (i - 79) * 37 }})
+                })
+                .collect();
+            json!({
+                "last_used_at": LAST_USED,
+                "last_ips": [
+                    {"ip": "203.0.113.7", "last_seen_at": LAST_USED},
+                    {"ip": "2001:db8::17", "last_seen_at": "2026-12-06T17:40:02Z"}
+                ],
+                "daily": daily
+            })
+        }
         "BulkRevokeRequest" => json!({"ids": [TOKEN_ID, PROJECT_ID]}),
         "BulkRevokeResponse" => json!({
             "revoked": [TOKEN_ID],

@@ -79,6 +79,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/tokens/{id}/restore", post(tokens::restore))
         .route("/api/v1/tokens/{id}/rotate", post(tokens::rotate))
         .route("/api/v1/tokens/{id}/reveal", post(tokens::reveal))
+        .route("/api/v1/tokens/{id}/usage", get(tokens::usage))
         .route("/api/v1/audit-events", get(users::audit_events))
         .route(
             "/api/v1/webhooks",
@@ -171,6 +172,7 @@ fn forward_auth_methods() -> axum::routing::MethodRouter<AppState> {
         tokens::restore,
         tokens::rotate,
         tokens::reveal,
+        tokens::usage,
         tokens::verify,
         projects::list,
         projects::create,

@@ -6,8 +6,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use latchkey_proto::{
     BulkRevokeRequest, BulkRevokeResponse, CreateTokenRequest, CreatedToken, ErrorBody, Page,
-    RevealedToken, RotateTokenRequest, Token, TokenState, TokenType, UpdateTokenRequest,
-    VerifyRequest, VerifyResponse,
+    RevealedToken, RotateTokenRequest, Token, TokenState, TokenType, TokenUsage,
+    UpdateTokenRequest, VerifyRequest, VerifyResponse,
 };
 use serde::Deserialize;
 
@@ -151,6 +151,21 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> Result<Json<Token>, ApiError> {
     Ok(Json(state.get_token(&p, &id).await?))
+}
+
+/// How a token has been used lately: the last successful use, the last 5 distinct
+/// addresses and the uses per UTC day over 90 days. Counted in memory by the nodes and
+/// flushed with the last-used batch (this node's pending uses are flushed first). For
+/// whoever may see the token (404 otherwise); a token caller needs `tokens:read`.
+#[utoipa::path(get, path = "/api/v1/tokens/{id}/usage", tag = "tokens", params(("id" = String, Path)),
+    responses((status = 200, body = TokenUsage), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody)))]
+pub async fn usage(
+    State(state): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<TokenUsage>, ApiError> {
+    Ok(Json(state.token_usage(&p, &id).await?))
 }
 
 /// Change a token's verify-time policy: `metadata`, `allowed_ips`, `rate_limit`,

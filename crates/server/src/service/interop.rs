@@ -108,8 +108,7 @@ impl AppState {
         };
         let access = self.jwt.issue(&claims, now).await?;
         self.metrics.observe_verify(Ok(()));
-        self.last_used
-            .record(grant.token_id(), now.unix_timestamp(), ip.0);
+        self.last_used.note(grant, now.unix_timestamp(), ip.0);
         Ok(RefreshResponse {
             access,
             expires_in: u64::try_from(exp - now.unix_timestamp() - 1).unwrap_or(0),
@@ -166,6 +165,8 @@ impl AppState {
             }
             Err(Denied::Unavailable) => return Err(unavailable()),
         }
+        self.last_used
+            .note(&checked.verified.grant, now.unix_timestamp(), used_from);
         let t = &checked.verified.grant.token;
         let mut answer = json!({
             "active": true,

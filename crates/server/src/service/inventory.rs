@@ -345,7 +345,7 @@ impl AppState {
         };
         // The last-used filters read the store: write this node's pending uses first.
         if filter.last_used_before.is_some() || filter.never_used.is_some() {
-            self.last_used.flush(&*self.store).await?;
+            self.flush_usage().await?;
         }
         let state = filter.state.map(|state| StateFilter {
             state,

@@ -17,6 +17,7 @@ mod sessions;
 pub(crate) mod settings;
 mod token_policy;
 mod tokens;
+mod usage;
 mod users;
 pub mod webhooks;
 mod workspaces;

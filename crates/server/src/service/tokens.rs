@@ -77,7 +77,7 @@ impl Principal {
         }
     }
 
-    fn require_token_scope(
+    pub(super) fn require_token_scope(
         &self,
         scope: Scope,
         workspace_id: Option<&str>,
@@ -802,6 +802,8 @@ impl AppState {
         match checked {
             Ok(checked) => {
                 self.metrics.observe_verify(Ok(()));
+                self.last_used
+                    .note(&checked.verified.grant, now.unix_timestamp(), used_from);
                 // The grant keeps only what checks need; the answer shows the whole token.
                 let record = self
                     .store
@@ -863,6 +865,7 @@ impl AppState {
                     .unwrap_or(now),
                 idempotency_before: now - IDEMPOTENCY_RETENTION,
                 keep_changes: self.config.verifier.change_feed_keep,
+                usage_days_before: crate::usage::first_usage_day(now),
             })
             .await?;
         if purged != latchkey_store::Purged::default() {

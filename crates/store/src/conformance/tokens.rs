@@ -1074,6 +1074,18 @@ pub async fn last_used_merges_by_latest(store: Arc<dyn Store>) {
         store.get_token(&b.id).await.unwrap().last_used_at,
         Some(at(1))
     );
+    // A use from an unknown address moves the time and keeps the address.
+    store
+        .record_last_used(&[LastUsed {
+            token_id: a.id.clone(),
+            at: at(35),
+            ip: None,
+        }])
+        .await
+        .unwrap();
+    let got = store.get_token(&a.id).await.unwrap();
+    assert_eq!(got.last_used_at, Some(at(35)));
+    assert_eq!(got.last_used_ip.as_deref(), Some("10.0.0.4"));
     // A flush is bookkeeping, not a change other nodes must react to.
     expect_no_change(store, v).await;
     // A flush for a deleted token does nothing.

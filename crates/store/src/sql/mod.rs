@@ -135,7 +135,8 @@ pub trait SqlBackend: Send + Sync + Sized + 'static {
         }
     }
 
-    /// Writes `last_used_at` / `last_used_ip` from `(token id, unix seconds, ip)` rows
+    /// Writes `last_used_at` / `last_used_ip` (an unknown ip keeps the stored one) from
+    /// `(token id, unix seconds, ip)` rows
     /// (one per token, see [`crate::latest_use_per_token`]) where the stored time is older
     /// or missing; unknown ids are ignored. In as few statements as the engine allows:
     /// a flush can hold tens of thousands of tokens.
