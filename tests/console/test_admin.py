@@ -237,3 +237,49 @@ def test_instance_settings_and_audit_log(server, admin):
     c.follow("Next page")
     assert "cursor=" in c.path and "workspace=" in c.path
     assert c.rows()
+
+
+IDLE, CAP = "Revoke tokens unused for (days)", "Maximum token lifetime (days)"
+
+
+def save_lifetime_policies(c, idle: str, cap: str) -> None:
+    """Fills both fields, saves, and checks the reloaded form shows what was saved."""
+    c.go("/organization/token-settings")
+    c.fill(IDLE, idle)
+    c.fill(CAP, cap)
+    c.press("Save")
+    assert "Settings saved" in c.banner()
+    c.go("/organization/token-settings")
+    assert (c.field(IDLE).get_attribute("value"), c.field(CAP).get_attribute("value")) == (idle, cap)
+
+
+def test_lifetime_policies_are_set_in_the_form_and_hold_at_creation(server, admin):
+    c = admin
+    c.go("/organization/token-settings")
+    assert (c.field(IDLE).get_attribute("value"), c.field(CAP).get_attribute("value")) == ("", "")
+    save_lifetime_policies(c, "90", "30")
+
+    # The cap holds for every type at creation, with the policy's message.
+    open_workspace_tokens(c)
+    open_form(c)
+    c.fill("Token Name", "too-long")
+    c.choose("Type", "client")
+    set_expiry(c, "31")
+    c.press("Create Token")
+    assert "longest lifetime" in c.banner(), c.banner()
+    c.fill("Expires in (days)", "30")
+    c.press("Create Token")
+    c.dialog()
+
+    # A value the server refuses (past the browser's own check) is named; nothing changes.
+    c.go("/organization/token-settings")
+    c.driver.execute_script("document.getElementById('max-lifetime').removeAttribute('min')")
+    c.fill(CAP, "0")
+    c.press("Save")
+    assert c.banner().startswith("Maximum token lifetime (days):"), c.banner()
+    assert c.field(CAP).get_attribute("value") == "0"
+    c.go("/organization/token-settings")
+    assert c.field(CAP).get_attribute("value") == "30"
+
+    # Emptied: off.
+    save_lifetime_policies(c, "", "")

@@ -220,6 +220,10 @@ pub struct TokenSettingsPage {
     instance_default_days: u32,
     /// The types whose secrets are kept recoverable.
     recoverable: Vec<Choice>,
+    /// `idle_revoke_days` as the form shows it (empty: off).
+    idle_days: String,
+    /// `max_token_lifetime_days` as the form shows it (empty: off).
+    max_lifetime: String,
 }
 
 fn type_setting_label(t: TokenType) -> &'static str {
@@ -274,6 +278,13 @@ async fn render_token_settings(state: &AppState, s: &SignedIn, view: View) -> Re
             ),
         };
         let creators = creators.unwrap_or(settings.token_creators);
+        // A failed Save shows what was typed; otherwise the stored days (empty: off).
+        let days = |field: &str, stored: Option<u32>| match &view.sticky {
+            Some(_) => view.field(field).to_owned(),
+            None => stored.map(|d| d.to_string()).unwrap_or_default(),
+        };
+        let idle_days = days("idle_revoke_days", settings.idle_revoke_days);
+        let max_lifetime = days("max_token_lifetime_days", settings.max_token_lifetime_days);
         let recoverable = ALL_TOKEN_TYPES
             .iter()
             .map(|t| {
@@ -286,6 +297,8 @@ async fn render_token_settings(state: &AppState, s: &SignedIn, view: View) -> Re
             .collect();
         Ok(TokenSettingsPage {
             recoverable,
+            idle_days,
+            max_lifetime,
             c: s.chrome("Access Token Settings", "organization", &view),
             tab: "token-settings",
             owner: s.is_owner(),
@@ -339,6 +352,8 @@ pub async fn save_token_settings(
             .collect::<Result<Vec<_>, _>>()?;
         let ttl = optional_number(&data, "personal_token_ttl_days", "the TTL")?;
         let max = optional_number(&data, "max_tokens_per_user", "the maximum")?;
+        let idle = optional_number(&data, "idle_revoke_days", "the idle period")?;
+        let lifetime = optional_number(&data, "max_token_lifetime_days", "the maximum lifetime")?;
         let creators = data
             .get("token_creators")
             .and_then(TokenCreators::parse)
@@ -358,7 +373,8 @@ pub async fn save_token_settings(
             max_tokens_per_user: Some(max),
             token_creators: Some(creators),
             recoverable_types: Some(recoverable_types),
-            ..UpdateTokenSettingsRequest::default()
+            idle_revoke_days: Some(idle),
+            max_token_lifetime_days: Some(lifetime),
         };
         state.update_token_settings(&s.p, &org.id, req).await
     }

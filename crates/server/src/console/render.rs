@@ -687,6 +687,8 @@ fn field_label(field: &str) -> &str {
         "display_name" => "Display name",
         "personal_token_ttl_days" => "Personal access token TTL (days)",
         "max_tokens_per_user" => "Max tokens per user",
+        "idle_revoke_days" => "Revoke tokens unused for (days)",
+        "max_token_lifetime_days" => "Maximum token lifetime (days)",
         "max_active_tokens" => "Max active tokens",
         "default_token_lifetime_days" => "Default token lifetime (days)",
         "url" => "Endpoint URL",

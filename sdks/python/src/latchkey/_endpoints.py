@@ -544,6 +544,8 @@ def update_token_settings(
     max_tokens_per_user: Union[int, None, NotGiven],
     token_creators: Union[str, NotGiven],
     recoverable_types: Union[Sequence[str], NotGiven] = NOT_GIVEN,
+    idle_revoke_days: Union[int, None, NotGiven] = NOT_GIVEN,
+    max_token_lifetime_days: Union[int, None, NotGiven] = NOT_GIVEN,
 ) -> Call[TokenSettings]:
     body: Json = {}
     if not isinstance(enabled_types, NotGiven):
@@ -553,6 +555,8 @@ def update_token_settings(
     _set(body, "personal_token_ttl_days", personal_token_ttl_days)
     _set(body, "max_tokens_per_user", max_tokens_per_user)
     _set(body, "token_creators", token_creators)
+    _set(body, "idle_revoke_days", idle_revoke_days)
+    _set(body, "max_token_lifetime_days", max_token_lifetime_days)
     return Call(
         RequestSpec("PATCH", f"/api/v1/orgs/{seg(org)}/token-settings", json=body),
         parse_json(TokenSettings.from_dict),

@@ -104,6 +104,7 @@ VerifyReason = Literal[
     "revoked",
     "type_disabled",
     "suspended",
+    "lifetime_policy",
     "ip_not_allowed",
     "usage_exceeded",
     "rate_limited",
@@ -576,8 +577,8 @@ class Project:
 class VerifyResult:
     """``POST /api/v1/tokens/verify``: ``valid`` plus the token (with its ``metadata``), or
     the ``reason`` it fails (``bad_format``, ``not_found``, ``expired``, ``revoked``,
-    ``type_disabled``, ``suspended``, ``ip_not_allowed``, ``usage_exceeded``,
-    ``rate_limited``, ...).
+    ``type_disabled``, ``suspended``, ``lifetime_policy``, ``ip_not_allowed``,
+    ``usage_exceeded``, ``rate_limited``, ...).
 
     For a rate-limited token, ``rate_limit`` is where it stands (the ``RateLimit-*``
     headers) and, once over the limit, ``retry_after`` the seconds until it works again."""
@@ -721,6 +722,13 @@ class TokenSettings:
     #: Types whose secrets are kept encrypted when created or rotated, so those who may see
     #: such a token can reveal it again (default none; taking a type off erases its secrets).
     recoverable_types: List[TokenType] = field(default_factory=list)
+    #: Tokens unused this many days (never used: since created) are revoked by the server's
+    #: sweep, audited with reason ``idle`` and restorable (``None``: off).
+    idle_revoke_days: Optional[int] = None
+    #: The longest any token may live, counted from its creation (``None``: no cap). A
+    #: longer requested expiry is refused (``lifetime_exceeds_policy``); an older token
+    #: fails with reason ``lifetime_policy``, also one created before the cap was lowered.
+    max_token_lifetime_days: Optional[int] = None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "TokenSettings":
@@ -730,6 +738,8 @@ class TokenSettings:
             personal_token_ttl_days=data.get("personal_token_ttl_days"),
             max_tokens_per_user=data.get("max_tokens_per_user"),
             recoverable_types=_str_list(data.get("recoverable_types")),
+            idle_revoke_days=data.get("idle_revoke_days"),
+            max_token_lifetime_days=data.get("max_token_lifetime_days"),
         )
 
 

@@ -379,11 +379,17 @@ class AsyncClient:
         max_tokens_per_user: Union[int, None, NotGiven] = NOT_GIVEN,
         token_creators: Union[TokenCreators, NotGiven] = NOT_GIVEN,
         recoverable_types: Union[Sequence[TokenType], NotGiven] = NOT_GIVEN,
+        idle_revoke_days: Union[int, None, NotGiven] = NOT_GIVEN,
+        max_token_lifetime_days: Union[int, None, NotGiven] = NOT_GIVEN,
     ) -> TokenSettings:
         """Changes the organization's token settings; ``None`` means the default
-        (``personal_token_ttl_days``) or unlimited (``max_tokens_per_user``).
+        (``personal_token_ttl_days``), unlimited (``max_tokens_per_user``) or off
+        (``idle_revoke_days``, ``max_token_lifetime_days``; else 1 to 3650 days).
         ``recoverable_types`` lists the types whose secrets are kept (encrypted) for
-        :meth:`AsyncTokens.reveal`; a type taken off has its kept secrets erased at once."""
+        :meth:`AsyncTokens.reveal`; a type taken off has its kept secrets erased at once.
+        ``idle_revoke_days``: tokens unused that long are revoked (reason ``idle``);
+        ``max_token_lifetime_days``: no token may live longer, and lowering it fails older
+        tokens at once (reason ``lifetime_policy``)."""
         return await self._drive(
             self._update_token_settings_flow(
                 org,
@@ -392,6 +398,8 @@ class AsyncClient:
                 max_tokens_per_user,
                 token_creators,
                 recoverable_types,
+                idle_revoke_days,
+                max_token_lifetime_days,
             )
         )
 
