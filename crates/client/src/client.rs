@@ -1126,6 +1126,18 @@ impl Tokens<'_> {
         self.action(id, "restore").await
     }
 
+    /// `POST /api/v1/tokens/{id}/approve`: a pending token becomes `active` (org admins
+    /// other than its creator; 403 otherwise, 409 when it is not pending).
+    pub async fn approve(&self, id: &str) -> Result<Token, Error> {
+        self.action(id, "approve").await
+    }
+
+    /// `POST /api/v1/tokens/{id}/deny`: a pending token becomes `denied`, for good (the
+    /// same callers and answers as [`Tokens::approve`]).
+    pub async fn deny(&self, id: &str) -> Result<Token, Error> {
+        self.action(id, "deny").await
+    }
+
     async fn action(&self, id: &str, verb: &str) -> Result<Token, Error> {
         let path = format!("/api/v1/tokens/{}/{verb}", Seg(id));
         send(

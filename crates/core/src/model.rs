@@ -8,6 +8,8 @@ use time::OffsetDateTime;
 use crate::SecretHash;
 
 /// A token's stored state; `suspended` and `type_disabled` are derived from other records.
+/// `pending` and `denied` come from approval (DESIGN.md §8): a pending token holds its
+/// limit slot like an active one but authenticates nowhere; denied is final.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum StoredState {
     /// Works (subject to expiry and the derived states).
@@ -16,6 +18,10 @@ pub enum StoredState {
     Revoked,
     /// Past its expiry, marked by the sweep; final.
     Expired,
+    /// Waits for an org admin's approval (→ `Active`) or denial (→ `Denied`).
+    Pending,
+    /// Refused while pending; final (answers checks as `revoked`).
+    Denied,
 }
 
 impl StoredState {
@@ -25,6 +31,8 @@ impl StoredState {
             StoredState::Active => "active",
             StoredState::Revoked => "revoked",
             StoredState::Expired => "expired",
+            StoredState::Pending => "pending",
+            StoredState::Denied => "denied",
         }
     }
 
@@ -34,6 +42,8 @@ impl StoredState {
             "active" => Some(StoredState::Active),
             "revoked" => Some(StoredState::Revoked),
             "expired" => Some(StoredState::Expired),
+            "pending" => Some(StoredState::Pending),
+            "denied" => Some(StoredState::Denied),
             _ => None,
         }
     }
@@ -70,6 +80,9 @@ pub struct TokenSettings {
     /// The longest any token may live, in days (`None`: no cap): caps expiries at
     /// creation, and a token older than this fails its checks (retroactively).
     pub max_token_lifetime_days: Option<u32>,
+    /// Bit set of the [`TokenType`]s whose new tokens start `pending` unless an org owner
+    /// creates them; 0 (none) by default.
+    pub approval_required_types: u8,
 }
 
 impl Default for TokenSettings {
@@ -82,6 +95,7 @@ impl Default for TokenSettings {
             recoverable_types: 0,
             idle_revoke_days: None,
             max_token_lifetime_days: None,
+            approval_required_types: 0,
         }
     }
 }
@@ -104,6 +118,11 @@ impl TokenSettings {
             .map_or(0, |days| i64::from(days) * 86_400)
     }
 
+    /// Whether new tokens of `token_type` wait for approval (unless an owner creates them).
+    pub fn requires_approval(&self, token_type: TokenType) -> bool {
+        self.approval_required_types & token_type.bit() != 0
+    }
+
     /// The wire form.
     pub fn to_proto(&self) -> proto::TokenSettings {
         proto::TokenSettings {
@@ -120,6 +139,10 @@ impl TokenSettings {
                 .collect(),
             idle_revoke_days: self.idle_revoke_days,
             max_token_lifetime_days: self.max_token_lifetime_days,
+            approval_required_types: TokenType::ALL
+                .into_iter()
+                .filter(|t| self.requires_approval(*t))
+                .collect(),
         }
     }
 }

@@ -586,7 +586,9 @@ pub fn resolve_expiry(
 }
 
 /// The check of a known secret, in DESIGN.md's reason precedence:
-/// `expired` > `revoked` > `type_disabled` > `suspended`.
+/// `expired` > `revoked` > `type_disabled` > `suspended` > `pending`. A denied token
+/// answers `revoked`: the check reasons are a closed list clients switch on (§3), and a
+/// denied token is, to its holder, one an admin turned off for good.
 pub fn check_token(
     state: StoredState,
     expires_at: Option<OffsetDateTime>,
@@ -597,7 +599,9 @@ pub fn check_token(
     if state == StoredState::Expired || expires_at.is_some_and(|e| e <= now) {
         return Err(Reason::Expired);
     }
-    if state == StoredState::Revoked || secret_not_after.is_some_and(|n| n <= now) {
+    if matches!(state, StoredState::Revoked | StoredState::Denied)
+        || secret_not_after.is_some_and(|n| n <= now)
+    {
         return Err(Reason::Revoked);
     }
     if !ctx.type_enabled {
@@ -605,6 +609,9 @@ pub fn check_token(
     }
     if !ctx.owner_active {
         return Err(Reason::Suspended);
+    }
+    if state == StoredState::Pending {
+        return Err(Reason::Pending);
     }
     Ok(())
 }
@@ -619,8 +626,10 @@ pub fn visible_state(
     match check_token(state, expires_at, None, now, ctx) {
         Ok(()) => TokenState::Active,
         Err(Reason::Expired) => TokenState::Expired,
+        Err(Reason::Revoked) if state == StoredState::Denied => TokenState::Denied,
         Err(Reason::Revoked) => TokenState::Revoked,
         Err(Reason::TypeDisabled) => TokenState::TypeDisabled,
+        Err(Reason::Pending) => TokenState::Pending,
         Err(_) => TokenState::Suspended,
     }
 }
@@ -646,6 +655,10 @@ pub enum TokenAction {
     Rotate,
     /// `DELETE /api/v1/tokens/{id}`.
     Delete,
+    /// `POST /api/v1/tokens/{id}/approve`.
+    Approve,
+    /// `POST /api/v1/tokens/{id}/deny`.
+    Deny,
 }
 
 impl TokenAction {
@@ -656,6 +669,8 @@ impl TokenAction {
             TokenAction::Restore => "restored",
             TokenAction::Rotate => "rotated",
             TokenAction::Delete => "deleted",
+            TokenAction::Approve => "approved",
+            TokenAction::Deny => "denied",
         }
     }
 }
@@ -666,6 +681,12 @@ pub enum ActionDenied {
     /// `expired` is final: the token can only be deleted.
     #[error("the token has expired and cannot be {}; expired is final (delete it, or create a new token)", .0.past_tense())]
     Expired(TokenAction),
+    /// `denied` is final: the token can only be deleted (a revoke leaves it denied).
+    #[error("the token was denied and cannot be {}; denied is final (delete it, or create a new token)", .0.past_tense())]
+    Denied(TokenAction),
+    /// Only a pending token is approved or denied.
+    #[error("the token is not pending approval, so it cannot be {}", .0.past_tense())]
+    NotPending(TokenAction),
 }
 
 /// Whether `action` may be taken on a token in this state (docs/decisions.md, "Expired
@@ -681,9 +702,19 @@ pub fn check_action(
 ) -> Result<(), ActionDenied> {
     match action {
         TokenAction::Delete => Ok(()),
-        TokenAction::Revoke | TokenAction::Restore | TokenAction::Rotate => {
+        TokenAction::Revoke
+        | TokenAction::Restore
+        | TokenAction::Rotate
+        | TokenAction::Approve
+        | TokenAction::Deny => {
             if is_expired(state, expires_at, now) {
                 Err(ActionDenied::Expired(action))
+            } else if state == StoredState::Denied && action != TokenAction::Revoke {
+                Err(ActionDenied::Denied(action))
+            } else if state != StoredState::Pending
+                && matches!(action, TokenAction::Approve | TokenAction::Deny)
+            {
+                Err(ActionDenied::NotPending(action))
             } else {
                 Ok(())
             }
@@ -1062,6 +1093,104 @@ mod tests {
         assert_eq!(
             check_token(StoredState::Active, Some(NOW), None, NOW, OK),
             Err(Reason::Expired)
+        );
+    }
+
+    #[test]
+    fn pending_comes_right_after_suspended_and_denied_answers_revoked() {
+        let past = Some(NOW - time::Duration::seconds(1));
+        let suspended = StateContext {
+            owner_active: false,
+            type_enabled: true,
+        };
+        let disabled = StateContext {
+            owner_active: true,
+            type_enabled: false,
+        };
+        let pending = StoredState::Pending;
+        assert_eq!(
+            check_token(pending, past, None, NOW, OK),
+            Err(Reason::Expired)
+        );
+        assert_eq!(
+            check_token(pending, None, past, NOW, OK),
+            Err(Reason::Revoked)
+        );
+        assert_eq!(
+            check_token(pending, None, None, NOW, disabled),
+            Err(Reason::TypeDisabled)
+        );
+        assert_eq!(
+            check_token(pending, None, None, NOW, suspended),
+            Err(Reason::Suspended)
+        );
+        assert_eq!(
+            check_token(pending, None, None, NOW, OK),
+            Err(Reason::Pending)
+        );
+        assert_eq!(visible_state(pending, None, NOW, OK), TokenState::Pending);
+        assert_eq!(
+            visible_state(pending, None, NOW, suspended),
+            TokenState::Suspended
+        );
+        let denied = StoredState::Denied;
+        assert_eq!(
+            check_token(denied, None, None, NOW, OK),
+            Err(Reason::Revoked)
+        );
+        assert_eq!(
+            check_token(denied, past, None, NOW, OK),
+            Err(Reason::Expired)
+        );
+        assert_eq!(visible_state(denied, None, NOW, OK), TokenState::Denied);
+        assert_eq!(
+            visible_state(denied, None, NOW, disabled),
+            TokenState::Denied
+        );
+    }
+
+    #[test]
+    fn only_pending_tokens_are_decided_and_denied_is_final() {
+        for action in [TokenAction::Approve, TokenAction::Deny] {
+            assert_eq!(
+                check_action(action, StoredState::Pending, None, NOW),
+                Ok(())
+            );
+            for state in [StoredState::Active, StoredState::Revoked] {
+                assert_eq!(
+                    check_action(action, state, None, NOW),
+                    Err(ActionDenied::NotPending(action))
+                );
+            }
+            assert_eq!(
+                check_action(action, StoredState::Denied, None, NOW),
+                Err(ActionDenied::Denied(action))
+            );
+            assert_eq!(
+                check_action(
+                    action,
+                    StoredState::Pending,
+                    Some(NOW - time::Duration::seconds(1)),
+                    NOW
+                ),
+                Err(ActionDenied::Expired(action))
+            );
+        }
+        // A revoke of a denied token leaves it denied (idempotent, as for revoked ones);
+        // nothing else brings it back.
+        assert_eq!(
+            check_action(TokenAction::Revoke, StoredState::Denied, None, NOW),
+            Ok(())
+        );
+        for action in [TokenAction::Restore, TokenAction::Rotate] {
+            assert_eq!(
+                check_action(action, StoredState::Denied, None, NOW),
+                Err(ActionDenied::Denied(action))
+            );
+        }
+        assert_eq!(
+            check_action(TokenAction::Delete, StoredState::Denied, None, NOW),
+            Ok(())
         );
     }
 

@@ -56,8 +56,9 @@ impl TokenType {
     }
 }
 
-/// What a token is in, as shown in lists and checks. `active`, `revoked` and `expired` are
-/// stored; `suspended` (owner deactivated) and `type_disabled` are derived when read.
+/// What a token is in, as shown in lists and checks. `active`, `revoked`, `expired`,
+/// `pending` and `denied` are stored; `suspended` (owner deactivated) and `type_disabled`
+/// are derived when read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TokenState {
@@ -71,16 +72,23 @@ pub enum TokenState {
     Suspended,
     /// Its type is disabled in the org's token settings.
     TypeDisabled,
+    /// Created under `approval_required_types`: waits for another org admin to approve
+    /// (→ `active`) or deny (→ `denied`) it; authenticates nowhere meanwhile.
+    Pending,
+    /// Refused by an org admin while pending; final.
+    Denied,
 }
 
 impl TokenState {
     /// Every state, in the order lists and filters show them.
-    pub const ALL: [TokenState; 5] = [
+    pub const ALL: [TokenState; 7] = [
         TokenState::Active,
         TokenState::Revoked,
         TokenState::Expired,
         TokenState::Suspended,
         TokenState::TypeDisabled,
+        TokenState::Pending,
+        TokenState::Denied,
     ];
 
     /// The wire name.
@@ -91,6 +99,8 @@ impl TokenState {
             TokenState::Expired => "expired",
             TokenState::Suspended => "suspended",
             TokenState::TypeDisabled => "type_disabled",
+            TokenState::Pending => "pending",
+            TokenState::Denied => "denied",
         }
     }
 
@@ -118,6 +128,8 @@ pub enum Reason {
     Suspended,
     /// Older than the org's `max_token_lifetime_days` (counted from its creation).
     LifetimePolicy,
+    /// Waiting for an org admin's approval (`approval_required_types`).
+    Pending,
     /// Used from an address outside its `allowed_ips`.
     IpNotAllowed,
     /// No uses left (`remaining_uses` is 0) until the next refill, if any.
@@ -137,6 +149,7 @@ impl Reason {
             Reason::TypeDisabled => "type_disabled",
             Reason::Suspended => "suspended",
             Reason::LifetimePolicy => "lifetime_policy",
+            Reason::Pending => "pending",
             Reason::IpNotAllowed => "ip_not_allowed",
             Reason::UsageExceeded => "usage_exceeded",
             Reason::RateLimited => "rate_limited",

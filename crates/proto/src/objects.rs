@@ -311,6 +311,10 @@ pub struct TokenSettings {
     /// before the cap was set or lowered.
     #[serde(default)]
     pub max_token_lifetime_days: Option<u32>,
+    /// Token types whose new tokens start `pending` until another org admin approves them,
+    /// unless an org owner creates them (default: none). Only org owners change it.
+    #[serde(default)]
+    pub approval_required_types: Vec<TokenType>,
 }
 
 /// `POST /api/v1/tokens/verify` answer: `valid` plus the token, or the reason.

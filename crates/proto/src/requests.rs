@@ -381,6 +381,10 @@ pub struct UpdateTokenSettingsRequest {
     )]
     #[schema(value_type = Option<u32>)]
     pub max_token_lifetime_days: Option<Option<u32>>,
+    /// Types whose new tokens wait for an org admin's approval (org owners only; an org
+    /// admin asking for a change gets 403).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_required_types: Option<Vec<TokenType>>,
 }
 
 /// `POST /api/v1/token/refresh`: exchange a personal token for a short-lived access JWT.

@@ -10,7 +10,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use latchkey_core::policy::{Permission, scope_for, user_may};
 use latchkey_core::{NewAuditEvent, ScopeSet};
-use latchkey_proto::{Reason, Scope, TokenType, WorkspaceRole};
+use latchkey_proto::{OrgRole, Reason, Scope, TokenType, WorkspaceRole};
 
 use crate::error::ApiError;
 use crate::extract::{ClientIp, client_ip};
@@ -96,6 +96,11 @@ impl Principal {
     pub fn is_org_admin(&self) -> bool {
         let role_ok = self.user.as_ref().is_some_and(|u| u.role.is_org_admin());
         role_ok && self.token_scopes().is_none_or(|s| s.contains(Scope::Admin))
+    }
+
+    /// Whether the caller acts as an org owner (and, with a token, holds the `admin` scope).
+    pub fn is_org_owner(&self) -> bool {
+        self.is_org_admin() && self.user.as_ref().is_some_and(|u| u.role == OrgRole::Owner)
     }
 
     /// Whether the caller may see workspace `workspace_id` at all.
@@ -269,6 +274,7 @@ pub fn reason_message(reason: Reason) -> &'static str {
         Reason::LifetimePolicy => {
             "the token is older than the organization's maximum token lifetime"
         }
+        Reason::Pending => "the token is waiting for an org admin's approval",
         Reason::IpNotAllowed => "the token may not be used from this address",
         Reason::UsageExceeded => "the token has no uses left",
         Reason::RateLimited => "the token is over its rate limit; retry later",

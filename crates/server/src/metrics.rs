@@ -121,7 +121,7 @@ struct RouteStats {
 }
 
 /// Verify outcomes, in the order of [`outcome_index`].
-const OUTCOMES: [&str; 11] = [
+const OUTCOMES: [&str; 12] = [
     "valid",
     "bad_format",
     "not_found",
@@ -133,6 +133,7 @@ const OUTCOMES: [&str; 11] = [
     "usage_exceeded",
     "rate_limited",
     "lifetime_policy",
+    "pending",
 ];
 
 fn outcome_index(outcome: Result<(), Reason>) -> usize {
@@ -148,6 +149,7 @@ fn outcome_index(outcome: Result<(), Reason>) -> usize {
         Err(Reason::UsageExceeded) => 8,
         Err(Reason::RateLimited) => 9,
         Err(Reason::LifetimePolicy) => 10,
+        Err(Reason::Pending) => 11,
     }
 }
 
@@ -484,6 +486,10 @@ mod tests {
         assert!(text.contains("latchkey_tokens{type=\"client\",state=\"active\"} 3"));
         assert!(text.contains("latchkey_tokens{type=\"personal\",state=\"revoked\"} 1"));
         assert!(text.contains("latchkey_tokens{type=\"admin\",state=\"expired\"} 0"));
-        assert_eq!(text.matches("latchkey_tokens{").count(), 25);
+        assert_eq!(
+            text.matches("latchkey_tokens{").count(),
+            35,
+            "every type × every state"
+        );
     }
 }

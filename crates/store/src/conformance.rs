@@ -119,6 +119,8 @@ macro_rules! conformance_cases {
             }
             accounts {
                 service_accounts_by_kind,
+                approval_pending_then_decided,
+                approval_pending_is_never_restored_active,
             }
             inventory {
                 inventory_filters,

@@ -145,9 +145,9 @@ pub struct TokenFilter {
 
 /// A filter on the state a token shows in lists (`latchkey_core::policy::visible_state`),
 /// derived from the stored state: `expired` when stored so or past `expires_at` at `now`;
-/// else `revoked` when stored so; else `type_disabled` when its type is one of
+/// else `revoked` or `denied` when stored so; else `type_disabled` when its type is one of
 /// `disabled_types`; else `suspended` when it has an owner who is deactivated or gone;
-/// else `active`.
+/// else `pending` or `active` as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StateFilter {
     /// The state to keep.
@@ -618,8 +618,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// Inserts a token and its secret if `limits` allow (`LimitExceeded` otherwise), and
     /// at most one legacy token per user whatever its state (`Conflict`). A token counts
-    /// against the limits while its stored state is `active` and `now` is before its
-    /// expiry.
+    /// against the limits while its stored state is `active` or `pending` and `now` is
+    /// before its expiry; a `pending` token is checked against them like an active one.
     async fn create_token(
         &self,
         now: OffsetDateTime,
@@ -654,7 +654,8 @@ pub trait Store: Send + Sync + 'static {
         hash: &SecretHash,
     ) -> StoreResult<Option<(TokenRecord, SecretRecord)>>;
     /// Sets state `revoked` (also from `revoked`: idempotent; an `expired` token stays
-    /// `expired`). `leaked` marks a leak report, and the mark stays; a leak report (or a
+    /// `expired`; a `pending` or `denied` one becomes `denied`, so a restore can never
+    /// skip its approval). `leaked` marks a leak report, and the mark stays; a leak report (or a
     /// revoke of an expired token) also erases the sealed secret, a plain revoke keeps it
     /// for a restore.
     async fn revoke_token(
@@ -671,6 +672,19 @@ pub trait Store: Send + Sync + 'static {
         now: OffsetDateTime,
         id: &str,
         limits: &Limits,
+        event: NewAuditEvent,
+    ) -> StoreResult<TokenRecord>;
+    /// Decides a pending token (DESIGN.md §8, approval): `approve` sets `active`, else
+    /// `denied` (final, its sealed secret erased); with `event` (`token.approved` /
+    /// `token.denied`) and a [`ChangeKind::Token`] change in the same transaction, so every
+    /// node's verifier drops what it cached. A token that is not pending, or is past its
+    /// expiry at `now`, is a `Conflict`; no limit is checked (a pending token already
+    /// holds its slot).
+    async fn decide_token(
+        &self,
+        now: OffsetDateTime,
+        id: &str,
+        approve: bool,
         event: NewAuditEvent,
     ) -> StoreResult<TokenRecord>;
     /// Replaces the token's secret. The old secrets get `not_after = old_not_after` (or are

@@ -218,7 +218,7 @@ async fn unknown_ids_routes_and_bad_queries() {
         assert_eq!(status, 404, "{path}");
         assert_eq!(json["error"]["code"], "not_found");
     }
-    for action in ["revoke", "restore", "rotate"] {
+    for action in ["revoke", "restore", "rotate", "approve", "deny"] {
         let (status, _) = call(
             &server,
             reqwest::Method::POST,

@@ -84,7 +84,7 @@ struct Fixture {
 }
 
 /// Two workspaces; tokens of every type, several owners, names, creation times, states
-/// (revoked, expired, type disabled, suspended) and uses.
+/// (revoked, expired, type disabled, suspended, pending, denied) and uses.
 async fn fixture() -> Fixture {
     let server = TestServer::start().await;
     let owner = server.signed_in("admin", ADMIN_PASSWORD).await;
@@ -142,6 +142,23 @@ async fn fixture() -> Fixture {
     for_member.owner_id = Some(member_id.clone());
     owner.tokens().create(&ws1, &for_member).await.unwrap();
     make(&owner, &ws1, "owner laptop", TokenType::Personal, None).await;
+    // Approval: two of the member's personal tokens wait; one is denied.
+    let org = owner.me().await.unwrap().org.id;
+    let approval = |types: Vec<TokenType>| UpdateTokenSettingsRequest {
+        approval_required_types: Some(types),
+        ..UpdateTokenSettingsRequest::default()
+    };
+    owner
+        .update_token_settings(&org, &approval(vec![TokenType::Personal]))
+        .await
+        .unwrap();
+    make(&member, &ws1, "member waiting", TokenType::Personal, None).await;
+    let refused = make(&member, &ws1, "member refused", TokenType::Personal, None).await;
+    owner.tokens().deny(&refused.meta.id).await.unwrap();
+    owner
+        .update_token_settings(&org, &approval(Vec::new()))
+        .await
+        .unwrap();
     // Uses: the deploy token, then the member's.
     server.with_token(&deploy.token).me().await.ok();
     clock.advance(100);

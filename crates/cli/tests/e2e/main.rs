@@ -9,6 +9,7 @@
 mod harness;
 
 mod accounts;
+mod approval;
 mod auth;
 mod cli;
 mod errors;

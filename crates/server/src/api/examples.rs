@@ -195,7 +195,8 @@ pub fn schema(name: &str) -> Option<Value> {
             "token_creators": "members",
             "recoverable_types": ["legacy"],
             "idle_revoke_days": 90,
-            "max_token_lifetime_days": 366
+            "max_token_lifetime_days": 366,
+            "approval_required_types": ["admin"]
         }),
         "Health" => json!({"status": "ok"}),
         "RefreshResponse" => json!({"access": JWT, "expires_in": 300}),

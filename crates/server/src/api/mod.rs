@@ -77,6 +77,8 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/api/v1/tokens/{id}/revoke", post(tokens::revoke))
         .route("/api/v1/tokens/{id}/restore", post(tokens::restore))
+        .route("/api/v1/tokens/{id}/approve", post(tokens::approve))
+        .route("/api/v1/tokens/{id}/deny", post(tokens::deny))
         .route("/api/v1/tokens/{id}/rotate", post(tokens::rotate))
         .route("/api/v1/tokens/{id}/reveal", post(tokens::reveal))
         .route("/api/v1/tokens/{id}/usage", get(tokens::usage))
@@ -170,6 +172,8 @@ fn forward_auth_methods() -> axum::routing::MethodRouter<AppState> {
         tokens::delete,
         tokens::revoke,
         tokens::restore,
+        tokens::approve,
+        tokens::deny,
         tokens::rotate,
         tokens::reveal,
         tokens::usage,

@@ -220,6 +220,34 @@ pub async fn restore(
     Ok(Json(state.restore_token(&p, &id).await?))
 }
 
+/// Approve a pending token (→ `active`): an org admin who did not create it. 403 for its
+/// creator, members and workspace tokens; 409 when it is not pending (or has expired).
+#[utoipa::path(post, path = "/api/v1/tokens/{id}/approve", tag = "tokens", params(("id" = String, Path)),
+    responses((status = 200, body = Token), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn approve(
+    State(state): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+    OptionalJson(_): OptionalJson<EmptyBody>,
+) -> Result<Json<Token>, ApiError> {
+    Ok(Json(state.decide_token(&p, &id, true).await?))
+}
+
+/// Deny a pending token (→ `denied`, final; it answers checks as `revoked`): the same
+/// callers and answers as approve.
+#[utoipa::path(post, path = "/api/v1/tokens/{id}/deny", tag = "tokens", params(("id" = String, Path)),
+    responses((status = 200, body = Token), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn deny(
+    State(state): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+    OptionalJson(_): OptionalJson<EmptyBody>,
+) -> Result<Json<Token>, ApiError> {
+    Ok(Json(state.decide_token(&p, &id, false).await?))
+}
+
 /// Give a token a new secret; the old one works for `grace_seconds`. A retry with the same
 /// `Idempotency-Key` header (within 24 h) answers the same secret.
 #[utoipa::path(post, path = "/api/v1/tokens/{id}/rotate", tag = "tokens",

@@ -451,7 +451,9 @@ impl AppState {
         {
             return Some(SkipReason::Expired);
         }
-        (token.state == StoredState::Revoked).then_some(SkipReason::AlreadyRevoked)
+        // A denied token is as good as revoked (a revoke leaves it denied).
+        matches!(token.state, StoredState::Revoked | StoredState::Denied)
+            .then_some(SkipReason::AlreadyRevoked)
     }
 
     /// `POST /api/v1/tokens/bulk-revoke`: revokes, in one transaction, every listed token

@@ -153,7 +153,17 @@ impl AppState {
                 Some(v) => check_policy_days("max_token_lifetime_days", v)?,
                 None => current.max_token_lifetime_days,
             },
+            approval_required_types: match &req.approval_required_types {
+                Some(types) => types.iter().fold(0, |acc, t| acc | t.bit()),
+                None => current.approval_required_types,
+            },
         };
+        // Approval guards org admins' tokens from org admins: only an owner moves it.
+        if next.approval_required_types != current.approval_required_types && !p.is_org_owner() {
+            return Err(ApiError::forbidden(
+                "only org owners may change approval_required_types",
+            ));
+        }
         let mut event = p.event("org.token_settings_changed");
         event.target_type = Some("org".into());
         event.target_id = Some(org.id.clone());

@@ -8,7 +8,7 @@ use latchkey_core::policy::{
 use latchkey_core::token::{self, SecretKind};
 use latchkey_core::{NewAuditEvent, ScopeSet};
 use latchkey_proto::{
-    CreateTokenRequest, CreatedToken, Page, RotateTokenRequest, Scope, Token, TokenType,
+    CreateTokenRequest, CreatedToken, OrgRole, Page, RotateTokenRequest, Scope, Token, TokenType,
     VerifyResponse,
 };
 use latchkey_store::{IdempotencyRecord, PageRequest, StoreError, TokenFilter};
@@ -352,7 +352,14 @@ impl AppState {
             expires_at,
             last_used_at: None,
             last_used_ip: None,
-            state: StoredState::Active,
+            // Approval (DESIGN.md §8): only an org owner's own say skips it.
+            state: if org.token_settings.requires_approval(token_type)
+                && p.user.as_ref().is_none_or(|u| u.role != OrgRole::Owner)
+            {
+                StoredState::Pending
+            } else {
+                StoredState::Active
+            },
             leaked: false,
             policy: token_policy,
             uses,
@@ -370,6 +377,9 @@ impl AppState {
         event.workspace_id = Some(ws.id.clone());
         event.subject_user_id = record.owner_id.clone();
         event.details = json!({"type": token_type.as_str(), "name": record.name});
+        if record.state == StoredState::Pending {
+            event.details["pending"] = json!(true);
+        }
         let secret_record = SecretRecord {
             token_id: record.id.clone(),
             hash,
@@ -550,6 +560,52 @@ impl AppState {
             .await?;
         self.verifier.invalidate_token(&token.id);
         self.token_view(updated, now).await
+    }
+
+    /// Approves (`approve`) or denies a pending token: an org admin who did not create it
+    /// (the creator, members and workspace tokens get 403); `token.approved` /
+    /// `token.denied` is audited and every node drops what it cached of the token.
+    pub async fn decide_token(
+        &self,
+        p: &Principal,
+        id: &str,
+        approve: bool,
+    ) -> Result<Token, ApiError> {
+        let now = self.clock.now();
+        // Visibility first: a token the caller may not see is 404 for every action.
+        let token = self.visible_token(p, id).await?;
+        if !p.is_org_admin() {
+            return Err(ApiError::forbidden(
+                "only org admins may approve or deny tokens",
+            ));
+        }
+        if token.created_by.is_some() && token.created_by.as_deref() == p.user_id() {
+            return Err(ApiError::forbidden(
+                "another org admin must decide on a token you created",
+            ));
+        }
+        let action = if approve {
+            TokenAction::Approve
+        } else {
+            TokenAction::Deny
+        };
+        Self::check_action(action, &token, now)?;
+        let event = Self::token_event(
+            p,
+            if approve {
+                "token.approved"
+            } else {
+                "token.denied"
+            },
+            &token,
+        );
+        let decided = self
+            .store
+            .decide_token(now, &token.id, approve, event)
+            .await?;
+        self.verifier.invalidate_token(&token.id);
+        tracing::info!(token_id = %token.id, approved = approve, "token decided");
+        self.token_view(decided, now).await
     }
 
     /// Gives a token a new secret under the same id; the old one works for the grace period.

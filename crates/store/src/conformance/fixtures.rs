@@ -492,6 +492,7 @@ pub async fn settings_roundtrip(store: Arc<dyn Store>) {
         recoverable_types: TokenType::Legacy.bit(),
         idle_revoke_days: Some(90),
         max_token_lifetime_days: Some(365),
+        approval_required_types: TokenType::Admin.bit() | TokenType::Client.bit(),
     };
     let v = store.current_version().await.unwrap();
     let org = store

@@ -302,7 +302,7 @@ pub async fn inventory_filters(store: Arc<dyn Store>) {
 
 /// The state filter lists exactly the tokens whose state, as lists show it
 /// (`visible_state`), is the one asked for: for tokens active, revoked, expired (marked
-/// and not yet marked), of a disabled type, and of a deactivated owner.
+/// and not yet marked), of a disabled type, of a deactivated owner, pending and denied.
 pub async fn inventory_state_filter_matches_visible_state(store: Arc<dyn Store>) {
     let store = &*store;
     let world = bootstrapped(store).await;
@@ -317,6 +317,10 @@ pub async fn inventory_state_filter_matches_visible_state(store: Arc<dyn Store>)
             for expiry in [None, Some(at(100)), Some(at(10_000))] {
                 let (mut token, secret) = token_record(&world.org.id, token_type, ws, owner);
                 token.expires_at = expiry;
+                // Every third waits for approval (and a revoke below makes one denied).
+                if tokens.len() % 3 == 2 {
+                    token.state = StoredState::Pending;
+                }
                 let made = store
                     .create_token(t0(), token, secret, &unlimited(), event("token.created"))
                     .await

@@ -342,7 +342,8 @@ fn push_inventory_filters<B: SqlBackend>(statement: &mut Statement, filter: &Tok
 }
 
 /// [`StateFilter`] as SQL: the derivation of `latchkey_core::policy::visible_state`
-/// (expired, then revoked, then type disabled, then suspended), written once here; the
+/// (expired, then revoked or denied, then type disabled, then suspended, then pending),
+/// written once here; the
 /// conformance suite checks that both agree token by token.
 fn push_state(statement: &mut Statement, filter: &StateFilter) {
     let now = filter.now.unix_timestamp();
@@ -354,14 +355,23 @@ fn push_state(statement: &mut Statement, filter: &StateFilter) {
             .param(now)
             .push("))");
     };
-    // Stored `active` and not past its expiry: what the derived states start from.
+    // Stored `active` or `pending` and not past its expiry: what the derived states
+    // start from.
     let live = |statement: &mut Statement| {
         statement
-            .push(" AND t.state = ")
+            .push(" AND t.state IN (")
             .param(StoredState::Active.as_str())
-            .push(" AND (t.expires_at IS NULL OR t.expires_at > ")
+            .push(", ")
+            .param(StoredState::Pending.as_str())
+            .push(") AND (t.expires_at IS NULL OR t.expires_at > ")
             .param(now)
             .push(")");
+    };
+    let owner_active = |statement: &mut Statement| {
+        statement
+            .push(" AND (t.owner_id IS NULL OR (u.id IS NOT NULL AND u.active = ")
+            .param(true)
+            .push("))");
     };
     let type_disabled = |statement: &mut Statement, disabled: bool| {
         if filter.disabled_types.is_empty() {
@@ -385,12 +395,15 @@ fn push_state(statement: &mut Statement, filter: &StateFilter) {
             statement.push(" AND ");
             expired(statement);
         }
-        TokenState::Revoked => {
+        TokenState::Revoked | TokenState::Denied => {
+            let stored = if filter.state == TokenState::Revoked {
+                StoredState::Revoked
+            } else {
+                StoredState::Denied
+            };
             statement.push(" AND NOT ");
             expired(statement);
-            statement
-                .push(" AND t.state = ")
-                .param(StoredState::Revoked.as_str());
+            statement.push(" AND t.state = ").param(stored.as_str());
         }
         TokenState::TypeDisabled => {
             live(statement);
@@ -404,13 +417,16 @@ fn push_state(statement: &mut Statement, filter: &StateFilter) {
                 .param(false)
                 .push(")");
         }
-        TokenState::Active => {
+        TokenState::Active | TokenState::Pending => {
+            let stored = if filter.state == TokenState::Active {
+                StoredState::Active
+            } else {
+                StoredState::Pending
+            };
             live(statement);
             type_disabled(statement, false);
-            statement
-                .push(" AND (t.owner_id IS NULL OR (u.id IS NOT NULL AND u.active = ")
-                .param(true)
-                .push("))");
+            owner_active(statement);
+            statement.push(" AND t.state = ").param(stored.as_str());
         }
     }
 }
@@ -874,6 +890,19 @@ impl<B: SqlBackend> Store for B {
         ))
     }
 
+    async fn decide_token(
+        &self,
+        now: OffsetDateTime,
+        id: &str,
+        approve: bool,
+        event: NewAuditEvent,
+    ) -> StoreResult<TokenRecord> {
+        let id = id.to_owned();
+        in_write!(self: Self, Serialized, |conn| ops::decide_token(
+            conn, now, &id, approve, &event
+        ))
+    }
+
     async fn rotate_token(
         &self,
         now: OffsetDateTime,
@@ -1320,8 +1349,9 @@ impl<B: SqlBackend> Store for B {
     ) -> StoreResult<Vec<(TokenType, latchkey_proto::TokenState, u64)>> {
         let found = on_read!(self: Self, |conn| sqlx::query(
             "SELECT token_type, state, COUNT(*) AS n FROM (SELECT t.token_type, CASE \
-             WHEN t.state = 'active' AND t.expires_at IS NOT NULL AND t.expires_at <= $1 \
-             THEN 'expired' WHEN t.state = 'active' AND u.active = $2 THEN 'suspended' \
+             WHEN t.state IN ('active', 'pending') AND t.expires_at IS NOT NULL \
+             AND t.expires_at <= $1 THEN 'expired' \
+             WHEN t.state IN ('active', 'pending') AND u.active = $2 THEN 'suspended' \
              ELSE t.state END AS state FROM tokens t LEFT JOIN users u ON u.id = t.owner_id) \
              AS counted GROUP BY token_type, state"
         )

@@ -6,7 +6,9 @@
 //! that differ are the backend's own ([`SqlBackend::bump`],
 //! [`SqlBackend::record_last_used`]).
 
-use latchkey_core::policy::{Limits, check_restore, is_expired, limits_for};
+use latchkey_core::policy::{
+    Limits, TokenAction, check_action, check_restore, is_expired, limits_for,
+};
 use latchkey_core::token_policy::{
     self, BudgetKind, BudgetRow, BudgetRule, LeaseGrant, LeaseReport, LeaseRow, TokenPolicy,
     UsesPolicy,
@@ -184,7 +186,8 @@ async fn insert_org<B: SqlBackend>(
     sqlx::query(
         "INSERT INTO orgs (id, name, enabled_types, personal_token_ttl_days, \
          max_tokens_per_user, token_creators, recoverable_types, idle_revoke_days, \
-         max_token_lifetime_days, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+         max_token_lifetime_days, approval_required_types, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .arg(&org.id)
     .arg(&org.name)
@@ -195,6 +198,7 @@ async fn insert_org<B: SqlBackend>(
     .arg(i64::from(s.recoverable_types))
     .arg(s.idle_revoke_days.map(i64::from))
     .arg(s.max_token_lifetime_days.map(i64::from))
+    .arg(i64::from(s.approval_required_types))
     .arg(secs(now))
     .run(conn)
     .await?;
@@ -623,7 +627,9 @@ async fn insert_secret<B: SqlBackend>(
 }
 
 /// Whether one more active token fits in `limits`. A token counts while its stored state
-/// is `active` and it has not passed its expiry (the sweep may not have marked it yet).
+/// is `active` or `pending` (a token waiting for approval holds its slot, so approving it
+/// never fails on a limit) and it has not passed its expiry (the sweep may not have
+/// marked it yet).
 async fn check_limits<B: SqlBackend>(
     conn: &mut Conn<'_, B>,
     now: OffsetDateTime,
@@ -631,7 +637,7 @@ async fn check_limits<B: SqlBackend>(
 ) -> StoreResult<()> {
     if let Some(max) = limits.max_active_tokens {
         let count: i64 = sqlx::query(
-            "SELECT COUNT(*) FROM tokens WHERE state = 'active' \
+            "SELECT COUNT(*) FROM tokens WHERE state IN ('active', 'pending') \
              AND (expires_at IS NULL OR expires_at > $1)",
         )
         .arg(secs(now))
@@ -646,8 +652,8 @@ async fn check_limits<B: SqlBackend>(
     }
     if let Some((owner, max)) = &limits.max_tokens_per_user {
         let count: i64 = sqlx::query(
-            "SELECT COUNT(*) FROM tokens WHERE owner_id = $1 AND state = 'active' \
-             AND token_type IN ('personal', 'legacy') \
+            "SELECT COUNT(*) FROM tokens WHERE owner_id = $1 \
+             AND state IN ('active', 'pending') AND token_type IN ('personal', 'legacy') \
              AND (expires_at IS NULL OR expires_at > $2)",
         )
         .arg(owner)
@@ -767,7 +773,8 @@ pub(crate) async fn update_token_settings<B: SqlBackend>(
     let updated = sqlx::query(
         "UPDATE orgs SET enabled_types = $1, personal_token_ttl_days = $2, \
          max_tokens_per_user = $3, token_creators = $4, recoverable_types = $5, \
-         idle_revoke_days = $6, max_token_lifetime_days = $7 WHERE id = $8",
+         idle_revoke_days = $6, max_token_lifetime_days = $7, approval_required_types = $8 \
+         WHERE id = $9",
     )
     .arg(i64::from(settings.enabled_types))
     .arg(settings.personal_token_ttl_days.map(i64::from))
@@ -776,6 +783,7 @@ pub(crate) async fn update_token_settings<B: SqlBackend>(
     .arg(i64::from(settings.recoverable_types))
     .arg(settings.idle_revoke_days.map(i64::from))
     .arg(settings.max_token_lifetime_days.map(i64::from))
+    .arg(i64::from(settings.approval_required_types))
     .arg(org_id)
     .run(conn)
     .await?;
@@ -1117,7 +1125,7 @@ pub(crate) async fn create_token<B: SqlBackend>(
             return Err(StoreError::Conflict(LEGACY_TAKEN.to_owned()));
         }
     }
-    if token.state == StoredState::Active {
+    if matches!(token.state, StoredState::Active | StoredState::Pending) {
         check_limits(conn, now, limits).await?;
     }
     insert_token(conn, token, secret.sealed.as_deref()).await?;
@@ -1160,7 +1168,7 @@ pub(crate) async fn revoke_token<B: SqlBackend>(
     let state = if is_expired(token.state, token.expires_at, now) {
         token.state
     } else {
-        StoredState::Revoked
+        revoked_state(token.state)
     };
     sqlx::query("UPDATE tokens SET state = $1, leaked = $2 WHERE id = $3")
         .arg(state.as_str())
@@ -1176,6 +1184,16 @@ pub(crate) async fn revoke_token<B: SqlBackend>(
     audit(conn, now, event).await?;
     bump(conn, ChangeKind::Token, id).await?;
     load_token(conn, id).await
+}
+
+/// What a revoke leaves a live token in: `revoked`, except that a token never approved
+/// (pending or denied) becomes `denied` — a revoked one could be restored, which would
+/// skip the approval (a leak report or its creator's withdrawal is final for it).
+fn revoked_state(state: StoredState) -> StoredState {
+    match state {
+        StoredState::Pending | StoredState::Denied => StoredState::Denied,
+        _ => StoredState::Revoked,
+    }
 }
 
 /// Revokes each requested token that is still active, in the caller's transaction; the
@@ -1203,18 +1221,19 @@ pub(crate) async fn revoke_tokens<B: SqlBackend>(
             outcomes.push(skipped(RevokeSkipped::Expired));
             continue;
         }
-        if token.state == StoredState::Revoked {
+        if matches!(token.state, StoredState::Revoked | StoredState::Denied) {
             outcomes.push(skipped(RevokeSkipped::AlreadyRevoked));
             continue;
         }
+        let state = revoked_state(token.state);
         sqlx::query("UPDATE tokens SET state = $1 WHERE id = $2")
-            .arg(StoredState::Revoked.as_str())
+            .arg(state.as_str())
             .arg(id.as_str())
             .run(conn)
             .await?;
         audit(conn, now, event).await?;
         bump(conn, ChangeKind::Token, id).await?;
-        token.state = StoredState::Revoked;
+        token.state = state;
         outcomes.push(BulkRevoked::Revoked(Box::new(token)));
     }
     Ok(outcomes)
@@ -1248,6 +1267,43 @@ pub(crate) async fn restore_token<B: SqlBackend>(
     load_token(conn, id).await
 }
 
+/// Approves (→ `active`) or denies (→ `denied`, final) a pending token. The token holds
+/// its limit slot while pending, so approving checks no limit.
+pub(crate) async fn decide_token<B: SqlBackend>(
+    conn: &mut Conn<'_, B>,
+    now: OffsetDateTime,
+    id: &str,
+    approve: bool,
+    event: &NewAuditEvent,
+) -> StoreResult<TokenRecord> {
+    let token = load_token(conn, id).await?;
+    let action = if approve {
+        TokenAction::Approve
+    } else {
+        TokenAction::Deny
+    };
+    check_action(action, token.state, token.expires_at, now)
+        .map_err(|denied| StoreError::Conflict(denied.to_string()))?;
+    let state = if approve {
+        StoredState::Active
+    } else {
+        StoredState::Denied
+    };
+    sqlx::query("UPDATE tokens SET state = $1 WHERE id = $2 AND state = $3")
+        .arg(state.as_str())
+        .arg(id)
+        .arg(StoredState::Pending.as_str())
+        .run(conn)
+        .await?;
+    if !approve {
+        // Denied is final: a kept secret would only ever be revealed for nothing.
+        erase_sealed(conn, id).await?;
+    }
+    audit(conn, now, event).await?;
+    bump(conn, ChangeKind::Token, id).await?;
+    load_token(conn, id).await
+}
+
 /// Everything `rotate_token` takes.
 pub(crate) struct Rotation<'a> {
     pub(crate) id: &'a str,
@@ -1276,6 +1332,11 @@ pub(crate) async fn rotate_token<B: SqlBackend>(
     if token.state == StoredState::Expired || token.expires_at.is_some_and(|e| e <= now) {
         return Err(StoreError::Conflict(
             "the token has expired; expired tokens cannot be rotated".to_owned(),
+        ));
+    }
+    if token.state == StoredState::Denied {
+        return Err(StoreError::Conflict(
+            "the token was denied; denied is final, it cannot be rotated".to_owned(),
         ));
     }
     // A leak-revoked token comes back: it needs a slot like a restore. The caller passes
@@ -1695,7 +1756,8 @@ pub(crate) async fn expire_tokens<B: SqlBackend>(
     now: OffsetDateTime,
 ) -> StoreResult<Vec<String>> {
     let due = sqlx::query(
-        "SELECT id, owner_id, workspace_id, expires_at FROM tokens WHERE state = 'active' \
+        "SELECT id, owner_id, workspace_id, expires_at FROM tokens \
+         WHERE state IN ('active', 'pending') \
          AND expires_at IS NOT NULL AND expires_at <= $1 ORDER BY id",
     )
     .arg(secs(now))

@@ -22,7 +22,7 @@ use crate::{Change, ChangeKind, IdempotencyRecord, SigningKeyRecord, StoreError,
 /// Columns of an org row.
 pub(crate) const ORG_SELECT: &str = "SELECT id, name, enabled_types, personal_token_ttl_days, \
      max_tokens_per_user, token_creators, recoverable_types, idle_revoke_days, \
-     max_token_lifetime_days FROM orgs";
+     max_token_lifetime_days, approval_required_types FROM orgs";
 
 /// The instance settings row.
 pub(crate) const INSTANCE_SELECT: &str =
@@ -140,6 +140,7 @@ pub(crate) fn hash_of(bytes: Vec<u8>) -> StoreResult<SecretHash> {
 pub(crate) fn token_settings(row: &impl SqlRow) -> StoreResult<TokenSettings> {
     let enabled = get::<i64>(row, "enabled_types")?;
     let recoverable = get::<i64>(row, "recoverable_types")?;
+    let approval = get::<i64>(row, "approval_required_types")?;
     let creators = get::<String>(row, "token_creators")?;
     Ok(TokenSettings {
         enabled_types: u8::try_from(enabled).map_err(|_| corrupt("enabled_types", enabled))?,
@@ -151,6 +152,8 @@ pub(crate) fn token_settings(row: &impl SqlRow) -> StoreResult<TokenSettings> {
             .map_err(|_| corrupt("recoverable_types", recoverable))?,
         idle_revoke_days: opt_u32_of(row, "idle_revoke_days")?,
         max_token_lifetime_days: opt_u32_of(row, "max_token_lifetime_days")?,
+        approval_required_types: u8::try_from(approval)
+            .map_err(|_| corrupt("approval_required_types", approval))?,
     })
 }
 

@@ -180,6 +180,8 @@ fn state_label(state: TokenState) -> &'static str {
         TokenState::Expired => "Expired",
         TokenState::Suspended => "Suspended (owner deactivated)",
         TokenState::TypeDisabled => "Type disabled",
+        TokenState::Pending => "Pending approval",
+        TokenState::Denied => "Denied",
     }
 }
 
