@@ -238,10 +238,20 @@ async fn the_periodic_sweep_revokes_idle_tokens_by_itself() {
     let idle = server.token(&admin, &ws, "idle", TokenType::Frontend).await;
     set(&admin, Some(Some(7)), None).await;
     server.state.clock.advance(7 * DAY);
+    // Watched through the token object: a check of the token would be a use of it.
+    let admin = admin_session(&server).await;
     eventually("the background sweep revokes the idle token", || async {
-        reason(&server, &idle.token).await == json!("revoked")
+        admin
+            .tokens()
+            .get(&idle.meta.id)
+            .await
+            .unwrap()
+            .state
+            .as_str()
+            == "revoked"
     })
     .await;
+    assert_eq!(reason(&server, &idle.token).await, json!("revoked"));
 }
 
 #[tokio::test]
