@@ -375,6 +375,8 @@ pub async fn save_token_settings(
             recoverable_types: Some(recoverable_types),
             idle_revoke_days: Some(idle),
             max_token_lifetime_days: Some(lifetime),
+            // The console's form does not carry it yet: unchanged.
+            approval_required_types: None,
         };
         state.update_token_settings(&s.p, &org.id, req).await
     }
