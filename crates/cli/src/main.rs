@@ -96,7 +96,7 @@ else ~/.config/latchkey/config.toml.")]
     /// Workspaces.
     #[command(subcommand, after_help = "Example:\n  latchkey workspace list")]
     Workspace(WorkspaceCmd),
-    /// API tokens: create, list, get, update, revoke, restore, rotate, reveal, delete.
+    /// API tokens: create, list, get, usage, update, revoke, restore, rotate, reveal, delete.
     #[command(
         subcommand,
         after_help = "Examples:\n  latchkey token create --workspace \"Workspace 1\" --name ci\n  latchkey token list\n  latchkey token revoke <id>"

@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use clap::{Args, ValueEnum};
 use latchkey_client::RateLimitStatus;
 use latchkey_client::proto::{
-    CreatedToken, Me, Project, RevealedToken, Token, VerifyResponse, Workspace,
+    CreatedToken, Me, Project, RevealedToken, Token, TokenUsage, VerifyResponse, Workspace,
 };
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -420,6 +420,40 @@ pub fn print_revealed(revealed: &RevealedToken, json: bool) -> Result<(), CliErr
     }
     out!("{SECRET_LABEL} {}\n", revealed.token);
     eprintln!("The reveal is recorded in the audit log (token.revealed).");
+    Ok(())
+}
+
+/// A token's usage: the last use, then the recent addresses and the days with uses as
+/// tables (JSON: the whole answer, all 90 days).
+pub fn print_usage(usage: &TokenUsage, json: bool) -> Result<(), CliError> {
+    if json {
+        return print_json(usage);
+    }
+    let now = OffsetDateTime::now_utc();
+    let total: u64 = usage.daily.iter().map(|d| d.count).sum();
+    out!(
+        "{}",
+        details(&[
+            ("Last used", opt_time(usage.last_used_at, "never")),
+            ("Uses (90 days)", total.to_string()),
+        ])
+    );
+    outln!("");
+    let mut ips = Table::new(&["ADDRESS", "LAST SEEN", ""]);
+    for seen in &usage.last_ips {
+        ips.row(vec![
+            seen.ip.clone(),
+            rfc3339(seen.last_seen_at),
+            relative(seen.last_seen_at, now),
+        ]);
+    }
+    ips.print_or("No client addresses recorded.");
+    outln!("");
+    let mut days = Table::new(&["DATE (UTC)", "USES"]);
+    for day in usage.daily.iter().filter(|d| d.count > 0) {
+        days.row(vec![day.date.clone(), day.count.to_string()]);
+    }
+    days.print_or("No uses in the last 90 days.");
     Ok(())
 }
 

@@ -757,6 +757,16 @@ Examples:
 Only tokens whose type is in the org's recoverable_types (when created or last rotated)
 can be revealed, and only while they work; a personal or legacy token by its owner only.")]
     Reveal(TokenId),
+    /// Show how a token has been used: last use, last 5 client addresses, uses per day.
+    #[command(after_help = "\
+Examples:
+  latchkey token usage 0197f0c4-1b2c-7d3e-8f40-123456789abc
+  latchkey token usage ci-pipeline --workspace \"Workspace 1\" --output json | jq '.daily[-7:]'
+
+Counted in memory by the servers and written with their last-used flush
+(last_used_flush_secs, 5 s by default), so the newest uses on other nodes show up that
+late. Table output lists the days with uses; JSON has all 90 days, oldest first.")]
+    Usage(TokenId),
     /// Delete a token for good (asks first; --yes does not).
     #[command(after_help = "\
 Examples:
@@ -817,6 +827,13 @@ pub async fn token(cmd: TokenCmd) -> CliResult {
             let id = token_id(&client, &args.which).await?;
             let revealed = client.tokens().reveal(&id).await?;
             output::print_revealed(&revealed, args.remote.json())?;
+            Ok(EXIT_OK)
+        }
+        TokenCmd::Usage(args) => {
+            let client = args.remote.client(true, true)?;
+            let id = token_id(&client, &args.which).await?;
+            let usage = client.tokens().usage(&id).await?;
+            output::print_usage(&usage, args.remote.json())?;
             Ok(EXIT_OK)
         }
         TokenCmd::Delete(args) => delete_token(args).await,

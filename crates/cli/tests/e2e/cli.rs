@@ -1987,3 +1987,70 @@ async fn cli_verify_with_ip_and_over_the_rate_limit() {
     );
     server.stop().await;
 }
+
+/// `token usage`: the last use, the recent addresses and the days with uses as tables;
+/// the whole answer (90 days) as JSON; a token you may not see is an API error (exit 1).
+#[tokio::test]
+async fn cli_token_usage_in_both_output_modes() {
+    let server = TestServer::start().await;
+    let ctx = Ctx::new();
+    let ws = server.workspace1().await;
+    let admin = server.admin();
+    let used = server.token(&admin, &ws, "used", TokenType::Personal).await;
+    let idle = server.token(&admin, &ws, "idle", TokenType::Client).await;
+    for _ in 0..3 {
+        server.with_token(&used.token).me().await.unwrap();
+    }
+    let out = ctx.admin(&server, &["token", "usage", &used.meta.id]).await;
+    out.ok();
+    assert!(out.stdout.contains("Uses (90 days)  3"), "{out:#?}");
+    assert!(out.stdout.contains("ADDRESS"), "{out:#?}");
+    assert!(out.stdout.contains("127.0.0.1"), "{out:#?}");
+    let today = time::OffsetDateTime::now_utc().date().to_string();
+    assert!(
+        out.stdout
+            .lines()
+            .any(|l| l.starts_with(&today) && l.ends_with(" 3")),
+        "{out:#?}"
+    );
+    let json = ctx
+        .admin_json(&server, &["token", "usage", "used", "-w", "Workspace 1"])
+        .await;
+    let daily = json["daily"].as_array().unwrap();
+    assert_eq!(daily.len(), 90);
+    assert_eq!(
+        daily
+            .iter()
+            .map(|d| d["count"].as_u64().unwrap())
+            .sum::<u64>(),
+        3
+    );
+    assert_eq!(json["last_ips"][0]["ip"], "127.0.0.1");
+
+    let out = ctx.admin(&server, &["token", "usage", &idle.meta.id]).await;
+    out.ok();
+    assert!(out.stdout.contains("Last used       never"), "{out:#?}");
+    assert!(
+        out.stdout.contains("No client addresses recorded."),
+        "{out:#?}"
+    );
+    assert!(
+        out.stdout.contains("No uses in the last 90 days."),
+        "{out:#?}"
+    );
+
+    let line = ctx
+        .api(
+            &server,
+            &used.token,
+            &["token", "usage", "00000000-0000-7000-8000-000000000000"],
+        )
+        .out()
+        .await
+        .fails(1)
+        .to_owned();
+    assert!(
+        line.contains("not found") || line.contains("not_found"),
+        "{line}"
+    );
+}
