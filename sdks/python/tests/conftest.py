@@ -100,7 +100,9 @@ def write_config(path: Path, overrides: Optional[Dict[str, Dict[str, Any]]] = No
     sections: Dict[str, Dict[str, Any]] = {k: dict(v) for k, v in DEFAULT_CONFIG.items()}
     for section, values in (overrides or {}).items():
         sections.setdefault(section, {}).update(values)
-    text = ""
+    # Section "" holds top-level keys (``trusted_proxies``): written before any header.
+    top = sections.pop("", {})
+    text = "".join(f"{k} = {_toml_value(v)}\n" for k, v in top.items())
     for section, values in sections.items():
         text += f"[{section}]\n" + "".join(f"{k} = {_toml_value(v)}\n" for k, v in values.items())
     path.write_text(text)

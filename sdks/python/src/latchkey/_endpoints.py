@@ -41,6 +41,7 @@ from ._models import (
     Refill,
     Token,
     TokenSettings,
+    TokenUsage,
     User,
     VerifyResult,
     Webhook,
@@ -319,6 +320,13 @@ def reveal_token(token_id: str) -> Call[str]:
     return Call(
         RequestSpec("POST", f"/api/v1/tokens/{seg(token_id)}/reveal"),
         parse_json(lambda data: str(data["token"])),
+    )
+
+
+def token_usage(token_id: str) -> Call[TokenUsage]:
+    return Call(
+        RequestSpec("GET", f"/api/v1/tokens/{seg(token_id)}/usage"),
+        parse_json(TokenUsage.from_dict),
     )
 
 

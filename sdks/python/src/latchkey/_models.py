@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from typing import (
     Any,
     Callable,
@@ -405,6 +405,55 @@ class BulkRevokeResult:
             revoked=_str_list(data.get("revoked")),
             skipped=[SkippedToken.from_dict(item) for item in data.get("skipped") or []],
         )
+
+
+@dataclass
+class IpUse:
+    """A client address a token was used from, and when last."""
+
+    ip: str
+    last_seen_at: datetime
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "IpUse":
+        return cls(ip=str(data["ip"]), last_seen_at=_req_dt(data["last_seen_at"]))
+
+
+@dataclass
+class DailyUse:
+    """A token's successful uses on one UTC day."""
+
+    date: date
+    count: int
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "DailyUse":
+        return cls(date=date.fromisoformat(str(data["date"])), count=int(data["count"]))
+
+
+@dataclass
+class TokenUsage:
+    """How a token has been used lately (``tokens.usage``): the last use, the last 5
+    distinct client addresses (newest first) and the uses per UTC day over 90 days (oldest
+    first, today last). The servers count in memory and write with their last-used flush,
+    so uses on other nodes show up to ``last_used_flush_secs`` late."""
+
+    last_used_at: Optional[datetime]
+    last_ips: List[IpUse]
+    daily: List[DailyUse]
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "TokenUsage":
+        return cls(
+            last_used_at=parse_datetime(data.get("last_used_at")),
+            last_ips=[IpUse.from_dict(item) for item in data.get("last_ips") or []],
+            daily=[DailyUse.from_dict(item) for item in data.get("daily") or []],
+        )
+
+    @property
+    def total(self) -> int:
+        """Uses over the whole window."""
+        return sum(day.count for day in self.daily)
 
 
 @dataclass

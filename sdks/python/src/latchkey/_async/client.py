@@ -59,6 +59,7 @@ from .._models import (
     TokenSettings,
     TokenState,
     TokenType,
+    TokenUsage,
     User,
     UserKind,
     VerifyResult,
@@ -565,6 +566,12 @@ class AsyncTokens:
         else's personal or legacy token, :class:`RateLimitError` past the reveal throttle.
         Every reveal is audited (``token.revealed``)."""
         return await self._client._call(E.reveal_token(token_id))
+
+    async def usage(self, token_id: str) -> TokenUsage:
+        """How a token has been used lately: ``last_used_at``, ``last_ips`` (the last 5
+        distinct client addresses, newest first) and ``daily`` (uses per UTC day over 90
+        days, oldest first). Raises :class:`NotFoundError` for a token you may not see."""
+        return await self._client._call(E.token_usage(token_id))
 
     async def get(self, token_id: str) -> Token:
         """One token's metadata."""
