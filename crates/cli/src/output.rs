@@ -425,11 +425,10 @@ pub fn print_revealed(revealed: &RevealedToken, json: bool) -> Result<(), CliErr
 
 /// A token's usage: the last use, then the recent addresses and the days with uses as
 /// tables (JSON: the whole answer, all 90 days).
-pub fn print_usage(usage: &TokenUsage, json: bool) -> Result<(), CliError> {
+pub fn print_usage(usage: &TokenUsage, now: OffsetDateTime, json: bool) -> Result<(), CliError> {
     if json {
         return print_json(usage);
     }
-    let now = OffsetDateTime::now_utc();
     let total: u64 = usage.daily.iter().map(|d| d.count).sum();
     out!(
         "{}",

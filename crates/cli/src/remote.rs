@@ -833,7 +833,7 @@ pub async fn token(cmd: TokenCmd) -> CliResult {
             let client = args.remote.client(true, true)?;
             let id = token_id(&client, &args.which).await?;
             let usage = client.tokens().usage(&id).await?;
-            output::print_usage(&usage, args.remote.json())?;
+            output::print_usage(&usage, now(), args.remote.json())?;
             Ok(EXIT_OK)
         }
         TokenCmd::Delete(args) => delete_token(args).await,

@@ -2006,7 +2006,7 @@ async fn cli_token_usage_in_both_output_modes() {
     assert!(out.stdout.contains("Uses (90 days)  3"), "{out:#?}");
     assert!(out.stdout.contains("ADDRESS"), "{out:#?}");
     assert!(out.stdout.contains("127.0.0.1"), "{out:#?}");
-    let today = time::OffsetDateTime::now_utc().date().to_string();
+    let today = server.state.clock.now().date().to_string();
     assert!(
         out.stdout
             .lines()
