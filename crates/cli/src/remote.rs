@@ -742,6 +742,18 @@ the refill). A token updating itself may only narrow its own policy.")]
         after_help = "Example:\n  latchkey token restore 0197f0c4-1b2c-7d3e-8f40-123456789abc"
     )]
     Restore(TokenId),
+    /// Approve a token pending approval: it works from now on (an org admin who did not
+    /// create it).
+    #[command(after_help = "\
+Example:
+  latchkey token approve 0197f0c4-1b2c-7d3e-8f40-123456789abc
+
+Tokens of the types in the org's approval_required_types start pending unless an org
+owner creates them; list them with: latchkey token list --all --state pending")]
+    Approve(TokenId),
+    /// Deny a token pending approval: it never works (denied is final).
+    #[command(after_help = "Example:\n  latchkey token deny 0197f0c4-1b2c-7d3e-8f40-123456789abc")]
+    Deny(TokenId),
     /// Give a token a new secret under the same id; the new secret is printed once.
     #[command(after_help = "\
 Examples:
@@ -811,6 +823,8 @@ pub async fn token(cmd: TokenCmd) -> CliResult {
             let token = client.tokens().restore(&id).await?;
             print_token(&token, args.remote.json())
         }
+        TokenCmd::Approve(args) => decide_token(args, true).await,
+        TokenCmd::Deny(args) => decide_token(args, false).await,
         TokenCmd::Rotate(args) => {
             let client = args.remote.client(true, true)?;
             let id = token_id(&client, &args.which).await?;
@@ -838,6 +852,19 @@ pub async fn token(cmd: TokenCmd) -> CliResult {
         }
         TokenCmd::Delete(args) => delete_token(args).await,
     }
+}
+
+/// `token approve` (`approve`) or `token deny`: the decided token.
+async fn decide_token(args: TokenId, approve: bool) -> CliResult {
+    let client = args.remote.client(true, true)?;
+    let id = token_id(&client, &args.which).await?;
+    let tokens = client.tokens();
+    let token = if approve {
+        tokens.approve(&id).await?
+    } else {
+        tokens.deny(&id).await?
+    };
+    print_token(&token, args.remote.json())
 }
 
 /// Tokens listed and filtered. The inventory route (`--all`, an inventory filter, or

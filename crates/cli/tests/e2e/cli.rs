@@ -2054,3 +2054,51 @@ async fn cli_token_usage_in_both_output_modes() {
         "{line}"
     );
 }
+
+/// `token approve` / `token deny` (DESIGN.md §8 Approval): an org admin's pending admin
+/// token approved by the owner (JSON), another denied (table), and a denied one cannot be
+/// approved (exit 1, the server's conflict on stderr).
+#[tokio::test]
+async fn cli_token_approve_and_deny() {
+    use latchkey_client::proto::CreateTokenRequest;
+    let server = TestServer::start().await;
+    let ctx = Ctx::new();
+    let ws = server.workspace1().await;
+    let owner = server.admin();
+    let org = owner.me().await.unwrap().org.id;
+    owner
+        .update_token_settings(
+            &org,
+            &UpdateTokenSettingsRequest {
+                approval_required_types: Some(vec![TokenType::Admin]),
+                ..UpdateTokenSettingsRequest::default()
+            },
+        )
+        .await
+        .unwrap();
+    let (_, ops) = server.user("ops", OrgRole::Admin).await;
+    let mut ids = Vec::new();
+    for name in ["deploy", "other"] {
+        let made = ops
+            .tokens()
+            .create(&ws, &CreateTokenRequest::new(name, TokenType::Admin))
+            .await
+            .unwrap();
+        assert_eq!(made.meta.state.as_str(), "pending");
+        ids.push(made.meta.id);
+    }
+    let approved = ctx
+        .admin_json(&server, &["token", "approve", &ids[0]])
+        .await;
+    assert_eq!(approved["state"], "active");
+    let out = ctx.admin(&server, &["token", "deny", &ids[1]]).await;
+    out.ok();
+    assert!(out.stdout.contains("denied"), "{out:#?}");
+    let out = ctx.admin(&server, &["token", "approve", &ids[1]]).await;
+    assert_eq!(out.code, 1, "{out:#?}");
+    assert!(out.stderr.contains("denied"), "{out:#?}");
+    assert_eq!(
+        owner.tokens().get(&ids[1]).await.unwrap().state.as_str(),
+        "denied"
+    );
+}

@@ -554,12 +554,15 @@ def update_token_settings(
     recoverable_types: Union[Sequence[str], NotGiven] = NOT_GIVEN,
     idle_revoke_days: Union[int, None, NotGiven] = NOT_GIVEN,
     max_token_lifetime_days: Union[int, None, NotGiven] = NOT_GIVEN,
+    approval_required_types: Union[Sequence[str], NotGiven] = NOT_GIVEN,
 ) -> Call[TokenSettings]:
     body: Json = {}
     if not isinstance(enabled_types, NotGiven):
         body["enabled_types"] = list(enabled_types)
     if not isinstance(recoverable_types, NotGiven):
         body["recoverable_types"] = list(recoverable_types)
+    if not isinstance(approval_required_types, NotGiven):
+        body["approval_required_types"] = list(approval_required_types)
     _set(body, "personal_token_ttl_days", personal_token_ttl_days)
     _set(body, "max_tokens_per_user", max_tokens_per_user)
     _set(body, "token_creators", token_creators)

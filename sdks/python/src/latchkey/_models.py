@@ -83,8 +83,11 @@ TokenType = Literal["personal", "legacy", "client", "frontend", "admin"]
 #: ``already_revoked``, ``expired``, ``duplicate`` (the id came earlier in the request).
 SkipReason = Literal["not_found", "forbidden", "already_revoked", "expired", "duplicate"]
 #: Token state names (``Token.state``); ``suspended`` and ``type_disabled`` are derived
-#: when read (the owner is deactivated, the type is disabled).
-TokenState = Literal["active", "revoked", "expired", "suspended", "type_disabled"]
+#: when read (the owner is deactivated, the type is disabled). ``pending`` waits for an org
+#: admin's approval (``TokenSettings.approval_required_types``); ``denied`` is final.
+TokenState = Literal[
+    "active", "revoked", "expired", "suspended", "type_disabled", "pending", "denied"
+]
 #: Scope names (``Token.scopes``).
 Scope = Literal[
     "projects:read",
@@ -104,6 +107,7 @@ VerifyReason = Literal[
     "revoked",
     "type_disabled",
     "suspended",
+    "pending",
     "lifetime_policy",
     "ip_not_allowed",
     "usage_exceeded",
@@ -626,7 +630,7 @@ class Project:
 class VerifyResult:
     """``POST /api/v1/tokens/verify``: ``valid`` plus the token (with its ``metadata``), or
     the ``reason`` it fails (``bad_format``, ``not_found``, ``expired``, ``revoked``,
-    ``type_disabled``, ``suspended``, ``lifetime_policy``, ``ip_not_allowed``,
+    ``type_disabled``, ``suspended``, ``pending``, ``lifetime_policy``, ``ip_not_allowed``,
     ``usage_exceeded``, ``rate_limited``, ...).
 
     For a rate-limited token, ``rate_limit`` is where it stands (the ``RateLimit-*``
@@ -778,6 +782,9 @@ class TokenSettings:
     #: longer requested expiry is refused (``lifetime_exceeds_policy``); an older token
     #: fails with reason ``lifetime_policy``, also one created before the cap was lowered.
     max_token_lifetime_days: Optional[int] = None
+    #: Types whose new tokens start ``pending`` until an org admin other than their creator
+    #: approves them, unless an org owner creates them (default none; owners change it).
+    approval_required_types: List[TokenType] = field(default_factory=list)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "TokenSettings":
@@ -789,6 +796,7 @@ class TokenSettings:
             recoverable_types=_str_list(data.get("recoverable_types")),
             idle_revoke_days=data.get("idle_revoke_days"),
             max_token_lifetime_days=data.get("max_token_lifetime_days"),
+            approval_required_types=_str_list(data.get("approval_required_types")),
         )
 
 

@@ -382,6 +382,7 @@ class AsyncClient:
         recoverable_types: Union[Sequence[TokenType], NotGiven] = NOT_GIVEN,
         idle_revoke_days: Union[int, None, NotGiven] = NOT_GIVEN,
         max_token_lifetime_days: Union[int, None, NotGiven] = NOT_GIVEN,
+        approval_required_types: Union[Sequence[TokenType], NotGiven] = NOT_GIVEN,
     ) -> TokenSettings:
         """Changes the organization's token settings; ``None`` means the default
         (``personal_token_ttl_days``), unlimited (``max_tokens_per_user``) or off
@@ -390,7 +391,9 @@ class AsyncClient:
         :meth:`AsyncTokens.reveal`; a type taken off has its kept secrets erased at once.
         ``idle_revoke_days``: tokens unused that long are revoked (reason ``idle``);
         ``max_token_lifetime_days``: no token may live longer, and lowering it fails older
-        tokens at once (reason ``lifetime_policy``)."""
+        tokens at once (reason ``lifetime_policy``). ``approval_required_types``: new
+        tokens of these types wait (``pending``) for another org admin's approval unless an
+        org owner creates them; only org owners change it."""
         return await self._drive(
             self._update_token_settings_flow(
                 org,
@@ -401,6 +404,7 @@ class AsyncClient:
                 recoverable_types,
                 idle_revoke_days,
                 max_token_lifetime_days,
+                approval_required_types,
             )
         )
 
@@ -584,6 +588,17 @@ class AsyncTokens:
     async def restore(self, token_id: str) -> Token:
         """Re-approves a revoked token (before it expires)."""
         return await self._client._call(E.token_action(token_id, "restore"))
+
+    async def approve(self, token_id: str) -> Token:
+        """Approves a token pending approval: it works from now on. For org admins other
+        than its creator (:class:`PermissionDeniedError` otherwise); :class:`ConflictError`
+        when it is not pending."""
+        return await self._client._call(E.token_action(token_id, "approve"))
+
+    async def deny(self, token_id: str) -> Token:
+        """Denies a token pending approval: it never works (``denied`` is final). The same
+        callers and errors as :meth:`approve`."""
+        return await self._client._call(E.token_action(token_id, "deny"))
 
     async def rotate(
         self,

@@ -376,6 +376,7 @@ class Client:
         recoverable_types: Union[Sequence[TokenType], NotGiven] = NOT_GIVEN,
         idle_revoke_days: Union[int, None, NotGiven] = NOT_GIVEN,
         max_token_lifetime_days: Union[int, None, NotGiven] = NOT_GIVEN,
+        approval_required_types: Union[Sequence[TokenType], NotGiven] = NOT_GIVEN,
     ) -> TokenSettings:
         """Changes the organization's token settings; ``None`` means the default
         (``personal_token_ttl_days``), unlimited (``max_tokens_per_user``) or off
@@ -384,7 +385,9 @@ class Client:
         :meth:`Tokens.reveal`; a type taken off has its kept secrets erased at once.
         ``idle_revoke_days``: tokens unused that long are revoked (reason ``idle``);
         ``max_token_lifetime_days``: no token may live longer, and lowering it fails older
-        tokens at once (reason ``lifetime_policy``)."""
+        tokens at once (reason ``lifetime_policy``). ``approval_required_types``: new
+        tokens of these types wait (``pending``) for another org admin's approval unless an
+        org owner creates them; only org owners change it."""
         return self._drive(
             self._update_token_settings_flow(
                 org,
@@ -395,6 +398,7 @@ class Client:
                 recoverable_types,
                 idle_revoke_days,
                 max_token_lifetime_days,
+                approval_required_types,
             )
         )
 
@@ -578,6 +582,17 @@ class Tokens:
     def restore(self, token_id: str) -> Token:
         """Re-approves a revoked token (before it expires)."""
         return self._client._call(E.token_action(token_id, "restore"))
+
+    def approve(self, token_id: str) -> Token:
+        """Approves a token pending approval: it works from now on. For org admins other
+        than its creator (:class:`PermissionDeniedError` otherwise); :class:`ConflictError`
+        when it is not pending."""
+        return self._client._call(E.token_action(token_id, "approve"))
+
+    def deny(self, token_id: str) -> Token:
+        """Denies a token pending approval: it never works (``denied`` is final). The same
+        callers and errors as :meth:`approve`."""
+        return self._client._call(E.token_action(token_id, "deny"))
 
     def rotate(
         self,
