@@ -4,6 +4,8 @@
 
 use latchkey_client::proto::{OrgRole, Reason, TokenType, UpdateTokenSettingsRequest};
 use latchkey_client::{AuditQuery, Client};
+use std::sync::atomic::Ordering;
+
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -41,6 +43,17 @@ async fn set(client: &Client, idle: Option<Option<u32>>, max: Option<Option<u32>
     if let Some(max) = max {
         assert_eq!(settings.max_token_lifetime_days, max);
     }
+}
+
+/// Waits until this node has applied every change in the store's feed (a token's own
+/// creation reaches the node's feed reader after the create answered, and drops the grant
+/// a check cached meanwhile): from then on its cached grants stay put.
+async fn settled(server: &TestServer) {
+    let latest = server.state.store.current_version().await.unwrap();
+    eventually("the node has applied the change feed", || async {
+        server.state.verifier.version() >= latest
+    })
+    .await;
 }
 
 async fn reason(server: &TestServer, secret: &str) -> Value {
@@ -322,12 +335,16 @@ async fn lowering_max_lifetime_fails_older_tokens_on_every_surface() {
     let revoked = server.token(&admin, &ws, "r", TokenType::Client).await;
     admin.tokens().revoke(&revoked.meta.id).await.unwrap();
     // Cached as valid on this node.
+    settled(&server).await;
     for t in [&personal, &legacy, &client] {
         assert_eq!(reason(&server, &t.token).await, Value::Null);
     }
     server.state.clock.advance(10 * DAY);
     let admin = admin_session(&server).await;
     set(&admin, None, Some(Some(5))).await;
+    // The cached grants decide: no check below reads a token from the store.
+    let misses = || server.state.verifier.stats.misses.load(Ordering::Relaxed);
+    let misses_before = misses();
 
     for t in [&personal, &legacy, &client] {
         // verify
@@ -353,6 +370,11 @@ async fn lowering_max_lifetime_fails_older_tokens_on_every_surface() {
         let challenge = header(&headers, "www-authenticate").unwrap();
         assert!(challenge.contains("maximum token lifetime"), "{challenge}");
     }
+    assert_eq!(
+        misses(),
+        misses_before,
+        "the cap is checked without a store read"
+    );
     // A fresh access JWT cannot be had from a token over the cap either.
     let refresh = server
         .http()
@@ -380,4 +402,60 @@ async fn lowering_max_lifetime_fails_older_tokens_on_every_surface() {
     let answer = admin.verify(&personal.token).await.unwrap();
     assert!(answer.valid);
     assert_ne!(answer.reason, Some(Reason::LifetimePolicy));
+}
+
+/// Two nodes on one PostgreSQL, one clock: a token cached as valid on node B stops there
+/// when node A lowers the cap (reason `lifetime_policy`, from B's cache: no store read) and
+/// works again when A lifts it; and a token A's idle sweep revokes is refused by B.
+#[tokio::test]
+async fn another_node_applies_the_cap_and_the_idle_sweep() {
+    let a = TestServer::start().await;
+    if !a.on_postgres() {
+        eprintln!("SKIP: two nodes need the PostgreSQL pass (one shared database)");
+        return;
+    }
+    let b_dir = tempfile::tempdir().unwrap();
+    std::fs::copy(a.dir.join("hash.key"), b_dir.path().join("hash.key")).unwrap();
+    let url = a.state.config.database_url.clone();
+    let b = TestServer::start_in(
+        b_dir.path(),
+        |c| c.database_url = url,
+        a.state.clock.clone(),
+    )
+    .await;
+    let admin = admin_session(&a).await;
+    let ws = a.workspace1().await;
+    let token = a.token(&admin, &ws, "on-b", TokenType::Client).await;
+    settled(&b).await;
+    assert_eq!(reason(&b, &token.token).await, Value::Null);
+
+    a.state.clock.advance(10 * DAY);
+    let admin = admin_session(&a).await;
+    let misses = b.state.verifier.stats.misses.load(Ordering::Relaxed);
+    set(&admin, None, Some(Some(5))).await;
+    eventually("node B applies the lowered cap", || async {
+        reason(&b, &token.token).await == json!("lifetime_policy")
+    })
+    .await;
+    set(&admin, None, Some(None)).await;
+    eventually("node B applies the lifted cap", || async {
+        reason(&b, &token.token).await == Value::Null
+    })
+    .await;
+    assert_eq!(
+        b.state.verifier.stats.misses.load(Ordering::Relaxed),
+        misses,
+        "node B decided from its cache"
+    );
+
+    set(&admin, Some(Some(30)), None).await;
+    a.state.clock.advance(31 * DAY);
+    // Node B's own record of its uses reaches the store first (it would on its next flush).
+    b.state.flush_usage().await.unwrap();
+    assert!(a.state.sweep_idle().await.unwrap() >= 1);
+    eventually(
+        "node B refuses the token node A revoked as idle",
+        || async { reason(&b, &token.token).await == json!("revoked") },
+    )
+    .await;
 }
