@@ -13,7 +13,7 @@ use super::policy::{PolicyFacts, PolicyFields};
 use super::{TokenPlace, TokenRow, token_row};
 use crate::console::extract::{SignedIn, Visit};
 use crate::console::pages::org_admins_only;
-use crate::console::render::{Chrome, View};
+use crate::console::render::{Chrome, View, When, when};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -37,6 +37,38 @@ pub struct TokenDetailPage {
     policy: PolicyFacts,
     /// The policy form, for those who may manage the token.
     edit: Option<PolicyFields>,
+    /// Its usage details (DESIGN.md §8).
+    usage: UsageFacts,
+}
+
+/// The usage card: the recent client IPs and the days with uses, newest first.
+pub struct UsageFacts {
+    /// Uses over the 90 days shown.
+    total: u64,
+    /// The last distinct client IPs, newest first, with when each was last seen.
+    ips: Vec<(String, When)>,
+    /// `(YYYY-MM-DD, uses)` of the days with uses, newest first.
+    days: Vec<(String, u64)>,
+}
+
+impl UsageFacts {
+    fn of(usage: latchkey_proto::TokenUsage, now: time::OffsetDateTime) -> UsageFacts {
+        UsageFacts {
+            total: usage.daily.iter().map(|d| d.count).sum(),
+            ips: usage
+                .last_ips
+                .into_iter()
+                .map(|u| (u.ip, when(u.last_seen_at, now)))
+                .collect(),
+            days: usage
+                .daily
+                .into_iter()
+                .rev()
+                .filter(|d| d.count > 0)
+                .map(|d| (d.date, d.count))
+                .collect(),
+        }
+    }
 }
 
 impl TokenPlace {
@@ -161,7 +193,9 @@ async fn build(
         .then(|| PolicyFields::for_token(&token, view));
     // The actions come back to the list, at this token's row.
     view.here = place.url();
-    let r = token_row(state, s, &token, state.clock.now());
+    let now = state.clock.now();
+    let usage = UsageFacts::of(state.token_usage(&s.p, &token.id).await?, now);
+    let r = token_row(state, s, &token, now);
     Ok(TokenDetailPage {
         c: s.chrome(format!("Token {}", token.name), place.section(), view),
         crumbs,
@@ -172,6 +206,7 @@ async fn build(
         owned: token.owner_id.is_some(),
         policy: PolicyFacts::of(&token),
         edit,
+        usage,
         r,
     })
 }
