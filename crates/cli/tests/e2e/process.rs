@@ -493,3 +493,63 @@ async fn metrics_can_listen_on_their_own_address() {
     );
     drop(taken);
 }
+
+/// Usage details buffered in memory (no flush for an hour) reach the store when the real
+/// binary gets SIGTERM: after a restart the counts and the addresses (believed from the
+/// trusted proxy's `X-Forwarded-For`) are there.
+#[tokio::test]
+async fn sigterm_flushes_buffered_usage() {
+    if sqlite_pass_only(SQLITE_PASS) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("LATCHKEY_VERIFIER__LAST_USED_FLUSH_SECS", "3600"),
+        ("LATCHKEY_TRUSTED_PROXIES", "127.0.0.1"),
+    ];
+    let first = spawn(dir.path(), &env);
+    Client::new(&first.url).unwrap().readyz().await.unwrap();
+    first.sigterm();
+    let out = first.finish();
+    let (token, password) = (token_from(&out), password_from(&out));
+
+    let second = spawn(dir.path(), &env);
+    let http = reqwest::Client::new();
+    for ip in [
+        "198.51.100.1",
+        "198.51.100.2",
+        "198.51.100.1",
+        "198.51.100.3",
+    ] {
+        let status = http
+            .get(format!("{}/api/v1/me", second.url))
+            .bearer_auth(&token)
+            .header("X-Forwarded-For", ip)
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 200);
+    }
+    second.sigterm();
+    second.finish();
+
+    let third = spawn(dir.path(), &env);
+    let console = Client::new(&third.url).unwrap();
+    console.sign_in("admin", &password).await.unwrap();
+    // The admin's only token is the bootstrap one.
+    let mine = console.tokens().list_all(None).await.unwrap();
+    assert_eq!(mine.len(), 1, "{mine:?}");
+    let usage = console.tokens().usage(&mine[0].id).await.unwrap();
+    let total: u64 = usage.daily.iter().map(|d| d.count).sum();
+    assert_eq!(
+        total, 4,
+        "the 4 uses before SIGTERM were flushed: {usage:?}"
+    );
+    let ips: Vec<&str> = usage.last_ips.iter().map(|u| u.ip.as_str()).collect();
+    for ip in ["198.51.100.1", "198.51.100.2", "198.51.100.3"] {
+        assert!(ips.contains(&ip), "{ip} in {ips:?}");
+    }
+    third.sigterm();
+    third.finish();
+}
