@@ -181,6 +181,8 @@ pub fn routes() -> Router<AppState> {
             .route(&format!("{base}/{{id}}"), get(detail::page))
             .route(&format!("{base}/{{id}}/revoke"), post(actions::revoke))
             .route(&format!("{base}/{{id}}/restore"), post(actions::restore))
+            .route(&format!("{base}/{{id}}/approve"), post(actions::approve))
+            .route(&format!("{base}/{{id}}/deny"), post(actions::deny))
             .route(&format!("{base}/{{id}}/rotate"), post(actions::rotate))
             .route(&format!("{base}/{{id}}/delete"), post(actions::delete))
             .route(&format!("{base}/{{id}}/policy"), post(policy::save))

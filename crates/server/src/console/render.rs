@@ -459,6 +459,8 @@ pub fn done_text(code: &str, subject: Option<&str>) -> Option<String> {
     Some(match code {
         "revoked" => named("Token", "revoked", " It stops working at once."),
         "restored" => named("Token", "restored", " It works again."),
+        "approved" => named("Token", "approved", " It works from now on."),
+        "denied" => named("Token", "denied", " It will never work."),
         "deleted" => named("Token", "deleted", ""),
         "policy-saved" => named("Policy of token", "saved", " It applies from the next use."),
         "workspace" => named("Workspace", "created", ""),

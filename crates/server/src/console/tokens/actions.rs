@@ -99,6 +99,35 @@ pub async fn restore(
     target.finish(&state, &s, data, result).await
 }
 
+/// `POST …/{id}/approve` (`approve`) or `…/deny`: a pending token decided by an org admin
+/// who did not create it (the service refuses anyone else).
+async fn decide(
+    state: AppState,
+    target: TokenTarget,
+    Form { s, data }: Form,
+    approve: bool,
+) -> Response {
+    let result = state
+        .decide_token(&s.p, &target.id, approve)
+        .await
+        .map(|t| {
+            Flash::new(if approve { "approved" } else { "denied" })
+                .subject(t.name)
+                .anchor(row_anchor(&t.id))
+        });
+    target.finish(&state, &s, data, result).await
+}
+
+/// `POST …/{id}/approve`.
+pub async fn approve(State(state): State<AppState>, target: TokenTarget, form: Form) -> Response {
+    decide(state, target, form, true).await
+}
+
+/// `POST …/{id}/deny`.
+pub async fn deny(State(state): State<AppState>, target: TokenTarget, form: Form) -> Response {
+    decide(state, target, form, false).await
+}
+
 /// `POST …/{id}/delete`.
 pub async fn delete(
     State(state): State<AppState>,

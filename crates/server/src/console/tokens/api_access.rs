@@ -4,17 +4,18 @@
 use askama::Template;
 use axum::extract::State;
 use axum::response::Response;
-use latchkey_proto::TokenType;
+use latchkey_proto::{TokenState, TokenType};
 
 use super::list::ListQuery;
 use super::{CreateForm, InventorySpec, TableSpec, TokenPlace, TokenTable, create_from_form};
+use super::{TokenRow, project_groups, token_row, token_table, workspace_types};
 use super::{form_open, inventory_or_notice};
-use super::{project_groups, token_table, workspace_types};
 use crate::console::extract::{Form, OrgAdmin, SignedIn, Visit};
 use crate::console::pages::org_admins_only;
 use crate::console::render::{Choice, Chrome, View};
 use crate::console::workspaces_of;
 use crate::error::ApiError;
+use crate::service::InventoryQuery;
 use crate::state::AppState;
 
 /// `/api-access`.
@@ -25,6 +26,10 @@ pub struct ApiAccessPage {
     form: Option<CreateForm>,
     refusal: Option<String>,
     table: TokenTable,
+    /// The **Pending approval** list: tokens waiting for an org admin's decision.
+    pending: Vec<TokenRow>,
+    /// Where its Approve / Deny post.
+    pending_base: String,
 }
 
 /// Renders API access with `view` (org admins; others get 403).
@@ -50,6 +55,18 @@ async fn build(state: &AppState, s: &SignedIn, view: &mut View) -> Result<ApiAcc
             .collect(),
     };
     let listed = inventory_or_notice(state, s, &query, &inventory, view).await?;
+    let now = state.clock.now();
+    let waiting = InventoryQuery {
+        state: Some(TokenState::Pending.as_str().to_owned()),
+        ..InventoryQuery::default()
+    }
+    .filter()?;
+    let pending = state
+        .inventory_all(&s.p, &waiting)
+        .await?
+        .iter()
+        .map(|t| token_row(state, s, t, now))
+        .collect();
     let (form, refusal) = match all_ws.first() {
         _ if !open => (None, None),
         None => (None, Some("Create a workspace first.".to_owned())),
@@ -91,6 +108,8 @@ async fn build(state: &AppState, s: &SignedIn, view: &mut View) -> Result<ApiAcc
     };
     Ok(ApiAccessPage {
         c: s.chrome("API access", "api-access", view),
+        pending,
+        pending_base: place.action_base(),
         form,
         refusal,
         table: token_table(

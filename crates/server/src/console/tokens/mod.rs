@@ -171,6 +171,9 @@ pub struct TokenRow {
     pub revoked: bool,
     /// Expired: only Delete.
     pub expired: bool,
+    /// Pending approval, and this user may decide it (an org admin who did not create
+    /// it): offer **Approve** and **Deny**.
+    pub can_decide: bool,
 }
 
 fn state_label(state: TokenState) -> &'static str {
@@ -209,6 +212,9 @@ pub fn token_row(state: &AppState, s: &SignedIn, t: &Token, now: OffsetDateTime)
         can_reveal: state.may_reveal_token(&s.p, t),
         revoked: t.state == TokenState::Revoked,
         expired: t.state == TokenState::Expired,
+        can_decide: t.state == TokenState::Pending
+            && s.is_org_admin()
+            && t.created_by.as_deref() != s.p.user_id(),
     }
 }
 
