@@ -98,6 +98,37 @@ async fn matrix() -> Matrix {
     }
 }
 
+/// As the org owner, sets the token settings in `settings`; then one token of every type
+/// each actor may create, with its secret: (creator, creator's user id, token).
+async fn one_token_per_creatable_type(
+    m: &Matrix,
+    settings: UpdateTokenSettingsRequest,
+) -> Vec<(Actor, String, latchkey_client::proto::CreatedToken)> {
+    let org = m.owner.me().await.unwrap().org.id;
+    m.owner
+        .update_token_settings(&org, &settings)
+        .await
+        .unwrap();
+    let mut tokens = Vec::new();
+    for (actor, client, actor_id) in &m.clients {
+        for t in TokenType::ALL {
+            if !may_create(*actor, t) {
+                continue;
+            }
+            let created = client
+                .tokens()
+                .create(
+                    &m.ws,
+                    &CreateTokenRequest::new(format!("{actor:?}-{t:?}"), t),
+                )
+                .await
+                .unwrap();
+            tokens.push((*actor, actor_id.clone(), created));
+        }
+    }
+    tokens
+}
+
 #[tokio::test]
 async fn the_whole_matrix_every_token_route_every_role_every_type() {
     let m = matrix().await;
@@ -1422,40 +1453,24 @@ async fn service_accounts_belong_to_org_admins_in_the_role_matrix() {
 #[tokio::test]
 async fn reveal_in_the_role_matrix() {
     let m = matrix().await;
-    let org = m.owner.me().await.unwrap().org.id;
-    m.owner
-        .update_token_settings(
-            &org,
-            &UpdateTokenSettingsRequest {
-                recoverable_types: Some(TokenType::ALL.to_vec()),
-                ..UpdateTokenSettingsRequest::default()
-            },
-        )
-        .await
-        .unwrap();
+    let made = one_token_per_creatable_type(
+        &m,
+        UpdateTokenSettingsRequest {
+            recoverable_types: Some(TokenType::ALL.to_vec()),
+            ..UpdateTokenSettingsRequest::default()
+        },
+    )
+    .await;
     // One token of every type each actor may create, with its secret.
     let mut tokens = Vec::new();
-    for (actor, client, actor_id) in &m.clients {
-        for t in TokenType::ALL {
-            if !may_create(*actor, t) {
-                continue;
-            }
-            let created = client
-                .tokens()
-                .create(
-                    &m.ws,
-                    &CreateTokenRequest::new(format!("{actor:?}-{t:?}"), t),
-                )
-                .await
-                .unwrap();
-            assert!(created.meta.recoverable);
-            let owner = if t.is_user_owned() {
-                actor_id.clone()
-            } else {
-                String::new()
-            };
-            tokens.push((owner, created));
-        }
+    for (_, actor_id, created) in made {
+        assert!(created.meta.recoverable);
+        let owner = if created.meta.token_type.is_user_owned() {
+            actor_id
+        } else {
+            String::new()
+        };
+        tokens.push((owner, created));
     }
     let mut reveals = 0;
     for (actor, client, actor_id) in &m.clients {
@@ -1494,5 +1509,93 @@ async fn reveal_in_the_role_matrix() {
         .await
         .unwrap();
     assert_eq!(audited.items.len(), reveals);
+    drop(m.server);
+}
+
+/// `POST /api/v1/tokens/{id}/approve` · `/deny` in the role matrix, with every type needing
+/// approval: what anyone but the org owner creates is pending; each pending token is
+/// decided (approved or denied, alternately) by the first org admin who is not its
+/// creator. Tokens one may not see answer 404; members, viewers and the token's creator
+/// 403; a decided or never-pending token 409; a refusal changes nothing and is not audited.
+#[tokio::test]
+async fn approve_and_deny_in_the_role_matrix() {
+    let m = matrix().await;
+    let made = one_token_per_creatable_type(
+        &m,
+        UpdateTokenSettingsRequest {
+            approval_required_types: Some(TokenType::ALL.to_vec()),
+            ..UpdateTokenSettingsRequest::default()
+        },
+    )
+    .await;
+    let mut tokens = Vec::new();
+    for (actor, actor_id, created) in made {
+        // Owners' tokens skip approval.
+        let want = if actor == Actor::OrgOwner {
+            TokenState::Active
+        } else {
+            TokenState::Pending
+        };
+        let t = created.meta.token_type;
+        assert_eq!(created.meta.state, want, "{actor:?} created {t:?}");
+        tokens.push((actor, actor_id, created.meta));
+    }
+    let mut decisions = 0;
+    for (i, (creator, creator_id, token)) in tokens.iter().enumerate() {
+        let approve = i % 2 == 0;
+        let t = token.token_type;
+        let mut decided = token.state != TokenState::Pending;
+        for (actor, client, actor_id) in &m.clients {
+            let own = token.owner_id.as_deref() == Some(actor_id.as_str());
+            let result = if approve {
+                client.tokens().approve(&token.id).await
+            } else {
+                client.tokens().deny(&token.id).await
+            };
+            let org_admin = matches!(actor, Actor::OrgOwner | Actor::OrgAdmin);
+            let want = if !may_see(*actor, t, own) {
+                Some(404)
+            } else if !org_admin || actor_id == creator_id {
+                Some(403)
+            } else if decided {
+                Some(409)
+            } else {
+                None
+            };
+            assert_eq!(
+                result.as_ref().err().and_then(|e| e.status()),
+                want,
+                "{actor:?} approve={approve} on {creator:?}'s {t:?}"
+            );
+            if want.is_none() {
+                decided = true;
+                decisions += 1;
+            }
+            let state = m.owner.tokens().get(&token.id).await.unwrap().state;
+            let expected = match (token.state, decided, approve) {
+                (TokenState::Pending, false, _) => TokenState::Pending,
+                (TokenState::Pending, true, true) => TokenState::Active,
+                (TokenState::Pending, true, false) => TokenState::Denied,
+                (other, _, _) => other,
+            };
+            assert_eq!(state, expected, "after {actor:?} on {creator:?}'s {t:?}");
+        }
+        assert!(decided, "{creator:?}'s {t:?} was decided by someone");
+    }
+    let mut audited = 0;
+    for action in ["token.approved", "token.denied"] {
+        audited += m
+            .owner
+            .audit_events(&AuditQuery {
+                action: Some(action.into()),
+                limit: Some(200),
+                ..AuditQuery::default()
+            })
+            .await
+            .unwrap()
+            .items
+            .len();
+    }
+    assert_eq!(audited, decisions);
     drop(m.server);
 }
