@@ -445,3 +445,62 @@ async fn approve_and_deny_answer_bad_input_and_strangers_with_the_contracts_erro
         Err(Some(403))
     );
 }
+
+/// Two nodes on one PostgreSQL (the PostgreSQL pass): node B refuses a pending token with
+/// reason `pending` (and caches it), then accepts it once node A approves it, through the
+/// change feed; a token A denies is refused by B as `revoked`.
+#[tokio::test]
+async fn another_node_follows_approve_and_deny() {
+    let a = TestServer::start().await;
+    let Some((b, _b_dir)) = crate::harness::second_node(&a).await else {
+        return;
+    };
+    let owner = a.admin();
+    let ws = a.workspace1().await;
+    let (_, ops) = a.user("ops", OrgRole::Admin).await;
+    require_approval(&owner, &[TokenType::Admin]).await.unwrap();
+    let mut made = Vec::new();
+    for name in ["approved-on-a", "denied-on-a"] {
+        let created = ops
+            .tokens()
+            .create(&ws, &CreateTokenRequest::new(name, TokenType::Admin))
+            .await
+            .unwrap();
+        assert_eq!(created.meta.state, TokenState::Pending);
+        made.push(created);
+    }
+    let reason_on_b = |secret: String| {
+        let b = b.anonymous();
+        async move { b.verify(&secret).await.unwrap().reason }
+    };
+    for created in &made {
+        crate::harness::eventually("node B sees the pending token", || {
+            let check = reason_on_b(created.token.clone());
+            async move { check.await == Some(Reason::Pending) }
+        })
+        .await;
+        // Asked twice: the second answer comes from B's cache.
+        assert_eq!(
+            reason_on_b(created.token.clone()).await,
+            Some(Reason::Pending)
+        );
+    }
+    owner.tokens().approve(&made[0].meta.id).await.unwrap();
+    owner.tokens().deny(&made[1].meta.id).await.unwrap();
+    crate::harness::eventually("node B accepts the approved token", || {
+        let check = reason_on_b(made[0].token.clone());
+        async move { check.await.is_none() }
+    })
+    .await;
+    crate::harness::eventually("node B refuses the denied token as revoked", || {
+        let check = reason_on_b(made[1].token.clone());
+        async move { check.await == Some(Reason::Revoked) }
+    })
+    .await;
+    assert!(
+        b.with_token(&made[0].token)
+            .list_projects(&ws)
+            .await
+            .is_ok()
+    );
+}

@@ -290,6 +290,25 @@ impl TestServer {
     }
 }
 
+/// A second node beside `a` on the same PostgreSQL database (its hash key, its clock), or
+/// `None` on the SQLite pass (two nodes need one shared database; the caller skips).
+pub async fn second_node(a: &TestServer) -> Option<(TestServer, tempfile::TempDir)> {
+    if !a.on_postgres() {
+        eprintln!("SKIP: two nodes need the PostgreSQL pass (one shared database)");
+        return None;
+    }
+    let b_dir = tempfile::tempdir().unwrap();
+    std::fs::copy(a.dir.join("hash.key"), b_dir.path().join("hash.key")).unwrap();
+    let url = a.state.config.database_url.clone();
+    let b = TestServer::start_in(
+        b_dir.path(),
+        |c| c.database_url = url,
+        a.state.clock.clone(),
+    )
+    .await;
+    Some((b, b_dir))
+}
+
 /// Polls `check` until it is true or 10 s pass.
 pub async fn eventually<F, Fut>(what: &str, mut check: F)
 where

@@ -410,19 +410,9 @@ async fn lowering_max_lifetime_fails_older_tokens_on_every_surface() {
 #[tokio::test]
 async fn another_node_applies_the_cap_and_the_idle_sweep() {
     let a = TestServer::start().await;
-    if !a.on_postgres() {
-        eprintln!("SKIP: two nodes need the PostgreSQL pass (one shared database)");
+    let Some((b, _b_dir)) = crate::harness::second_node(&a).await else {
         return;
-    }
-    let b_dir = tempfile::tempdir().unwrap();
-    std::fs::copy(a.dir.join("hash.key"), b_dir.path().join("hash.key")).unwrap();
-    let url = a.state.config.database_url.clone();
-    let b = TestServer::start_in(
-        b_dir.path(),
-        |c| c.database_url = url,
-        a.state.clock.clone(),
-    )
-    .await;
+    };
     let admin = admin_session(&a).await;
     let ws = a.workspace1().await;
     let token = a.token(&admin, &ws, "on-b", TokenType::Client).await;
