@@ -560,12 +560,24 @@ pub fn resolve_expiry(
     }
     let policy_max = (token_type == TokenType::Personal)
         .then(|| now + Duration::days(i64::from(personal_ttl_days(settings, instance))));
-    // The org's maximum lifetime caps every type (legacy tokens, which never expire, are
-    // held to it at use instead); without a requested expiry the cap becomes the expiry,
-    // as the personal lifetime does: a default, not a clamp of what was asked.
+    // The org's maximum lifetime caps every type (legacy tokens, which cannot carry an
+    // expiry, are held to it at use instead). A personal token without a requested expiry
+    // gets its default lifetime, which the cap shortens (a default, not a clamp of what
+    // was asked); any other token without one would never expire: refused, not clamped.
     let org_max = settings
         .max_token_lifetime_days
         .map(|days| request.created_at.unwrap_or(now) + Duration::days(i64::from(days)));
+    if let (None, Some(days)) = (requested, settings.max_token_lifetime_days)
+        && !matches!(token_type, TokenType::Personal | TokenType::Legacy)
+    {
+        return Err(LifetimeError::ExceedsPolicy {
+            field: "expires_in_days",
+            message: format!(
+                "tokens here must expire: the organization's maximum token lifetime is \
+                 {days} days"
+            ),
+        });
+    }
     let ceiling = [policy_max, org_max, cap].into_iter().flatten().min();
     match (requested, ceiling) {
         (Some(r), Some(c)) if r > c => Err(LifetimeError::ExceedsPolicy {
@@ -840,12 +852,24 @@ mod tests {
             at: None,
             created_at,
         };
+        assert_eq!(
+            resolve_expiry(NOW, TokenType::Personal, ask(None, None), &s, &i, None),
+            Ok(Some(NOW + Duration::days(30))),
+            "personal, no expiry asked: its default lifetime, shortened by the cap"
+        );
         for t in [TokenType::Client, TokenType::Admin, TokenType::Personal] {
-            assert_eq!(
-                resolve_expiry(NOW, t, ask(None, None), &s, &i, None),
-                Ok(Some(NOW + Duration::days(30))),
-                "{t:?}: no expiry asked → the cap"
-            );
+            if t != TokenType::Personal {
+                assert!(
+                    matches!(
+                        resolve_expiry(NOW, t, ask(None, None), &s, &i, None),
+                        Err(LifetimeError::ExceedsPolicy {
+                            field: "expires_in_days",
+                            ..
+                        })
+                    ),
+                    "{t:?}: no expiry asked would never expire"
+                );
+            }
             assert_eq!(
                 resolve_expiry(NOW, t, ask(Some(30), None), &s, &i, None),
                 Ok(Some(NOW + Duration::days(30)))

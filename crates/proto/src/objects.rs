@@ -304,11 +304,11 @@ pub struct TokenSettings {
     /// by the server's sweep, audited with reason `idle` and restorable (`null`: off).
     #[serde(default)]
     pub idle_revoke_days: Option<u32>,
-    /// The longest any token may live, in days (`null`: off). A longer requested expiry
-    /// is refused (422 `lifetime_exceeds_policy`); a token created without one gets this
-    /// cap as its expiry (legacy tokens, which never expire, excepted); and a token
-    /// older than the cap fails with reason `lifetime_policy`, also when it was created
-    /// before the cap was set or lowered.
+    /// The longest any token may live, in days (`null`: off). A longer requested expiry,
+    /// or none for a workspace token, is refused (422 `lifetime_exceeds_policy`); a
+    /// personal token's default lifetime is shortened to it; legacy tokens (which carry
+    /// no expiry) are created as before; and a token older than the cap fails with reason
+    /// `lifetime_policy`, also when it was created before the cap was set or lowered.
     #[serde(default)]
     pub max_token_lifetime_days: Option<u32>,
     /// Token types whose new tokens start `pending` until another org admin approves them,

@@ -46,7 +46,7 @@ def test_bad_values_are_422_naming_the_field_and_change_nothing(make_server) -> 
         assert (after.idle_revoke_days, after.max_token_lifetime_days) == (None, 30)
 
 
-def test_the_cap_refuses_longer_expiries_and_is_the_default_one(make_server) -> None:
+def test_the_cap_refuses_longer_or_no_expiries_and_shortens_the_default(make_server) -> None:
     server: Server = make_server()
     with server.client() as admin:
         admin.update_token_settings(max_token_lifetime_days=30)
@@ -57,7 +57,10 @@ def test_the_cap_refuses_longer_expiries_and_is_the_default_one(make_server) -> 
         with pytest.raises(ValidationError) as err:
             admin.tokens.create(WS1, "too late", type="admin", expires_at=later)
         assert (err.value.code, err.value.field) == ("lifetime_exceeds_policy", "expires_at")
-        capped = admin.tokens.create(WS1, "no expiry asked", type="client")
+        with pytest.raises(ValidationError) as err:
+            admin.tokens.create(WS1, "would never expire", type="client")
+        assert (err.value.code, err.value.field) == ("lifetime_exceeds_policy", "expires_in_days")
+        capped = admin.tokens.create(WS1, "default lifetime", type="personal")
         assert capped.expires_at is not None
         assert capped.expires_at - capped.created_at == timedelta(days=30)
         assert admin.verify(capped.token).valid

@@ -292,8 +292,16 @@ async fn max_lifetime_caps_expiries_at_creation() {
         let (_, _, ok) = create(&server, &token, token_type, json!({"expires_in_days": 30})).await;
         assert!(ok["expires_at"].is_string(), "{ok}");
     }
-    // Without an expiry the cap is the expiry (a default, not a clamp of a request).
-    let (_, _, capped) = create(&server, &token, "client", json!({})).await;
+    // Without an expiry a workspace token would never expire: refused, not clamped.
+    for token_type in ["client", "admin", "frontend"] {
+        let body = json!({"name": "forever", "type": token_type});
+        let (status, _, err) = call(&server, &token, Method::POST, &path, Some(body)).await;
+        assert_eq!(status, 422, "{token_type}: {err}");
+        assert_eq!(err["error"]["code"], json!("lifetime_exceeds_policy"));
+        assert_eq!(err["error"]["field"], json!("expires_in_days"));
+    }
+    // A personal token's default lifetime (270 days here) is shortened by the cap.
+    let (_, _, capped) = create(&server, &token, "personal", json!({})).await;
     let expires = time::OffsetDateTime::parse(
         capped["expires_at"].as_str().unwrap(),
         &time::format_description::well_known::Rfc3339,
@@ -387,7 +395,9 @@ async fn lowering_max_lifetime_fails_older_tokens_on_every_surface() {
     // Precedence: revoked comes first.
     assert_eq!(reason(&server, &revoked.token).await, json!("revoked"));
     // A token younger than the cap works.
-    let young = server.token(&admin, &ws, "young", TokenType::Client).await;
+    let young = server
+        .token(&admin, &ws, "young", TokenType::Personal)
+        .await;
     assert_eq!(reason(&server, &young.token).await, Value::Null);
     server.state.clock.advance(5 * DAY);
     assert_eq!(reason(&server, &young.token).await, json!("expired"));
