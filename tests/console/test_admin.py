@@ -259,9 +259,11 @@ def test_lifetime_policies_are_set_in_the_form_and_hold_at_creation(server, admi
     assert (c.field(IDLE).get_attribute("value"), c.field(CAP).get_attribute("value")) == ("", "")
     save_lifetime_policies(c, "90", "30")
 
-    # The cap holds for every type at creation, with the policy's message.
+    # The cap holds for every type at creation, with the policy's message; the form's
+    # personal lifetime (instance default 270 days) is shortened to it.
     open_workspace_tokens(c)
     open_form(c)
+    assert "Personal tokens live at most 30 days" in c.text()
     c.fill("Token Name", "too-long")
     c.choose("Type", "client")
     set_expiry(c, "31")

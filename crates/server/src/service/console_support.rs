@@ -122,11 +122,16 @@ impl AppState {
     }
 
     /// The longest lifetime a personal token may be given now, in days (the org's personal
-    /// token TTL, else the instance default).
+    /// token TTL, else the instance default; shorter when the org's maximum token lifetime
+    /// is, so the form offers nothing the server would refuse).
     pub async fn personal_token_max_days(&self) -> Result<u32, ApiError> {
         let org = self.org().await?;
         let instance = self.store.get_instance_settings().await?;
-        Ok(policy::personal_ttl_days(&org.token_settings, &instance))
+        let ttl = policy::personal_ttl_days(&org.token_settings, &instance);
+        Ok(org
+            .token_settings
+            .max_token_lifetime_days
+            .map_or(ttl, |cap| ttl.min(cap)))
     }
 
     /// The first workspace (of those the caller may enter) in which policy lets the caller
