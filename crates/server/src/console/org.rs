@@ -220,6 +220,9 @@ pub struct TokenSettingsPage {
     instance_default_days: u32,
     /// The types whose secrets are kept recoverable.
     recoverable: Vec<Choice>,
+    /// The types an org admin's token of waits for another admin's approval (shown to
+    /// owners only: only they may change it).
+    approval: Vec<Choice>,
     /// `idle_revoke_days` as the form shows it (empty: off).
     idle_days: String,
     /// `max_token_lifetime_days` as the form shows it (empty: off).
@@ -285,18 +288,24 @@ async fn render_token_settings(state: &AppState, s: &SignedIn, view: View) -> Re
         };
         let idle_days = days("idle_revoke_days", settings.idle_revoke_days);
         let max_lifetime = days("max_token_lifetime_days", settings.max_token_lifetime_days);
-        let recoverable = ALL_TOKEN_TYPES
-            .iter()
-            .map(|t| {
-                let on = match &view.sticky {
-                    Some(f) => f.all("recoverable_types").iter().any(|v| v == t.as_str()),
-                    None => settings.recoverable_types.contains(t),
-                };
-                Choice::new(t.as_str(), type_setting_label(*t), on)
-            })
-            .collect();
+        // A failed Save shows what was ticked; otherwise the stored set.
+        let ticked = |field: &str, stored: &[TokenType]| -> Vec<Choice> {
+            ALL_TOKEN_TYPES
+                .iter()
+                .map(|t| {
+                    let on = match &view.sticky {
+                        Some(f) => f.all(field).iter().any(|v| v == t.as_str()),
+                        None => stored.contains(t),
+                    };
+                    Choice::new(t.as_str(), type_setting_label(*t), on)
+                })
+                .collect()
+        };
+        let recoverable = ticked("recoverable_types", &settings.recoverable_types);
+        let approval = ticked("approval_required_types", &settings.approval_required_types);
         Ok(TokenSettingsPage {
             recoverable,
+            approval,
             idle_days,
             max_lifetime,
             c: s.chrome("Access Token Settings", "organization", &view),
@@ -358,14 +367,21 @@ pub async fn save_token_settings(
             .get("token_creators")
             .and_then(TokenCreators::parse)
             .ok_or_else(|| ApiError::field("token_creators", "choose who may create tokens"))?;
-        let recoverable_types = data
-            .all("recoverable_types")
-            .iter()
-            .map(|v| {
-                TokenType::parse(v)
-                    .ok_or_else(|| ApiError::field("recoverable_types", "unknown token type"))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let types_of = |field: &'static str| {
+            data.all(field)
+                .iter()
+                .map(|v| {
+                    TokenType::parse(v).ok_or_else(|| ApiError::field(field, "unknown token type"))
+                })
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let recoverable_types = types_of("recoverable_types")?;
+        // Only owners see (and may change) it; an admin's Save leaves it as it is.
+        let approval_required_types = if s.is_owner() {
+            Some(types_of("approval_required_types")?)
+        } else {
+            None
+        };
         let org = state.org().await?;
         let req = UpdateTokenSettingsRequest {
             enabled_types: Some(enabled_types),
@@ -375,8 +391,7 @@ pub async fn save_token_settings(
             recoverable_types: Some(recoverable_types),
             idle_revoke_days: Some(idle),
             max_token_lifetime_days: Some(lifetime),
-            // The console's form does not carry it yet: unchanged.
-            approval_required_types: None,
+            approval_required_types,
         };
         state.update_token_settings(&s.p, &org.id, req).await
     }
