@@ -601,10 +601,25 @@ async fn a_lease_that_runs_out_during_an_attempt_does_not_make_the_node_repeat_i
         !receiver.of_type("webhook.test").is_empty()
     })
     .await;
-    // The attempt is held; its 10 s lease runs out, and the node's next polls (every
-    // 50 ms) find the delivery claimable again.
+    // The attempt is held; its 10 s lease runs out, and the node's next poll finds the
+    // delivery claimable again. A token created after that is delivered by a later poll
+    // (claims take the oldest due first), so once its event arrives the node has had its
+    // chance to repeat the held attempt.
     server.state.clock.advance(11);
-    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    let ws = server.workspace1().await;
+    admin
+        .tokens()
+        .create(
+            &ws,
+            &CreateTokenRequest::new("after-the-lease", TokenType::Personal),
+        )
+        .await
+        .unwrap();
+    eventually(
+        "a delivery claimed after the lease ran out arrives",
+        || async { !receiver.of_type("token.created").is_empty() },
+    )
+    .await;
     assert_eq!(
         receiver.of_type("webhook.test").len(),
         1,
